@@ -1,0 +1,240 @@
+"""Settings for agentsite, read from the environment (and `.env` when present).
+
+Every variable is documented in `.env.example`; development needs none of them.
+"""
+
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from .env import (
+    database_from_url,
+    env_bool,
+    env_int,
+    env_list,
+    env_str,
+    load_dotenv,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+load_dotenv(BASE_DIR / ".env")
+
+# Core
+DEBUG = env_bool("DEBUG", True)
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG=0")
+    SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "channels",
+    "chat",
+    "tasks",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "agentsite.urls"
+ASGI_APPLICATION = "agentsite.asgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "chat.context_processors.demo_mode",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": database_from_url(
+        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"), BASE_DIR
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+# The ASGI server serves /static/ itself unless a proxy or CDN does (SERVE_STATIC=0).
+SERVE_STATIC = env_bool("SERVE_STATIC", True)
+
+# Production hardening: only where DEBUG is off, so local http works.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SECURE_HSTS_SECONDS = 0 if DEBUG else env_int("SECURE_HSTS_SECONDS", 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = not DEBUG
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {
+        # httpx logs every request line at INFO; one line per model call is noise.
+        "httpx": {"level": "WARNING"},
+        "openai": {"level": "WARNING"},
+    },
+}
+
+# Redis: one server for the broker, the channel layer and the live state.
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Keys and channels are prefixed so that several deployments (or a test run next to
+# `make run`) can share one Redis without hearing each other.
+REDIS_PREFIX = env_str("REDIS_PREFIX", "agentsite")
+
+# Shared across processes: REST throttling counts must agree between web processes.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": f"{REDIS_PREFIX}:cache",
+    }
+}
+
+# Celery
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+CELERY_TASK_DEFAULT_QUEUE = f"{REDIS_PREFIX}.tasks"
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # Our own leases and sweeps recover crashed work within seconds; the broker's
+    # redelivery is only the last resort, so its timeout can stay long.
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
+    "global_keyprefix": f"{REDIS_PREFIX}:",
+}
+CELERY_BEAT_SCHEDULE = {
+    "sweep": {"task": "tasks.tasks.sweep", "schedule": float(env_int("AGENT_SWEEP_SECONDS", 5))},
+}
+
+# Channels
+CHANNEL_LAYERS = {
+    "default": {
+        # Chosen on measured fan-out numbers (README, "Performance"): one Redis
+        # subscription per room per process, no per-process capacity drops.
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {
+            "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+            "prefix": f"{REDIS_PREFIX}:ws:",
+        },
+    },
+}
+
+# REST
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "chat.api.errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env_str("API_THROTTLE_ANON", "60/min"),
+        "user": env_str("API_THROTTLE_USER", "600/min"),
+    },
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
+    + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "agentsite API",
+    "DESCRIPTION": "Rooms, agent requests and the actions people approve.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# OpenAI: without a key, the local stand-in (`standins/openai_server.py`) is used.
+OPENAI_API_KEY = env_str("OPENAI_API_KEY")
+OPENAI_BASE_URL = env_str(
+    "OPENAI_BASE_URL",
+    "https://api.openai.com/v1" if OPENAI_API_KEY else "http://127.0.0.1:8001/v1",
+)
+OPENAI_MODEL = env_str("OPENAI_MODEL", "gpt-4o-mini")
+OPENAI_TIMEOUT = float(env_int("OPENAI_TIMEOUT", 60))
+
+# Linear: without a key, the local stand-in (`standins/linear_server.py`) is used.
+LINEAR_API_KEY = env_str("LINEAR_API_KEY")
+LINEAR_API_URL = env_str(
+    "LINEAR_API_URL",
+    "https://api.linear.app/graphql" if LINEAR_API_KEY else "http://127.0.0.1:8002/graphql",
+)
+LINEAR_TIMEOUT = float(env_int("LINEAR_TIMEOUT", 15))
+# The stand-ins still want a credential on the wire, like the real services.
+DEMO_MODE = not (OPENAI_API_KEY and LINEAR_API_KEY)
+
+# Agent
+AGENT_APPROVAL_TIMEOUT = env_int("AGENT_APPROVAL_TIMEOUT", 24 * 3600)
+AGENT_MAX_STEPS = env_int("AGENT_MAX_STEPS", 10)
+AGENT_MAX_INPUT_CHARS = env_int("AGENT_MAX_INPUT_CHARS", 10_000)
+# Characters of conversation (history and this turn) sent to the model at most.
+AGENT_CONTEXT_CHARS = env_int("AGENT_CONTEXT_CHARS", 24_000)
+AGENT_HISTORY_MESSAGES = env_int("AGENT_HISTORY_MESSAGES", 30)
+AGENT_APPROVAL_TOOLS = env_list(
+    "AGENT_APPROVAL_TOOLS", ["create_issue", "update_issue", "delete_issue", "add_comment"]
+)
+# A worker holding a turn renews its lease; a lease that runs out means the worker
+# died, and the sweep hands the work to another one.
+AGENT_LEASE_SECONDS = env_int("AGENT_LEASE_SECONDS", 20)
+AGENT_MAX_ATTEMPTS = env_int("AGENT_MAX_ATTEMPTS", 6)
+# Work left without a lease this long (its enqueue was lost) is picked up by the sweep.
+AGENT_SWEEP_GRACE_SECONDS = env_int("AGENT_SWEEP_GRACE_SECONDS", 10)
+AGENT_DELTA_INTERVAL_MS = env_int("AGENT_DELTA_INTERVAL_MS", 30)

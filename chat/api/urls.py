@@ -1,0 +1,25 @@
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from . import views
+
+urlpatterns = [
+    path("auth/token", views.TokenView.as_view(), name="api-token"),
+    path("rooms", views.RoomsView.as_view(), name="api-rooms"),
+    path("rooms/<str:slug>", views.RoomView.as_view(), name="api-room"),
+    path("rooms/<str:slug>/members", views.MembersView.as_view(), name="api-members"),
+    path("rooms/<str:slug>/requests", views.RoomRequestsView.as_view(),
+         name="api-room-requests"),
+    path("rooms/<str:slug>/events", views.RoomEventsView.as_view(), name="api-events"),
+    path("requests/<str:request_id>", views.RequestView.as_view(), name="api-request"),
+    path("requests/<str:request_id>/cancel", views.RequestCancelView.as_view(),
+         name="api-request-cancel"),
+    path("actions", views.ActionsView.as_view(), name="api-actions"),
+    path("actions/<str:action_id>", views.ActionView.as_view(), name="api-action"),
+    path("actions/<str:action_id>/approve", views.ActionApproveView.as_view(),
+         name="api-action-approve"),
+    path("actions/<str:action_id>/deny", views.ActionDenyView.as_view(),
+         name="api-action-deny"),
+    path("schema", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]

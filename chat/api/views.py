@@ -1,0 +1,230 @@
+"""The REST API of the contract: thin views over chat.services."""
+
+import uuid
+
+from django.contrib.auth import authenticate
+from django.db.models import OuterRef, Subquery
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.authtoken.models import Token
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request as HttpRequest
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from chat import services
+from chat.errors import Invalid
+from chat.models import Action, Membership, Room
+from chat.realtime import event_frame, events_after
+from chat.serializers import (
+    ActionSerializer,
+    MemberSerializer,
+    RequestDetailSerializer,
+    RequestSerializer,
+    RoomDetailSerializer,
+    RoomSerializer,
+)
+
+
+def _valid(serializer_class: type[serializers.Serializer], data: object) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class TokenIn(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=256, trim_whitespace=False)
+
+
+class TokenView(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+
+    @extend_schema(request=TokenIn, responses=inline_serializer(
+        "TokenOut", {"token": serializers.CharField()}))
+    def post(self, request: HttpRequest) -> Response:
+        data = _valid(TokenIn, request.data)
+        user = authenticate(request, username=data["username"], password=data["password"])
+        if user is None:
+            raise Invalid("Unable to log in with these credentials.")
+        token, _ = Token.objects.get_or_create(user=user)
+        return Response({"token": token.key})
+
+
+class RoomIn(serializers.Serializer):
+    name = serializers.CharField(max_length=120)
+    slug = serializers.CharField(max_length=60, required=False, allow_blank=True)
+
+
+class RoomsView(APIView):
+    @extend_schema(responses=RoomSerializer(many=True))
+    def get(self, request: HttpRequest) -> Response:
+        role = Membership.objects.filter(room=OuterRef("pk"), user=request.user)
+        rooms = Room.objects.filter(memberships__user=request.user).annotate(
+            user_role=Subquery(role.values("role")[:1]))
+        return Response(RoomSerializer(rooms, many=True).data)
+
+    @extend_schema(request=RoomIn, responses={201: RoomSerializer})
+    def post(self, request: HttpRequest) -> Response:
+        data = _valid(RoomIn, request.data)
+        room = services.room_create(user=request.user, name=data["name"],
+                                    slug=data.get("slug", ""))
+        body = RoomSerializer(room, context={"user": request.user}).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class RoomView(APIView):
+    @extend_schema(responses=RoomDetailSerializer)
+    def get(self, request: HttpRequest, slug: str) -> Response:
+        room = services.room_get_for_member(slug=slug, user=request.user)
+        body = RoomDetailSerializer(room, context={"user": request.user}).data
+        return Response(body)
+
+
+class MemberIn(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    role = serializers.ChoiceField(choices=Membership.Role.values)
+
+
+class MembersView(APIView):
+    @extend_schema(request=MemberIn, responses={201: MemberSerializer})
+    def post(self, request: HttpRequest, slug: str) -> Response:
+        room = services.room_get_for_member(slug=slug, user=request.user)
+        data = _valid(MemberIn, request.data)
+        membership = services.member_add(room=room, actor=request.user, **data)
+        return Response(MemberSerializer(membership).data, status=status.HTTP_201_CREATED)
+
+
+class RequestIn(serializers.Serializer):
+    # Length is the service's rule (AGENT_MAX_INPUT_CHARS); checked there once.
+    text = serializers.CharField(trim_whitespace=False, allow_blank=True)
+
+
+class RoomRequestsView(APIView):
+    @extend_schema(request=RequestIn, responses={202: RequestSerializer})
+    def post(self, request: HttpRequest, slug: str) -> Response:
+        room = services.room_get_for_member(slug=slug, user=request.user)
+        data = _valid(RequestIn, request.data)
+        agent_request = services.request_start(room=room, user=request.user,
+                                               text=data["text"])
+        return Response(RequestSerializer(agent_request).data,
+                        status=status.HTTP_202_ACCEPTED)
+
+
+class RequestView(APIView):
+    @extend_schema(responses=RequestDetailSerializer)
+    def get(self, request: HttpRequest, request_id: str) -> Response:
+        agent_request = services.request_get(request_id=_uuid(request_id), user=request.user)
+        return Response(RequestDetailSerializer(agent_request).data)
+
+
+class RequestCancelView(APIView):
+    @extend_schema(request=None, responses=RequestSerializer)
+    def post(self, request: HttpRequest, request_id: str) -> Response:
+        agent_request = services.request_cancel(request_id=_uuid(request_id),
+                                                user=request.user)
+        return Response(RequestSerializer(agent_request).data)
+
+
+class ActionsView(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("status", str, enum=Action.Status.values),
+            OpenApiParameter("room", str, description="A room's slug."),
+            OpenApiParameter("limit", int, description="At most this many (1-500)."),
+        ],
+        responses=ActionSerializer(many=True),
+    )
+    def get(self, request: HttpRequest) -> Response:
+        actions = services.action_list(
+            user=request.user,
+            status=request.query_params.get("status") or None,
+            room_slug=request.query_params.get("room") or None,
+            limit=_int_param(request, "limit", 200, 1, 500),
+        )
+        return Response(ActionSerializer(actions, many=True).data)
+
+
+class ActionView(APIView):
+    @extend_schema(responses=ActionSerializer)
+    def get(self, request: HttpRequest, action_id: str) -> Response:
+        action = services.action_get(action_id=_uuid(action_id), user=request.user)
+        return Response(ActionSerializer(action).data)
+
+
+class ApproveIn(serializers.Serializer):
+    arguments = serializers.JSONField(required=False)
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+    def validate_arguments(self, value: object) -> dict:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        return value
+
+
+class DenyIn(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+
+class ActionApproveView(APIView):
+    @extend_schema(request=ApproveIn, responses=ActionSerializer)
+    def post(self, request: HttpRequest, action_id: str) -> Response:
+        data = _valid(ApproveIn, request.data)
+        action = services.action_decide(
+            action_id=_uuid(action_id), user=request.user, decision="approve",
+            reason=data.get("reason", ""), arguments=data.get("arguments"),
+            via=Action.Via.API)
+        return Response(ActionSerializer(action).data)
+
+
+class ActionDenyView(APIView):
+    @extend_schema(request=DenyIn, responses=ActionSerializer)
+    def post(self, request: HttpRequest, action_id: str) -> Response:
+        data = _valid(DenyIn, request.data)
+        action = services.action_decide(
+            action_id=_uuid(action_id), user=request.user, decision="deny",
+            reason=data.get("reason", ""), via=Action.Via.API)
+        return Response(ActionSerializer(action).data)
+
+
+class RoomEventsView(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("after", int, description="Events after this seq."),
+                    OpenApiParameter("limit", int, description="At most this many (1-1000).")],
+        responses=inline_serializer("EventPage", {
+            "events": serializers.ListField(child=serializers.DictField()),
+            "last_seq": serializers.IntegerField(),
+            "has_more": serializers.BooleanField()}),
+    )
+    def get(self, request: HttpRequest, slug: str) -> Response:
+        room = services.room_get_for_member(slug=slug, user=request.user)
+        after = _int_param(request, "after", 0, 0, 2**62)
+        limit = _int_param(request, "limit", 500, 1, 1000)
+        events = events_after(room.pk, after, limit=limit)
+        last_seq = Room.objects.values_list("last_seq", flat=True).get(pk=room.pk)
+        return Response({
+            "events": [event_frame(event) for event in events],
+            "last_seq": last_seq,
+            "has_more": bool(events) and events[-1].seq < last_seq,
+        })
+
+
+def _int_param(request: HttpRequest, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise Invalid(f"{name} must be an integer.") from None
+    if not low <= value <= high:
+        raise Invalid(f"{name} must be between {low} and {high}.")
+    return value
+
+
+def _uuid(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise services.NotFound("Not found.") from None

@@ -1,0 +1,25 @@
+"""The one error type services raise; the REST handler and the consumer map it."""
+
+
+class AppError(Exception):
+    status = 400
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class Invalid(AppError):
+    status = 400
+
+
+class Forbidden(AppError):
+    status = 403
+
+
+class NotFound(AppError):
+    status = 404
+
+
+class Conflict(AppError):
+    status = 409

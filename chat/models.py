@@ -1,0 +1,227 @@
+"""Rooms, the people in them, the agent's requests and everything a room has seen."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class Room(models.Model):
+    slug = models.SlugField(max_length=60, unique=True)
+    name = models.CharField(max_length=120)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    # The seq of the room's newest durable event; bumped under the row lock so that
+    # seqs are gap-free and strictly increasing (see chat/realtime.py).
+    last_seq = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        MEMBER = "member"
+        APPROVER = "approver"
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["room", "user"], name="one_membership_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.room} ({self.role})"
+
+
+class Request(models.Model):
+    """One chat turn: a member's message and all the agent does for it."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        AWAITING_APPROVAL = "awaiting_approval"
+        COMPLETED = "completed"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    ENDED = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="requests")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    error = models.TextField(blank=True)
+    usage = models.JSONField(default=dict, blank=True)
+    # Model calls finished so far; a step task names the step it runs, so a
+    # redelivered task for a finished step finds nothing to do.
+    step = models.PositiveIntegerField(default=0)
+    # The worker running a model call holds a lease and renews it; the sweep
+    # re-enqueues a step whose lease ran out (its worker died).
+    lease_token = models.CharField(max_length=32, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created"]
+        indexes = [models.Index(fields=["status", "lease_until"])]
+
+    def __str__(self) -> str:
+        return f"Request {self.id} ({self.status})"
+
+    @property
+    def ended(self) -> bool:
+        return self.status in self.ENDED
+
+    @property
+    def draft_message_id(self) -> uuid.UUID:
+        """The id the assistant message of the running step will have once finished.
+
+        Derived, so a retried model call streams under the same id and watchers
+        replace its text instead of seeing it twice.
+        """
+        return uuid.uuid5(self.id, f"step-{self.step}")
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        USER = "user"
+        ASSISTANT = "assistant"
+        TOOL = "tool"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="messages")
+    request = models.ForeignKey(
+        Request, null=True, blank=True, on_delete=models.CASCADE, related_name="messages"
+    )
+    role = models.CharField(max_length=10, choices=Role.choices)
+    content = models.TextField(blank=True)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    # For the model's context: the calls an assistant message made, and for a tool
+    # message the call it answers.
+    tool_calls = models.JSONField(default=list, blank=True)
+    tool_call_id = models.CharField(max_length=100, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created"]
+        indexes = [models.Index(fields=["room", "created"])]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.content[:40]}"
+
+
+class Action(models.Model):
+    """A tool call the agent proposed, and what people and the tool made of it."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        APPROVED = "approved"
+        EXECUTING = "executing"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        DENIED = "denied"
+        EXPIRED = "expired"
+        CANCELLED = "cancelled"
+
+    class Via(models.TextChoices):
+        ROOM = "room"
+        API = "api"
+        ADMIN = "admin"
+        SYSTEM = "system"
+
+    TERMINAL = (
+        Status.SUCCEEDED,
+        Status.FAILED,
+        Status.DENIED,
+        Status.EXPIRED,
+        Status.CANCELLED,
+    )
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    request = models.ForeignKey(Request, on_delete=models.CASCADE, related_name="actions")
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="actions")
+    step = models.PositiveIntegerField()
+    tool = models.CharField(max_length=60)
+    tool_call_id = models.CharField(max_length=100)
+    arguments = models.JSONField(default=dict)
+    # What the model asked for, kept when an approver edits the arguments.
+    proposed_arguments = models.JSONField(null=True, blank=True)
+    requires_approval = models.BooleanField()
+    preview = models.JSONField(null=True, blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_via = models.CharField(max_length=10, choices=Via.choices, blank=True)
+    reason = models.TextField(blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    # An executing tool call is claimed with a lease; see tasks/agent.py.
+    lease_token = models.CharField(max_length=32, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created"]
+        permissions = [("decide_action", "Can approve or deny actions in every room")]
+        indexes = [models.Index(fields=["status", "created"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["request", "tool_call_id"], name="one_action_per_tool_call"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tool} ({self.status})"
+
+    @property
+    def edited(self) -> bool:
+        return self.proposed_arguments is not None
+
+
+class RoomEvent(models.Model):
+    """A durable event of a room, in the order every watcher sees it."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveBigIntegerField()
+    type = models.CharField(max_length=20)
+    payload = models.JSONField()
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["room", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["room", "seq"], name="one_event_per_seq")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.room_id}#{self.seq} {self.type}"

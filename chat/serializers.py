@@ -1,0 +1,107 @@
+"""How rooms, requests, messages and actions look on the wire (REST and WebSocket)."""
+
+from rest_framework import serializers
+
+from .models import Action, Membership, Message, Request, Room
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(read_only=True)
+    request = serializers.CharField(source="request_id", read_only=True, allow_null=True)
+    author = serializers.CharField(
+        source="author.username", read_only=True, allow_null=True, default=None
+    )
+
+    class Meta:
+        model = Message
+        fields = ["id", "role", "content", "author", "request", "created"]
+
+
+class ActionSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(read_only=True)
+    request = serializers.CharField(source="request_id", read_only=True)
+    room = serializers.CharField(source="room.slug", read_only=True)
+    decided_by = serializers.CharField(
+        source="decided_by.username", read_only=True, allow_null=True, default=None
+    )
+    arguments = serializers.JSONField(read_only=True)
+    proposed_arguments = serializers.JSONField(read_only=True, allow_null=True)
+    preview = serializers.JSONField(read_only=True, allow_null=True)
+    result = serializers.JSONField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Action
+        fields = [
+            "id",
+            "request",
+            "room",
+            "tool",
+            "arguments",
+            "proposed_arguments",
+            "requires_approval",
+            "preview",
+            "status",
+            "decided_by",
+            "decided_at",
+            "decided_via",
+            "reason",
+            "result",
+            "error",
+            "created",
+        ]
+
+
+class RequestSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(read_only=True)
+    room = serializers.CharField(source="room.slug", read_only=True)
+    user = serializers.CharField(
+        source="user.username", read_only=True, allow_null=True, default=None
+    )
+    usage = serializers.JSONField(read_only=True)
+
+    class Meta:
+        model = Request
+        fields = ["id", "room", "user", "status", "error", "created", "usage"]
+
+
+class RequestDetailSerializer(RequestSerializer):
+    messages = MessageSerializer(many=True, read_only=True)
+    actions = ActionSerializer(many=True, read_only=True)
+
+    class Meta(RequestSerializer.Meta):
+        fields = [*RequestSerializer.Meta.fields, "messages", "actions"]
+
+
+class MemberSerializer(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username", read_only=True)
+
+    class Meta:
+        model = Membership
+        fields = ["username", "role"]
+
+
+class RoomSerializer(serializers.ModelSerializer):
+    role = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Room
+        fields = ["slug", "name", "role"]
+
+    def get_role(self, room: Room) -> str | None:
+        # Views annotate the caller's role; fall back to a lookup for single rooms.
+        role = getattr(room, "user_role", None)
+        if role is None and (user := self.context.get("user")) is not None:
+            role = room.memberships.filter(user=user).values_list("role", flat=True).first()
+        return role
+
+
+class RoomDetailSerializer(RoomSerializer):
+    members = MemberSerializer(source="memberships", many=True, read_only=True)
+
+    class Meta(RoomSerializer.Meta):
+        fields = [*RoomSerializer.Meta.fields, "members"]
+
+
+def request_event(request: Request) -> dict:
+    """The small form of a request that `request` events carry."""
+    return {"id": str(request.id), "status": request.status, "error": request.error}

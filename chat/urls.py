@@ -1,0 +1,9 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("", views.room_list, name="room-list"),
+    path("rooms/<slug:slug>/", views.room_detail, name="room"),
+    path("rooms/<slug:slug>/members", views.room_member_add, name="room-member-add"),
+]

@@ -1,0 +1,92 @@
+"""Pages for people, and the health check for load balancers."""
+
+import logging
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import connection
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from . import redis as rds
+from . import services
+from .errors import AppError
+from .models import Membership, Room
+
+logger = logging.getLogger(__name__)
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    checks = {"database": _check_database(), "redis": _check_redis()}
+    healthy = all(value == "ok" for value in checks.values())
+    return JsonResponse({"status": "ok" if healthy else "unavailable", **checks},
+                        status=200 if healthy else 503)
+
+
+def _check_database() -> str:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return "ok"
+    except Exception:
+        logger.warning("healthz: database unavailable", exc_info=True)
+        return "unavailable"
+
+
+def _check_redis() -> str:
+    try:
+        rds.client().ping()
+        return "ok"
+    except Exception:
+        logger.warning("healthz: redis unavailable", exc_info=True)
+        return "unavailable"
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def room_list(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        try:
+            room = services.room_create(user=request.user, name=request.POST.get("name", ""),
+                                        slug=request.POST.get("slug", ""))
+        except AppError as exc:
+            messages.error(request, exc.detail)
+        else:
+            return redirect("room", slug=room.slug)
+    memberships = (Membership.objects.filter(user=request.user)
+                   .select_related("room").order_by("room__name"))
+    return render(request, "chat/room_list.html", {"memberships": memberships})
+
+
+@login_required
+def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    try:
+        room = services.room_get_for_member(slug=slug, user=request.user)
+    except AppError:
+        raise Http404("No such room.") from None
+    role = services.room_role(room=room, user=request.user)
+    context = {
+        "room": room,
+        "role": role,
+        "can_decide": services.can_decide(room=room, user=request.user),
+        "members": room.memberships.select_related("user").order_by("user__username"),
+    }
+    return render(request, "chat/room.html", context)
+
+
+@login_required
+@require_http_methods(["POST"])
+def room_member_add(request: HttpRequest, slug: str) -> HttpResponse:
+    room = Room.objects.filter(slug=slug).first()
+    try:
+        if room is None:
+            raise services.NotFound("No such room.")
+        services.member_add(room=room, actor=request.user,
+                            username=request.POST.get("username", "").strip(),
+                            role=request.POST.get("role", Membership.Role.MEMBER))
+    except services.NotFound:
+        raise Http404("No such room.") from None
+    except AppError as exc:
+        messages.error(request, exc.detail)
+    return redirect("room", slug=slug)

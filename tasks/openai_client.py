@@ -1,0 +1,122 @@
+"""Chat completions through the `openai` SDK, streamed, with errors sorted for retry."""
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+
+import openai
+from django.conf import settings
+
+from .errors import PermanentError, TransientError
+
+
+class Stopped(Exception):
+    """The stream was abandoned on purpose (the request was cancelled)."""
+
+
+@dataclass
+class ToolCall:
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+@dataclass
+class Completion:
+    text: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    usage: dict = field(default_factory=dict)
+    finish_reason: str | None = None
+
+
+@cache
+def _client() -> openai.OpenAI:
+    # Our own tasks retry with backoff and watchers see a reset; the SDK's silent
+    # retries would only hide time from that.
+    return openai.OpenAI(
+        api_key=settings.OPENAI_API_KEY or "demo-key",
+        base_url=settings.OPENAI_BASE_URL,
+        timeout=settings.OPENAI_TIMEOUT,
+        max_retries=0,
+    )
+
+
+def stream_chat(
+    messages: list[dict],
+    tools: list[dict],
+    on_text: Callable[[str], None],
+    stop: threading.Event,
+    on_open: Callable[[Callable[[], None]], None] = lambda close: None,
+) -> Completion:
+    """Stream one answer; `on_text` gets text as it comes, tool calls are assembled.
+
+    `on_open` receives a function that closes the stream, so another thread can cut
+    a silent stream short when the request is cancelled.
+    """
+    try:
+        stream = _client().chat.completions.create(
+            model=settings.OPENAI_MODEL,
+            messages=messages,
+            tools=tools or openai.omit,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        on_open(stream.close)
+        with stream:
+            return _assemble(stream, on_text, stop)
+    except Stopped:
+        raise
+    except Exception as exc:
+        if stop.is_set():
+            raise Stopped() from exc
+        raise _classify(exc) from exc
+
+
+def _assemble(stream, on_text: Callable[[str], None], stop: threading.Event) -> Completion:
+    completion = Completion()
+    calls: dict[int, ToolCall] = {}
+    for chunk in stream:
+        if stop.is_set():
+            raise Stopped()
+        if chunk.usage:
+            completion.usage = chunk.usage.model_dump(include={
+                "prompt_tokens", "completion_tokens", "total_tokens"})
+        for choice in chunk.choices:
+            delta = choice.delta
+            if delta.content:
+                completion.text += delta.content
+                on_text(delta.content)
+            for part in delta.tool_calls or []:
+                call = calls.setdefault(part.index, ToolCall())
+                call.id = part.id or call.id
+                if part.function:
+                    call.name += part.function.name or ""
+                    call.arguments += part.function.arguments or ""
+            completion.finish_reason = choice.finish_reason or completion.finish_reason
+    completion.tool_calls = [calls[i] for i in sorted(calls)]
+    return completion
+
+
+def _classify(exc: Exception) -> Exception:
+    if isinstance(exc, openai.APIStatusError):
+        message = _error_message(exc)
+        if exc.status_code == 429 or exc.status_code >= 500 or exc.status_code == 408:
+            return TransientError(f"The model service is busy ({exc.status_code}): {message}")
+        return PermanentError(f"The model service refused the request ({exc.status_code}): "
+                              f"{message}")
+    if isinstance(exc, openai.APIConnectionError | openai.APITimeoutError):
+        return TransientError("The model service could not be reached or timed out.")
+    if isinstance(exc, openai.APIError):
+        # A stream that broke off midway (dropped connection, bad chunk).
+        return TransientError(f"The model's answer broke off: {type(exc).__name__}.")
+    if isinstance(exc, OSError | json.JSONDecodeError) or "httpx" in type(exc).__module__:
+        return TransientError(f"The model's answer broke off: {type(exc).__name__}.")
+    return exc
+
+
+def _error_message(exc: openai.APIStatusError) -> str:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    detail = body.get("message") or body.get("error", {}).get("message") if body else None
+    return str(detail or exc.message)[:300]
