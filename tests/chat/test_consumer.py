@@ -1,0 +1,358 @@
+"""The room WebSocket against the real Redis channel layer (no in-memory layer)."""
+
+import asyncio
+import json
+import uuid
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing.websocket import WebsocketCommunicator
+from django.test import Client
+
+from agentsite.asgi import application
+from chat import services
+from chat.models import Action, Request, RoomEvent
+from chat.realtime import delta_send, publisher
+from tests.plugins.people import token_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+PATH = "/ws/rooms/triage/"
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def token_headers(user) -> list[tuple[bytes, bytes]]:
+    # Called before entering the event loop: the ORM is synchronous.
+    return [(b"authorization", f"Token {token_for(user)}".encode())]
+
+
+def session_headers(user, origin: str | None = "http://127.0.0.1") -> list:
+    client = Client()
+    client.force_login(user)
+    cookie = f"sessionid={client.cookies['sessionid'].value}"
+    headers = [(b"cookie", cookie.encode())]
+    if origin:
+        headers.append((b"origin", origin.encode()))
+    return headers
+
+
+async def connect(headers, path: str = PATH) -> tuple[WebsocketCommunicator, dict]:
+    ws = WebsocketCommunicator(application, path, headers=headers)
+    connected, code = await ws.connect(timeout=5)
+    assert connected, f"refused with {code}"
+    snapshot = await ws.receive_json_from(timeout=5)
+    assert snapshot["type"] == "snapshot"
+    return ws, snapshot
+
+
+async def receive_until(ws, predicate, timeout: float = 5) -> list[dict]:
+    frames = []
+    async with asyncio.timeout(timeout):
+        while True:
+            frame = await ws.receive_json_from(timeout=timeout)
+            frames.append(frame)
+            if predicate(frame):
+                return frames
+
+
+async def refused(headers, path: str = PATH) -> int | None:
+    ws = WebsocketCommunicator(application, path, headers=headers)
+    connected, code = await ws.connect(timeout=5)
+    if connected:
+        # Accepted then closed is also a refusal; anything else is not.
+        output = await ws.receive_output(timeout=5)
+        assert output["type"] == "websocket.close", output
+        return output.get("code")
+    return code
+
+
+def pending_action(room, bob, tool: str = "delete_issue", **arguments) -> Action:
+    request = Request.objects.create(room=room, user=bob, step=1,
+                                     status=Request.Status.AWAITING_APPROVAL)
+    return Action.objects.create(
+        request=request, room=room, step=0, tool=tool, tool_call_id="call_1",
+        arguments=arguments or {"id": "ENG-3"}, requires_approval=True,
+        status=Action.Status.PENDING)
+
+
+# Who gets in --------------------------------------------------------------------------
+
+
+def test_anonymous_is_refused(room):
+    assert run(refused([(b"origin", b"http://127.0.0.1")])) == 4401
+
+
+def test_outsider_and_unknown_room_are_refused(room, mallory, bob):
+    assert run(refused(token_headers(mallory))) == 4404
+    assert run(refused(token_headers(bob), "/ws/rooms/nope/")) == 4404
+
+
+def test_foreign_or_missing_origin_is_refused_for_browsers(room, bob):
+    assert run(refused(session_headers(bob, origin="http://evil.example"))) == 4403
+    assert run(refused(session_headers(bob, origin=None))) == 4403
+
+
+def test_session_with_own_origin_and_token_without_origin_get_in(room, bob):
+    both_headers = (session_headers(bob), token_headers(bob))
+
+    async def both():
+        for headers in both_headers:
+            ws, snapshot = await connect(headers)
+            assert snapshot["seq"] == 0
+            await ws.disconnect()
+
+    run(both())
+
+
+def test_bad_token_is_refused_even_with_a_session_cookie(room, bob):
+    headers = [*session_headers(bob), (b"authorization", b"Token not-a-token")]
+    assert run(refused(headers)) == 4401
+
+
+# Snapshot -----------------------------------------------------------------------------
+
+
+def test_snapshot_has_history_pending_actions_and_the_partial_answer(room, bob):
+    headers_bob = token_headers(bob)
+    action = pending_action(room, bob)
+    running = Request.objects.create(room=room, user=bob, status=Request.Status.RUNNING)
+    services.request_start(room=room, user=bob, text="earlier question")
+    delta_send(room_id=room.pk, request_id=running.pk,
+               message_id=running.draft_message_id, offset=0, text="Half an ans")
+
+    async def check():
+        ws, snapshot = await connect(headers_bob)
+        await ws.disconnect()
+        return snapshot
+
+    snapshot = run(check())
+    assert snapshot["seq"] == RoomEvent.objects.filter(room=room).count()
+    assert [m["content"] for m in snapshot["messages"]] == ["earlier question"]
+    assert [a["id"] for a in snapshot["actions"]] == [str(action.pk)]
+    partial = next(r for r in snapshot["requests"] if r["id"] == str(running.pk))["partial"]
+    assert partial == {"message": str(running.draft_message_id), "content": "Half an ans"}
+
+
+# Frames -------------------------------------------------------------------------------
+
+
+def test_chat_frame_posts_a_message_with_the_next_seq(room, bob):
+    headers_bob = token_headers(bob)
+    async def scenario():
+        ws, snapshot = await connect(headers_bob)
+        await ws.send_json_to({"type": "chat", "text": "hello agent"})
+        frames = await receive_until(ws, lambda f: f["type"] == "request")
+        await ws.disconnect()
+        return snapshot, frames
+
+    snapshot, frames = run(scenario())
+    durable = [f for f in frames if "seq" in f]
+    assert durable[0]["type"] == "message"
+    assert durable[0]["message"]["content"] == "hello agent"
+    assert durable[0]["message"]["author"] == "bob"
+    assert [f["seq"] for f in durable] == [snapshot["seq"] + 1, snapshot["seq"] + 2]
+
+
+def test_member_decide_is_refused_and_approver_decide_is_broadcast(room, alice, bob):
+    headers_bob = token_headers(bob)
+    headers_alice = token_headers(alice)
+    action = pending_action(room, bob)
+
+    async def scenario():
+        bob_ws, _ = await connect(headers_bob)
+        alice_ws, _ = await connect(headers_alice)
+        decide = {"type": "decide", "action": str(action.pk), "decision": "approve"}
+        await bob_ws.send_json_to(decide)
+        refusal = await receive_until(bob_ws, lambda f: f["type"] == "error")
+        await alice_ws.send_json_to(decide)
+        seen_by_bob = await receive_until(bob_ws, lambda f: f["type"] == "action")
+        await alice_ws.send_json_to(decide)
+        second = await receive_until(alice_ws, lambda f: f["type"] == "error")
+        await bob_ws.disconnect()
+        await alice_ws.disconnect()
+        return refusal[-1], seen_by_bob[-1], second[-1]
+
+    refusal, event, second = run(scenario())
+    assert refusal["frame"] == "decide" and "approvers" in refusal["detail"]
+    assert event["action"]["status"] == "approved"
+    assert event["action"]["decided_by"] == "alice"
+    assert event["action"]["decided_via"] == "room"
+    assert "no longer pending" in second["detail"]
+
+
+def test_decide_on_an_action_of_another_room_is_refused(room, alice, bob):
+    headers_alice = token_headers(alice)
+    other = services.room_create(user=alice, name="Elsewhere")
+    action = pending_action(other, alice)
+
+    async def scenario():
+        ws, _ = await connect(headers_alice)
+        await ws.send_json_to({"type": "decide", "action": str(action.pk),
+                               "decision": "approve"})
+        frames = await receive_until(ws, lambda f: f["type"] == "error")
+        await ws.disconnect()
+        return frames[-1]
+
+    assert "No such action" in run(scenario())["detail"]
+    action.refresh_from_db()
+    assert action.status == Action.Status.PENDING
+
+
+def test_cancel_frame_cancels_the_request_and_its_pending_actions(room, bob):
+    headers_bob = token_headers(bob)
+    action = pending_action(room, bob)
+
+    async def scenario():
+        ws, _ = await connect(headers_bob)
+        await ws.send_json_to({"type": "cancel", "request": str(action.request_id)})
+        frames = await receive_until(ws, lambda f: f["type"] == "request")
+        await ws.disconnect()
+        return frames
+
+    frames = run(scenario())
+    assert [f["action"]["status"] for f in frames if f["type"] == "action"] == ["cancelled"]
+    assert frames[-1]["request"]["status"] == "cancelled"
+
+
+def test_resync_sends_every_event_after_the_seq_in_order(room, bob):
+    headers_bob = token_headers(bob)
+    for text in ("one", "two", "three"):
+        services.request_start(room=room, user=bob, text=text)
+
+    async def scenario():
+        ws, snapshot = await connect(headers_bob)
+        await ws.send_json_to({"type": "resync", "after": 2})
+        frames = [await ws.receive_json_from(timeout=5)
+                  for _ in range(snapshot["seq"] - 2)]
+        await ws.disconnect()
+        return frames
+
+    frames = run(scenario())
+    assert [f["seq"] for f in frames] == list(range(3, 3 + len(frames)))
+
+
+@pytest.mark.parametrize(("raw", "fragment"), [
+    ("not json", "not valid JSON"),
+    (json.dumps({"type": "dance"}), "Unknown frame type"),
+    (json.dumps(["chat"]), "Unknown frame type"),
+    (json.dumps({"type": "chat", "text": "x" * 70_000}), "at most"),
+    (json.dumps({"type": "decide", "action": "nope", "decision": "approve"}), "No such"),
+    (json.dumps({"type": "decide", "action": str(uuid.uuid4())}), "decision"),
+    (json.dumps({"type": "cancel", "request": 5}), "request id"),
+    (json.dumps({"type": "resync", "after": "x"}), "seq"),
+    (json.dumps({"type": "chat", "text": ""}), "empty"),
+])
+def test_bad_frames_answer_an_error_and_keep_the_socket_open(room, bob, raw, fragment):
+    headers_bob = token_headers(bob)
+    async def scenario():
+        ws, _ = await connect(headers_bob)
+        await ws.send_to(text_data=raw)
+        error = await ws.receive_json_from(timeout=5)
+        await ws.send_json_to({"type": "resync", "after": 0})
+        await ws.send_json_to({"type": "chat", "text": "still here"})
+        after = await receive_until(ws, lambda f: f["type"] == "message")
+        await ws.disconnect()
+        return error, after
+
+    error, after = run(scenario())
+    assert error["type"] == "error" and fragment in error["detail"]
+    assert after[-1]["message"]["content"] == "still here"
+
+
+def test_a_flood_of_frames_is_throttled(room, bob):
+    headers_bob = token_headers(bob)
+    async def scenario():
+        ws, _ = await connect(headers_bob)
+        for _ in range(100):
+            await ws.send_json_to({"type": "resync", "after": 10**9})
+        frames = await receive_until(ws, lambda f: f["type"] == "error")
+        await ws.disconnect()
+        return frames[-1]
+
+    assert "Too many frames" in run(scenario())["detail"]
+
+
+def test_permissions_are_checked_on_every_frame(room, alice, bob):
+    headers_bob = token_headers(bob)
+    async def scenario():
+        ws, _ = await connect(headers_bob)
+        await database_sync_to_async(room.memberships.filter(user=bob).delete)()
+        await ws.send_json_to({"type": "chat", "text": "am I still in?"})
+        frame = await ws.receive_json_from(timeout=5)
+        await ws.disconnect()
+        return frame
+
+    frame = run(scenario())
+    assert frame["type"] == "error" and "No such room" in frame["detail"]
+    assert not Request.objects.filter(room=room).exists()
+
+
+# Delivery ----------------------------------------------------------------------------
+
+
+def test_presence_lists_who_is_connected(room, alice, bob):
+    headers_bob = token_headers(bob)
+    headers_alice = token_headers(alice)
+    async def scenario():
+        alice_ws, _ = await connect(headers_alice)
+        bob_ws, _ = await connect(headers_bob)
+        joined = await receive_until(
+            alice_ws, lambda f: f["type"] == "presence" and "bob" in f["users"])
+        await bob_ws.disconnect()
+        left = await receive_until(
+            alice_ws, lambda f: f["type"] == "presence" and "bob" not in f["users"])
+        await alice_ws.disconnect()
+        return joined[-1], left[-1]
+
+    joined, left = run(scenario())
+    assert joined["users"] == ["alice", "bob"]
+    assert left["users"] == ["alice"]
+
+
+def test_deltas_carry_offsets_that_rebuild_the_text(room, bob):
+    headers_bob = token_headers(bob)
+    running = Request.objects.create(room=room, user=bob, status=Request.Status.RUNNING)
+    message_id = running.draft_message_id
+
+    async def scenario():
+        ws, _ = await connect(headers_bob)
+        offset = 0
+        for piece in ("Hello ", "there, ", "Bob."):
+            await database_sync_to_async(delta_send)(
+                room_id=room.pk, request_id=running.pk, message_id=message_id,
+                offset=offset, text=piece)
+            offset += len(piece)
+        frames = await receive_until(ws, lambda f: f.get("text") == "Bob.")
+        await ws.disconnect()
+        return [f for f in frames if f["type"] == "delta"]
+
+    content = ""
+    for delta in run(scenario()):
+        content = content[: delta["offset"]] + delta["text"]
+    assert content == "Hello there, Bob."
+
+
+def test_a_gap_is_filled_from_the_database_in_seq_order(room, bob):
+    headers_bob = token_headers(bob)
+    async def scenario():
+        ws, snapshot = await connect(headers_bob)
+        # An event of another process whose publish is late: stored, not yet heard.
+        await database_sync_to_async(RoomEvent.objects.create)(
+            room=room, seq=snapshot["seq"] + 1, type="request",
+            payload={"id": "late", "status": "running", "error": ""})
+        await database_sync_to_async(room.__class__.objects.filter(pk=room.pk).update)(
+            last_seq=snapshot["seq"] + 1)
+        await database_sync_to_async(services.request_start)(
+            room=room, user=bob, text="after the gap")
+        await database_sync_to_async(publisher.flush)()
+        frames = await receive_until(ws, lambda f: f["type"] == "message")
+        await ws.disconnect()
+        return snapshot, frames
+
+    snapshot, frames = run(scenario())
+    durable = [f for f in frames if "seq" in f]
+    assert durable[0]["seq"] == snapshot["seq"] + 1
+    assert durable[0]["request"]["id"] == "late"
+    assert durable[1]["seq"] == snapshot["seq"] + 2
