@@ -70,7 +70,9 @@ def database_from_url(url: str, base_dir: Path) -> dict:
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 30,
             },
-            "TEST": {"NAME": str(base_dir / "test-db.sqlite3")},
+            # A file (worker processes of the end-to-end tests open it too), one per
+            # test run so that runs side by side do not share it.
+            "TEST": {"NAME": str(base_dir / f".test-db-{os.getpid()}.sqlite3")},
         }
     if parts.scheme in {"postgres", "postgresql", "pgsql"}:
         options = {k: v[-1] for k, v in parse_qs(parts.query).items()}

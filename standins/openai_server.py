@@ -68,6 +68,8 @@ class State:
         self.defaults = defaults
         self.settings = Settings(**asdict(defaults))
         self.faults: deque[dict[str, Any]] = deque()
+        # Scripted replies that stand in for the demo model, one per completion.
+        self.script: deque[demo_model.Reply] = deque()
         self.requests: deque[dict[str, Any]] = deque(maxlen=MAX_LOGGED_REQUESTS)
 
     def reset(self) -> None:
@@ -75,12 +77,18 @@ class State:
         with self.lock:
             self.settings = Settings(**asdict(self.defaults))
             self.faults.clear()
+            self.script.clear()
             self.requests.clear()
 
     def snapshot(self) -> Settings:
         """A copy of the settings, so a running answer is not changed midway."""
         with self.lock:
             return Settings(**asdict(self.settings))
+
+    def next_reply(self) -> demo_model.Reply | None:
+        """The next scripted reply, if a test queued one."""
+        with self.lock:
+            return self.script.popleft() if self.script else None
 
     def next_fault(self) -> dict[str, Any] | None:
         """Take one use of the fault at the head of the queue, if any."""
@@ -127,6 +135,28 @@ def parse_fault(raw: Any) -> dict[str, Any]:
     return {kinds[0]: value, "count": count}
 
 
+def parse_script(body: Any) -> list[demo_model.Reply]:
+    """The replies of a `/_control/script` body, each repeated `count` times."""
+    if not isinstance(body, dict) or not isinstance(body.get("replies"), list):
+        raise ValueError('expected {"replies": [...]}')
+    replies: list[demo_model.Reply] = []
+    for raw in body["replies"]:
+        if not isinstance(raw, dict) or not isinstance(raw.get("text", ""), str):
+            raise ValueError("each reply is an object with text and/or tool_calls")
+        calls = raw.get("tool_calls", [])
+        if not isinstance(calls, list) or not all(
+            isinstance(c, dict) and isinstance(c.get("name"), str) for c in calls
+        ):
+            raise ValueError("tool_calls is a list of {name, arguments}")
+        count = raw.get("count", 1)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError("count must be an integer >= 1")
+        pairs = [(c["name"], c.get("arguments", {})) for c in calls]
+        reply = demo_model.Reply(text=raw.get("text", ""), tool_calls=pairs)
+        replies += [reply] * count
+    return replies
+
+
 # ---------------------------------------------------------------------------
 # Building answers in OpenAI's shapes.
 
@@ -165,16 +195,26 @@ def count_words(messages: list[dict[str, Any]]) -> int:
 class Answer:
     """One completion: the demo model's reply to a request, ready to send."""
 
-    def __init__(self, request: dict[str, Any], settings: Settings) -> None:
+    def __init__(
+        self,
+        request: dict[str, Any],
+        settings: Settings,
+        scripted: demo_model.Reply | None = None,
+    ) -> None:
         messages = request["messages"]
-        self.reply = demo_model.respond(messages, request.get("tools"))
+        self.reply = scripted or demo_model.respond(messages, request.get("tools"))
         self.settings = settings
         self.model = str(request.get("model") or "demo")
         self.id = "chatcmpl-" + uuid.uuid4().hex[:24]
         self.created = int(time.time())
         self.prompt_tokens = count_words(messages)
         self.calls = [
-            (demo_model.tool_call_id(messages, i), name, json.dumps(args))
+            # A scripted call may carry raw (even broken) argument text.
+            (
+                demo_model.tool_call_id(messages, i),
+                name,
+                args if isinstance(args, str) else json.dumps(args),
+            )
             for i, (name, args) in enumerate(self.reply.tool_calls)
         ]
         self.completion_tokens = 0
@@ -307,6 +347,7 @@ class Handler(BaseHTTPRequestHandler):
                 "/_control/reset": self.control_reset,
                 "/_control/config": self.control_config,
                 "/_control/faults": self.control_faults,
+                "/_control/script": self.control_script,
             }
         )
 
@@ -438,7 +479,8 @@ class Handler(BaseHTTPRequestHandler):
         A disconnect fault on a non-streamed request drops the connection before
         answering: there are no chunks to count.
         """
-        answer = Answer(body, self.server.state.snapshot())
+        state = self.server.state
+        answer = Answer(body, state.snapshot(), state.next_reply())
         if body.get("stream"):
             options = body.get("stream_options") or {}
             self.stream(answer, bool(options.get("include_usage")), cut_after)
@@ -503,6 +545,24 @@ class Handler(BaseHTTPRequestHandler):
             self.server.state.faults.extend(faults)
             queued = [dict(f) for f in self.server.state.faults]
         self.send_json(200, {"faults": queued})
+
+    def control_script(self) -> None:
+        """`POST /_control/script`: queue replies that replace the demo model's.
+
+        Body: `{"replies": [{"text": str, "tool_calls": [{"name": str,
+        "arguments": object or raw str}], "count": int}]}`; tests use it for
+        answers the demo model never gives (unknown tools, broken arguments,
+        endless tool loops).
+        """
+        try:
+            replies = parse_script(self.read_body())
+        except ValueError as error:
+            self.send_error_body(400, str(error))
+            return
+        with self.server.state.lock:
+            self.server.state.script.extend(replies)
+            queued = len(self.server.state.script)
+        self.send_json(200, {"queued": queued})
 
     def list_requests(self) -> None:
         """`GET /_control/requests`: every completion request, oldest first."""

@@ -1,0 +1,283 @@
+"""The durable turn (issue: pauses for approval, resumes exactly once), proven with a
+real Celery worker, the real Redis, the local OpenAI and Linear servers."""
+
+import json
+import threading
+import time
+
+import pytest
+
+from chat import services
+from chat.errors import Conflict
+from chat.models import Action, Message, Request
+from chat.realtime import partial_text
+from tests.plugins.stack import effects, wait_for
+
+pytestmark = pytest.mark.e2e
+S = Request.Status
+
+
+def reached(request: Request, *statuses: str, timeout: float = 30) -> Request:
+    def check() -> bool:
+        request.refresh_from_db()
+        return request.status in statuses
+
+    wait_for(check, timeout=timeout, what=f"request in {statuses}")
+    return request
+
+
+def pending(request: Request, count: int = 1) -> list[Action]:
+    reached(request, S.AWAITING_APPROVAL)
+    actions = list(Action.objects.filter(request=request, status="pending"))
+    assert len(actions) == count
+    return actions
+
+
+def last_answer(request: Request) -> str:
+    return Message.objects.filter(request=request, role="assistant").last().content
+
+
+def model_calls(openai_standin) -> list[dict]:
+    return openai_standin.control("requests")["requests"]
+
+
+def test_approved_action_runs_once_and_the_model_answers(stack, room, alice, bob,
+                                                         linear_standin):
+    stack.worker()
+    request = services.request_start(room=room, user=bob, text="delete ENG-3")
+    [action] = pending(request)
+    assert action.preview == {"identifier": "ENG-3", "title": "Login fails on Safari",
+                              "state": "Todo"}
+
+    services.action_decide(action_id=str(action.pk), user=alice, decision="approve")
+    reached(request, S.COMPLETED)
+
+    assert [e["identifier"] for e in effects(linear_standin, "issueDelete")] == ["ENG-3"]
+    assert "deleted ENG-3" in last_answer(request)
+    action.refresh_from_db()
+    assert (action.status, action.decided_by, action.decided_via) == (
+        "succeeded", alice, "api")
+
+
+def test_denied_action_never_runs_and_the_model_hears_the_reason(
+        stack, room, alice, bob, linear_standin):
+    stack.worker()
+    request = services.request_start(room=room, user=bob, text="delete ENG-3")
+    [action] = pending(request)
+
+    services.action_decide(action_id=str(action.pk), user=alice, decision="deny",
+                           reason="we still need it")
+    reached(request, S.COMPLETED)
+
+    assert effects(linear_standin, "issueDelete") == []
+    assert "we still need it" in last_answer(request)
+
+
+def test_expired_action_never_runs_and_the_model_is_told(stack, room, bob,
+                                                         linear_standin):
+    stack.worker(AGENT_APPROVAL_TIMEOUT="2")
+    stack.beat()
+    request = services.request_start(room=room, user=bob, text="delete ENG-3")
+    [action] = pending(request)
+
+    reached(request, S.COMPLETED, timeout=30)
+
+    action.refresh_from_db()
+    assert action.status == "expired" and action.decided_via == "system"
+    assert effects(linear_standin, "issueDelete") == []
+    assert "expired" in last_answer(request)
+
+
+def test_edited_arguments_run_instead_and_the_model_is_told(
+        stack, room, alice, bob, linear_standin, openai_standin):
+    stack.worker()
+    request = services.request_start(room=room, user=bob, text="delete ENG-3")
+    [action] = pending(request)
+
+    services.action_decide(action_id=str(action.pk), user=alice, decision="approve",
+                           arguments={"id": "ENG-4"})
+    reached(request, S.COMPLETED)
+
+    assert [e["identifier"] for e in effects(linear_standin, "issueDelete")] == ["ENG-4"]
+    tool_message = model_calls(openai_standin)[-1]["body"]["messages"][-1]
+    assert tool_message["role"] == "tool"
+    assert json.loads(tool_message["content"])["edited"] == {
+        "proposed": {"id": "ENG-3"}, "ran_with": {"id": "ENG-4"}}
+
+
+def test_twenty_concurrent_approvals_run_the_tool_once(stack, room, alice, bob,
+                                                       staff_decider, linear_standin):
+    stack.worker()
+    request = services.request_start(room=room, user=bob, text="delete ENG-3")
+    [action] = pending(request)
+    outcomes: list[str] = []
+    start = threading.Barrier(20)
+
+    def approve(user) -> None:
+        start.wait()
+        try:
+            services.action_decide(action_id=str(action.pk), user=user,
+                                   decision="approve")
+            outcomes.append("approved")
+        except Conflict:
+            outcomes.append("conflict")
+        finally:
+            from django.db import connection
+
+            connection.close()
+
+    threads = [threading.Thread(target=approve, args=(u,))
+               for u in [alice, staff_decider] * 10]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    reached(request, S.COMPLETED)
+
+    assert sorted(outcomes) == ["approved"] + ["conflict"] * 19
+    assert len(effects(linear_standin, "issueDelete")) == 1
+
+
+def test_several_calls_wait_for_every_decision_and_free_tools_run_at_once(
+        stack, room, alice, bob, linear_standin, openai_standin):
+    openai_standin.control("script", {"replies": [{"tool_calls": [
+        {"name": "get_issue", "arguments": {"id": "ENG-1"}},
+        {"name": "delete_issue", "arguments": {"id": "ENG-3"}},
+        {"name": "delete_issue", "arguments": {"id": "ENG-4"}}]}]})
+    stack.worker()
+    request = services.request_start(room=room, user=bob, text="tidy up")
+    first, second = pending(request, count=2)
+    read = Action.objects.get(request=request, tool="get_issue")
+    wait_for(lambda: Action.objects.get(pk=read.pk).status == "succeeded")
+    assert read.requires_approval is False
+
+    services.action_decide(action_id=str(first.pk), user=alice, decision="approve")
+    wait_for(lambda: len(effects(linear_standin, "issueDelete")) == 1)
+    assert reached(request, S.AWAITING_APPROVAL).status == S.AWAITING_APPROVAL
+    services.action_decide(action_id=str(second.pk), user=alice, decision="deny")
+    reached(request, S.COMPLETED)
+
+    assert len(model_calls(openai_standin)) == 2  # one answer after all three results
+
+
+def test_worker_killed_mid_stream_finishes_once_with_the_full_text(
+        stack, room, bob, openai_standin):
+    openai_standin.control("config", {"token_delay": 0.03})
+    worker = stack.worker()
+    request = services.request_start(room=room, user=bob, text="count to 120")
+    reached(request, S.RUNNING)
+    draft = Request.objects.get(pk=request.pk).draft_message_id
+    wait_for(lambda: len(partial_text(draft) or "") > 20, what="streaming to start")
+
+    worker.kill()
+    stack.worker("worker-2")
+    stack.beat()
+    reached(request, S.COMPLETED, timeout=60)
+
+    answers = Message.objects.filter(request=request, role="assistant")
+    assert [m.content for m in answers] == [" ".join(map(str, range(1, 121))) + " "]
+
+
+def test_worker_killed_mid_tool_call_does_not_repeat_it(stack, room, alice, bob,
+                                                        linear_standin):
+    linear_standin.control("faults", {"faults": [
+        {"op": "issueDelete", "delay": 2.0, "count": 1}]})
+    worker = stack.worker()
+    request = services.request_start(room=room, user=bob, text="delete ENG-3")
+    [action] = pending(request)
+    services.action_decide(action_id=str(action.pk), user=alice, decision="approve")
+    wait_for(lambda: Action.objects.get(pk=action.pk).status == "executing")
+    time.sleep(0.5)  # the mutation is at Linear now, its answer will find no one
+
+    worker.kill()
+    wait_for(lambda: effects(linear_standin, "issueDelete"), what="Linear to apply")
+    stack.worker("worker-2")
+    stack.beat()
+    reached(request, S.COMPLETED, timeout=60)
+
+    action.refresh_from_db()
+    assert action.status == "succeeded" and action.attempts == 2
+    assert len(effects(linear_standin, "issueDelete")) == 1
+
+
+def test_request_awaiting_approval_survives_a_restart_of_every_process(
+        stack, room, alice, bob, linear_standin):
+    worker = stack.worker()
+    stack.web()
+    request = services.request_start(room=room, user=bob, text="delete ENG-3")
+    [action] = pending(request)
+    for proc in stack.procs:
+        proc.kill()
+    worker.popen.wait(5)
+
+    stack.worker("worker-2")
+    stack.web("web-2")
+    services.action_decide(action_id=str(action.pk), user=alice, decision="approve")
+    reached(request, S.COMPLETED)
+    assert len(effects(linear_standin, "issueDelete")) == 1
+
+
+def test_cancel_stops_the_stream_within_a_second(stack, room, bob, openai_standin):
+    openai_standin.control("config", {"token_delay": 0.02})
+    stack.worker()
+    request = services.request_start(room=room, user=bob, text="count to 1000")
+    reached(request, S.RUNNING)
+    draft = Request.objects.get(pk=request.pk).draft_message_id
+    wait_for(lambda: len(partial_text(draft) or "") > 10, what="streaming to start")
+
+    services.request_cancel(request_id=str(request.pk), user=bob)
+    time.sleep(1.0)
+    frozen = partial_text(draft)
+    time.sleep(1.0)
+
+    assert partial_text(draft) == frozen
+    assert Request.objects.get(pk=request.pk).status == S.CANCELLED
+    assert not Message.objects.filter(request=request, role="assistant").exists()
+
+
+def test_rate_limited_model_call_is_retried(stack, room, bob, openai_standin):
+    openai_standin.control("faults", {"faults": [{"status": 429, "count": 1}]})
+    stack.worker()
+    request = services.request_start(room=room, user=bob, text="Hello there")
+    reached(request, S.COMPLETED)
+    assert len(model_calls(openai_standin)) == 2
+
+
+def test_permanent_model_failure_fails_the_request_readably(stack, room, bob,
+                                                            openai_standin):
+    openai_standin.control("faults", {"faults": [{"status": 401, "count": 1}]})
+    stack.worker()
+    request = services.request_start(room=room, user=bob, text="Hello there")
+    reached(request, S.FAILED)
+    assert "refused the request (401)" in request.error
+    assert "demo-key" not in request.error
+
+
+def test_invalid_and_unknown_tool_calls_reach_the_model_as_errors(
+        stack, room, bob, openai_standin, linear_standin):
+    openai_standin.control("script", {"replies": [{"tool_calls": [
+        {"name": "frobnicate_issue", "arguments": {"id": "ENG-3"}},
+        {"name": "delete_issue", "arguments": "{not json"},
+        {"name": "delete_issue", "arguments": {"id": 3}}]}]})
+    stack.worker()
+    request = services.request_start(room=room, user=bob, text="do odd things")
+    reached(request, S.COMPLETED)
+
+    assert not Action.objects.filter(request=request).exists()
+    results = model_calls(openai_standin)[-1]["body"]["messages"][-3:]
+    errors = [json.loads(m["content"])["error"] for m in results]
+    assert "Unknown tool 'frobnicate_issue'" in errors[0]
+    assert "not valid JSON" in errors[1]
+    assert "Invalid arguments for delete_issue" in errors[2]
+    assert effects(linear_standin) == []
+
+
+def test_max_steps_bounds_the_loop(stack, room, bob, openai_standin):
+    openai_standin.control("script", {"replies": [{"count": 10, "tool_calls": [
+        {"name": "search_issues", "arguments": {"query": "login"}}]}]})
+    stack.worker(AGENT_MAX_STEPS="3")
+    request = services.request_start(room=room, user=bob, text="search forever")
+    reached(request, S.FAILED)
+
+    assert "AGENT_MAX_STEPS" in request.error
+    assert len(model_calls(openai_standin)) == 3
