@@ -18,7 +18,8 @@ import pytest
 import requests
 
 ROOT = Path(__file__).resolve().parents[2]
-LOG_DIR = ROOT / "test-output" / "logs"
+# One folder per test run: runs side by side must not write into each other's logs.
+LOG_DIR = ROOT / "test-output" / "logs" / str(os.getpid())
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 20.0,
