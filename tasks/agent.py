@@ -51,7 +51,8 @@ def run_step(*, request_id: str, step: int) -> None:
     heartbeat.on_lost = relay.stop.set
     try:
         with heartbeat:
-            relay.reset()
+            if request.attempts > 1:
+                relay.reset()
             completion = stream_chat(
                 build_context(request), [t.openai_spec() for t in TOOLS.values()],
                 on_text=relay.add, stop=relay.stop, on_open=relay.set_closer)
