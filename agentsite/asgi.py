@@ -14,7 +14,11 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 from chat.auth import TokenAuthMiddleware  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 
-http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.SERVE_STATIC else django_asgi_app
+http_app = (
+    ASGIStaticFilesHandler(django_asgi_app)
+    if settings.SERVE_STATIC
+    else django_asgi_app
+)
 
 application = ProtocolTypeRouter(
     {

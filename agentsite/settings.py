@@ -113,7 +113,9 @@ X_FRAME_OPTIONS = "DENY"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
@@ -155,7 +157,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "global_keyprefix": f"{REDIS_PREFIX}:",
 }
 CELERY_BEAT_SCHEDULE = {
-    "sweep": {"task": "tasks.tasks.sweep", "schedule": float(env_int("AGENT_SWEEP_SECONDS", 5))},
+    "sweep": {
+        "task": "tasks.tasks.sweep",
+        "schedule": float(env_int("AGENT_SWEEP_SECONDS", 5)),
+    },
 }
 
 # Channels
@@ -215,7 +220,9 @@ OPENAI_TIMEOUT = float(env_int("OPENAI_TIMEOUT", 60))
 LINEAR_API_KEY = env_str("LINEAR_API_KEY")
 LINEAR_API_URL = env_str(
     "LINEAR_API_URL",
-    "https://api.linear.app/graphql" if LINEAR_API_KEY else "http://127.0.0.1:8002/graphql",
+    "https://api.linear.app/graphql"
+    if LINEAR_API_KEY
+    else "http://127.0.0.1:8002/graphql",
 )
 LINEAR_TIMEOUT = float(env_int("LINEAR_TIMEOUT", 15))
 # The stand-ins still want a credential on the wire, like the real services.
@@ -229,7 +236,8 @@ AGENT_MAX_INPUT_CHARS = env_int("AGENT_MAX_INPUT_CHARS", 10_000)
 AGENT_CONTEXT_CHARS = env_int("AGENT_CONTEXT_CHARS", 24_000)
 AGENT_HISTORY_MESSAGES = env_int("AGENT_HISTORY_MESSAGES", 30)
 AGENT_APPROVAL_TOOLS = env_list(
-    "AGENT_APPROVAL_TOOLS", ["create_issue", "update_issue", "delete_issue", "add_comment"]
+    "AGENT_APPROVAL_TOOLS",
+    ["create_issue", "update_issue", "delete_issue", "add_comment"],
 )
 # A worker holding a turn renews its lease; a lease that runs out means the worker
 # died, and the sweep hands the work to another one.

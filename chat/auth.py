@@ -19,16 +19,20 @@ class _TokenAuth:
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        header = dict(scope.get("headers", [])).get(b"authorization", b"").decode("latin1")
+        header = (
+            dict(scope.get("headers", [])).get(b"authorization", b"").decode("latin1")
+        )
         scheme, _, key = header.partition(" ")
         if scheme.lower() == "token" and key.strip():
             # A token replaces the session: scripts have no cookies, and a bad
             # token must not fall back to whatever cookie rides along.
-            scope = dict(scope, user=await _user_for_token(key.strip()), auth_method="token")
+            scope = dict(
+                scope, user=await _user_for_token(key.strip()), auth_method="token"
+            )
         else:
             scope = dict(scope, auth_method="session")
         return await self.app(scope, receive, send)
 
 
-def TokenAuthMiddleware(app):  # noqa: N802 - reads like the middleware classes it wraps
+def TokenAuthMiddleware(app):
     return AuthMiddlewareStack(_TokenAuth(app))

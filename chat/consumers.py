@@ -55,7 +55,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # Join before reading the snapshot: nothing that happens in between is lost,
         # and anything the snapshot already holds is dropped below by its seq.
         await self.channel_layer.group_add(self.group, self.channel_name)
-        snapshot = await database_sync_to_async(snapshot_build)(room=self.room, user=user)
+        snapshot = await database_sync_to_async(snapshot_build)(
+            room=self.room, user=user
+        )
         self.last_seq = snapshot["seq"]
         await self.send(text_data=encode(snapshot))
         await self._presence(presence_join)
@@ -103,12 +105,15 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     # Client -> server ----------------------------------------------------------
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None):
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None
+    ):
         if not self._take_token():
             return
         if text_data is None or len(text_data.encode()) > MAX_FRAME_BYTES:
-            await self._error("", f"Frames must be JSON text of at most {MAX_FRAME_BYTES} "
-                                  "bytes.")
+            await self._error(
+                "", f"Frames must be JSON text of at most {MAX_FRAME_BYTES} bytes."
+            )
             return
         try:
             frame = json.loads(text_data)
@@ -118,8 +123,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         kind = frame.get("type") if isinstance(frame, dict) else None
         handler = self.FRAME_HANDLERS.get(kind) if isinstance(kind, str) else None
         if handler is None:
-            await self._error(str(kind or ""), "Unknown frame type; expected chat, decide, "
-                                               "cancel or resync.")
+            await self._error(
+                str(kind or ""),
+                "Unknown frame type; expected chat, decide, cancel or resync.",
+            )
             return
         try:
             await handler(self, frame)
@@ -128,7 +135,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def frame_chat(self, frame: dict) -> None:
         await database_sync_to_async(services.request_start)(
-            room=self.room, user=self.scope["user"], text=frame.get("text"))
+            room=self.room, user=self.scope["user"], text=frame.get("text")
+        )
 
     async def frame_decide(self, frame: dict) -> None:
         action_id, decision = frame.get("action"), frame.get("decision")
@@ -140,14 +148,24 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self._error("decide", "arguments must be a JSON object.")
             return
         await database_sync_to_async(self._decide)(
-            action_id, decision, frame.get("reason") or "", arguments)
+            action_id, decision, frame.get("reason") or "", arguments
+        )
 
-    def _decide(self, action_id: str, decision: str, reason: str, arguments: dict | None):
-        if not Action.objects.filter(pk=_uuid_or_none(action_id), room=self.room).exists():
+    def _decide(
+        self, action_id: str, decision: str, reason: str, arguments: dict | None
+    ):
+        if not Action.objects.filter(
+            pk=_uuid_or_none(action_id), room=self.room
+        ).exists():
             raise services.NotFound("No such action in this room.")
-        services.action_decide(action_id=action_id, user=self.scope["user"],
-                               decision=decision, reason=reason, arguments=arguments,
-                               via=Action.Via.ROOM)
+        services.action_decide(
+            action_id=action_id,
+            user=self.scope["user"],
+            decision=decision,
+            reason=reason,
+            arguments=arguments,
+            via=Action.Via.ROOM,
+        )
 
     async def frame_cancel(self, frame: dict) -> None:
         request_id = frame.get("request")
@@ -172,7 +190,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self._send_events_after(after)
 
     def _still_member(self) -> bool:
-        return Membership.objects.filter(room=self.room, user=self.scope["user"]).exists()
+        return Membership.objects.filter(
+            room=self.room, user=self.scope["user"]
+        ).exists()
 
     FRAME_HANDLERS = {
         "chat": frame_chat,
@@ -184,8 +204,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
     # Helpers -------------------------------------------------------------------
 
     async def _error(self, frame_type: str, detail: str) -> None:
-        await self.send(text_data=encode({"type": "error", "detail": detail,
-                                          "frame": frame_type}))
+        await self.send(
+            text_data=encode({"type": "error", "detail": detail, "frame": frame_type})
+        )
 
     def _take_token(self) -> bool:
         now = time.monotonic()
@@ -212,17 +233,24 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def _presence(self, change) -> None:
         users = await database_sync_to_async(change)(
-            self.room.pk, self.channel_name, self.scope["user"].username)
-        await self.channel_layer.group_send(self.group, {
-            "type": "room.event", "seq": None,
-            "text": encode({"type": "presence", "users": users})})
+            self.room.pk, self.channel_name, self.scope["user"].username
+        )
+        await self.channel_layer.group_send(
+            self.group,
+            {
+                "type": "room.event",
+                "seq": None,
+                "text": encode({"type": "presence", "users": users}),
+            },
+        )
 
     async def _presence_refresh(self) -> None:
         while True:
             await asyncio.sleep(TTL_SECONDS / 3)
             try:
                 await database_sync_to_async(presence_join)(
-                    self.room.pk, self.channel_name, self.scope["user"].username)
+                    self.room.pk, self.channel_name, self.scope["user"].username
+                )
             except Exception:
                 logger.warning("presence refresh failed", exc_info=True)
 

@@ -38,7 +38,9 @@ class Membership(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["room", "user"], name="one_membership_per_user")
+            models.UniqueConstraint(
+                fields=["room", "user"], name="one_membership_per_user"
+            )
         ]
 
     def __str__(self) -> str:
@@ -63,7 +65,9 @@ class Request(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    status = models.CharField(
+        max_length=20, choices=Status.choices, default=Status.QUEUED
+    )
     error = models.TextField(blank=True)
     usage = models.JSONField(default=dict, blank=True)
     # Model calls finished so far; a step task names the step it runs, so a
@@ -107,7 +111,11 @@ class Message(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="messages")
     request = models.ForeignKey(
-        Request, null=True, blank=True, on_delete=models.CASCADE, related_name="messages"
+        Request,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="messages",
     )
     role = models.CharField(max_length=10, choices=Role.choices)
     content = models.TextField(blank=True)
@@ -160,7 +168,9 @@ class Action(models.Model):
     )
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    request = models.ForeignKey(Request, on_delete=models.CASCADE, related_name="actions")
+    request = models.ForeignKey(
+        Request, on_delete=models.CASCADE, related_name="actions"
+    )
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="actions")
     step = models.PositiveIntegerField()
     tool = models.CharField(max_length=60)

@@ -17,7 +17,9 @@ def _key(room_id: int) -> str:
 
 def presence_join(room_id: int, connection: str, username: str) -> list[str]:
     with rds.client().pipeline() as pipe:
-        pipe.zadd(_key(room_id), {f"{connection}|{username}": time.time() + TTL_SECONDS})
+        pipe.zadd(
+            _key(room_id), {f"{connection}|{username}": time.time() + TTL_SECONDS}
+        )
         pipe.expire(_key(room_id), TTL_SECONDS * 2)
         pipe.execute()
     return presence_list(room_id)

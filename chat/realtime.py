@@ -27,6 +27,9 @@ logger = logging.getLogger(__name__)
 
 # How long the partial text of a streaming answer is kept for late joiners.
 PARTIAL_TTL_SECONDS = 3600
+# A durable event is retried this long while Redis is away (a restart, a failover);
+# watchers would fill the gap from the database anyway, but only at the next event.
+DURABLE_RETRY_SECONDS = 60
 
 
 def room_group(room_id: int) -> str:
@@ -51,7 +54,9 @@ def event_emit(*, room_id: int, type: str, payload: dict) -> RoomEvent:
     with transaction.atomic():
         Room.objects.filter(pk=room_id).update(last_seq=F("last_seq") + 1)
         seq = Room.objects.filter(pk=room_id).values_list("last_seq", flat=True).get()
-        event = RoomEvent.objects.create(room_id=room_id, seq=seq, type=type, payload=payload)
+        event = RoomEvent.objects.create(
+            room_id=room_id, seq=seq, type=type, payload=payload
+        )
     message = {"type": "room.event", "seq": seq, "text": encode(event_frame(event))}
     transaction.on_commit(lambda: publisher.submit(room_group(room_id), message))
     return event
@@ -70,7 +75,12 @@ def ephemeral_send(room_id: int, frame: dict) -> None:
 
 
 def delta_send(
-    *, room_id: int, request_id: uuid.UUID, message_id: uuid.UUID, offset: int, text: str
+    *,
+    room_id: int,
+    request_id: uuid.UUID,
+    message_id: uuid.UUID,
+    offset: int,
+    text: str,
 ) -> None:
     """Publish streamed text and keep the message's partial text for late joiners.
 
@@ -146,12 +156,25 @@ class Publisher:
         while True:
             group, message = await self._queue.get()
             try:
-                await layer.group_send(group, message)
-            except Exception:
-                # Durable events are in the database; watchers fill the gap by seq.
-                logger.exception("realtime: could not publish to %s", group)
+                await self._send(layer, group, message)
             finally:
                 self._queue.task_done()
+
+    async def _send(self, layer: object, group: str, message: dict) -> None:
+        loop = asyncio.get_running_loop()
+        deadline, delay = loop.time() + DURABLE_RETRY_SECONDS, 0.1
+        while True:
+            try:
+                await layer.group_send(group, message)
+                return
+            except Exception as exc:
+                # Deltas are stale a moment later; durable events wait for Redis,
+                # in order (and the database keeps them for resync regardless).
+                if message["seq"] is None or loop.time() > deadline:
+                    logger.warning("realtime: dropped an event for %s: %r", group, exc)
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
 
 publisher = Publisher()

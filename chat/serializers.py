@@ -7,7 +7,9 @@ from .models import Action, Membership, Message, Request, Room
 
 class MessageSerializer(serializers.ModelSerializer):
     id = serializers.CharField(read_only=True)
-    request = serializers.CharField(source="request_id", read_only=True, allow_null=True)
+    request = serializers.CharField(
+        source="request_id", read_only=True, allow_null=True
+    )
     author = serializers.CharField(
         source="author.username", read_only=True, allow_null=True, default=None
     )
@@ -91,7 +93,11 @@ class RoomSerializer(serializers.ModelSerializer):
         # Views annotate the caller's role; fall back to a lookup for single rooms.
         role = getattr(room, "user_role", None)
         if role is None and (user := self.context.get("user")) is not None:
-            role = room.memberships.filter(user=user).values_list("role", flat=True).first()
+            role = (
+                room.memberships.filter(user=user)
+                .values_list("role", flat=True)
+                .first()
+            )
         return role
 
 

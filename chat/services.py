@@ -24,7 +24,11 @@ from .serializers import ActionSerializer, MessageSerializer, request_event
 
 logger = logging.getLogger(__name__)
 
-ACTIVE_ACTIONS = (Action.Status.PENDING, Action.Status.APPROVED, Action.Status.EXECUTING)
+ACTIVE_ACTIONS = (
+    Action.Status.PENDING,
+    Action.Status.APPROVED,
+    Action.Status.EXECUTING,
+)
 
 
 # Who may do what -------------------------------------------------------------------
@@ -34,7 +38,9 @@ def room_role(*, room: Room, user: AbstractBaseUser) -> str | None:
     if not user.is_authenticated:
         return None
     return (
-        Membership.objects.filter(room=room, user=user).values_list("role", flat=True).first()
+        Membership.objects.filter(room=room, user=user)
+        .values_list("role", flat=True)
+        .first()
     )
 
 
@@ -53,7 +59,9 @@ def can_decide(*, room: Room, user: AbstractBaseUser) -> bool:
 
 
 def _can_see(*, room: Room, user: AbstractBaseUser) -> bool:
-    return room_role(room=room, user=user) is not None or user.has_perm("chat.decide_action")
+    return room_role(room=room, user=user) is not None or user.has_perm(
+        "chat.decide_action"
+    )
 
 
 # Rooms -----------------------------------------------------------------------------
@@ -108,11 +116,17 @@ def request_start(*, room: Room, user: AbstractBaseUser, text: str) -> Request:
     if not isinstance(text, str) or not text.strip():
         raise Invalid("The message is empty.")
     if len(text) > settings.AGENT_MAX_INPUT_CHARS:
-        raise Invalid(f"The message is longer than {settings.AGENT_MAX_INPUT_CHARS} characters.")
+        raise Invalid(
+            f"The message is longer than {settings.AGENT_MAX_INPUT_CHARS} characters."
+        )
     with transaction.atomic():
         request = Request.objects.create(room=room, user=user)
         message = Message.objects.create(
-            room=room, request=request, role=Message.Role.USER, content=text, author=user
+            room=room,
+            request=request,
+            role=Message.Role.USER,
+            content=text,
+            author=user,
         )
         message_emit(message)
         request_emit(request)
@@ -121,7 +135,9 @@ def request_start(*, room: Room, user: AbstractBaseUser, text: str) -> Request:
 
 
 def request_get(*, request_id: str, user: AbstractBaseUser) -> Request:
-    request = Request.objects.select_related("room", "user").filter(pk=request_id).first()
+    request = (
+        Request.objects.select_related("room", "user").filter(pk=request_id).first()
+    )
     if request is None or not _can_see(room=request.room, user=user):
         raise NotFound("No such request.")
     return request
@@ -133,7 +149,11 @@ def request_cancel(*, request_id: str, user: AbstractBaseUser) -> Request:
     if request.user_id != user.pk and not can_decide(room=request.room, user=user):
         raise Forbidden("Only its author or an approver may cancel a request.")
     with transaction.atomic():
-        request = Request.objects.select_for_update().select_related("room").get(pk=request.pk)
+        request = (
+            Request.objects.select_for_update()
+            .select_related("room")
+            .get(pk=request.pk)
+        )
         if request.ended:
             raise Conflict(f"The request already ended ({request.status}).")
         request.status = Request.Status.CANCELLED
@@ -170,7 +190,9 @@ def request_advance(*, request_id: str) -> None:
         if request.ended:
             return
         statuses = set(
-            request.actions.filter(step=request.step - 1).values_list("status", flat=True)
+            request.actions.filter(step=request.step - 1).values_list(
+                "status", flat=True
+            )
         )
         status = (
             Request.Status.AWAITING_APPROVAL
@@ -190,7 +212,9 @@ def request_finish(*, request: Request, status: str, error: str = "") -> None:
     request.status = status
     request.error = error
     request.lease_token, request.lease_until = "", None
-    request.save(update_fields=["status", "error", "lease_token", "lease_until", "updated"])
+    request.save(
+        update_fields=["status", "error", "lease_token", "lease_until", "updated"]
+    )
     request_emit(request)
 
 
@@ -259,7 +283,9 @@ def action_decide(
         action = Action.objects.select_related("room", "request").get(pk=action.pk)
         if action.status != Action.Status.PENDING:
             who = f" by {action.decided_by}" if action.decided_by else ""
-            raise Conflict(f"This action is no longer pending: it was {action.status}{who}.")
+            raise Conflict(
+                f"This action is no longer pending: it was {action.status}{who}."
+            )
         _record_decision(action, user, decision, reason, arguments, via)
         action_emit(action)
         if decision == "deny":
@@ -296,7 +322,7 @@ def _record_decision(
 
 
 def action_expire_overdue() -> int:
-    """Expire actions nobody decided within AGENT_APPROVAL_TIMEOUT; the model is told."""
+    """Expire actions nobody decided in AGENT_APPROVAL_TIMEOUT; the model is told."""
     cutoff = timezone.now() - timedelta(seconds=settings.AGENT_APPROVAL_TIMEOUT)
     overdue = Action.objects.filter(status=Action.Status.PENDING, created__lt=cutoff)
     expired = 0
@@ -320,12 +346,15 @@ def action_expire_overdue() -> int:
 
 
 def message_emit(message: Message) -> None:
-    event_emit(room_id=message.room_id, type="message",
-               payload=MessageSerializer(message).data)
+    event_emit(
+        room_id=message.room_id, type="message", payload=MessageSerializer(message).data
+    )
 
 
 def action_emit(action: Action) -> None:
-    event_emit(room_id=action.room_id, type="action", payload=ActionSerializer(action).data)
+    event_emit(
+        room_id=action.room_id, type="action", payload=ActionSerializer(action).data
+    )
 
 
 def request_emit(request: Request) -> None:
@@ -340,12 +369,20 @@ def tool_result_content(action: Action) -> str:
     elif action.status == Action.Status.FAILED:
         body["error"] = action.error
     elif action.status == Action.Status.DENIED:
-        body.update(denied=True, reason=action.reason or "(no reason given)",
-                    note=f"{action.decided_by} denied this action; it did not run.")
+        body.update(
+            denied=True,
+            reason=action.reason or "(no reason given)",
+            note=f"{action.decided_by} denied this action; it did not run.",
+        )
     elif action.status == Action.Status.EXPIRED:
-        body["note"] = "Nobody approved this action in time; it expired and did not run."
+        body["note"] = (
+            "Nobody approved this action in time; it expired and did not run."
+        )
     if action.edited:
-        body["edited"] = {"proposed": action.proposed_arguments, "ran_with": action.arguments}
+        body["edited"] = {
+            "proposed": action.proposed_arguments,
+            "ran_with": action.arguments,
+        }
         body["note"] = "A person edited your call's arguments before approving it."
     return json.dumps(body, ensure_ascii=False, default=str)
 

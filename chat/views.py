@@ -2,6 +2,7 @@
 
 import logging
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import connection
@@ -12,9 +13,14 @@ from django.views.decorators.http import require_http_methods
 from . import redis as rds
 from . import services
 from .errors import AppError
-from .models import Membership, Room
+from .models import Action, Membership, Request, Room
+from .serializers import ActionSerializer, request_event
 
 logger = logging.getLogger(__name__)
+
+# What a room page shows from before it connected (see _room_history).
+RECENT_ACTIONS = 50
+RECENT_REQUESTS = 100
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -48,14 +54,20 @@ def _check_redis() -> str:
 def room_list(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         try:
-            room = services.room_create(user=request.user, name=request.POST.get("name", ""),
-                                        slug=request.POST.get("slug", ""))
+            room = services.room_create(
+                user=request.user,
+                name=request.POST.get("name", ""),
+                slug=request.POST.get("slug", ""),
+            )
         except AppError as exc:
             messages.error(request, exc.detail)
         else:
             return redirect("room", slug=room.slug)
-    memberships = (Membership.objects.filter(user=request.user)
-                   .select_related("room").order_by("room__name"))
+    memberships = (
+        Membership.objects.filter(user=request.user)
+        .select_related("room")
+        .order_by("room__name")
+    )
     return render(request, "chat/room_list.html", {"memberships": memberships})
 
 
@@ -65,28 +77,55 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
         room = services.room_get_for_member(slug=slug, user=request.user)
     except AppError:
         raise Http404("No such room.") from None
-    role = services.room_role(room=room, user=request.user)
     context = {
         "room": room,
-        "role": role,
+        "role": services.room_role(room=room, user=request.user),
         "can_decide": services.can_decide(room=room, user=request.user),
         "members": room.memberships.select_related("user").order_by("user__username"),
+        "roles": Membership.Role.values,
+        "max_input_chars": settings.AGENT_MAX_INPUT_CHARS,
+        **_room_history(room),
     }
     return render(request, "chat/room.html", context)
+
+
+def _room_history(room: Room) -> dict:
+    """Recent actions and request statuses, seeded into the page as JSON.
+
+    The WebSocket snapshot lists only pending actions and running requests; without
+    these a reload would lose the cards of decided actions and the statuses shown
+    next to earlier messages. Anything newer arrives over the socket and wins.
+    """
+    actions = (
+        Action.objects.filter(room=room)
+        .select_related("room", "decided_by")
+        .order_by("-created")[:RECENT_ACTIONS]
+    )
+    requests = Request.objects.filter(room=room).order_by("-created")[:RECENT_REQUESTS]
+    return {
+        "initial_actions": ActionSerializer(list(actions)[::-1], many=True).data,
+        "initial_requests": [request_event(r) for r in requests],
+    }
 
 
 @login_required
 @require_http_methods(["POST"])
 def room_member_add(request: HttpRequest, slug: str) -> HttpResponse:
     room = Room.objects.filter(slug=slug).first()
+    username = request.POST.get("username", "").strip()
     try:
         if room is None:
             raise services.NotFound("No such room.")
-        services.member_add(room=room, actor=request.user,
-                            username=request.POST.get("username", "").strip(),
-                            role=request.POST.get("role", Membership.Role.MEMBER))
+        membership = services.member_add(
+            room=room,
+            actor=request.user,
+            username=username,
+            role=request.POST.get("role", Membership.Role.MEMBER),
+        )
     except services.NotFound:
         raise Http404("No such room.") from None
     except AppError as exc:
         messages.error(request, exc.detail)
+    else:
+        messages.success(request, f"{username} is now {membership.role} here.")
     return redirect("room", slug=slug)

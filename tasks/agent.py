@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from chat import redis as rds
@@ -41,21 +41,34 @@ def run_step(*, request_id: str, step: int) -> None:
     if request is None:
         return
     if request.step >= settings.AGENT_MAX_STEPS:
-        _end_request(request, Status.FAILED, (
-            f"The agent stopped after {settings.AGENT_MAX_STEPS} steps without finishing "
-            "(AGENT_MAX_STEPS). Ask again with a narrower request."))
+        _end_request(
+            request,
+            Status.FAILED,
+            (
+                f"The agent stopped after {settings.AGENT_MAX_STEPS} steps without "
+                "finishing "
+                "(AGENT_MAX_STEPS). Ask again with a narrower request."
+            ),
+        )
         return
     relay = DeltaRelay(request)
-    heartbeat = Heartbeat(renew=lambda until: _renew_request(request, until),
-                          cancel_key=rds.key("cancel", request.pk), tick=relay.flush_due)
+    heartbeat = Heartbeat(
+        renew=lambda until: _renew_request(request, until),
+        cancel_key=rds.key("cancel", request.pk),
+        tick=relay.flush_due,
+    )
     heartbeat.on_lost = relay.stop.set
     try:
         with heartbeat:
             if request.attempts > 1:
                 relay.reset()
             completion = stream_chat(
-                build_context(request), [t.openai_spec() for t in TOOLS.values()],
-                on_text=relay.add, stop=relay.stop, on_open=relay.set_closer)
+                build_context(request),
+                [t.openai_spec() for t in TOOLS.values()],
+                on_text=relay.add,
+                stop=relay.stop,
+                on_open=relay.set_closer,
+            )
             relay.flush()
     except Stopped:
         return
@@ -80,42 +93,64 @@ def _claim_request(request_id: str, step: int) -> Request | None:
     now = timezone.now()
     with transaction.atomic():
         request = Request.objects.select_for_update().filter(pk=request_id).first()
-        if (request is None or request.step != step or request.ended
-                or request.status == Status.AWAITING_APPROVAL
-                or (request.lease_until and request.lease_until > now)
-                or request.actions.filter(status__in=services.ACTIVE_ACTIONS).exists()):
+        if (
+            request is None
+            or request.step != step
+            or request.ended
+            or request.status == Status.AWAITING_APPROVAL
+            or (request.lease_until and request.lease_until > now)
+            or request.actions.filter(status__in=services.ACTIVE_ACTIONS).exists()
+        ):
             return None
         if request.attempts >= settings.AGENT_MAX_ATTEMPTS:
-            services.request_finish(request=request, status=Status.FAILED, error=(
-                f"The agent's worker failed {request.attempts} times on this request; "
-                "giving up."))
+            services.request_finish(
+                request=request,
+                status=Status.FAILED,
+                error=(
+                    f"The agent's worker failed {request.attempts} times on this "
+                    "request; "
+                    "giving up."
+                ),
+            )
             return None
         previous = request.status
         request.status = Status.RUNNING
         request.lease_token = uuid.uuid4().hex
         request.lease_until = now + timedelta(seconds=settings.AGENT_LEASE_SECONDS)
         request.attempts += 1
-        request.save(update_fields=["status", "lease_token", "lease_until", "attempts",
-                                    "updated"])
+        request.save(
+            update_fields=[
+                "status",
+                "lease_token",
+                "lease_until",
+                "attempts",
+                "updated",
+            ]
+        )
         if previous != Status.RUNNING:
             services.request_emit(request)
     return Request.objects.select_related("room").get(pk=request.pk)
 
 
 def _renew_request(request: Request, until: object) -> bool:
-    return bool(Request.objects.filter(
-        pk=request.pk, lease_token=request.lease_token, status=Status.RUNNING
-    ).update(lease_until=until))
+    return bool(
+        Request.objects.filter(
+            pk=request.pk, lease_token=request.lease_token, status=Status.RUNNING
+        ).update(lease_until=until)
+    )
 
 
 def _release_request(request: Request) -> None:
     # Let the retry claim at once instead of waiting for the lease to run out.
     Request.objects.filter(pk=request.pk, lease_token=request.lease_token).update(
-        lease_until=None)
+        lease_until=None
+    )
 
 
 def _locked_if_ours(request: Request) -> Request | None:
-    locked = Request.objects.select_for_update().select_related("room").get(pk=request.pk)
+    locked = (
+        Request.objects.select_for_update().select_related("room").get(pk=request.pk)
+    )
     if locked.status != Status.RUNNING or locked.lease_token != request.lease_token:
         return None  # cancelled meanwhile, or our lease ran out and another took over
     return locked
@@ -130,7 +165,9 @@ def _end_request(request: Request, status: str, error: str = "") -> None:
 
 def _record_answer(request: Request, completion: Completion) -> None:
     calls = [_check_call(call) for call in completion.tool_calls]
-    previews = {c["id"]: _preview(c) for c in calls if c["tool"] and c["tool"].needs_approval}
+    previews = {
+        c["id"]: _preview(c) for c in calls if c["tool"] and c["tool"].needs_approval
+    }
     with transaction.atomic():
         locked = _locked_if_ours(request)
         if locked is None:
@@ -154,9 +191,15 @@ def _record_answer(request: Request, completion: Completion) -> None:
 
 
 def _check_call(call: object) -> dict:
-    """Validate a tool call; an invalid one answers the model, it never becomes an action."""
-    entry = {"id": call.id or f"call_{uuid.uuid4().hex[:24]}", "name": call.name,
-             "arguments": call.arguments, "tool": None, "parsed": None, "error": ""}
+    """Validate a tool call; an invalid one answers the model, never an action."""
+    entry = {
+        "id": call.id or f"call_{uuid.uuid4().hex[:24]}",
+        "name": call.name,
+        "arguments": call.arguments,
+        "tool": None,
+        "parsed": None,
+        "error": "",
+    }
     try:
         parsed = json.loads(call.arguments or "{}")
         entry["tool"] = validate(call.name, parsed)
@@ -175,22 +218,33 @@ def _preview(call: dict) -> dict | None:
         return {"unavailable": str(exc)}
 
 
-def _store_assistant_message(request: Request, completion: Completion, calls: list) -> None:
+def _store_assistant_message(
+    request: Request, completion: Completion, calls: list
+) -> None:
     message = Message.objects.create(
-        id=request.draft_message_id, room_id=request.room_id, request=request,
-        role=Message.Role.ASSISTANT, content=completion.text,
-        tool_calls=[{"id": c["id"], "name": c["name"], "arguments": c["arguments"]}
-                    for c in calls],
+        id=request.draft_message_id,
+        room_id=request.room_id,
+        request=request,
+        role=Message.Role.ASSISTANT,
+        content=completion.text,
+        tool_calls=[
+            {"id": c["id"], "name": c["name"], "arguments": c["arguments"]}
+            for c in calls
+        ],
     )
     if message.content:
         services.message_emit(message)
     for call in calls:
         if call["error"]:
             error = Message.objects.create(
-                room_id=request.room_id, request=request, role=Message.Role.TOOL,
+                room_id=request.room_id,
+                request=request,
+                role=Message.Role.TOOL,
                 tool_call_id=call["id"],
-                content=json.dumps({"tool": call["name"], "status": "invalid",
-                                    "error": call["error"]}))
+                content=json.dumps(
+                    {"tool": call["name"], "status": "invalid", "error": call["error"]}
+                ),
+            )
             services.message_emit(error)
 
 
@@ -199,10 +253,17 @@ def _create_action(request: Request, call: dict, preview: dict | None) -> Action
     if tool is None:
         return None
     return Action.objects.create(
-        request=request, room_id=request.room_id, step=request.step, tool=tool.name,
-        tool_call_id=call["id"], arguments=call["parsed"],
-        requires_approval=tool.needs_approval, preview=preview,
-        status=Action.Status.PENDING if tool.needs_approval else Action.Status.EXECUTING,
+        request=request,
+        room_id=request.room_id,
+        step=request.step,
+        tool=tool.name,
+        tool_call_id=call["id"],
+        arguments=call["parsed"],
+        requires_approval=tool.needs_approval,
+        preview=preview,
+        status=Action.Status.PENDING
+        if tool.needs_approval
+        else Action.Status.EXECUTING,
     )
 
 
@@ -260,8 +321,13 @@ class DeltaRelay:
         self._last = time.monotonic()
 
     def _send(self, offset: int, text: str) -> None:
-        delta_send(room_id=self.request.room_id, request_id=self.request.pk,
-                   message_id=self.message_id, offset=offset, text=text)
+        delta_send(
+            room_id=self.request.room_id,
+            request_id=self.request.pk,
+            message_id=self.message_id,
+            offset=offset,
+            text=text,
+        )
 
 
 # One tool call ---------------------------------------------------------------------
@@ -288,7 +354,8 @@ def execute_action(*, action_id: str) -> None:
                 result = tool.run(client, action.arguments, action.pk)
     except TransientError:
         Action.objects.filter(pk=action.pk, lease_token=action.lease_token).update(
-            lease_until=None)
+            lease_until=None
+        )
         raise
     except PermanentError as exc:
         _finish_action(action, Action.Status.FAILED, error=str(exc))
@@ -310,14 +377,21 @@ def _claim_action(action_id: str) -> Action | None:
             return None
         request = Request.objects.select_for_update().get(pk=action["request_id"])
         action = Action.objects.select_related("room").get(pk=action_id)
-        if (request.ended
-                or action.status not in (Action.Status.APPROVED, Action.Status.EXECUTING)
-                or (action.lease_until and action.lease_until > now)):
+        if (
+            request.ended
+            or action.status not in (Action.Status.APPROVED, Action.Status.EXECUTING)
+            or (action.lease_until and action.lease_until > now)
+        ):
             return None
         if action.attempts >= settings.AGENT_MAX_ATTEMPTS:
-            _settle(action, Action.Status.FAILED, error=(
-                f"The tool call failed {action.attempts} times; giving up."))
-            transaction.on_commit(lambda: services.request_advance(request_id=request.pk))
+            _settle(
+                action,
+                Action.Status.FAILED,
+                error=(f"The tool call failed {action.attempts} times; giving up."),
+            )
+            transaction.on_commit(
+                lambda: services.request_advance(request_id=request.pk)
+            )
             return None
         previous = action.status
         action.status = Action.Status.EXECUTING
@@ -331,25 +405,30 @@ def _claim_action(action_id: str) -> Action | None:
 
 
 def _renew_action(action: Action, until: object) -> bool:
-    return bool(Action.objects.filter(
-        pk=action.pk, lease_token=action.lease_token, status=Action.Status.EXECUTING
-    ).update(lease_until=until))
+    return bool(
+        Action.objects.filter(
+            pk=action.pk, lease_token=action.lease_token, status=Action.Status.EXECUTING
+        ).update(lease_until=until)
+    )
 
 
-def _finish_action(action: Action, status: str, *, result: dict | None = None,
-                   error: str = "") -> None:
+def _finish_action(
+    action: Action, status: str, *, result: dict | None = None, error: str = ""
+) -> None:
     with transaction.atomic():
         Request.objects.select_for_update().filter(pk=action.request_id).first()
         current = Action.objects.select_related("room", "decided_by").get(pk=action.pk)
         if current.status != Action.Status.EXECUTING or (
-                action.lease_token and current.lease_token != action.lease_token):
+            action.lease_token and current.lease_token != action.lease_token
+        ):
             return  # another attempt finished it
         _settle(current, status, result=result, error=error)
     services.request_advance(request_id=action.request_id)
 
 
-def _settle(action: Action, status: str, *, result: dict | None = None,
-            error: str = "") -> None:
+def _settle(
+    action: Action, status: str, *, result: dict | None = None, error: str = ""
+) -> None:
     action.status, action.result, action.error = status, result, error
     action.lease_until = None
     action.save()
@@ -368,12 +447,14 @@ def sweep() -> dict:
     settle = timezone.now() - timedelta(seconds=settings.AGENT_SWEEP_GRACE_SECONDS)
     now = timezone.now()
     stale = Q(lease_until__lt=now) | Q(lease_until__isnull=True, updated__lt=settle)
-    requests = (Request.objects.filter(stale, status__in=[Status.QUEUED, Status.RUNNING])
-                .exclude(actions__status__in=services.ACTIVE_ACTIONS)
-                .values_list("id", "step")[:500])
-    actions = (Action.objects.filter(stale, status__in=[Action.Status.APPROVED,
-                                                        Action.Status.EXECUTING])
-               .values_list("id", flat=True)[:500])
+    requests = (
+        Request.objects.filter(stale, status__in=[Status.QUEUED, Status.RUNNING])
+        .exclude(actions__status__in=services.ACTIVE_ACTIONS)
+        .values_list("id", "step")[:500]
+    )
+    actions = Action.objects.filter(
+        stale, status__in=[Action.Status.APPROVED, Action.Status.EXECUTING]
+    ).values_list("id", flat=True)[:500]
     for request_id, step in requests:
         step_task.delay(str(request_id), step)
     for action_id in actions:

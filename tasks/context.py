@@ -37,11 +37,13 @@ def _turn_messages(request: Request) -> list[dict]:
             # as the API requires.
             for call in message.tool_calls:
                 if result := results.get(call["id"]):
-                    turn.append({
-                        "role": "tool",
-                        "tool_call_id": call["id"],
-                        "content": result.content[:MAX_TOOL_RESULT_CHARS],
-                    })
+                    turn.append(
+                        {
+                            "role": "tool",
+                            "tool_call_id": call["id"],
+                            "content": result.content[:MAX_TOOL_RESULT_CHARS],
+                        }
+                    )
     return turn
 
 
@@ -49,8 +51,11 @@ def _assistant(message: Message) -> dict:
     entry: dict = {"role": "assistant", "content": message.content or None}
     if message.tool_calls:
         entry["tool_calls"] = [
-            {"id": c["id"], "type": "function",
-             "function": {"name": c["name"], "arguments": c["arguments"]}}
+            {
+                "id": c["id"],
+                "type": "function",
+                "function": {"name": c["name"], "arguments": c["arguments"]},
+            }
             for c in message.tool_calls
         ]
     return entry
@@ -59,8 +64,11 @@ def _assistant(message: Message) -> dict:
 def _history(request: Request, budget: int) -> list[dict]:
     """The newest earlier words of the room that fit in `budget` characters."""
     earlier = (
-        Message.objects.filter(room_id=request.room_id, created__lt=request.created,
-                               role__in=[Message.Role.USER, Message.Role.ASSISTANT])
+        Message.objects.filter(
+            room_id=request.room_id,
+            created__lt=request.created,
+            role__in=[Message.Role.USER, Message.Role.ASSISTANT],
+        )
         .exclude(content="")
         .select_related("author")
         .order_by("-created")[: settings.AGENT_HISTORY_MESSAGES]
@@ -78,5 +86,7 @@ def _history(request: Request, budget: int) -> list[dict]:
 
 
 def _size(messages: list[dict]) -> int:
-    return sum(len(str(m.get("content") or "")) + len(str(m.get("tool_calls", ""))) + 20
-               for m in messages)
+    return sum(
+        len(str(m.get("content") or "")) + len(str(m.get("tool_calls", ""))) + 20
+        for m in messages
+    )

@@ -6,8 +6,8 @@ class ServiceError(Exception):
 
 
 class TransientError(ServiceError):
-    """Worth retrying with backoff: rate limits, 5xx answers, timeouts, dropped links."""
+    """Worth retrying with backoff: rate limits, 5xx, timeouts, dropped links."""
 
 
 class PermanentError(ServiceError):
-    """Retrying cannot help: bad credentials, invalid input, a document the API refuses."""
+    """Retrying cannot help: bad credentials, invalid input, a refused document."""

@@ -74,15 +74,18 @@ def stream_chat(
         raise _classify(exc) from exc
 
 
-def _assemble(stream, on_text: Callable[[str], None], stop: threading.Event) -> Completion:
+def _assemble(
+    stream, on_text: Callable[[str], None], stop: threading.Event
+) -> Completion:
     completion = Completion()
     calls: dict[int, ToolCall] = {}
     for chunk in stream:
         if stop.is_set():
             raise Stopped()
         if chunk.usage:
-            completion.usage = chunk.usage.model_dump(include={
-                "prompt_tokens", "completion_tokens", "total_tokens"})
+            completion.usage = chunk.usage.model_dump(
+                include={"prompt_tokens", "completion_tokens", "total_tokens"}
+            )
         for choice in chunk.choices:
             delta = choice.delta
             if delta.content:
@@ -103,20 +106,28 @@ def _classify(exc: Exception) -> Exception:
     if isinstance(exc, openai.APIStatusError):
         message = _error_message(exc)
         if exc.status_code == 429 or exc.status_code >= 500 or exc.status_code == 408:
-            return TransientError(f"The model service is busy ({exc.status_code}): {message}")
-        return PermanentError(f"The model service refused the request ({exc.status_code}): "
-                              f"{message}")
+            return TransientError(
+                f"The model service is busy ({exc.status_code}): {message}"
+            )
+        return PermanentError(
+            f"The model service refused the request ({exc.status_code}): {message}"
+        )
     if isinstance(exc, openai.APIConnectionError | openai.APITimeoutError):
         return TransientError("The model service could not be reached or timed out.")
     if isinstance(exc, openai.APIError):
         # A stream that broke off midway (dropped connection, bad chunk).
         return TransientError(f"The model's answer broke off: {type(exc).__name__}.")
-    if isinstance(exc, OSError | json.JSONDecodeError) or "httpx" in type(exc).__module__:
+    if (
+        isinstance(exc, OSError | json.JSONDecodeError)
+        or "httpx" in type(exc).__module__
+    ):
         return TransientError(f"The model's answer broke off: {type(exc).__name__}.")
     return exc
 
 
 def _error_message(exc: openai.APIStatusError) -> str:
     body = exc.body if isinstance(exc.body, dict) else {}
-    detail = body.get("message") or body.get("error", {}).get("message") if body else None
+    detail = (
+        body.get("message") or body.get("error", {}).get("message") if body else None
+    )
     return str(detail or exc.message)[:300]

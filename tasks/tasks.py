@@ -21,8 +21,11 @@ def run_step(self, request_id: str, step: int) -> None:
         agent.run_step(request_id=request_id, step=step)
     except TransientError as exc:
         if self.request.retries >= self.max_retries:
-            agent.step_gave_up(request_id=request_id, step=step,
-                               error=f"{exc} (gave up after {self.max_retries} retries)")
+            agent.step_gave_up(
+                request_id=request_id,
+                step=step,
+                error=f"{exc} (gave up after {self.max_retries} retries)",
+            )
             return
         raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from None
 
@@ -33,8 +36,10 @@ def execute_action(self, action_id: str) -> None:
         agent.execute_action(action_id=action_id)
     except TransientError as exc:
         if self.request.retries >= self.max_retries:
-            agent.action_gave_up(action_id=action_id,
-                                 error=f"{exc} (gave up after {self.max_retries} retries)")
+            agent.action_gave_up(
+                action_id=action_id,
+                error=f"{exc} (gave up after {self.max_retries} retries)",
+            )
             return
         raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from None
 

@@ -17,8 +17,12 @@ from jsonschema import Draft202012Validator
 from .linear import LinearClient
 
 Args = dict[str, Any]
-IDENTIFIER = {"type": "string", "minLength": 1, "maxLength": 64,
-              "description": "The issue's identifier, like ENG-3."}
+IDENTIFIER = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 64,
+    "description": "The issue's identifier, like ENG-3.",
+}
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,9 @@ def _create(client: LinearClient, args: Args, action_id: uuid.UUID) -> dict:
     return {"created": issue}
 
 
-def _recover_create(client: LinearClient, args: Args, action_id: uuid.UUID) -> dict | None:
+def _recover_create(
+    client: LinearClient, args: Args, action_id: uuid.UUID
+) -> dict | None:
     issue = client.get_issue(_idempotency_id(action_id, "issue"))
     return {"created": issue} if issue else None
 
@@ -98,7 +104,9 @@ def _delete(client: LinearClient, args: Args, action_id: uuid.UUID) -> dict:
     return client.delete_issue(args["id"])
 
 
-def _recover_delete(client: LinearClient, args: Args, action_id: uuid.UUID) -> dict | None:
+def _recover_delete(
+    client: LinearClient, args: Args, action_id: uuid.UUID
+) -> dict | None:
     # Gone already: an earlier attempt deleted it (the preview names what it was).
     if client.get_issue(args["id"]) is None:
         return {"deleted": args["id"]}
@@ -119,7 +127,7 @@ TOOLS: dict[str, Tool] = {
     for tool in [
         Tool(
             name="search_issues",
-            description="Search Linear issues by text. An empty query lists recent ones.",
+            description="Search Linear issues by text; an empty query lists recent.",
             parameters=_object(
                 {
                     "query": {"type": "string", "maxLength": 200},
@@ -142,8 +150,12 @@ TOOLS: dict[str, Tool] = {
                 {
                     "title": {"type": "string", "minLength": 1, "maxLength": 255},
                     "description": {"type": "string", "maxLength": 10000},
-                    "team": {"type": "string", "minLength": 1, "maxLength": 10,
-                             "description": "Team key, like ENG."},
+                    "team": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 10,
+                        "description": "Team key, like ENG.",
+                    },
                     "priority": {"type": "integer", "minimum": 0, "maximum": 4},
                 },
                 ["title"],
@@ -153,17 +165,27 @@ TOOLS: dict[str, Tool] = {
         ),
         Tool(
             name="update_issue",
-            description="Change an issue's title, description, state, priority or assignee.",
+            description=(
+                "Change an issue's title, description, state, priority or assignee."
+            ),
             parameters={
                 **_object(
                     {
                         "id": IDENTIFIER,
                         "title": {"type": "string", "minLength": 1, "maxLength": 255},
                         "description": {"type": "string", "maxLength": 10000},
-                        "state": {"type": "string", "minLength": 1, "maxLength": 60,
-                                  "description": "Workflow state name, like Done."},
+                        "state": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": 60,
+                            "description": "Workflow state name, like Done.",
+                        },
                         "priority": {"type": "integer", "minimum": 0, "maximum": 4},
-                        "assignee": {"type": "string", "minLength": 1, "maxLength": 120},
+                        "assignee": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": 120,
+                        },
                     },
                     ["id"],
                 ),
@@ -184,8 +206,10 @@ TOOLS: dict[str, Tool] = {
             name="add_comment",
             description="Add a comment to a Linear issue.",
             parameters=_object(
-                {"id": IDENTIFIER, "body": {"type": "string", "minLength": 1,
-                                            "maxLength": 10000}},
+                {
+                    "id": IDENTIFIER,
+                    "body": {"type": "string", "minLength": 1, "maxLength": 10000},
+                },
                 ["id", "body"],
             ),
             run=_comment,
@@ -206,8 +230,10 @@ def validate(name: str, arguments: object) -> Tool:
         raise InvalidCall(f"Unknown tool {name!r}. Available: {', '.join(TOOLS)}.")
     if not isinstance(arguments, dict):
         raise InvalidCall(f"Arguments of {name} must be a JSON object.")
-    errors = sorted(Draft202012Validator(tool.parameters).iter_errors(arguments),
-                    key=lambda e: list(e.path))
+    errors = sorted(
+        Draft202012Validator(tool.parameters).iter_errors(arguments),
+        key=lambda e: list(e.path),
+    )
     if errors:
         details = "; ".join(_describe(error) for error in errors[:5])
         raise InvalidCall(f"Invalid arguments for {name}: {details}.")
@@ -235,4 +261,6 @@ def preview(tool: Tool, arguments: Args) -> dict | None:
     if not tool.targets_issue:
         return None
     return linear_client().preview(arguments["id"]) or {
-        "identifier": arguments["id"], "missing": True}
+        "identifier": arguments["id"],
+        "missing": True,
+    }

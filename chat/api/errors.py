@@ -5,6 +5,7 @@ import logging
 from django.http import Http404, HttpRequest, JsonResponse
 from django.views.defaults import page_not_found
 from rest_framework import exceptions
+from rest_framework.authentication import TokenAuthentication
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -16,6 +17,14 @@ logger = logging.getLogger(__name__)
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, AppError):
         return Response({"detail": exc.detail}, status=exc.status)
+    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+        # DRF turns these into 403 when the view's first authentication class sends
+        # no challenge, and sessions (listed first) send none; the contract says 401.
+        return Response(
+            {"detail": str(exc.detail)},
+            status=401,
+            headers={"WWW-Authenticate": TokenAuthentication.keyword},
+        )
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(exc, exceptions.ValidationError):
         response.data = {"detail": _flatten(exc.detail), "errors": exc.detail}

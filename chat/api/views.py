@@ -3,8 +3,14 @@
 import uuid
 
 from django.contrib.auth import authenticate
+from django.core.validators import slug_re
 from django.db.models import OuterRef, Subquery
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.authtoken.models import Token
 from rest_framework.permissions import AllowAny
@@ -25,6 +31,22 @@ from chat.serializers import (
     RoomSerializer,
 )
 
+ERROR = inline_serializer("Error", {"detail": serializers.CharField()})
+REFUSALS = {
+    400: "Invalid input.",
+    401: "No credentials, or bad ones.",
+    403: "Not allowed for this user.",
+    404: "No such thing, or not visible to this user.",
+    409: "Not possible in the current state.",
+    429: "Too many requests.",
+}
+
+
+def _refusals(*codes: int, anonymous: bool = False) -> dict[int, OpenApiResponse]:
+    """The error answers of an endpoint, for the schema: `{"detail": "..."}`."""
+    codes = (*codes, 429) if anonymous else (*codes, 401, 429)
+    return {code: OpenApiResponse(ERROR, description=REFUSALS[code]) for code in codes}
+
 
 def _valid(serializer_class: type[serializers.Serializer], data: object) -> dict:
     serializer = serializer_class(data=data)
@@ -41,11 +63,18 @@ class TokenView(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
 
-    @extend_schema(request=TokenIn, responses=inline_serializer(
-        "TokenOut", {"token": serializers.CharField()}))
+    @extend_schema(
+        request=TokenIn,
+        responses={
+            200: inline_serializer("TokenOut", {"token": serializers.CharField()}),
+            **_refusals(400, anonymous=True),
+        },
+    )
     def post(self, request: HttpRequest) -> Response:
         data = _valid(TokenIn, request.data)
-        user = authenticate(request, username=data["username"], password=data["password"])
+        user = authenticate(
+            request, username=data["username"], password=data["password"]
+        )
         if user is None:
             raise Invalid("Unable to log in with these credentials.")
         token, _ = Token.objects.get_or_create(user=user)
@@ -58,14 +87,16 @@ class RoomIn(serializers.Serializer):
 
 
 class RoomsView(APIView):
-    @extend_schema(responses=RoomSerializer(many=True))
+    @extend_schema(responses={200: RoomSerializer(many=True), **_refusals()})
     def get(self, request: HttpRequest) -> Response:
         role = Membership.objects.filter(room=OuterRef("pk"), user=request.user)
         rooms = Room.objects.filter(memberships__user=request.user).annotate(
             user_role=Subquery(role.values("role")[:1]))
         return Response(RoomSerializer(rooms, many=True).data)
 
-    @extend_schema(request=RoomIn, responses={201: RoomSerializer})
+    @extend_schema(
+        request=RoomIn, responses={201: RoomSerializer, **_refusals(400, 409)}
+    )
     def post(self, request: HttpRequest) -> Response:
         data = _valid(RoomIn, request.data)
         room = services.room_create(user=request.user, name=data["name"],
@@ -75,7 +106,7 @@ class RoomsView(APIView):
 
 
 class RoomView(APIView):
-    @extend_schema(responses=RoomDetailSerializer)
+    @extend_schema(responses={200: RoomDetailSerializer, **_refusals(404)})
     def get(self, request: HttpRequest, slug: str) -> Response:
         room = services.room_get_for_member(slug=slug, user=request.user)
         body = RoomDetailSerializer(room, context={"user": request.user}).data
@@ -88,12 +119,16 @@ class MemberIn(serializers.Serializer):
 
 
 class MembersView(APIView):
-    @extend_schema(request=MemberIn, responses={201: MemberSerializer})
+    @extend_schema(
+        request=MemberIn,
+        responses={201: MemberSerializer, **_refusals(400, 403, 404)},
+    )
     def post(self, request: HttpRequest, slug: str) -> Response:
         room = services.room_get_for_member(slug=slug, user=request.user)
         data = _valid(MemberIn, request.data)
         membership = services.member_add(room=room, actor=request.user, **data)
-        return Response(MemberSerializer(membership).data, status=status.HTTP_201_CREATED)
+        body = MemberSerializer(membership).data
+        return Response(body, status=status.HTTP_201_CREATED)
 
 
 class RequestIn(serializers.Serializer):
@@ -102,7 +137,10 @@ class RequestIn(serializers.Serializer):
 
 
 class RoomRequestsView(APIView):
-    @extend_schema(request=RequestIn, responses={202: RequestSerializer})
+    @extend_schema(
+        request=RequestIn,
+        responses={202: RequestSerializer, **_refusals(400, 404)},
+    )
     def post(self, request: HttpRequest, slug: str) -> Response:
         room = services.room_get_for_member(slug=slug, user=request.user)
         data = _valid(RequestIn, request.data)
@@ -113,14 +151,19 @@ class RoomRequestsView(APIView):
 
 
 class RequestView(APIView):
-    @extend_schema(responses=RequestDetailSerializer)
+    @extend_schema(responses={200: RequestDetailSerializer, **_refusals(404)})
     def get(self, request: HttpRequest, request_id: str) -> Response:
-        agent_request = services.request_get(request_id=_uuid(request_id), user=request.user)
+        agent_request = services.request_get(
+            request_id=_uuid(request_id), user=request.user
+        )
         return Response(RequestDetailSerializer(agent_request).data)
 
 
 class RequestCancelView(APIView):
-    @extend_schema(request=None, responses=RequestSerializer)
+    @extend_schema(
+        request=None,
+        responses={200: RequestSerializer, **_refusals(403, 404, 409)},
+    )
     def post(self, request: HttpRequest, request_id: str) -> Response:
         agent_request = services.request_cancel(request_id=_uuid(request_id),
                                                 user=request.user)
@@ -134,20 +177,20 @@ class ActionsView(APIView):
             OpenApiParameter("room", str, description="A room's slug."),
             OpenApiParameter("limit", int, description="At most this many (1-500)."),
         ],
-        responses=ActionSerializer(many=True),
+        responses={200: ActionSerializer(many=True), **_refusals(400)},
     )
     def get(self, request: HttpRequest) -> Response:
         actions = services.action_list(
             user=request.user,
             status=request.query_params.get("status") or None,
-            room_slug=request.query_params.get("room") or None,
+            room_slug=_slug_param(request, "room"),
             limit=_int_param(request, "limit", 200, 1, 500),
         )
         return Response(ActionSerializer(actions, many=True).data)
 
 
 class ActionView(APIView):
-    @extend_schema(responses=ActionSerializer)
+    @extend_schema(responses={200: ActionSerializer, **_refusals(404)})
     def get(self, request: HttpRequest, action_id: str) -> Response:
         action = services.action_get(action_id=_uuid(action_id), user=request.user)
         return Response(ActionSerializer(action).data)
@@ -160,7 +203,20 @@ class ApproveIn(serializers.Serializer):
     def validate_arguments(self, value: object) -> dict:
         if not isinstance(value, dict):
             raise serializers.ValidationError("Must be a JSON object.")
+        # Refused like DRF's CharField does: PostgreSQL cannot store NUL characters.
+        if _has_nul(value):
+            raise serializers.ValidationError("Null characters are not allowed.")
         return value
+
+
+def _has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
 
 
 class DenyIn(serializers.Serializer):
@@ -168,7 +224,10 @@ class DenyIn(serializers.Serializer):
 
 
 class ActionApproveView(APIView):
-    @extend_schema(request=ApproveIn, responses=ActionSerializer)
+    @extend_schema(
+        request=ApproveIn,
+        responses={200: ActionSerializer, **_refusals(400, 403, 404, 409)},
+    )
     def post(self, request: HttpRequest, action_id: str) -> Response:
         data = _valid(ApproveIn, request.data)
         action = services.action_decide(
@@ -179,7 +238,10 @@ class ActionApproveView(APIView):
 
 
 class ActionDenyView(APIView):
-    @extend_schema(request=DenyIn, responses=ActionSerializer)
+    @extend_schema(
+        request=DenyIn,
+        responses={200: ActionSerializer, **_refusals(400, 403, 404, 409)},
+    )
     def post(self, request: HttpRequest, action_id: str) -> Response:
         data = _valid(DenyIn, request.data)
         action = services.action_decide(
@@ -190,12 +252,17 @@ class ActionDenyView(APIView):
 
 class RoomEventsView(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("after", int, description="Events after this seq."),
-                    OpenApiParameter("limit", int, description="At most this many (1-1000).")],
-        responses=inline_serializer("EventPage", {
-            "events": serializers.ListField(child=serializers.DictField()),
-            "last_seq": serializers.IntegerField(),
-            "has_more": serializers.BooleanField()}),
+        parameters=[
+            OpenApiParameter("after", int, description="Events after this seq."),
+            OpenApiParameter("limit", int, description="At most this many (1-1000)."),
+        ],
+        responses={
+            200: inline_serializer("EventPage", {
+                "events": serializers.ListField(child=serializers.DictField()),
+                "last_seq": serializers.IntegerField(),
+                "has_more": serializers.BooleanField()}),
+            **_refusals(400, 404),
+        },
     )
     def get(self, request: HttpRequest, slug: str) -> Response:
         room = services.room_get_for_member(slug=slug, user=request.user)
@@ -210,7 +277,9 @@ class RoomEventsView(APIView):
         })
 
 
-def _int_param(request: HttpRequest, name: str, default: int, low: int, high: int) -> int:
+def _int_param(
+    request: HttpRequest, name: str, default: int, low: int, high: int
+) -> int:
     raw = request.query_params.get(name, "")
     if raw == "":
         return default
@@ -221,6 +290,13 @@ def _int_param(request: HttpRequest, name: str, default: int, low: int, high: in
     if not low <= value <= high:
         raise Invalid(f"{name} must be between {low} and {high}.")
     return value
+
+
+def _slug_param(request: HttpRequest, name: str) -> str | None:
+    raw = request.query_params.get(name, "")
+    if raw and not slug_re.fullmatch(raw):
+        raise Invalid(f"{name} must be a room's slug.")
+    return raw or None
 
 
 def _uuid(value: str) -> str:

@@ -69,12 +69,19 @@ async def refused(headers, path: str = PATH) -> int | None:
 
 
 def pending_action(room, bob, tool: str = "delete_issue", **arguments) -> Action:
-    request = Request.objects.create(room=room, user=bob, step=1,
-                                     status=Request.Status.AWAITING_APPROVAL)
+    request = Request.objects.create(
+        room=room, user=bob, step=1, status=Request.Status.AWAITING_APPROVAL
+    )
     return Action.objects.create(
-        request=request, room=room, step=0, tool=tool, tool_call_id="call_1",
-        arguments=arguments or {"id": "ENG-3"}, requires_approval=True,
-        status=Action.Status.PENDING)
+        request=request,
+        room=room,
+        step=0,
+        tool=tool,
+        tool_call_id="call_1",
+        arguments=arguments or {"id": "ENG-3"},
+        requires_approval=True,
+        status=Action.Status.PENDING,
+    )
 
 
 # Who gets in --------------------------------------------------------------------------
@@ -119,8 +126,13 @@ def test_snapshot_has_history_pending_actions_and_the_partial_answer(room, bob):
     action = pending_action(room, bob)
     running = Request.objects.create(room=room, user=bob, status=Request.Status.RUNNING)
     services.request_start(room=room, user=bob, text="earlier question")
-    delta_send(room_id=room.pk, request_id=running.pk,
-               message_id=running.draft_message_id, offset=0, text="Half an ans")
+    delta_send(
+        room_id=room.pk,
+        request_id=running.pk,
+        message_id=running.draft_message_id,
+        offset=0,
+        text="Half an ans",
+    )
 
     async def check():
         ws, snapshot = await connect(headers_bob)
@@ -131,8 +143,13 @@ def test_snapshot_has_history_pending_actions_and_the_partial_answer(room, bob):
     assert snapshot["seq"] == RoomEvent.objects.filter(room=room).count()
     assert [m["content"] for m in snapshot["messages"]] == ["earlier question"]
     assert [a["id"] for a in snapshot["actions"]] == [str(action.pk)]
-    partial = next(r for r in snapshot["requests"] if r["id"] == str(running.pk))["partial"]
-    assert partial == {"message": str(running.draft_message_id), "content": "Half an ans"}
+    partial = next(r for r in snapshot["requests"] if r["id"] == str(running.pk))[
+        "partial"
+    ]
+    assert partial == {
+        "message": str(running.draft_message_id),
+        "content": "Half an ans",
+    }
 
 
 # Frames -------------------------------------------------------------------------------
@@ -140,6 +157,7 @@ def test_snapshot_has_history_pending_actions_and_the_partial_answer(room, bob):
 
 def test_chat_frame_posts_a_message_with_the_next_seq(room, bob):
     headers_bob = token_headers(bob)
+
     async def scenario():
         ws, snapshot = await connect(headers_bob)
         await ws.send_json_to({"type": "chat", "text": "hello agent"})
@@ -189,8 +207,9 @@ def test_decide_on_an_action_of_another_room_is_refused(room, alice, bob):
 
     async def scenario():
         ws, _ = await connect(headers_alice)
-        await ws.send_json_to({"type": "decide", "action": str(action.pk),
-                               "decision": "approve"})
+        await ws.send_json_to(
+            {"type": "decide", "action": str(action.pk), "decision": "approve"}
+        )
         frames = await receive_until(ws, lambda f: f["type"] == "error")
         await ws.disconnect()
         return frames[-1]
@@ -212,7 +231,9 @@ def test_cancel_frame_cancels_the_request_and_its_pending_actions(room, bob):
         return frames
 
     frames = run(scenario())
-    assert [f["action"]["status"] for f in frames if f["type"] == "action"] == ["cancelled"]
+    assert [f["action"]["status"] for f in frames if f["type"] == "action"] == [
+        "cancelled"
+    ]
     assert frames[-1]["request"]["status"] == "cancelled"
 
 
@@ -224,8 +245,9 @@ def test_resync_sends_every_event_after_the_seq_in_order(room, bob):
     async def scenario():
         ws, snapshot = await connect(headers_bob)
         await ws.send_json_to({"type": "resync", "after": 2})
-        frames = [await ws.receive_json_from(timeout=5)
-                  for _ in range(snapshot["seq"] - 2)]
+        frames = [
+            await ws.receive_json_from(timeout=5) for _ in range(snapshot["seq"] - 2)
+        ]
         await ws.disconnect()
         return frames
 
@@ -233,19 +255,26 @@ def test_resync_sends_every_event_after_the_seq_in_order(room, bob):
     assert [f["seq"] for f in frames] == list(range(3, 3 + len(frames)))
 
 
-@pytest.mark.parametrize(("raw", "fragment"), [
-    ("not json", "not valid JSON"),
-    (json.dumps({"type": "dance"}), "Unknown frame type"),
-    (json.dumps(["chat"]), "Unknown frame type"),
-    (json.dumps({"type": "chat", "text": "x" * 70_000}), "at most"),
-    (json.dumps({"type": "decide", "action": "nope", "decision": "approve"}), "No such"),
-    (json.dumps({"type": "decide", "action": str(uuid.uuid4())}), "decision"),
-    (json.dumps({"type": "cancel", "request": 5}), "request id"),
-    (json.dumps({"type": "resync", "after": "x"}), "seq"),
-    (json.dumps({"type": "chat", "text": ""}), "empty"),
-])
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        ("not json", "not valid JSON"),
+        (json.dumps({"type": "dance"}), "Unknown frame type"),
+        (json.dumps(["chat"]), "Unknown frame type"),
+        (json.dumps({"type": "chat", "text": "x" * 70_000}), "at most"),
+        (
+            json.dumps({"type": "decide", "action": "nope", "decision": "approve"}),
+            "No such",
+        ),
+        (json.dumps({"type": "decide", "action": str(uuid.uuid4())}), "decision"),
+        (json.dumps({"type": "cancel", "request": 5}), "request id"),
+        (json.dumps({"type": "resync", "after": "x"}), "seq"),
+        (json.dumps({"type": "chat", "text": ""}), "empty"),
+    ],
+)
 def test_bad_frames_answer_an_error_and_keep_the_socket_open(room, bob, raw, fragment):
     headers_bob = token_headers(bob)
+
     async def scenario():
         ws, _ = await connect(headers_bob)
         await ws.send_to(text_data=raw)
@@ -263,6 +292,7 @@ def test_bad_frames_answer_an_error_and_keep_the_socket_open(room, bob, raw, fra
 
 def test_a_flood_of_frames_is_throttled(room, bob):
     headers_bob = token_headers(bob)
+
     async def scenario():
         ws, _ = await connect(headers_bob)
         for _ in range(100):
@@ -276,6 +306,7 @@ def test_a_flood_of_frames_is_throttled(room, bob):
 
 def test_permissions_are_checked_on_every_frame(room, alice, bob):
     headers_bob = token_headers(bob)
+
     async def scenario():
         ws, _ = await connect(headers_bob)
         await database_sync_to_async(room.memberships.filter(user=bob).delete)()
@@ -295,14 +326,17 @@ def test_permissions_are_checked_on_every_frame(room, alice, bob):
 def test_presence_lists_who_is_connected(room, alice, bob):
     headers_bob = token_headers(bob)
     headers_alice = token_headers(alice)
+
     async def scenario():
         alice_ws, _ = await connect(headers_alice)
         bob_ws, _ = await connect(headers_bob)
         joined = await receive_until(
-            alice_ws, lambda f: f["type"] == "presence" and "bob" in f["users"])
+            alice_ws, lambda f: f["type"] == "presence" and "bob" in f["users"]
+        )
         await bob_ws.disconnect()
         left = await receive_until(
-            alice_ws, lambda f: f["type"] == "presence" and "bob" not in f["users"])
+            alice_ws, lambda f: f["type"] == "presence" and "bob" not in f["users"]
+        )
         await alice_ws.disconnect()
         return joined[-1], left[-1]
 
@@ -321,8 +355,12 @@ def test_deltas_carry_offsets_that_rebuild_the_text(room, bob):
         offset = 0
         for piece in ("Hello ", "there, ", "Bob."):
             await database_sync_to_async(delta_send)(
-                room_id=room.pk, request_id=running.pk, message_id=message_id,
-                offset=offset, text=piece)
+                room_id=room.pk,
+                request_id=running.pk,
+                message_id=message_id,
+                offset=offset,
+                text=piece,
+            )
             offset += len(piece)
         frames = await receive_until(ws, lambda f: f.get("text") == "Bob.")
         await ws.disconnect()
@@ -336,16 +374,22 @@ def test_deltas_carry_offsets_that_rebuild_the_text(room, bob):
 
 def test_a_gap_is_filled_from_the_database_in_seq_order(room, bob):
     headers_bob = token_headers(bob)
+
     async def scenario():
         ws, snapshot = await connect(headers_bob)
         # An event of another process whose publish is late: stored, not yet heard.
         await database_sync_to_async(RoomEvent.objects.create)(
-            room=room, seq=snapshot["seq"] + 1, type="request",
-            payload={"id": "late", "status": "running", "error": ""})
+            room=room,
+            seq=snapshot["seq"] + 1,
+            type="request",
+            payload={"id": "late", "status": "running", "error": ""},
+        )
         await database_sync_to_async(room.__class__.objects.filter(pk=room.pk).update)(
-            last_seq=snapshot["seq"] + 1)
+            last_seq=snapshot["seq"] + 1
+        )
         await database_sync_to_async(services.request_start)(
-            room=room, user=bob, text="after the gap")
+            room=room, user=bob, text="after the gap"
+        )
         await database_sync_to_async(publisher.flush)()
         frames = await receive_until(ws, lambda f: f["type"] == "message")
         await ws.disconnect()

@@ -41,40 +41,52 @@ def model_calls(openai_standin) -> list[dict]:
     return openai_standin.control("requests")["requests"]
 
 
-def test_approved_action_runs_once_and_the_model_answers(stack, room, alice, bob,
-                                                         linear_standin):
+def test_approved_action_runs_once_and_the_model_answers(
+    stack, room, alice, bob, linear_standin
+):
     stack.worker()
     request = services.request_start(room=room, user=bob, text="delete ENG-3")
     [action] = pending(request)
-    assert action.preview == {"identifier": "ENG-3", "title": "Login fails on Safari",
-                              "state": "Todo"}
+    assert action.preview == {
+        "identifier": "ENG-3",
+        "title": "Login fails on Safari",
+        "state": "Todo",
+    }
 
     services.action_decide(action_id=str(action.pk), user=alice, decision="approve")
     reached(request, S.COMPLETED)
 
-    assert [e["identifier"] for e in effects(linear_standin, "issueDelete")] == ["ENG-3"]
+    assert [e["identifier"] for e in effects(linear_standin, "issueDelete")] == [
+        "ENG-3"
+    ]
     assert "deleted ENG-3" in last_answer(request)
     action.refresh_from_db()
     assert (action.status, action.decided_by, action.decided_via) == (
-        "succeeded", alice, "api")
+        "succeeded",
+        alice,
+        "api",
+    )
 
 
 def test_denied_action_never_runs_and_the_model_hears_the_reason(
-        stack, room, alice, bob, linear_standin):
+    stack, room, alice, bob, linear_standin
+):
     stack.worker()
     request = services.request_start(room=room, user=bob, text="delete ENG-3")
     [action] = pending(request)
 
-    services.action_decide(action_id=str(action.pk), user=alice, decision="deny",
-                           reason="we still need it")
+    services.action_decide(
+        action_id=str(action.pk), user=alice, decision="deny", reason="we still need it"
+    )
     reached(request, S.COMPLETED)
 
     assert effects(linear_standin, "issueDelete") == []
     assert "we still need it" in last_answer(request)
 
 
-def test_expired_action_never_runs_and_the_model_is_told(stack, room, bob,
-                                                         linear_standin):
+def test_expired_action_never_runs_and_the_model_is_told(
+    stack, room, bob, linear_standin
+):
     stack.worker(AGENT_APPROVAL_TIMEOUT="2")
     stack.beat()
     request = services.request_start(room=room, user=bob, text="delete ENG-3")
@@ -89,24 +101,34 @@ def test_expired_action_never_runs_and_the_model_is_told(stack, room, bob,
 
 
 def test_edited_arguments_run_instead_and_the_model_is_told(
-        stack, room, alice, bob, linear_standin, openai_standin):
+    stack, room, alice, bob, linear_standin, openai_standin
+):
     stack.worker()
     request = services.request_start(room=room, user=bob, text="delete ENG-3")
     [action] = pending(request)
 
-    services.action_decide(action_id=str(action.pk), user=alice, decision="approve",
-                           arguments={"id": "ENG-4"})
+    services.action_decide(
+        action_id=str(action.pk),
+        user=alice,
+        decision="approve",
+        arguments={"id": "ENG-4"},
+    )
     reached(request, S.COMPLETED)
 
-    assert [e["identifier"] for e in effects(linear_standin, "issueDelete")] == ["ENG-4"]
+    assert [e["identifier"] for e in effects(linear_standin, "issueDelete")] == [
+        "ENG-4"
+    ]
     tool_message = model_calls(openai_standin)[-1]["body"]["messages"][-1]
     assert tool_message["role"] == "tool"
     assert json.loads(tool_message["content"])["edited"] == {
-        "proposed": {"id": "ENG-3"}, "ran_with": {"id": "ENG-4"}}
+        "proposed": {"id": "ENG-3"},
+        "ran_with": {"id": "ENG-4"},
+    }
 
 
-def test_twenty_concurrent_approvals_run_the_tool_once(stack, room, alice, bob,
-                                                       staff_decider, linear_standin):
+def test_twenty_concurrent_approvals_run_the_tool_once(
+    stack, room, alice, bob, staff_decider, linear_standin
+):
     stack.worker()
     request = services.request_start(room=room, user=bob, text="delete ENG-3")
     [action] = pending(request)
@@ -116,8 +138,9 @@ def test_twenty_concurrent_approvals_run_the_tool_once(stack, room, alice, bob,
     def approve(user) -> None:
         start.wait()
         try:
-            services.action_decide(action_id=str(action.pk), user=user,
-                                   decision="approve")
+            services.action_decide(
+                action_id=str(action.pk), user=user, decision="approve"
+            )
             outcomes.append("approved")
         except Conflict:
             outcomes.append("conflict")
@@ -126,8 +149,9 @@ def test_twenty_concurrent_approvals_run_the_tool_once(stack, room, alice, bob,
 
             connection.close()
 
-    threads = [threading.Thread(target=approve, args=(u,))
-               for u in [alice, staff_decider] * 10]
+    threads = [
+        threading.Thread(target=approve, args=(u,)) for u in [alice, staff_decider] * 10
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -139,11 +163,22 @@ def test_twenty_concurrent_approvals_run_the_tool_once(stack, room, alice, bob,
 
 
 def test_several_calls_wait_for_every_decision_and_free_tools_run_at_once(
-        stack, room, alice, bob, linear_standin, openai_standin):
-    openai_standin.control("script", {"replies": [{"tool_calls": [
-        {"name": "get_issue", "arguments": {"id": "ENG-1"}},
-        {"name": "delete_issue", "arguments": {"id": "ENG-3"}},
-        {"name": "delete_issue", "arguments": {"id": "ENG-4"}}]}]})
+    stack, room, alice, bob, linear_standin, openai_standin
+):
+    openai_standin.control(
+        "script",
+        {
+            "replies": [
+                {
+                    "tool_calls": [
+                        {"name": "get_issue", "arguments": {"id": "ENG-1"}},
+                        {"name": "delete_issue", "arguments": {"id": "ENG-3"}},
+                        {"name": "delete_issue", "arguments": {"id": "ENG-4"}},
+                    ]
+                }
+            ]
+        },
+    )
     stack.worker()
     request = services.request_start(room=room, user=bob, text="tidy up")
     first, second = pending(request, count=2)
@@ -161,7 +196,8 @@ def test_several_calls_wait_for_every_decision_and_free_tools_run_at_once(
 
 
 def test_worker_killed_mid_stream_finishes_once_with_the_full_text(
-        stack, room, bob, openai_standin):
+    stack, room, bob, openai_standin
+):
     openai_standin.control("config", {"token_delay": 0.03})
     worker = stack.worker()
     request = services.request_start(room=room, user=bob, text="count to 120")
@@ -178,10 +214,12 @@ def test_worker_killed_mid_stream_finishes_once_with_the_full_text(
     assert [m.content for m in answers] == [" ".join(map(str, range(1, 121))) + " "]
 
 
-def test_worker_killed_mid_tool_call_does_not_repeat_it(stack, room, alice, bob,
-                                                        linear_standin):
-    linear_standin.control("faults", {"faults": [
-        {"op": "issueDelete", "delay": 2.0, "count": 1}]})
+def test_worker_killed_mid_tool_call_does_not_repeat_it(
+    stack, room, alice, bob, linear_standin
+):
+    linear_standin.control(
+        "faults", {"faults": [{"op": "issueDelete", "delay": 2.0, "count": 1}]}
+    )
     worker = stack.worker()
     request = services.request_start(room=room, user=bob, text="delete ENG-3")
     [action] = pending(request)
@@ -201,7 +239,8 @@ def test_worker_killed_mid_tool_call_does_not_repeat_it(stack, room, alice, bob,
 
 
 def test_request_awaiting_approval_survives_a_restart_of_every_process(
-        stack, room, alice, bob, linear_standin):
+    stack, room, alice, bob, linear_standin
+):
     worker = stack.worker()
     stack.web()
     request = services.request_start(room=room, user=bob, text="delete ENG-3")
@@ -243,8 +282,9 @@ def test_rate_limited_model_call_is_retried(stack, room, bob, openai_standin):
     assert len(model_calls(openai_standin)) == 2
 
 
-def test_permanent_model_failure_fails_the_request_readably(stack, room, bob,
-                                                            openai_standin):
+def test_permanent_model_failure_fails_the_request_readably(
+    stack, room, bob, openai_standin
+):
     openai_standin.control("faults", {"faults": [{"status": 401, "count": 1}]})
     stack.worker()
     request = services.request_start(room=room, user=bob, text="Hello there")
@@ -254,11 +294,22 @@ def test_permanent_model_failure_fails_the_request_readably(stack, room, bob,
 
 
 def test_invalid_and_unknown_tool_calls_reach_the_model_as_errors(
-        stack, room, bob, openai_standin, linear_standin):
-    openai_standin.control("script", {"replies": [{"tool_calls": [
-        {"name": "frobnicate_issue", "arguments": {"id": "ENG-3"}},
-        {"name": "delete_issue", "arguments": "{not json"},
-        {"name": "delete_issue", "arguments": {"id": 3}}]}]})
+    stack, room, bob, openai_standin, linear_standin
+):
+    openai_standin.control(
+        "script",
+        {
+            "replies": [
+                {
+                    "tool_calls": [
+                        {"name": "frobnicate_issue", "arguments": {"id": "ENG-3"}},
+                        {"name": "delete_issue", "arguments": "{not json"},
+                        {"name": "delete_issue", "arguments": {"id": 3}},
+                    ]
+                }
+            ]
+        },
+    )
     stack.worker()
     request = services.request_start(room=room, user=bob, text="do odd things")
     reached(request, S.COMPLETED)
@@ -273,8 +324,19 @@ def test_invalid_and_unknown_tool_calls_reach_the_model_as_errors(
 
 
 def test_max_steps_bounds_the_loop(stack, room, bob, openai_standin):
-    openai_standin.control("script", {"replies": [{"count": 10, "tool_calls": [
-        {"name": "search_issues", "arguments": {"query": "login"}}]}]})
+    openai_standin.control(
+        "script",
+        {
+            "replies": [
+                {
+                    "count": 10,
+                    "tool_calls": [
+                        {"name": "search_issues", "arguments": {"query": "login"}}
+                    ],
+                }
+            ]
+        },
+    )
     stack.worker(AGENT_MAX_STEPS="3")
     request = services.request_start(room=room, user=bob, text="search forever")
     reached(request, S.FAILED)

@@ -16,13 +16,18 @@ def _status(request: Request) -> str:
 
 
 def _wait_status(request: Request, *statuses: str, timeout: float = 30) -> None:
-    wait_for(lambda: _status(request) in statuses, timeout=timeout,
-             what=f"request to reach {statuses} (now {request.status}: {request.error})")
+    wait_for(
+        lambda: _status(request) in statuses,
+        timeout=timeout,
+        what=f"request to reach {statuses} (now {request.status}: {request.error})",
+    )
 
 
 def test_question_is_answered_and_recorded_in_order(stack, room, bob):
     stack.worker()
-    request = services.request_start(room=room, user=bob, text="Hello, what can you do?")
+    request = services.request_start(
+        room=room, user=bob, text="Hello, what can you do?"
+    )
 
     _wait_status(request, Request.Status.COMPLETED)
 
@@ -31,10 +36,18 @@ def test_question_is_answered_and_recorded_in_order(stack, room, bob):
     assert request.usage["total_tokens"] > 0
     events = list(RoomEvent.objects.filter(room=room).values_list("type", "seq"))
     assert [seq for _, seq in events] == list(range(1, len(events) + 1))
-    assert [t for t, _ in events] == ["message", "request", "request", "message", "request"]
+    assert [t for t, _ in events] == [
+        "message",
+        "request",
+        "request",
+        "message",
+        "request",
+    ]
 
 
-def test_delete_waits_for_approval_and_runs_once(stack, room, alice, bob, linear_standin):
+def test_delete_waits_for_approval_and_runs_once(
+    stack, room, alice, bob, linear_standin
+):
     stack.worker()
     request = services.request_start(room=room, user=bob, text="Please delete ENG-3")
     _wait_status(request, Request.Status.AWAITING_APPROVAL)

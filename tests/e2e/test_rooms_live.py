@@ -23,7 +23,8 @@ class Watcher:
 
     async def __aenter__(self) -> "Watcher":
         self.ws = await websockets.connect(
-            self.url, additional_headers={"Authorization": f"Token {self.token}"})
+            self.url, additional_headers={"Authorization": f"Token {self.token}"}
+        )
         self.frames.append(json.loads(await self.ws.recv()))
         return self
 
@@ -42,8 +43,11 @@ class Watcher:
         await self.ws.send(json.dumps(frame))
 
     def durable(self) -> list[tuple[int, str]]:
-        return [(f["seq"], f["type"]) for f in self.frames if f.get("seq")
-                and f["type"] != "snapshot"]
+        return [
+            (f["seq"], f["type"])
+            for f in self.frames
+            if f.get("seq") and f["type"] != "snapshot"
+        ]
 
     def streamed(self) -> dict[str, str]:
         texts: dict[str, str] = {}
@@ -64,20 +68,28 @@ def is_request(status: str):
 
 async def post(url: str, token: str, body: dict | None = None) -> requests.Response:
     return await asyncio.to_thread(
-        requests.post, url, json=body or {}, timeout=10,
-        headers={"Authorization": f"Token {token}"})
+        requests.post,
+        url,
+        json=body or {},
+        timeout=10,
+        headers={"Authorization": f"Token {token}"},
+    )
 
 
 def test_two_watchers_on_two_web_processes_decide_together(
-        stack, room, alice, bob, linear_standin, openai_standin):
+    stack, room, alice, bob, linear_standin, openai_standin
+):
     stack.worker()
     web1, web2 = stack.web("web-1"), stack.web("web-2")
     alice_token, bob_token = token_for(alice), token_for(bob)
 
     async def scenario() -> tuple[Watcher, Watcher, list]:
         async with Watcher(web1, alice_token) as a, Watcher(web2, bob_token) as b:
-            asked = await post(f"{web2}/api/rooms/triage/requests", bob_token,
-                               {"text": "Please delete ENG-3"})
+            asked = await post(
+                f"{web2}/api/rooms/triage/requests",
+                bob_token,
+                {"text": "Please delete ENG-3"},
+            )
             assert asked.status_code == 202, asked.text
             pending = await a.until(is_action("pending"))
             await b.until(is_action("pending"))
@@ -99,8 +111,11 @@ def test_two_watchers_on_two_web_processes_decide_together(
     assert a.durable() == b.durable()
     seqs = [seq for seq, _ in a.durable()]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
-    finished = {f["message"]["id"]: f["message"]["content"] for f in a.frames
-                if f["type"] == "message" and f["message"]["role"] == "assistant"}
+    finished = {
+        f["message"]["id"]: f["message"]["content"]
+        for f in a.frames
+        if f["type"] == "message" and f["message"]["role"] == "assistant"
+    }
     assert "deleted ENG-3" in list(finished.values())[-1]
     for watcher in (a, b):
         streamed = watcher.streamed()
@@ -117,8 +132,9 @@ def test_an_idle_socket_stays_open_past_fifteen_seconds(stack, room, bob):
     async def scenario() -> dict:
         async with Watcher(web, token) as watcher:
             await asyncio.sleep(16)
-            asked = await post(f"{web}/api/rooms/triage/requests", token,
-                               {"text": "still there?"})
+            asked = await post(
+                f"{web}/api/rooms/triage/requests", token, {"text": "still there?"}
+            )
             assert asked.status_code == 202
             return await watcher.until(lambda f: f["type"] == "message", timeout=10)
 

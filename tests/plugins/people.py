@@ -1,5 +1,4 @@
-"""Named people and a room: alice approves, bob is a member, mallory is outside.
-"""
+"""Named people and a room: alice approves, bob is a member, mallory is outside."""
 
 from __future__ import annotations
 
@@ -49,8 +48,9 @@ def room(alice: User, bob: User) -> Room:
     from chat.models import Membership
 
     room = services.room_create(user=alice, name="Triage", slug="triage")
-    services.member_add(room=room, actor=alice, username="bob",
-                        role=Membership.Role.MEMBER)
+    services.member_add(
+        room=room, actor=alice, username="bob", role=Membership.Role.MEMBER
+    )
     return room
 
 

@@ -22,8 +22,12 @@ ROOT = Path(__file__).resolve().parents[2]
 LOG_DIR = ROOT / "test-output" / "logs" / str(os.getpid())
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 20.0,
-             interval: float = 0.05, what: str = "condition") -> object:
+def wait_for(
+    predicate: Callable[[], object],
+    timeout: float = 20.0,
+    interval: float = 0.05,
+    what: str = "condition",
+) -> object:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -73,8 +77,14 @@ def _spawn(name: str, args: list[str], env: dict, log_name: str | None = None) -
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log = LOG_DIR / f"{log_name or name}.log"
     handle = log.open("w")
-    popen = subprocess.Popen(args, cwd=ROOT, env=env, stdout=handle,
-                             stderr=subprocess.STDOUT, start_new_session=True)
+    popen = subprocess.Popen(
+        args,
+        cwd=ROOT,
+        env=env,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     return Proc(name, popen, log)
 
 
@@ -84,8 +94,11 @@ class Standin:
     def __init__(self, module: str, pattern: str) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = _spawn(module, [sys.executable, "-m", module, "--port", "0"], env)
-        line = wait_for(lambda: re.search(pattern, self.proc.output()), timeout=20,
-                        what=f"{module} to listen")
+        line = wait_for(
+            lambda: re.search(pattern, self.proc.output()),
+            timeout=20,
+            what=f"{module} to listen",
+        )
         self.url = line.group(1)
         self.base = re.sub(r"/(v1|graphql)$", "", self.url)
 
@@ -93,7 +106,9 @@ class Standin:
         if body is None:
             response = requests.get(f"{self.base}/_control/{path}", timeout=10)
         else:
-            response = requests.post(f"{self.base}/_control/{path}", json=body, timeout=10)
+            response = requests.post(
+                f"{self.base}/_control/{path}", json=body, timeout=10
+            )
         response.raise_for_status()
         return response.json()
 
@@ -105,7 +120,9 @@ class Standin:
 def standins() -> Iterator[dict[str, Standin]]:
     servers = {
         "openai": Standin("standins.openai_server", r"listening on (http://\S+/v1)"),
-        "linear": Standin("standins.linear_server", r"listening on (http://\S+/graphql)"),
+        "linear": Standin(
+            "standins.linear_server", r"listening on (http://\S+/graphql)"
+        ),
     }
     yield servers
     for server in servers.values():
@@ -132,7 +149,8 @@ def _database_url() -> str:
     if db["ENGINE"].endswith("sqlite3"):
         return f"sqlite:///{db['NAME']}"
     auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    host = f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
+    return f"postgres://{auth}@{host}/{db['NAME']}"
 
 
 @dataclass
@@ -142,34 +160,74 @@ class Stack:
     env: dict
     procs: list[Proc] = field(default_factory=list)
 
-    def worker(self, name: str = "worker", concurrency: int = 2, **extra_env: str) -> Proc:
-        args = [sys.executable, "-m", "celery", "-A", "agentsite", "worker",
-                "--loglevel", "INFO", "--concurrency", str(concurrency),
-                "--without-gossip", "--without-mingle", "-n", f"{name}-{os.getpid()}@%h"]
+    def worker(
+        self, name: str = "worker", concurrency: int = 2, **extra_env: str
+    ) -> Proc:
+        args = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "agentsite",
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--concurrency",
+            str(concurrency),
+            "--without-gossip",
+            "--without-mingle",
+            "-n",
+            f"{name}-{os.getpid()}@%h",
+        ]
         proc = _spawn(name, args, {**self.env, **extra_env})
         self.procs.append(proc)
-        wait_for(lambda: "ready" in proc.output() or not proc.alive(), timeout=30,
-                 what=f"{name} to be ready")
+        wait_for(
+            lambda: "ready" in proc.output() or not proc.alive(),
+            timeout=30,
+            what=f"{name} to be ready",
+        )
         assert proc.alive(), proc.output()
         return proc
 
     def beat(self) -> Proc:
         schedule = LOG_DIR / f"beat-{os.getpid()}-{len(self.procs)}.db"
-        args = [sys.executable, "-m", "celery", "-A", "agentsite", "beat",
-                "--loglevel", "INFO", "--schedule", str(schedule)]
+        args = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "agentsite",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--schedule",
+            str(schedule),
+        ]
         proc = _spawn("beat", args, self.env)
         self.procs.append(proc)
         return proc
 
     def web(self, name: str = "web") -> str:
         port = free_port()
-        args = [sys.executable, "-m", "uvicorn", "agentsite.asgi:application",
-                "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+        args = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "agentsite.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+        ]
         proc = _spawn(name, args, self.env)
         self.procs.append(proc)
         url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _answers(url) or not proc.alive(), timeout=30,
-                 what=f"{name} to serve")
+        wait_for(
+            lambda: _answers(url) or not proc.alive(),
+            timeout=30,
+            what=f"{name} to serve",
+        )
         assert proc.alive(), proc.output()
         return url
 
@@ -186,7 +244,9 @@ def _answers(url: str) -> bool:
 
 
 @pytest.fixture
-def stack(transactional_db, standins, openai_standin, linear_standin) -> Iterator[Stack]:
+def stack(
+    transactional_db, standins, openai_standin, linear_standin
+) -> Iterator[Stack]:
     """A function-scoped set of processes on the test database; start what you need."""
     from django.conf import settings
 
