@@ -86,6 +86,10 @@ def database_from_url(url: str, base_dir: Path) -> dict:
             "HOST": parts.hostname or "",
             "PORT": str(parts.port or ""),
             "OPTIONS": options,
+            # One test database per test run, so runs side by side do not collide.
+            "TEST": {
+                "NAME": f"test_{unquote(parts.path[1:]) or 'postgres'}_{os.getpid()}"
+            },
             "CONN_MAX_AGE": 60,
             "CONN_HEALTH_CHECKS": True,
         }

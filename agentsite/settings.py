@@ -154,6 +154,12 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # Our own leases and sweeps recover crashed work within seconds; the broker's
     # redelivery is only the last resort, so its timeout can stay long.
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
+    "unacked_restore_interval": env_int("CELERY_RESTORE_INTERVAL", 10),
+    "unacked_restore_throttle": env_int("CELERY_RESTORE_THROTTLE", 10),
+    # A broker that vanishes without closing the connection (failover) must not
+    # hang a publish forever.
+    "socket_timeout": 30,
+    "socket_connect_timeout": 5,
     "global_keyprefix": f"{REDIS_PREFIX}:",
 }
 CELERY_BEAT_SCHEDULE = {
@@ -179,8 +185,9 @@ CHANNEL_LAYERS = {
 # REST
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
+        # Token first: an unauthenticated call then answers 401 with a challenge.
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -205,6 +212,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "ActionStatusEnum": "chat.models.Action.Status",
+        "RequestStatusEnum": "chat.models.Request.Status",
+    },
 }
 
 # OpenAI: without a key, the local stand-in (`standins/openai_server.py`) is used.

@@ -318,6 +318,9 @@ class ActionAdmin(AgentRecordMixin, admin.ModelAdmin):
             raise PermissionDenied
         level, text = outcome
         messages.add_message(request, level, text)
+        if not self.has_view_permission(request, action):
+            # An approver of the room without the admin's view permission.
+            return redirect("admin:index")
         return redirect("admin:chat_action_change", quote(action.pk))
 
     def _decide(
@@ -327,7 +330,7 @@ class ActionAdmin(AgentRecordMixin, admin.ModelAdmin):
         when they may neither decide nor see it."""
         label = action_summary(action)
         try:
-            decided = services.action_decide(
+            services.action_decide(
                 action_id=str(action.pk),
                 user=request.user,
                 decision=decision,
@@ -346,11 +349,8 @@ class ActionAdmin(AgentRecordMixin, admin.ModelAdmin):
             return messages.WARNING, f"{label}: {_already(action)}."
         except Invalid as exc:
             return messages.ERROR, f"{label}: {exc.detail}"
+        # The decision service writes the admin log entry, whatever the interface.
         verb = "Approved" if decision == "approve" else "Denied"
-        because = (
-            f" Reason: {decided.reason}" if decided.reason else " No reason given."
-        )
-        self.log_change(request, decided, f"{verb} in the admin.{because}")
         return messages.SUCCESS, f"{verb}: {label}."
 
     def _decide_many(

@@ -11,6 +11,7 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
@@ -70,7 +71,7 @@ def _can_see(*, room: Room, user: AbstractBaseUser) -> bool:
 def room_create(*, user: AbstractBaseUser, name: str, slug: str = "") -> Room:
     """Create a room; its creator is its first approver."""
     name = name.strip()
-    if not name or len(name) > 120:
+    if not name or len(name) > 120 or "\x00" in name + slug:
         raise Invalid("A room needs a name of 1 to 120 characters.")
     slug = slugify(slug or name)[:60]
     if not slug:
@@ -115,6 +116,8 @@ def request_start(*, room: Room, user: AbstractBaseUser, text: str) -> Request:
         raise NotFound("No such room.")
     if not isinstance(text, str) or not text.strip():
         raise Invalid("The message is empty.")
+    if "\x00" in text:
+        raise Invalid("The message contains a NUL character.")
     if len(text) > settings.AGENT_MAX_INPUT_CHARS:
         raise Invalid(
             f"The message is longer than {settings.AGENT_MAX_INPUT_CHARS} characters."
@@ -299,7 +302,7 @@ def action_decide(
 def _clean_reason(reason: object) -> str:
     if reason is None:
         return ""
-    if not isinstance(reason, str) or len(reason) > 2000:
+    if not isinstance(reason, str) or len(reason) > 2000 or "\x00" in reason:
         raise Invalid("reason must be text of at most 2000 characters.")
     return reason.strip()
 
@@ -319,6 +322,21 @@ def _record_decision(
     if arguments is not None and arguments != action.arguments:
         action.proposed_arguments, action.arguments = action.arguments, arguments
     action.save()
+    _log_decision(action, user)
+
+
+def _log_decision(action: Action, user: AbstractBaseUser) -> None:
+    """Every decision, from any interface, also lands in Django's admin log."""
+    verb = "Approved" if action.status == Action.Status.APPROVED else "Denied"
+    parts = [f"{verb} in the {action.decided_via}."]
+    parts.append(f"Reason: {action.reason}" if action.reason else "No reason given.")
+    if action.edited:
+        parts.append(
+            f"Arguments edited from {action.proposed_arguments} to {action.arguments}."
+        )
+    LogEntry.objects.log_actions(
+        user.pk, [action], CHANGE, change_message=" ".join(parts), single_object=True
+    )
 
 
 def action_expire_overdue() -> int:

@@ -237,7 +237,22 @@ def validate(name: str, arguments: object) -> Tool:
     if errors:
         details = "; ".join(_describe(error) for error in errors[:5])
         raise InvalidCall(f"Invalid arguments for {name}: {details}.")
+    if _has_nul(arguments):
+        # PostgreSQL cannot store NUL in text; no issue field needs one.
+        raise InvalidCall(
+            f"Invalid arguments for {name}: NUL characters are not allowed."
+        )
     return tool
+
+
+def _has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def _describe(error: Any) -> str:

@@ -12,10 +12,18 @@ if TYPE_CHECKING:  # loaded as a plugin before Django is set up: import models l
     from chat.models import Room
 
 
+_HASHES: dict[str, str] = {}
+
+
 def _user(username: str) -> User:
+    from django.contrib.auth.hashers import make_password
     from django.contrib.auth.models import User
 
-    return User.objects.create_user(username=username, password=f"{username}-pass")
+    # Hashing is slow on purpose; hash each test password once per session.
+    password = f"{username}-pass"
+    if password not in _HASHES:
+        _HASHES[password] = make_password(password)
+    return User.objects.create(username=username, password=_HASHES[password])
 
 
 @pytest.fixture
@@ -37,7 +45,9 @@ def mallory(db) -> User:
 def staff_decider(db) -> User:
     from django.contrib.auth.models import Permission, User
 
-    user = User.objects.create_user(username="sam", password="sam-pass", is_staff=True)
+    user = _user("sam")
+    user.is_staff = True
+    user.save(update_fields=["is_staff"])
     user.user_permissions.add(Permission.objects.get(codename="decide_action"))
     return User.objects.get(pk=user.pk)
 

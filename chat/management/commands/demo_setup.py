@@ -1,0 +1,88 @@
+"""`manage.py demo_setup`: the users and the room a first look at the app needs.
+
+Idempotent: it creates what is missing and leaves what exists alone (it never
+resets a password), so `make run` calls it on every start.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import transaction
+
+from chat.models import Membership, Room
+from chat.services import room_create
+
+PASSWORD = "demo"
+ROOM_SLUG, ROOM_NAME = "demo", "Demo room"
+# username -> (superuser, role in the demo room)
+USERS = {
+    "demo": (True, Membership.Role.APPROVER),
+    "alice": (False, Membership.Role.APPROVER),
+    "bob": (False, Membership.Role.MEMBER),
+}
+
+
+class Command(BaseCommand):
+    help = "Create the demo users (password 'demo') and the Demo room if missing."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="create them even with DEBUG off (known passwords!)",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if not settings.DEBUG and not options["force"]:
+            # A superuser with a published password must not reach production.
+            self.stdout.write("DEBUG is off: no demo users created (--force to do it)")
+            return
+        with transaction.atomic():
+            users = {
+                name: self.ensure_user(name, superuser)
+                for name, (superuser, _role) in USERS.items()
+            }
+            self.ensure_room(users)
+        self.stdout.write(
+            "Log in as demo / demo (superuser: the admin is at /admin/); "
+            "alice (approver) and bob (member) use the password demo too."
+        )
+
+    def ensure_user(self, username: str, superuser: bool) -> AbstractBaseUser:
+        """The user `username`, created with the demo password if missing."""
+        model = get_user_model()
+        user = model.objects.filter(username=username).first()
+        if user is not None:
+            self.stdout.write(f"User {username} exists (password left as it is).")
+            return user
+        user = model(username=username, is_staff=superuser, is_superuser=superuser)
+        user.set_password(PASSWORD)
+        user.save()
+        kind = "superuser" if superuser else "user"
+        self.stdout.write(f"Created {kind} {username} (password {PASSWORD}).")
+        return user
+
+    def ensure_room(self, users: dict[str, AbstractBaseUser]) -> None:
+        """The Demo room with its members, created only if the slug is free.
+
+        An existing room is left alone, members included: someone may have
+        changed them on purpose.
+        """
+        if Room.objects.filter(slug=ROOM_SLUG).exists():
+            self.stdout.write(f"Room {ROOM_NAME!r} (/{ROOM_SLUG}) exists.")
+            return
+        # Makes its creator, demo, the first approver.
+        room = room_create(user=users["demo"], name=ROOM_NAME, slug=ROOM_SLUG)
+        for name, (_superuser, role) in USERS.items():
+            Membership.objects.get_or_create(
+                room=room, user=users[name], defaults={"role": role}
+            )
+        self.stdout.write(
+            f"Created room {ROOM_NAME!r} (/{ROOM_SLUG}): demo and alice approve, "
+            "bob is a member."
+        )

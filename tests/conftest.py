@@ -1,0 +1,20 @@
+"""Fixtures every test package may use."""
+
+from __future__ import annotations
+
+import pytest
+
+from stack.redis import redis_answers
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The Redis of this test run, which `python -m stack test` made sure answers."""
+    from django.conf import settings
+
+    url = settings.REDIS_URL
+    assert redis_answers(url, timeout=2), (
+        f"No Redis answers at {url}: run the tests with `make test` or "
+        "`python -m stack test`, which start one when needed."
+    )
+    return url

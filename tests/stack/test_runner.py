@@ -1,0 +1,210 @@
+"""`python -m stack run` as a person uses it: start, serve, stop, start again.
+
+The runner tests start the real runner with nothing configured (no Redis answers, no API
+keys), so it starts an embedded Redis and both stand-ins, like a fresh machine.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from stack.procfile import ProcfileError, read_procfile
+from stack.procs import free_port, group_members
+
+pytestmark = pytest.mark.e2e  # real processes, like the other end-to-end tests
+
+ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 60.0
+STARTED = re.compile(r"^stack\s+\| started (\S+) pid (\d+)$")
+STOPPED = re.compile(r"^stack\s+\| stopped (\S+) ")
+LISTENING = re.compile(r"^(openai|linear)\s+\| .*listening on (http://\S+)$")
+
+
+class RunnerProcess:
+    """`python -m stack run` in a subprocess, its output collected line by line."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.port = int(env["PORT"])
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "stack", "run"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def started(self) -> dict[str, int]:
+        """Every process the runner said it started, by name."""
+        found = (STARTED.match(line) for line in list(self.lines))
+        return {m.group(1): int(m.group(2)) for m in found if m}
+
+    def stopped(self) -> list[str]:
+        """The names of the processes the runner said it stopped, in order."""
+        found = (STOPPED.match(line) for line in list(self.lines))
+        return [m.group(1) for m in found if m]
+
+    def wait_healthy(self) -> None:
+        """Wait until GET /healthz answers 200, failing early if the runner ends."""
+        url = f"http://127.0.0.1:{self.port}/healthz"
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"runner ended:\n{self.output}"
+            try:
+                if requests.get(url, timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        pytest.fail(f"{url} did not answer 200 in {START_TIMEOUT} s:\n{self.output}")
+
+    def interrupt(self, timeout: float = 30) -> int:
+        """Ctrl-C, as a person at the terminal would, and the runner's exit code."""
+        self.process.send_signal(signal.SIGINT)
+        code = self.process.wait(timeout)
+        self.reader.join(timeout=5)
+        return code
+
+
+def survivors(pids: dict[str, int], timeout: float) -> dict[str, list[int]]:
+    """The processes still alive, by group, once `timeout` ran out or none are."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = {name: group_members(pid) for name, pid in pids.items()}
+        alive = {name: members for name, members in alive.items() if members}
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def runner_env(tmp_path: Path) -> dict[str, str]:
+    """A fresh machine: nothing answers on the Redis URL, no keys, a new database."""
+    env = dict(os.environ)
+    env.update(
+        REDIS_URL="redis://127.0.0.1:1",
+        PORT=str(free_port()),
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        BEAT_SCHEDULE_FILE=str(tmp_path / "beat-schedule"),
+        WORKER_CONCURRENCY="1",
+        # Empty, not absent: a developer's .env must not bring real keys in.
+        OPENAI_API_KEY="",
+        LINEAR_API_KEY="",
+    )
+    return env
+
+
+@pytest.fixture
+def runners() -> Iterator[list[RunnerProcess]]:
+    """The runners a test started; any left running at its end are killed."""
+    started: list[RunnerProcess] = []
+    yield started
+    for runner in started:
+        if runner.process.poll() is None:
+            runner.process.kill()
+            runner.process.wait()
+
+
+def test_run_serves_then_stops_everything_on_ctrl_c(runner_env, runners):
+    runner = RunnerProcess(runner_env)
+    runners.append(runner)
+    runner.wait_healthy()
+    standins = {m[1]: m[2] for m in map(LISTENING.match, runner.lines) if m}
+    assert set(standins) == {"openai", "linear"}, runner.output
+    base = {name: re.sub(r"/(v1|graphql)$", "", url) for name, url in standins.items()}
+    assert requests.get(f"{base['openai']}/_control/requests", timeout=5).ok
+    assert requests.get(f"{base['linear']}/_control/health", timeout=5).ok
+    pids = runner.started()
+    assert {"redis", "openai", "linear", "web", "worker", "beat"} <= set(pids)
+
+    assert runner.interrupt() == 0, runner.output
+    assert survivors(pids, timeout=2) == {}
+    stopped = runner.stopped()
+    # Everything still running was stopped, and Redis only after all the rest.
+    assert set(stopped) == set(pids) - {"migrate", "setup"}, runner.output
+    assert stopped[-1] == "redis", runner.output
+
+
+def test_sigkill_of_the_runner_leaves_no_process_behind(runner_env, runners):
+    runner = RunnerProcess(runner_env)
+    runners.append(runner)
+    runner.wait_healthy()
+    pids = runner.started()
+    assert {"redis", "web", "worker", "beat"} <= set(pids)
+
+    runner.process.kill()
+    runner.process.wait()
+    assert survivors(pids, timeout=15) == {}, runner.output
+
+
+def test_second_start_works_and_a_process_that_dies_stops_all(runner_env, runners):
+    first = RunnerProcess(runner_env)
+    runners.append(first)
+    first.wait_healthy()
+    assert first.interrupt() == 0, first.output
+
+    # Same database, same port, straight after: nothing to migrate or create.
+    second = RunnerProcess(runner_env)
+    runners.append(second)
+    second.wait_healthy()
+    assert "Applying" not in second.output
+    assert "User demo exists" in second.output
+    assert "Room 'Demo room' (/demo) exists." in second.output
+
+    pids = second.started()
+    os.killpg(pids["worker"], signal.SIGKILL)
+    assert second.process.wait(30) == 1, second.output
+    assert re.search(
+        r"worker \(pid \d+, signal SIGKILL\) exited unexpectedly", second.output
+    )
+    assert survivors(pids, timeout=2) == {}
+    assert second.stopped()[-1] == "redis"
+
+
+def test_port_in_use_fails_fast_with_a_clear_message(runner_env, runners):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        runner_env["PORT"] = str(taken.getsockname()[1])
+        runner = RunnerProcess(runner_env)
+        runners.append(runner)
+        assert runner.process.wait(15) == 1
+    runner.reader.join(timeout=5)
+    assert f"port {runner_env['PORT']} on 127.0.0.1 is already in use" in runner.output
+    assert runner.started() == {}  # nothing was started before the check
+
+
+def test_procfile_is_the_list_of_processes(tmp_path: Path):
+    processes = read_procfile(ROOT / "Procfile")
+    assert {"web", "worker", "beat"} <= set(processes)
+    assert "$PORT" in processes["web"]
+    bad = tmp_path / "Procfile"
+    bad.write_text("web: uvicorn app\nworker celery\n")
+    with pytest.raises(ProcfileError, match=r"Procfile:2: expected `name: command`"):
+        read_procfile(bad)
