@@ -150,6 +150,10 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# When the broker connection drops, stop the tasks it delivered rather than ack them
+# later on a dead channel (kombu 5.7 then kills the worker); their leases run out
+# and the sweep hands the work to a worker with a live connection.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     # Our own leases and sweeps recover crashed work within seconds; the broker's
     # redelivery is only the last resort, so its timeout can stay long.

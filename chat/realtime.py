@@ -19,6 +19,7 @@ from channels.layers import get_channel_layer
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.models import F
+from redis.exceptions import RedisError
 
 from . import redis as rds
 from .models import Room, RoomEvent
@@ -88,12 +89,17 @@ def delta_send(
     with empty text therefore clears a message whose model call is being retried.
     """
     partial = rds.key("partial", message_id)
-    with rds.client().pipeline(transaction=False) as pipe:
-        if offset == 0:
-            pipe.set(partial, text, ex=PARTIAL_TTL_SECONDS)
-        else:
-            pipe.append(partial, text)
-        pipe.execute()
+    try:
+        with rds.client().pipeline(transaction=False) as pipe:
+            if offset == 0:
+                pipe.set(partial, text, ex=PARTIAL_TTL_SECONDS)
+            else:
+                pipe.append(partial, text)
+            pipe.execute()
+    except RedisError as exc:
+        # Live text is best effort: while Redis is away the answer goes on streaming
+        # into the database's final message, and late joiners miss only the partial.
+        logger.warning("realtime: could not store partial text: %r", exc)
     frame = {
         "type": "delta",
         "request": str(request_id),
@@ -105,11 +111,18 @@ def delta_send(
 
 
 def partial_text(message_id: uuid.UUID) -> str | None:
-    return rds.client().get(rds.key("partial", message_id))
+    try:
+        return rds.client().get(rds.key("partial", message_id))
+    except RedisError:
+        logger.warning("realtime: partial text unavailable", exc_info=True)
+        return None
 
 
 def partial_clear(message_id: uuid.UUID) -> None:
-    rds.client().delete(rds.key("partial", message_id))
+    try:
+        rds.client().delete(rds.key("partial", message_id))
+    except RedisError:
+        pass  # it expires on its own (PARTIAL_TTL_SECONDS)
 
 
 class Publisher:
