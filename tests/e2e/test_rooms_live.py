@@ -79,7 +79,11 @@ async def post(url: str, token: str, body: dict | None = None) -> requests.Respo
 def test_two_watchers_on_two_web_processes_decide_together(
     stack, room, alice, bob, linear_standin, openai_standin
 ):
-    stack.worker()
+    """Two web processes and two workers against one Redis and one database: both
+    watchers see the same durable events in order, whichever process serves them,
+    and a decision made through one web process resumes the turn on a free worker."""
+    stack.worker("worker-1")
+    stack.worker("worker-2")
     web1, web2 = stack.web("web-1"), stack.web("web-2")
     alice_token, bob_token = token_for(alice), token_for(bob)
 
