@@ -1,14 +1,9 @@
 """A staff member approves an action in the Django admin, in a real Chromium, against
 the real processes: the room hears of it at once and the agent finishes the turn."""
 
-import os
-
-# Playwright's sync API keeps an event loop running in this thread, so Django's
-# async-safety check would refuse the ORM calls this test makes meanwhile.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-
 import asyncio
 import json
+import os
 import queue
 import threading
 import time
@@ -98,7 +93,11 @@ def launch_chromium(playwright: Playwright) -> Browser:
 
 
 @pytest.fixture
-def admin_page() -> Iterator[Page]:
+def admin_page(monkeypatch: pytest.MonkeyPatch) -> Iterator[Page]:
+    # Playwright's sync API keeps an event loop running in this thread, so Django's
+    # async-safety check would refuse the ORM calls this test makes meanwhile; lifted
+    # for this test only (the processes it starts keep it).
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright)
         context = browser.new_context(viewport={"width": 1280, "height": 900})

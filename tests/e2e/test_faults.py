@@ -267,7 +267,7 @@ def test_secrets_reach_no_frame_answer_task_message_model_input_or_log(
 
 def test_check_deploy_is_clean_for_production_settings():
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"},
         "DEBUG": "0",
         "SECRET_KEY": secrets.token_urlsafe(50),
         "ALLOWED_HOSTS": "agents.example.com",

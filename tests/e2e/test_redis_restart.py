@@ -10,15 +10,15 @@ import requests
 from chat.models import Action, Message, Request
 from stack.procs import die_with_parent
 from stack.redis import redis_answers, server_binary
+from tests.e2e.test_rooms_live import Watcher
 from tests.plugins.people import token_for
 from tests.plugins.stack import LOG_DIR, effects, free_port, wait_for
-from tests.e2e.test_rooms_live import Watcher
 
 pytestmark = pytest.mark.e2e
 
 
 class RestartableRedis:
-    """A Redis of the test's own on a fixed port, so it can come back at the same URL."""
+    """A Redis of the test's own on a fixed port: it comes back at the same URL."""
 
     def __init__(self) -> None:
         self.port = free_port()
@@ -27,12 +27,26 @@ class RestartableRedis:
         self.start()
 
     def start(self) -> None:
-        argv = [str(server_binary()), "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--dir", str(LOG_DIR)]
+        argv = [
+            str(server_binary()),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(LOG_DIR),
+        ]
         LOG_DIR.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.STDOUT,
-                                        preexec_fn=die_with_parent())
+        self.process = subprocess.Popen(
+            argv,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent(),
+        )
         wait_for(lambda: redis_answers(self.url), timeout=10, what="redis to start")
 
     def stop(self) -> None:
@@ -49,8 +63,9 @@ def own_redis(stack):
     server.stop()
 
 
-def test_a_redis_restart_loses_nothing_durable(stack, own_redis, room, alice, bob,
-                                              linear_standin, openai_standin):
+def test_a_redis_restart_loses_nothing_durable(
+    stack, own_redis, room, alice, bob, linear_standin, openai_standin
+):
     """Invariant: during and after a Redis restart, processes reconnect by themselves,
     a watcher that resyncs ends with every durable event and the full text once, and
     an action pending across the restart still resolves, once."""
@@ -62,8 +77,12 @@ def test_a_redis_restart_loses_nothing_durable(stack, own_redis, room, alice, bo
     headers = {"Authorization": f"Token {bob_token}"}
 
     def ask(text: str) -> Request:
-        answer = requests.post(f"{web}/api/rooms/triage/requests", json={"text": text},
-                               headers=headers, timeout=10)
+        answer = requests.post(
+            f"{web}/api/rooms/triage/requests",
+            json={"text": text},
+            headers=headers,
+            timeout=10,
+        )
         assert answer.status_code == 202, answer.text
         return Request.objects.get(pk=answer.json()["id"])
 
@@ -78,29 +97,44 @@ def test_a_redis_restart_loses_nothing_durable(stack, own_redis, room, alice, bo
             own_redis.stop()
             time.sleep(1.0)
             own_redis.start()
-            await asyncio.to_thread(wait_for, lambda: _status(counting) == "completed",
-                                    60, 0.2, "the stream to finish after the restart")
+            await asyncio.to_thread(
+                wait_for,
+                lambda: _status(counting) == "completed",
+                60,
+                0.2,
+                "the stream to finish after the restart",
+            )
             last = max(f.get("seq") or 0 for f in watcher.frames)
             await watcher.send({"type": "resync", "after": last})
             await asyncio.sleep(1)
             await watcher.send({"type": "resync", "after": 0})
-            final = await watcher.until(lambda f: f["type"] == "request"
-                                        and f["request"]["id"] == str(counting.pk)
-                                        and f["request"]["status"] == "completed")
+            final = await watcher.until(
+                lambda f: (
+                    f["type"] == "request"
+                    and f["request"]["id"] == str(counting.pk)
+                    and f["request"]["status"] == "completed"
+                )
+            )
             assert final
             return watcher, counting
 
     watcher, counting = asyncio.run(scenario())
     text = Message.objects.get(request=counting, role="assistant").content
     assert text == " ".join(map(str, range(1, 151))) + " "
-    messages = {f["message"]["id"]: f["message"]["content"] for f in watcher.frames
-                if f["type"] == "message"}
+    messages = {
+        f["message"]["id"]: f["message"]["content"]
+        for f in watcher.frames
+        if f["type"] == "message"
+    }
     assert text in messages.values()
 
     action = Action.objects.get(request=deletion)
-    approved = requests.post(f"{web}/api/actions/{action.pk}/approve", json={},
-                             headers={"Authorization": f"Token {alice_token}"},
-                             timeout=10)
+    approved = requests.post(
+        f"{web}/api/actions/{action.pk}/approve",
+        json={},
+        headers={"Authorization": f"Token {alice_token}"},
+        timeout=10,
+    )
     assert approved.status_code == 200, approved.text
     wait_for(lambda: _status(deletion) == "completed", timeout=60)
     assert len(effects(linear_standin, "issueDelete")) == 1

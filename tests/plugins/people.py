@@ -16,13 +16,15 @@ _HASHES: dict[str, str] = {}
 
 
 def _user(username: str) -> User:
-    from django.contrib.auth.hashers import make_password
+    from django.contrib.auth.hashers import PBKDF2PasswordHasher
     from django.contrib.auth.models import User
 
-    # Hashing is slow on purpose; hash each test password once per session.
+    # Hashing is slow on purpose; hash each test password once per session, with
+    # the hasher the web processes verify logins with (whatever a test overrides).
     password = f"{username}-pass"
     if password not in _HASHES:
-        _HASHES[password] = make_password(password)
+        hasher = PBKDF2PasswordHasher()
+        _HASHES[password] = hasher.encode(password, hasher.salt())
     return User.objects.create(username=username, password=_HASHES[password])
 
 

@@ -263,11 +263,33 @@ def stack(
         "AGENT_SWEEP_SECONDS": "1",
         "AGENT_SWEEP_GRACE_SECONDS": "2",
     }
-    for secret in ("OPENAI_API_KEY", "LINEAR_API_KEY"):
-        env.pop(secret, None)
+    # No keys (the stand-ins are used), and async safety on in the processes even
+    # when a browser test had to lift it in this one for Playwright's event loop.
+    for name in ("OPENAI_API_KEY", "LINEAR_API_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE"):
+        env.pop(name, None)
     stack = Stack(env=env)
     yield stack
     stack.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_stray_connections(django_db_setup, django_db_blocker) -> Iterator[None]:
+    """Let the test database be dropped at the end on PostgreSQL.
+
+    Threads of the tests (channels' database_sync_to_async pool, racing threads)
+    keep connections that the main thread cannot close; DROP DATABASE refuses while
+    they live.
+    """
+    yield
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
 
 
 def effects(linear: Standin, op: str | None = None) -> list[dict]:
