@@ -144,3 +144,40 @@ def test_an_idle_socket_stays_open_past_fifteen_seconds(stack, room, bob):
 
     frame = asyncio.run(scenario())
     assert frame["message"]["content"] == "still there?"
+
+
+def test_a_watcher_that_stops_reading_slows_no_one_and_catches_up(
+    stack, room, bob, openai_standin
+):
+    """Invariant: a stalled socket holds back no other watcher; when it reads again
+    it resyncs from its last seq and ends with the same durable events and text."""
+    openai_standin.control("config", {"token_delay": 0.002})
+    stack.worker()
+    web = stack.web()
+    token = token_for(bob)
+
+    async def scenario() -> tuple[Watcher, Watcher, float]:
+        async with Watcher(web, token) as lively, Watcher(web, token) as stalled:
+            started = asyncio.get_running_loop().time()
+            asked = await post(
+                f"{web}/api/rooms/triage/requests", token, {"text": "count to 3000"}
+            )
+            assert asked.status_code == 202
+            await lively.until(is_request("completed"), timeout=60)
+            took = asyncio.get_running_loop().time() - started
+            # Only now does the stalled watcher read what piled up for it.
+            await stalled.until(is_request("completed"), timeout=60)
+            last = max(seq for seq, _ in stalled.durable())
+            await stalled.send({"type": "resync", "after": last})
+            await stalled.send({"type": "resync", "after": 0})
+            await stalled.until(lambda f: f.get("seq") == last)
+            return lively, stalled, took
+
+    lively, stalled, took = asyncio.run(scenario())
+    assert took < 30
+    durable = sorted(set(stalled.durable()))
+    assert [seq for seq, _ in durable] == list(range(1, len(durable) + 1))
+    assert set(lively.durable()) <= set(durable)
+    text = " ".join(map(str, range(1, 3001))) + " "
+    assert list(lively.streamed().values()) == [text]
+    assert list(stalled.streamed().values()) == [text]
