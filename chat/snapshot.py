@@ -16,6 +16,9 @@ def snapshot_build(*, room: Room, user: AbstractBaseUser) -> dict:
     seq = Room.objects.values_list("last_seq", flat=True).get(pk=room.pk)
     messages = (
         Message.objects.filter(room=room)
+        # A step that only called tools leaves an empty assistant message that was
+        # never sent as an event; watchers and late joiners must see the same list.
+        .exclude(role=Message.Role.ASSISTANT, content="")
         .select_related("author")
         .order_by("-created")[:RECENT_MESSAGES]
     )

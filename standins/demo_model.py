@@ -386,6 +386,9 @@ VERBS = {
 def describe_result(name: str, args: dict[str, Any], text: str) -> str:
     """One or two sentences about the result `text` of the call `name(args)`."""
     data = parse_result(text)
+    if isinstance(data, dict) and isinstance(data.get("edited"), dict):
+        # An approver changed the call: speak of what ran, not what was proposed.
+        args = data["edited"].get("ran_with") or args
     if has_flag(data, "denied"):
         sentence = denied_sentence(name, args, data)
     elif has_flag(data, "expired"):
@@ -396,8 +399,15 @@ def describe_result(name: str, args: dict[str, Any], text: str) -> str:
     elif isinstance(data, dict) and data.get("error"):
         sentence = f"That did not work: {clean(error_text(data['error']))}."
     else:
-        sentence = success_sentence(name, args, data)
+        sentence = success_sentence(name, args, unwrap(data))
     return with_edit_note(sentence, data)
+
+
+def unwrap(data: Any) -> Any:
+    """The tool's own result inside an app's `{"tool", "status", "result"}` envelope."""
+    if isinstance(data, dict) and "tool" in data and "result" in data:
+        return data["result"]
+    return data
 
 
 def has_flag(data: Any, word: str) -> bool:
