@@ -26,8 +26,9 @@ MAX_FRAME_BYTES = 64 * 1024
 # Token bucket per connection: a steady 10 frames/s, bursts of 30.
 RATE_PER_SECOND = 10.0
 BURST = 30.0
-# Past this many refused frames in a row the client is not listening: close.
+# Past this many refused frames within the window the client is not listening: close.
 FLOOD_CLOSE_AFTER = 300
+FLOOD_WINDOW_SECONDS = 10.0
 
 
 class RoomConsumer(AsyncWebsocketConsumer):
@@ -50,7 +51,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.close(code=4404)
             return
         self.group = room_group(self.room.pk)
-        self.tokens, self.refill_at, self.refused = BURST, time.monotonic(), 0
+        self.tokens, self.refill_at = BURST, time.monotonic()
+        self.refused, self.refused_since = 0, time.monotonic()
         await self.accept()
         # Join before reading the snapshot: nothing that happens in between is lost,
         # and anything the snapshot already holds is dropped below by its seq.
@@ -76,8 +78,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # Room events are the hot path (every token to every watcher): they touch no
         # database, so they skip the per-message thread hop Channels makes to close
         # stale database connections.
+        # Client frames are throttled here, before anything else happens to them: a
+        # flood must not queue up behind the database thread and refill its tokens.
         if message["type"] == "room.event":
             await self.room_event(message)
+        elif message["type"] == "websocket.receive":
+            if self._take_token():
+                await self.websocket_receive(message)
         else:
             await super().dispatch(message)
 
@@ -108,17 +115,17 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None
     ):
-        if not self._take_token():
-            return
-        if text_data is None or len(text_data.encode()) > MAX_FRAME_BYTES:
+        # surrogatepass: a lone surrogate is the service's to refuse, not a crash here.
+        size = len(text_data.encode("utf-8", "surrogatepass")) if text_data else 0
+        if text_data is None or size > MAX_FRAME_BYTES:
             await self._error(
                 "", f"Frames must be JSON text of at most {MAX_FRAME_BYTES} bytes."
             )
             return
         try:
             frame = json.loads(text_data)
-        except ValueError:
-            await self._error("", "The frame is not valid JSON.")
+        except (ValueError, RecursionError):
+            await self._error("", "The frame is not valid JSON (or nested too deeply).")
             return
         kind = frame.get("type") if isinstance(frame, dict) else None
         handler = self.FRAME_HANDLERS.get(kind) if isinstance(kind, str) else None
@@ -132,6 +139,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await handler(self, frame)
         except AppError as exc:
             await self._error(kind, exc.detail)
+        except Exception:
+            # A bug must cost this frame, not the connection (and its presence).
+            logger.exception("room consumer: %s frame failed", kind)
+            await self._error(kind, "The server could not handle this frame.")
 
     async def frame_chat(self, frame: dict) -> None:
         await database_sync_to_async(services.request_start)(
@@ -212,14 +223,15 @@ class RoomConsumer(AsyncWebsocketConsumer):
         now = time.monotonic()
         self.tokens = min(BURST, self.tokens + (now - self.refill_at) * RATE_PER_SECOND)
         self.refill_at = now
+        if now - self.refused_since > FLOOD_WINDOW_SECONDS:
+            self.refused, self.refused_since = 0, now
         if self.tokens >= 1:
             self.tokens -= 1
-            self.refused = 0
             return True
         self.refused += 1
         if self.refused == 1:
             asyncio.ensure_future(self._error("", "Too many frames; slow down."))
-        elif self.refused >= FLOOD_CLOSE_AFTER:
+        elif self.refused == FLOOD_CLOSE_AFTER:
             asyncio.ensure_future(self.close(code=4429))
         return False
 

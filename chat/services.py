@@ -22,6 +22,7 @@ from .errors import Conflict, Forbidden, Invalid, NotFound
 from .models import Action, Membership, Message, Request, Room
 from .realtime import event_emit
 from .serializers import ActionSerializer, MessageSerializer, request_event
+from .text import storable
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def _can_see(*, room: Room, user: AbstractBaseUser) -> bool:
 def room_create(*, user: AbstractBaseUser, name: str, slug: str = "") -> Room:
     """Create a room; its creator is its first approver."""
     name = name.strip()
-    if not name or len(name) > 120 or "\x00" in name + slug:
+    if not name or len(name) > 120 or not storable(name + slug):
         raise Invalid("A room needs a name of 1 to 120 characters.")
     slug = slugify(slug or name)[:60]
     if not slug:
@@ -116,8 +117,8 @@ def request_start(*, room: Room, user: AbstractBaseUser, text: str) -> Request:
         raise NotFound("No such room.")
     if not isinstance(text, str) or not text.strip():
         raise Invalid("The message is empty.")
-    if "\x00" in text:
-        raise Invalid("The message contains a NUL character.")
+    if not storable(text):
+        raise Invalid("The message contains a NUL character or invalid Unicode.")
     if len(text) > settings.AGENT_MAX_INPUT_CHARS:
         raise Invalid(
             f"The message is longer than {settings.AGENT_MAX_INPUT_CHARS} characters."
@@ -302,7 +303,7 @@ def action_decide(
 def _clean_reason(reason: object) -> str:
     if reason is None:
         return ""
-    if not isinstance(reason, str) or len(reason) > 2000 or "\x00" in reason:
+    if not isinstance(reason, str) or len(reason) > 2000 or not storable(reason):
         raise Invalid("reason must be text of at most 2000 characters.")
     return reason.strip()
 

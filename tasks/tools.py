@@ -14,6 +14,8 @@ from typing import Any
 from django.conf import settings
 from jsonschema import Draft202012Validator
 
+from chat.text import storable
+
 from .linear import LinearClient
 
 Args = dict[str, Any]
@@ -237,21 +239,21 @@ def validate(name: str, arguments: object) -> Tool:
     if errors:
         details = "; ".join(_describe(error) for error in errors[:5])
         raise InvalidCall(f"Invalid arguments for {name}: {details}.")
-    if _has_nul(arguments):
-        # PostgreSQL cannot store NUL in text; no issue field needs one.
+    if _unstorable(arguments):
+        # PostgreSQL cannot store NUL or broken Unicode; no issue field needs them.
         raise InvalidCall(
-            f"Invalid arguments for {name}: NUL characters are not allowed."
+            f"Invalid arguments for {name}: NUL characters or invalid Unicode."
         )
     return tool
 
 
-def _has_nul(value: object) -> bool:
+def _unstorable(value: object) -> bool:
     if isinstance(value, str):
-        return "\x00" in value
+        return not storable(value)
     if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+        return any(_unstorable(k) or _unstorable(v) for k, v in value.items())
     if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
+        return any(_unstorable(v) for v in value)
     return False
 
 

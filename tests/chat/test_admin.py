@@ -23,7 +23,11 @@ SCRIPT = "<script>alert(1)</script>"
 @pytest.fixture(autouse=True)
 def fast_passwords(settings) -> None:
     # The named users' passwords are hashed at full strength otherwise: seconds a test.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.PASSWORD_HASHERS = [
+        "django.contrib.auth.hashers.MD5PasswordHasher",
+        # The named users' hashes (tests/plugins/people.py) are PBKDF2.
+        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    ]
 
 
 def make_action(

@@ -78,7 +78,11 @@ def _forget_cached_counts() -> None:
 def fast_password_hashing(settings) -> None:
     # The default hasher takes over a second per user on a busy machine, and the
     # named users are made for every test; these tests are not about hashing.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.PASSWORD_HASHERS = [
+        "django.contrib.auth.hashers.MD5PasswordHasher",
+        # The named users' hashes (tests/plugins/people.py) are PBKDF2.
+        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    ]
 
 
 @pytest.fixture(autouse=True)

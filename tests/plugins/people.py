@@ -23,8 +23,9 @@ def _user(username: str) -> User:
     # the hasher the web processes verify logins with (whatever a test overrides).
     password = f"{username}-pass"
     if password not in _HASHES:
+        # Few iterations: the hash says how many, so every process verifies it fast.
         hasher = PBKDF2PasswordHasher()
-        _HASHES[password] = hasher.encode(password, hasher.salt())
+        _HASHES[password] = hasher.encode(password, hasher.salt(), iterations=1000)
     return User.objects.create(username=username, password=_HASHES[password])
 
 

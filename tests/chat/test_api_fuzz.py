@@ -1,0 +1,311 @@
+"""Fuzzing the REST API from its own OpenAPI document, with schemathesis.
+
+The schema is the one the app serves at /api/schema; every operation in it gets
+generated calls (valid and invalid ones), sent through the app's WSGI handler into
+the test database, and each answer must:
+
+- never be a 5xx (`not_a_server_error`: bad input never produces a 500),
+- carry a status code the operation documents (`status_code_conformance`),
+- have the documented content type (`content_type_conformance`),
+- fit the documented body schema (`response_schema_conformance`).
+
+Alice (approver of "triage", which holds a pending action and a finished request)
+authenticates every call with her token; a second pass sends no credentials at all.
+Path parameters are drawn from ids that exist (hers, and ones of a room she is not
+in) as well as from generated values, so the 200 paths are exercised too. Every
+example runs in a savepoint that is rolled back, so each one sees the same data (the
+pending action stays pending for the next approval).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import schemathesis
+from django.contrib.auth.models import User
+from django.core.signals import request_finished, request_started
+from django.core.wsgi import get_wsgi_application
+from django.db import DatabaseError, close_old_connections, transaction
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from rest_framework.test import APIClient
+from rest_framework.throttling import SimpleRateThrottle
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from chat import services
+from chat.models import Action, Membership, Request, Room
+from tests.chat.test_api import (  # noqa: F401  (autouse fixtures)
+    fast_password_hashing,
+    forget_throttle_counts,
+    pending_action,
+)
+from tests.plugins.people import token_for
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
+
+# Every operation of the schema; test_every_operation_is_fuzzed keeps this complete.
+OPERATIONS = [
+    ("POST", "/api/auth/token"),
+    ("GET", "/api/rooms"),
+    ("POST", "/api/rooms"),
+    ("GET", "/api/rooms/{slug}"),
+    ("POST", "/api/rooms/{slug}/members"),
+    ("POST", "/api/rooms/{slug}/requests"),
+    ("GET", "/api/rooms/{slug}/events"),
+    ("GET", "/api/requests/{request_id}"),
+    ("POST", "/api/requests/{request_id}/cancel"),
+    ("GET", "/api/actions"),
+    ("GET", "/api/actions/{action_id}"),
+    ("POST", "/api/actions/{action_id}/approve"),
+    ("POST", "/api/actions/{action_id}/deny"),
+]
+
+IDS = [f"{method} {path}" for method, path in OPERATIONS]
+
+# Per operation and pass: 13 operations x 2 passes x 50 calls take about a minute on
+# SQLite and PostgreSQL alike.
+FUZZ = settings(
+    max_examples=50,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    phases=[Phase.explicit, Phase.generate, Phase.shrink],
+    suppress_health_check=list(HealthCheck),
+)
+
+
+@dataclass
+class World:
+    token: str
+    slugs: list[str]
+    requests: list[str]
+    actions: list[str]
+
+
+@pytest.fixture
+def generous_rates(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The fuzzer sends hundreds of calls a minute as one user; it tests validation,
+    # not throttling (test_api.py does that).
+    monkeypatch.setattr(
+        SimpleRateThrottle,
+        "THROTTLE_RATES",
+        {"anon": "100000/min", "user": "100000/min"},
+    )
+
+
+@pytest.fixture
+def wsgi_app(db) -> Iterator[object]:
+    """Django's WSGI handler, kept inside the test's transaction.
+
+    A real handler closes "old" connections at the start and end of each request,
+    which inside the test's transaction would break it; Django's own test client
+    unhooks the same signal handler for the same reason.
+    """
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        yield get_wsgi_application()
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def api_schema(wsgi_app: object, generous_rates: None) -> schemathesis.BaseSchema:
+    return schemathesis.openapi.from_wsgi("/api/schema?format=json", wsgi_app)
+
+
+@pytest.fixture
+def world(room: Room, alice: User, bob: User, mallory: User) -> World:
+    """Ids that exist: alice's room with a pending action and a finished request,
+    and mallory's room (alice is not in it) with a pending action of its own."""
+    for person in (alice, bob):  # a quick hash (see fast_password_hashing)
+        person.set_password(f"{person.username}-pass")
+        person.save(update_fields=["password"])
+    pending = pending_action(room, bob)
+    finished = services.request_start(room=room, user=alice, text="Hello")
+    Request.objects.filter(pk=finished.pk).update(status=Request.Status.COMPLETED)
+    done = pending_action(room, alice, call="call_2")
+    Action.objects.filter(pk=done.pk).update(
+        status=Action.Status.DENIED, decided_by=alice, decided_via=Action.Via.API
+    )
+    elsewhere = services.room_create(user=mallory, name="Secret", slug="secret")
+    hidden = pending_action(elsewhere, mallory, call="call_3")
+    assert Membership.objects.filter(room=elsewhere, user=alice).count() == 0
+    return World(
+        token=token_for(alice),
+        slugs=[room.slug, elsewhere.slug],
+        requests=[str(r) for r in (pending.request_id, finished.pk, hidden.request_id)],
+        actions=[str(a) for a in (pending.pk, done.pk, hidden.pk)],
+    )
+
+
+def _known_path_parameters(world: World, path: str) -> st.SearchStrategy[dict]:
+    """Existing ids for the operation's path parameters (none if it has none)."""
+    if "{slug}" in path:
+        return st.fixed_dictionaries({"slug": st.sampled_from(world.slugs)})
+    if "{request_id}" in path:
+        return st.fixed_dictionaries({"request_id": st.sampled_from(world.requests)})
+    if "{action_id}" in path:
+        return st.fixed_dictionaries({"action_id": st.sampled_from(world.actions)})
+    return st.just({})
+
+
+# Bodies that can succeed, which random text almost never does: real credentials,
+# people who exist.
+KNOWN_BODIES = {
+    ("POST", "/api/auth/token"): st.fixed_dictionaries(
+        {
+            "username": st.sampled_from(["alice", "bob", "nobody"]),
+            "password": st.sampled_from(["alice-pass", "bob-pass", "wrong"]),
+        }
+    ),
+    ("POST", "/api/rooms/{slug}/members"): st.fixed_dictionaries(
+        {
+            "username": st.sampled_from(["alice", "bob", "mallory", "nobody"]),
+            "role": st.sampled_from(Membership.Role.values),
+        }
+    ),
+}
+
+
+def _cases(
+    schema: schemathesis.BaseSchema, method: str, path: str, world: World
+) -> st.SearchStrategy:
+    operation = schema[path][method]
+    strategies = [
+        operation.as_strategy(GenerationMode.POSITIVE),
+        operation.as_strategy(GenerationMode.NEGATIVE),
+    ]
+    if (method, path) in KNOWN_BODIES:
+        known_body = KNOWN_BODIES[method, path].flatmap(
+            lambda body: operation.as_strategy(body=body, media_type="application/json")
+        )
+        strategies += [known_body, known_body]  # half the calls
+    generated = st.one_of(strategies)
+    known = _known_path_parameters(world, path)
+    if "{" not in path:
+        return generated
+
+    def with_known_ids(drawn: tuple) -> object:
+        case, parameters, generated_ids = drawn
+        if not generated_ids:
+            case.path_parameters = {**(case.path_parameters or {}), **parameters}
+        return case
+
+    # Two calls in three address things that exist, the rest whatever was generated.
+    return st.tuples(generated, known, st.integers(0, 2).map(lambda n: n == 0)).map(
+        with_known_ids
+    )
+
+
+def _fuzz(
+    schema: schemathesis.BaseSchema,
+    method: str,
+    path: str,
+    world: World,
+    headers: dict[str, str],
+) -> None:
+    @FUZZ
+    @given(case=_cases(schema, method, path, world))
+    def run(case: schemathesis.Case) -> None:
+        with transaction.atomic():
+            try:
+                response = case.call(headers=headers)
+                case.validate_response(response, checks=CHECKS, headers=headers)
+            finally:
+                transaction.set_rollback(True)
+
+    run()
+
+
+@pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=IDS)
+def test_fuzz_as_an_approver(
+    api_schema: schemathesis.BaseSchema, world: World, method: str, path: str
+) -> None:
+    _fuzz(api_schema, method, path, world, {"Authorization": f"Token {world.token}"})
+    # Nothing a generated call did outlived its savepoint.
+    assert Action.objects.get(pk=world.actions[0]).status == Action.Status.PENDING
+
+
+@pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=IDS)
+def test_fuzz_without_credentials(
+    api_schema: schemathesis.BaseSchema, world: World, method: str, path: str
+) -> None:
+    _fuzz(api_schema, method, path, world, {})
+
+
+def test_every_operation_is_fuzzed(api_schema: schemathesis.BaseSchema) -> None:
+    served = {
+        (result.ok().method.upper(), result.ok().path)
+        for result in api_schema.get_all_operations()
+    }
+    assert served == set(OPERATIONS)
+
+
+# What a schema-driven fuzzer does not generate ---------------------------------------
+# Its strings are valid UTF-8 and its JSON is shallow; a hostile client's need not be.
+
+HOSTILE_BODIES = [
+    ("POST", "/api/rooms", '{"name": "ok \\ud800"}'),
+    ("POST", "/api/rooms", "[" * 5000 + "]" * 5000),
+    ("POST", "/api/rooms", '{"name":' * 5000 + '"x"' + "}" * 5000),
+    ("POST", "/api/auth/token", "[" * 5000 + "]" * 5000),
+    ("POST", "/api/rooms/{slug}/requests", '{"text": "hi \\ud800"}'),
+    ("POST", "/api/rooms/{slug}/requests", "[" * 5000 + "]" * 5000),
+    ("POST", "/api/actions/{action}/deny", '{"reason": "no \\ud800"}'),
+    ("POST", "/api/actions/{action}/approve", '{"arguments": {"id": "\\ud800"}}'),
+    ("POST", "/api/actions/{action}/approve", '{"arguments": {"\\ud800": 1}}'),
+    (
+        "POST",
+        "/api/actions/{action}/approve",
+        '{"arguments": ' + "[" * 5000 + "]" * 5000 + "}",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    HOSTILE_BODIES,
+    ids=[f"{m} {p} {b[:24]}" for m, p, b in HOSTILE_BODIES],
+)
+def test_hostile_json_bodies_get_a_4xx_and_change_nothing(
+    generous_rates: None, world: World, method: str, path: str, body: str
+) -> None:
+    """Lone surrogates (no database stores them) and JSON nested thousands deep
+    (Python's parser gives up with RecursionError) are bad input: a 4xx with a
+    `{"detail"}` body, never a 500, and the pending action stays pending."""
+    client = APIClient(raise_request_exception=False)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {world.token}")
+    url = path.format(slug=world.slugs[0], action=world.actions[0])
+    with transaction.atomic():  # a 500 may leave PostgreSQL's transaction aborted
+        response = client.generic(
+            method, url, body.encode("utf-8"), content_type="application/json"
+        )
+        try:
+            pending = Action.objects.get(pk=world.actions[0]).status
+        except DatabaseError as exc:
+            pending = f"unreadable: {exc}"
+        transaction.set_rollback(True)
+    raised = response.exc_info[1] if response.exc_info else None  # behind a 500
+    problems = []
+    if not 400 <= response.status_code < 500:
+        problems.append(f"answered {response.status_code}: {raised!r}")
+    if pending != Action.Status.PENDING:
+        problems.append(f"the pending action is now {pending}")
+    assert not problems, problems
+    assert isinstance(response.json()["detail"], str)
