@@ -1,136 +1,31 @@
-"""The Django admin: where staff decide pending actions and look at everything else.
-
-Nothing here writes around the services: a decision goes through
-`services.action_decide(..., via=Action.Via.ADMIN)`, like the room's buttons and the
-API, so the rules (who may decide, the first decision wins) and the room's events are
-the same whichever interface was used. Actions, requests, messages and events come
-from the agent: the admin shows them read-only and never adds them.
-
-Everything that came from the model or from Linear (arguments, issue titles,
-messages) is untrusted: it reaches HTML only through autoescaping or `format_html`.
-"""
-
-import json
-from collections.abc import Iterable
-from typing import Any
+"""Pending actions: the list, the bulk decisions and the change page."""
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
-from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
-from django.utils.text import Truncator
 from django.utils.timesince import timesince
 
-from . import services
-from .errors import Conflict, Forbidden, Invalid, NotFound
-from .models import Action, Membership, Message, Request, Room, RoomEvent
+from chat import services
+from chat.errors import Conflict, Forbidden, Invalid, NotFound
+from chat.models import Action, Membership
 
-DECIDE_PERM = "chat.decide_action"
-SUMMARY_CHARS = 120
-# Statuses an action reaches only after someone approved it.
-APPROVED_LIKE = (
-    Action.Status.APPROVED,
-    Action.Status.EXECUTING,
-    Action.Status.SUCCEEDED,
-    Action.Status.FAILED,
+from .common import (
+    DECIDE_PERM,
+    PENDING_FIRST,
+    AgentRecordMixin,
+    action_summary,
+    admin_link,
+    already_decided,
+    pretty,
+    short,
 )
-PENDING_FIRST = Case(
-    When(status=Action.Status.PENDING, then=Value(0)),
-    default=Value(1),
-    output_field=IntegerField(),
-)
-
-
-# Text shown for an action ------------------------------------------------------------
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, str):
-        return f"'{value}'"
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)
-
-
-def action_summary(action: Action) -> str:
-    """One line saying what the action does, e.g. "delete ENG-3 'Login fails'".
-
-    Plain text: callers escape it (autoescaping, `format_html`), since the arguments
-    and the preview's title come from the model and from Linear.
-    """
-    arguments = dict(action.arguments) if isinstance(action.arguments, dict) else {}
-    preview = action.preview if isinstance(action.preview, dict) else {}
-    parts = [action.tool.removesuffix("_issue").replace("_", " ")]
-    target = arguments.pop("id", None) or preview.get("identifier")
-    if target:
-        parts.append(str(target))
-    title = preview.get("title") or preview.get("creates")
-    if title:
-        parts.append(_short(title))
-        if arguments.get("title") == title:
-            del arguments["title"]
-    if preview.get("missing"):
-        parts.append("(no such issue)")
-    parts.extend(f"{key}={_short(value)}" for key, value in sorted(arguments.items()))
-    line = " ".join(" ".join(parts).split())  # one line: no newlines from arguments
-    return Truncator(line).chars(SUMMARY_CHARS)
-
-
-def _pretty(value: Any) -> SafeString | str:
-    if value is None:
-        return "-"
-    text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
-    return format_html('<pre class="chat-json">{}</pre>', text)
-
-
-def _already(action: Action) -> str:
-    """Why a decision came too late: "already approved by alice (now succeeded)"."""
-    if action.decided_by is None:
-        return f"already {action.status}"
-    verb = "approved" if action.status in APPROVED_LIKE else action.status
-    text = f"already {verb} by {action.decided_by}"
-    return text if verb == action.status else f"{text} (now {action.status})"
-
-
-def _admin_link(obj: Any, label: str) -> SafeString:
-    opts = obj._meta
-    url = reverse(
-        f"admin:{opts.app_label}_{opts.model_name}_change", args=[quote(obj.pk)]
-    )
-    return format_html('<a href="{}">{}</a>', url, label)
-
-
-# Permissions -------------------------------------------------------------------------
-
-
-class DeciderMayViewMixin:
-    """Holders of chat.decide_action decide in every room, so they may see every room's
-    actions and what led to them without also holding the view permissions."""
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return super().has_view_permission(request, obj) or request.user.has_perm(
-            DECIDE_PERM
-        )
-
-
-class AgentRecordMixin(DeciderMayViewMixin):
-    """Records the agent writes: never added or edited here, deleted by superusers."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.is_superuser
-
-
-# Actions -----------------------------------------------------------------------------
 
 
 @admin.register(Action)
@@ -200,25 +95,25 @@ class ActionAdmin(AgentRecordMixin, admin.ModelAdmin):
 
     @admin.display(description="request")
     def request_link(self, action: Action) -> SafeString:
-        return _admin_link(
+        return admin_link(
             action.request, f"{action.request.pk} ({action.request.status})"
         )
 
     @admin.display(description="room")
     def room_link(self, action: Action) -> SafeString:
-        return _admin_link(action.room, f"{action.room.name} ({action.room.slug})")
+        return admin_link(action.room, f"{action.room.name} ({action.room.slug})")
 
     @admin.display(description="arguments")
     def arguments_pretty(self, action: Action) -> SafeString | str:
-        return _pretty(action.arguments)
+        return pretty(action.arguments)
 
     @admin.display(description="preview")
     def preview_pretty(self, action: Action) -> SafeString | str:
-        return _pretty(action.preview)
+        return pretty(action.preview)
 
     @admin.display(description="result")
     def result_pretty(self, action: Action) -> SafeString | str:
-        return _pretty(action.result)
+        return pretty(action.result)
 
     @admin.display(description="decided")
     def decision_record(self, action: Action) -> SafeString | str:
@@ -244,8 +139,8 @@ class ActionAdmin(AgentRecordMixin, admin.ModelAdmin):
         changed = [
             (
                 key,
-                _short(before[key]) if key in before else "-",
-                _short(after[key]) if key in after else "-",
+                short(before[key]) if key in before else "-",
+                short(after[key]) if key in after else "-",
             )
             for key in keys
             if before.get(key) != after.get(key)
@@ -258,8 +153,8 @@ class ActionAdmin(AgentRecordMixin, admin.ModelAdmin):
             "<th>arguments</th></tr>{}<tr><th>all</th><td>{}</td><td>{}</td></tr>"
             "</table>",
             body,
-            _pretty(before),
-            _pretty(after),
+            pretty(before),
+            pretty(after),
         )
 
     # Deciding
@@ -346,7 +241,7 @@ class ActionAdmin(AgentRecordMixin, admin.ModelAdmin):
             )
         except Conflict:
             action.refresh_from_db()
-            return messages.WARNING, f"{label}: {_already(action)}."
+            return messages.WARNING, f"{label}: {already_decided(action)}."
         except Invalid as exc:
             return messages.ERROR, f"{label}: {exc.detail}"
         # The decision service writes the admin log entry, whatever the interface.
@@ -399,154 +294,3 @@ class ActionAdmin(AgentRecordMixin, admin.ModelAdmin):
 
 
 # Requests, messages, events ------------------------------------------------------
-
-
-class ReadOnlyInline(AgentRecordMixin):
-    extra = 0
-    can_delete = False
-    show_change_link = True
-
-
-class MessageInline(ReadOnlyInline, admin.TabularInline):
-    model = Message
-    fields = ("created", "role", "author", "content")
-    readonly_fields = fields
-
-
-class ActionInline(ReadOnlyInline, admin.TabularInline):
-    model = Action
-    fields = ("created", "tool", "summary", "status", "decided_by", "decided_via")
-    readonly_fields = fields
-
-    @admin.display(description="summary")
-    def summary(self, action: Action) -> str:
-        return action_summary(action)
-
-
-def _events_table(events: Iterable[RoomEvent]) -> SafeString | str:
-    rows = [
-        (
-            event.seq,
-            event.type,
-            event.created.isoformat(timespec="seconds"),
-            json.dumps(event.payload, ensure_ascii=False, sort_keys=True),
-        )
-        for event in events
-    ]
-    if not rows:
-        return "-"
-    body = format_html_join(
-        "", "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>", rows
-    )
-    return format_html(
-        '<table class="chat-events"><tr><th>seq</th><th>type</th><th>created</th>'
-        "<th>payload</th></tr>{}</table>",
-        body,
-    )
-
-
-@admin.register(Request)
-class RequestAdmin(AgentRecordMixin, admin.ModelAdmin):
-    list_display = ("id", "room", "user", "status", "step", "created")
-    list_filter = ("status", "room")
-    list_select_related = ("room", "user")
-    search_fields = ("id", "room__slug", "user__username", "error")
-    fields = (
-        "id",
-        "room",
-        "user",
-        "status",
-        "error",
-        "step",
-        "usage_pretty",
-        "attempts",
-        "lease_until",
-        "created",
-        "updated",
-        "events",
-    )
-    readonly_fields = fields
-    inlines = (MessageInline, ActionInline)
-
-    @admin.display(description="usage")
-    def usage_pretty(self, request: Request) -> SafeString | str:
-        return _pretty(request.usage)
-
-    @admin.display(description="events")
-    def events(self, request: Request) -> SafeString | str:
-        pk = str(request.pk)
-        mine = Q(payload__request=pk) | Q(type="request", payload__id=pk)
-        return _events_table(RoomEvent.objects.filter(mine, room_id=request.room_id))
-
-
-@admin.register(Message)
-class MessageAdmin(AgentRecordMixin, admin.ModelAdmin):
-    list_display = ("created", "room", "role", "author", "short_content")
-    list_filter = ("role", "room")
-    list_select_related = ("room", "author")
-    search_fields = ("content", "room__slug", "author__username")
-    fields = (
-        "id",
-        "room",
-        "request",
-        "role",
-        "author",
-        "content",
-        "tool_calls_pretty",
-        "tool_call_id",
-        "created",
-    )
-    readonly_fields = fields
-
-    @admin.display(description="content")
-    def short_content(self, message: Message) -> str:
-        return Truncator(" ".join(message.content.split())).chars(SUMMARY_CHARS)
-
-    @admin.display(description="tool calls")
-    def tool_calls_pretty(self, message: Message) -> SafeString | str:
-        return _pretty(message.tool_calls or None)
-
-
-@admin.register(RoomEvent)
-class RoomEventAdmin(AgentRecordMixin, admin.ModelAdmin):
-    list_display = ("room", "seq", "type", "created")
-    list_filter = ("type", "room")
-    list_select_related = ("room",)
-    fields = ("room", "seq", "type", "payload_pretty", "created")
-    readonly_fields = fields
-
-    @admin.display(description="payload")
-    def payload_pretty(self, event: RoomEvent) -> SafeString | str:
-        return _pretty(event.payload)
-
-
-# Rooms -------------------------------------------------------------------------------
-
-
-class MembershipInline(DeciderMayViewMixin, admin.TabularInline):
-    model = Membership
-    extra = 0
-    fields = ("user", "role", "created")
-    readonly_fields = ("created",)
-    raw_id_fields = ("user",)
-
-
-@admin.register(Room)
-class RoomAdmin(DeciderMayViewMixin, admin.ModelAdmin):
-    list_display = ("name", "slug", "created_by", "created", "last_seq")
-    search_fields = ("name", "slug")
-    readonly_fields = ("created_by", "created", "last_seq")
-    inlines = (MembershipInline,)
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # Deleting a room deletes its whole history.
-        return request.user.is_superuser
-
-
-@admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
-    list_display = ("room", "user", "role", "created")
-    list_filter = ("role", "room")
-    list_select_related = ("room", "user")
-    search_fields = ("room__slug", "user__username")
-    raw_id_fields = ("user",)

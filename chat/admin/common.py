@@ -1,0 +1,115 @@
+"""Shared by the admin pages: how an action reads in a line, and who may look."""
+
+import json
+from typing import Any
+
+from django.contrib.admin.utils import quote
+from django.db.models import Case, IntegerField, Value, When
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.text import Truncator
+
+from chat.models import Action
+
+DECIDE_PERM = "chat.decide_action"
+SUMMARY_CHARS = 120
+# Statuses an action reaches only after someone approved it.
+APPROVED_LIKE = (
+    Action.Status.APPROVED,
+    Action.Status.EXECUTING,
+    Action.Status.SUCCEEDED,
+    Action.Status.FAILED,
+)
+PENDING_FIRST = Case(
+    When(status=Action.Status.PENDING, then=Value(0)),
+    default=Value(1),
+    output_field=IntegerField(),
+)
+
+
+# Text shown for an action ------------------------------------------------------------
+
+
+def short(value: Any) -> str:
+    if isinstance(value, str):
+        return f"'{value}'"
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def action_summary(action: Action) -> str:
+    """One line saying what the action does, e.g. "delete ENG-3 'Login fails'".
+
+    Plain text: callers escape it (autoescaping, `format_html`), since the arguments
+    and the preview's title come from the model and from Linear.
+    """
+    arguments = dict(action.arguments) if isinstance(action.arguments, dict) else {}
+    preview = action.preview if isinstance(action.preview, dict) else {}
+    parts = [action.tool.removesuffix("_issue").replace("_", " ")]
+    target = arguments.pop("id", None) or preview.get("identifier")
+    if target:
+        parts.append(str(target))
+    title = preview.get("title") or preview.get("creates")
+    if title:
+        parts.append(short(title))
+        if arguments.get("title") == title:
+            del arguments["title"]
+    if preview.get("missing"):
+        parts.append("(no such issue)")
+    parts.extend(f"{key}={short(value)}" for key, value in sorted(arguments.items()))
+    line = " ".join(" ".join(parts).split())  # one line: no newlines from arguments
+    return Truncator(line).chars(SUMMARY_CHARS)
+
+
+def pretty(value: Any) -> SafeString | str:
+    if value is None:
+        return "-"
+    text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+    return format_html('<pre class="chat-json">{}</pre>', text)
+
+
+def already_decided(action: Action) -> str:
+    """Why a decision came too late: "already approved by alice (now succeeded)"."""
+    if action.decided_by is None:
+        return f"already {action.status}"
+    verb = "approved" if action.status in APPROVED_LIKE else action.status
+    text = f"already {verb} by {action.decided_by}"
+    return text if verb == action.status else f"{text} (now {action.status})"
+
+
+def admin_link(obj: Any, label: str) -> SafeString:
+    opts = obj._meta
+    url = reverse(
+        f"admin:{opts.app_label}_{opts.model_name}_change", args=[quote(obj.pk)]
+    )
+    return format_html('<a href="{}">{}</a>', url, label)
+
+
+# Permissions -------------------------------------------------------------------------
+
+
+class DeciderMayViewMixin:
+    """Holders of chat.decide_action decide in every room, so they may see every room's
+    actions and what led to them without also holding the view permissions."""
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_view_permission(request, obj) or request.user.has_perm(
+            DECIDE_PERM
+        )
+
+
+class AgentRecordMixin(DeciderMayViewMixin):
+    """Records the agent writes: never added or edited here, deleted by superusers."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser
+
+
+# Actions -----------------------------------------------------------------------------

@@ -1,0 +1,173 @@
+"""What the agent left: requests, messages, events; rooms and their members."""
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import Q
+from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+from django.utils.text import Truncator
+
+from chat.models import Action, Membership, Message, Request, Room, RoomEvent
+
+from .common import (
+    SUMMARY_CHARS,
+    AgentRecordMixin,
+    DeciderMayViewMixin,
+    action_summary,
+    pretty,
+)
+
+
+class ReadOnlyInline(AgentRecordMixin):
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+
+class MessageInline(ReadOnlyInline, admin.TabularInline):
+    model = Message
+    fields = ("created", "role", "author", "content")
+    readonly_fields = fields
+
+
+class ActionInline(ReadOnlyInline, admin.TabularInline):
+    model = Action
+    fields = ("created", "tool", "summary", "status", "decided_by", "decided_via")
+    readonly_fields = fields
+
+    @admin.display(description="summary")
+    def summary(self, action: Action) -> str:
+        return action_summary(action)
+
+
+def _events_table(events: Iterable[RoomEvent]) -> SafeString | str:
+    rows = [
+        (
+            event.seq,
+            event.type,
+            event.created.isoformat(timespec="seconds"),
+            json.dumps(event.payload, ensure_ascii=False, sort_keys=True),
+        )
+        for event in events
+    ]
+    if not rows:
+        return "-"
+    body = format_html_join(
+        "", "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>", rows
+    )
+    return format_html(
+        '<table class="chat-events"><tr><th>seq</th><th>type</th><th>created</th>'
+        "<th>payload</th></tr>{}</table>",
+        body,
+    )
+
+
+@admin.register(Request)
+class RequestAdmin(AgentRecordMixin, admin.ModelAdmin):
+    list_display = ("id", "room", "user", "status", "step", "created")
+    list_filter = ("status", "room")
+    list_select_related = ("room", "user")
+    search_fields = ("id", "room__slug", "user__username", "error")
+    fields = (
+        "id",
+        "room",
+        "user",
+        "status",
+        "error",
+        "step",
+        "usage_pretty",
+        "attempts",
+        "lease_until",
+        "created",
+        "updated",
+        "events",
+    )
+    readonly_fields = fields
+    inlines = (MessageInline, ActionInline)
+
+    @admin.display(description="usage")
+    def usage_pretty(self, request: Request) -> SafeString | str:
+        return pretty(request.usage)
+
+    @admin.display(description="events")
+    def events(self, request: Request) -> SafeString | str:
+        pk = str(request.pk)
+        mine = Q(payload__request=pk) | Q(type="request", payload__id=pk)
+        return _events_table(RoomEvent.objects.filter(mine, room_id=request.room_id))
+
+
+@admin.register(Message)
+class MessageAdmin(AgentRecordMixin, admin.ModelAdmin):
+    list_display = ("created", "room", "role", "author", "short_content")
+    list_filter = ("role", "room")
+    list_select_related = ("room", "author")
+    search_fields = ("content", "room__slug", "author__username")
+    fields = (
+        "id",
+        "room",
+        "request",
+        "role",
+        "author",
+        "content",
+        "tool_calls_pretty",
+        "tool_call_id",
+        "created",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="content")
+    def short_content(self, message: Message) -> str:
+        return Truncator(" ".join(message.content.split())).chars(SUMMARY_CHARS)
+
+    @admin.display(description="tool calls")
+    def tool_calls_pretty(self, message: Message) -> SafeString | str:
+        return pretty(message.tool_calls or None)
+
+
+@admin.register(RoomEvent)
+class RoomEventAdmin(AgentRecordMixin, admin.ModelAdmin):
+    list_display = ("room", "seq", "type", "created")
+    list_filter = ("type", "room")
+    list_select_related = ("room",)
+    fields = ("room", "seq", "type", "payload_pretty", "created")
+    readonly_fields = fields
+
+    @admin.display(description="payload")
+    def payload_pretty(self, event: RoomEvent) -> SafeString | str:
+        return pretty(event.payload)
+
+
+# Rooms -------------------------------------------------------------------------------
+
+
+class MembershipInline(DeciderMayViewMixin, admin.TabularInline):
+    model = Membership
+    extra = 0
+    fields = ("user", "role", "created")
+    readonly_fields = ("created",)
+    raw_id_fields = ("user",)
+
+
+@admin.register(Room)
+class RoomAdmin(DeciderMayViewMixin, admin.ModelAdmin):
+    list_display = ("name", "slug", "created_by", "created", "last_seq")
+    search_fields = ("name", "slug")
+    readonly_fields = ("created_by", "created", "last_seq")
+    inlines = (MembershipInline,)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Deleting a room deletes its whole history.
+        return request.user.is_superuser
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ("room", "user", "role", "created")
+    list_filter = ("role", "room")
+    list_select_related = ("room", "user")
+    search_fields = ("room__slug", "user__username")
+    raw_id_fields = ("user",)
