@@ -159,6 +159,8 @@ class Action(models.Model):
         ADMIN = "admin"
         SYSTEM = "system"
 
+    # Not settled yet: the turn waits for these before the next model call.
+    ACTIVE = (Status.PENDING, Status.APPROVED, Status.EXECUTING)
     TERMINAL = (
         Status.SUCCEEDED,
         Status.FAILED,

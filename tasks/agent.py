@@ -99,7 +99,7 @@ def _claim_request(request_id: str, step: int) -> Request | None:
             or request.ended
             or request.status == Status.AWAITING_APPROVAL
             or (request.lease_until and request.lease_until > now)
-            or request.actions.filter(status__in=services.ACTIVE_ACTIONS).exists()
+            or request.actions.filter(status__in=Action.ACTIVE).exists()
         ):
             return None
         if request.attempts >= settings.AGENT_MAX_ATTEMPTS:
@@ -449,7 +449,7 @@ def sweep() -> dict:
     stale = Q(lease_until__lt=now) | Q(lease_until__isnull=True, updated__lt=settle)
     requests = (
         Request.objects.filter(stale, status__in=[Status.QUEUED, Status.RUNNING])
-        .exclude(actions__status__in=services.ACTIVE_ACTIONS)
+        .exclude(actions__status__in=Action.ACTIVE)
         .values_list("id", "step")[:500]
     )
     actions = Action.objects.filter(

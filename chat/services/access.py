@@ -1,0 +1,36 @@
+"""Who may see and do what in a room."""
+
+from django.contrib.auth.models import AbstractBaseUser
+
+from chat.errors import NotFound
+from chat.models import Membership, Room
+
+
+def room_role(*, room: Room, user: AbstractBaseUser) -> str | None:
+    if not user.is_authenticated:
+        return None
+    return (
+        Membership.objects.filter(room=room, user=user)
+        .values_list("role", flat=True)
+        .first()
+    )
+
+
+def room_get_for_member(*, slug: str, user: AbstractBaseUser) -> Room:
+    """The room if `user` belongs to it; outsiders cannot tell it from a missing one."""
+    room = Room.objects.filter(slug=slug).first()
+    if room is None or room_role(room=room, user=user) is None:
+        raise NotFound("No such room.")
+    return room
+
+
+def can_decide(*, room: Room, user: AbstractBaseUser) -> bool:
+    if user.has_perm("chat.decide_action"):
+        return True
+    return room_role(room=room, user=user) == Membership.Role.APPROVER
+
+
+def can_see(*, room: Room, user: AbstractBaseUser) -> bool:
+    return room_role(room=room, user=user) is not None or user.has_perm(
+        "chat.decide_action"
+    )

@@ -1,0 +1,86 @@
+"""What the room hears of a change, and the work queued after a commit."""
+
+import json
+import logging
+
+from chat.models import Action, Message, Request
+from chat.realtime import event_emit
+from chat.serializers import ActionSerializer, MessageSerializer, request_event
+
+logger = logging.getLogger(__name__)
+
+
+def message_emit(message: Message) -> None:
+    event_emit(
+        room_id=message.room_id, type="message", payload=MessageSerializer(message).data
+    )
+
+
+def action_emit(action: Action) -> None:
+    event_emit(
+        room_id=action.room_id, type="action", payload=ActionSerializer(action).data
+    )
+
+
+def request_emit(request: Request) -> None:
+    event_emit(room_id=request.room_id, type="request", payload=request_event(request))
+
+
+def tool_result_content(action: Action) -> str:
+    """What the model reads as the result of its tool call."""
+    body: dict = {"tool": action.tool, "status": action.status}
+    if action.status == Action.Status.SUCCEEDED:
+        body["result"] = action.result
+    elif action.status == Action.Status.FAILED:
+        body["error"] = action.error
+    elif action.status == Action.Status.DENIED:
+        body.update(
+            denied=True,
+            reason=action.reason or "(no reason given)",
+            note=f"{action.decided_by} denied this action; it did not run.",
+        )
+    elif action.status == Action.Status.EXPIRED:
+        body["note"] = (
+            "Nobody approved this action in time; it expired and did not run."
+        )
+    if action.edited:
+        body["edited"] = {
+            "proposed": action.proposed_arguments,
+            "ran_with": action.arguments,
+        }
+        body["note"] = "A person edited your call's arguments before approving it."
+    return json.dumps(body, ensure_ascii=False, default=str)
+
+
+def tool_result_emit(action: Action) -> Message:
+    message = Message.objects.create(
+        room_id=action.room_id,
+        request_id=action.request_id,
+        role=Message.Role.TOOL,
+        content=tool_result_content(action),
+        tool_call_id=action.tool_call_id,
+    )
+    message_emit(message)
+    return message
+
+
+# Enqueueing ------------------------------------------------------------------------
+
+
+def enqueue_step(request: Request) -> None:
+    """Queue the request's next model call; a lost enqueue is found by the sweep."""
+    from tasks.tasks import run_step
+
+    try:
+        run_step.delay(str(request.pk), request.step)
+    except Exception:
+        logger.exception("could not enqueue step %s of %s", request.step, request.pk)
+
+
+def enqueue_action(action: Action) -> None:
+    from tasks.tasks import execute_action
+
+    try:
+        execute_action.delay(str(action.pk))
+    except Exception:
+        logger.exception("could not enqueue action %s", action.pk)

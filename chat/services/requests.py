@@ -1,0 +1,132 @@
+"""Requests: a member's message and the agent's turn for it, until it ends."""
+
+import logging
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+
+from chat import redis as rds
+from chat.errors import Conflict, Forbidden, Invalid, NotFound
+from chat.models import Action, Message, Request, Room
+from chat.text import storable
+
+from .access import can_decide, can_see, room_role
+from .events import action_emit, enqueue_step, message_emit, request_emit
+
+logger = logging.getLogger(__name__)
+
+
+def request_start(*, room: Room, user: AbstractBaseUser, text: str) -> Request:
+    """Post a member's message and queue the agent's turn for it.
+
+    The turn is enqueued only after the transaction commits, so a worker never
+    looks for a request that is not there yet; web processes never wait for the model.
+    """
+    if room_role(room=room, user=user) is None:
+        raise NotFound("No such room.")
+    if not isinstance(text, str) or not text.strip():
+        raise Invalid("The message is empty.")
+    if not storable(text):
+        raise Invalid("The message contains a NUL character or invalid Unicode.")
+    if len(text) > settings.AGENT_MAX_INPUT_CHARS:
+        raise Invalid(
+            f"The message is longer than {settings.AGENT_MAX_INPUT_CHARS} characters."
+        )
+    with transaction.atomic():
+        request = Request.objects.create(room=room, user=user)
+        message = Message.objects.create(
+            room=room,
+            request=request,
+            role=Message.Role.USER,
+            content=text,
+            author=user,
+        )
+        message_emit(message)
+        request_emit(request)
+        transaction.on_commit(lambda: enqueue_step(request))
+    return request
+
+
+def request_get(*, request_id: str, user: AbstractBaseUser) -> Request:
+    request = (
+        Request.objects.select_related("room", "user").filter(pk=request_id).first()
+    )
+    if request is None or not can_see(room=request.room, user=user):
+        raise NotFound("No such request.")
+    return request
+
+
+def request_cancel(*, request_id: str, user: AbstractBaseUser) -> Request:
+    """Stop a request: its stream within a second, its pending actions at once."""
+    request = request_get(request_id=request_id, user=user)
+    if request.user_id != user.pk and not can_decide(room=request.room, user=user):
+        raise Forbidden("Only its author or an approver may cancel a request.")
+    with transaction.atomic():
+        request = (
+            Request.objects.select_for_update()
+            .select_related("room")
+            .get(pk=request.pk)
+        )
+        if request.ended:
+            raise Conflict(f"The request already ended ({request.status}).")
+        request.status = Request.Status.CANCELLED
+        request.lease_token, request.lease_until = "", None
+        request.save(update_fields=["status", "lease_token", "lease_until", "updated"])
+        stopped = Action.objects.filter(
+            request=request, status__in=[Action.Status.PENDING, Action.Status.APPROVED]
+        )
+        for action in stopped.select_related("room", "decided_by"):
+            action.status = Action.Status.CANCELLED
+            action.save(update_fields=["status", "updated"])
+            action_emit(action)
+        request_emit(request)
+        transaction.on_commit(lambda: _signal_cancel(request))
+    return request
+
+
+def _signal_cancel(request: Request) -> None:
+    # The streaming worker polls this flag; the database says the same, more slowly.
+    try:
+        rds.client().set(rds.key("cancel", request.pk), 1, ex=3600)
+    except Exception:
+        logger.exception("could not flag the cancel of %s in Redis", request.pk)
+
+
+def request_advance(*, request_id: str) -> None:
+    """Set a request's status from its latest actions; go on once all are settled.
+
+    Called whenever one of its actions changes. Enqueuing the next step twice is
+    harmless: the step task claims its step and finds nothing to do the second time.
+    """
+    with transaction.atomic():
+        request = Request.objects.select_for_update().get(pk=request_id)
+        if request.ended:
+            return
+        statuses = set(
+            request.actions.filter(step=request.step - 1).values_list(
+                "status", flat=True
+            )
+        )
+        status = (
+            Request.Status.AWAITING_APPROVAL
+            if Action.Status.PENDING in statuses
+            else Request.Status.RUNNING
+        )
+        if status != request.status:
+            request.status = status
+            request.save(update_fields=["status", "updated"])
+            request_emit(request)
+        if not statuses.intersection(Action.ACTIVE):
+            transaction.on_commit(lambda: enqueue_step(request))
+
+
+def request_finish(*, request: Request, status: str, error: str = "") -> None:
+    """End a request (inside the caller's transaction, with its row locked)."""
+    request.status = status
+    request.error = error
+    request.lease_token, request.lease_until = "", None
+    request.save(
+        update_fields=["status", "error", "lease_token", "lease_until", "updated"]
+    )
+    request_emit(request)

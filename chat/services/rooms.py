@@ -1,0 +1,45 @@
+"""Rooms and who is in them."""
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils.text import slugify
+
+from chat.errors import Conflict, Forbidden, Invalid
+from chat.models import Membership, Room
+from chat.text import storable
+
+from .access import room_role
+
+
+def room_create(*, user: AbstractBaseUser, name: str, slug: str = "") -> Room:
+    """Create a room; its creator is its first approver."""
+    name = name.strip()
+    if not name or len(name) > 120 or not storable(name + slug):
+        raise Invalid("A room needs a name of 1 to 120 characters.")
+    slug = slugify(slug or name)[:60]
+    if not slug:
+        raise Invalid("The slug must contain letters or digits.")
+    with transaction.atomic():
+        if Room.objects.filter(slug=slug).exists():
+            raise Conflict(f"A room with the slug {slug!r} already exists.")
+        room = Room.objects.create(slug=slug, name=name, created_by=user)
+        Membership.objects.create(room=room, user=user, role=Membership.Role.APPROVER)
+    return room
+
+
+def member_add(
+    *, room: Room, actor: AbstractBaseUser, username: str, role: str
+) -> Membership:
+    """Add someone to a room, or change their role; approvers only."""
+    if room_role(room=room, user=actor) != Membership.Role.APPROVER:
+        raise Forbidden("Only approvers of this room may add members.")
+    if role not in Membership.Role.values:
+        raise Invalid(f"role must be one of {', '.join(Membership.Role.values)}.")
+    user = get_user_model().objects.filter(username=username).first()
+    if user is None:
+        raise Invalid(f"There is no user {username!r}.")
+    membership, _ = Membership.objects.update_or_create(
+        room=room, user=user, defaults={"role": role}
+    )
+    return membership
