@@ -1,0 +1,208 @@
+"""`python -m bench [--smoke] [--out DIR]`: start the real system, measure, report.
+
+Prints one table (ours, the limit measured in the same run, the ratio, the target)
+and writes it with every detail to DIR/latest.json, plus DIR/latency.svg.
+`--smoke` is the same run with tiny numbers, for CI (well under a minute).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from . import report
+from .fanout import Case, run_bare_memory, run_limit, run_ours
+from .machine import Profiler, Window, loadavg
+from .system import ROOT, System
+from .turns import celery_reference, decision_to_effect, throughput, turn_overhead
+
+
+@dataclass
+class Plan:
+    cases: list[Case]
+    turn_samples: int
+    decisions: int
+    throughput_turns: int
+    noop_tasks: int
+    ref_samples: int
+    memory_watchers: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        single = [c.watchers for c in self.cases if c.webs == 1]
+        # 500 when measured: the issue's figure; else the biggest single-process N.
+        self.memory_watchers = 500 if 500 in single else max(single)
+
+
+def plan(smoke: bool) -> Plan:
+    if smoke:
+        return Plan(
+            [Case(3, 1, 20, 100, 100), Case(4, 2, 20, 100, 100)],
+            turn_samples=3,
+            decisions=2,
+            throughput_turns=10,
+            noop_tasks=200,
+            ref_samples=5,
+        )
+    cases = [
+        Case(100, 1, 200, 100, 100),
+        Case(500, 1, 200, 100, 100),
+        Case(1000, 2, 200, 100, 100),
+    ]
+    return Plan(
+        cases,
+        turn_samples=30,
+        decisions=15,
+        throughput_turns=300,
+        noop_tasks=3000,
+        ref_samples=30,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = options(argv)
+    started = time.monotonic()
+
+    def say(text: str) -> None:
+        print(f"[{time.monotonic() - started:6.1f}s] {text}", flush=True)
+
+    system = System(args.out.resolve(), say)
+    meta = {
+        "smoke": args.smoke,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "loadavg_start": loadavg(),
+        "plan": asdict(args.plan),
+    }
+    say(f"load average before the run: {meta['loadavg_start']}")
+    rooms = [f"fanout-{c.watchers}" for c in args.plan.cases]
+    try:
+        system.start([*rooms, "turns", "decisions", "throughput"])
+        # The Celery reference tasks are sent from this process.
+        os.environ.update(system.env)
+        profile = args.out.resolve() / "profiles" if args.profile else None
+        scenarios = measure(system, args.plan, say, profile)
+    finally:
+        system.stop()
+    meta["loadavg_end"] = loadavg()
+    meta["duration_s"] = round(time.monotonic() - started, 1)
+    publish({"meta": meta, "scenarios": scenarios}, args.out)
+    return 0
+
+
+def options(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny N, few messages")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--cases", help="fan-out cases instead, e.g. 500x1,1000x2")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy the web and worker processes while measuring (OUT/profiles)",
+    )
+    parser.add_argument(
+        "--patience",
+        type=float,
+        help="seconds to wait for other processes to calm down before each "
+        "measurement (default 15, 0 with --smoke)",
+    )
+    args = parser.parse_args(argv)
+    if args.profile and not Path(sys.executable).with_name("py-spy").exists():
+        parser.error("--profile needs py-spy in the venv: pip install py-spy")
+    args.plan = plan(args.smoke)
+    if args.cases:
+        model = args.plan.cases[0]
+        pairs = (c.partition("x")[::2] for c in args.cases.split(","))
+        cases = [
+            Case(int(n), int(w), model.messages, model.rate, model.size)
+            for n, w in pairs
+        ]
+        args.plan = replace(args.plan, cases=cases)
+    Window.patience = args.patience if args.patience is not None else 15.0
+    if args.smoke and args.patience is None:
+        Window.patience = 0.0
+    return args
+
+
+def publish(results: dict, out: Path) -> None:
+    results["rows"] = report.rows(results)
+    report.write(results, out)
+    meta = results["meta"]
+    print()
+    print(report.table(results["rows"]))
+    print(
+        f"\nload average: before {meta['loadavg_start']}, after "
+        f"{meta['loadavg_end']} ({meta['cpus']} CPUs); took {meta['duration_s']} s; "
+        f"details in {out / 'latest.json'}"
+    )
+
+
+def measure(
+    system: System, the_plan: Plan, say: Callable[[str], None], profile: Path | None
+) -> dict:
+    say("celery reference: no-op rate, 1-task hop, 3-task chain")
+    reference = system.worker("worker-ref", app="bench.celery_ref")
+    with Window() as window:
+        celery = celery_reference(system, the_plan.noop_tasks, the_plan.ref_samples)
+    celery["machine"] = window.summary
+    system.dismiss(reference)
+    worker = system.worker("worker", wait=False)
+    web = system.web("web-main")
+    system.wait_worker(worker)
+    scenarios = {"celery": celery}
+    for name, run, size in (
+        ("turn_overhead", turn_overhead, the_plan.turn_samples),
+        ("decision_to_effect", decision_to_effect, the_plan.decisions),
+        ("throughput", throughput, the_plan.throughput_turns),
+    ):
+        say(name.replace("_", " "))
+        room = {"turn_overhead": "turns", "decision_to_effect": "decisions"}
+        with Profiler(profile, [web, worker], name), Window() as window:
+            scenarios[name] = run(system, web, room.get(name, name), size)
+        scenarios[name]["machine"] = window.summary
+    system.dismiss(web)
+    scenarios["fanout"] = [
+        fan_out(system, case, say, profile) for case in the_plan.cases
+    ]
+    n = the_plan.memory_watchers
+    say(f"memory: bare uvicorn with {n} idle WebSockets")
+    mine = next(c for c in scenarios["fanout"] if c["watchers"] == n and c["webs"] == 1)
+    scenarios["memory"] = {
+        "watchers": n,
+        "ours": mine["ours"]["memory"],
+        "limit": run_bare_memory(system, n),
+        "relay": mine["limit"]["memory"],
+    }
+    return scenarios
+
+
+def fan_out(
+    system: System, case: Case, say: Callable[[str], None], profile: Path | None
+) -> dict:
+    say(f"fan-out {case.name}: the plain relay")
+    limit = run_limit(system, case)
+    say(f"fan-out {case.name}: ours")
+    ours = run_ours(system, case, f"fanout-{case.watchers}", profile)
+    say(
+        f"  ours p99 {ours['latency_ms']['p99']} ms, relay p99 "
+        f"{limit['latency_ms']['p99']} ms; other processes used "
+        f"{ours['machine']['others_cores']} / {limit['machine']['others_cores']}"
+        " cores meanwhile"
+    )
+    return {
+        "case": case.name,
+        "watchers": case.watchers,
+        "webs": case.webs,
+        "ours": ours,
+        "limit": limit,
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

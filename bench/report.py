@@ -1,0 +1,254 @@
+"""The benchmark's one table, its JSON, and the latency plot as a hand-made SVG."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+COLUMNS = (
+    "scenario",
+    "ours",
+    "limit (same run)",
+    "ratio",
+    "target",
+    "met",
+    "others' cores",
+)
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _others(*windows: dict | None) -> str:
+    """CPU cores other processes used during the measurements (ours / the limit's)."""
+    return " / ".join("-" if w is None else f"{w['others_cores']:.1f}" for w in windows)
+
+
+def _ratio(ours: float | None, limit: float | None) -> float | None:
+    if ours is None or not limit:
+        return None
+    return round(ours / limit, 2)
+
+
+def fanout_row(case: dict) -> dict:
+    ours, limit = case["ours"], case["limit"]
+    o, li = ours["latency_ms"], limit["latency_ms"]
+    ratio = _ratio(o["p99"], li["p99"])
+    lost_ok = ours["lost"] == 0 and ours["failed"] == 0
+    if case["webs"] > 1:
+        target = "p99 < 250 ms, 0 lost"
+        met = o["p99"] is not None and o["p99"] < 250 and lost_ok
+    else:
+        target = "p99 <= 2x limit, 0 lost"
+        met = ratio is not None and ratio <= 2 and lost_ok
+    return {
+        "scenario": f"fan-out {case['case']}: p50/p99 ms",
+        "ours": o["p99"],
+        "ours_text": f"{_fmt(o['p50'])} / {_fmt(o['p99'])}, lost {ours['lost']}",
+        "limit": li["p99"],
+        "limit_text": f"{_fmt(li['p50'])} / {_fmt(li['p99'])}, lost {limit['lost']}"
+        " (relay, best of 2)",
+        "ratio": ratio,
+        "target": target,
+        "met": met,
+        "others": _others(ours.get("machine"), limit.get("machine")),
+    }
+
+
+def absolute_row(
+    name: str,
+    ours: float | None,
+    limit: float | None,
+    limit_name: str,
+    bound: float,
+    unit: str = "ms",
+    others: str = "-",
+) -> dict:
+    return {
+        "scenario": name,
+        "ours": ours,
+        "ours_text": f"{_fmt(ours)} {unit}",
+        "limit": limit,
+        "limit_text": f"{_fmt(limit)} {unit} ({limit_name})",
+        "ratio": _ratio(ours, limit),
+        "target": f"< {bound:g} {unit}",
+        "met": ours is not None and ours < bound,
+        "others": others,
+    }
+
+
+def rows(results: dict) -> list[dict]:
+    s = results["scenarios"]
+    out = [fanout_row(case) for case in s["fanout"]]
+    turn, ref = s["turn_overhead"], s["celery"]
+    out.append(
+        absolute_row(
+            "turn overhead p50 (POST -> 1st delta - model TTFT)",
+            turn["overhead_ms"]["p50"],
+            ref["chain3_ms"]["p50"],
+            "3-task chain",
+            30,
+            others=_others(turn.get("machine"), ref.get("machine")),
+        )
+    )
+    out.append(
+        absolute_row(
+            "decision to effect p50 (approve -> Linear)",
+            s["decision_to_effect"]["latency_ms"]["p50"],
+            ref["hop_ms"]["p50"],
+            "1-task hop",
+            30,
+            others=_others(s["decision_to_effect"].get("machine"), ref.get("machine")),
+        )
+    )
+    tput = s["throughput"]
+    out.append(
+        {
+            "scenario": "throughput, turns/s (short answers, 0-delay model)",
+            "ours": tput["turns_per_s"],
+            "ours_text": f"{_fmt(tput['turns_per_s'])} turns/s",
+            "limit": ref["noop_tasks_per_s"],
+            "limit_text": f"{_fmt(ref['noop_tasks_per_s'], 0)} no-op tasks/s",
+            "ratio": _ratio(tput["turns_per_s"], ref["noop_tasks_per_s"]),
+            "target": "reported",
+            "met": None,
+            "others": _others(tput.get("machine"), ref.get("machine")),
+        }
+    )
+    mem = s["memory"]
+    out.append(
+        absolute_row(
+            f"memory per idle watcher (N={mem['watchers']}, 1 web)",
+            mem["ours"]["kb_per_watcher"],
+            mem["limit"]["kb_per_watcher"],
+            "bare uvicorn",
+            40,
+            unit="KB",
+        )
+    )
+    return out
+
+
+def table(table_rows: list[dict]) -> str:
+    cells = [COLUMNS] + [
+        (
+            r["scenario"],
+            r["ours_text"],
+            r["limit_text"],
+            "-" if r["ratio"] is None else f"{r['ratio']:.2f}x",
+            r["target"],
+            {True: "yes", False: "NO", None: "-"}[r["met"]],
+            r["others"],
+        )
+        for r in table_rows
+    ]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in cells
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def write(results: dict, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "latest.json").write_text(json.dumps(results, indent=1) + "\n")
+    (out_dir / "latency.svg").write_text(svg(results["scenarios"]["fanout"]))
+
+
+# The plot -------------------------------------------------------------------------
+
+WIDTH, HEIGHT = 640, 400
+LEFT, RIGHT, TOP, BOTTOM = 70, 170, 40, 50
+SERIES = (  # (label, side, percentile, colour, dashed)
+    ("ours p99", "ours", "p99", "#c0392b", False),
+    ("ours p50", "ours", "p50", "#e67e22", False),
+    ("relay p99", "limit", "p99", "#2c3e50", True),
+    ("relay p50", "limit", "p50", "#7f8c8d", True),
+)
+
+
+def _procs(webs: int) -> str:
+    return "" if webs == 1 else f" ({webs} web processes)"
+
+
+def svg(cases: list[dict]) -> str:
+    """Delivery latency against watchers N, log-log, ours against the plain relay."""
+    points = {
+        label: [
+            (c["watchers"], c[side]["latency_ms"][p])
+            for c in cases
+            if c[side]["latency_ms"][p]
+        ]
+        for label, side, p, _, _ in SERIES
+    }
+    xs = sorted({c["watchers"] for c in cases}) or [1]
+    webs = {c["watchers"]: c["webs"] for c in cases}
+    ys = [y for series in points.values() for _, y in series] or [1.0]
+    x_lo, x_hi = math.log10(xs[0]) - 0.1, math.log10(xs[-1]) + 0.1
+    y_lo = math.floor(math.log10(max(min(ys), 0.1)))
+    y_hi = math.ceil(math.log10(max(ys)))
+    y_hi += y_hi == y_lo
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+
+    def px(x: float) -> float:
+        return LEFT + (math.log10(x) - x_lo) / (x_hi - x_lo) * plot_w
+
+    def py(y: float) -> float:
+        return TOP + plot_h - (math.log10(y) - y_lo) / (y_hi - y_lo) * plot_h
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
+        f'font-family="sans-serif" font-size="12">',
+        f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
+        f'<text x="{LEFT}" y="22" font-size="14">Token delivery latency vs watchers '
+        "of one room (ms, log scale)</text>",
+    ]
+    for exp in range(y_lo, y_hi + 1):
+        y = py(10**exp)
+        parts.append(
+            f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{y:.1f}" '
+            f'y2="{y:.1f}" stroke="#ddd"/>'
+        )
+        parts.append(
+            f'<text x="{LEFT - 8}" y="{y + 4:.1f}" text-anchor="end">{10**exp:g}</text>'
+        )
+    for x in xs:
+        parts.append(
+            f'<line x1="{px(x):.1f}" x2="{px(x):.1f}" y1="{TOP}" '
+            f'y2="{TOP + plot_h}" stroke="#eee"/>'
+        )
+        parts.append(
+            f'<text x="{px(x):.1f}" y="{TOP + plot_h + 18}" '
+            f'text-anchor="middle">{x}{_procs(webs.get(x, 1))}</text>'
+        )
+    parts.append(
+        f'<text x="{LEFT + plot_w / 2:.1f}" y="{HEIGHT - 10}" '
+        'text-anchor="middle">watchers N</text>'
+    )
+    for i, (label, _, _, colour, dashed) in enumerate(SERIES):
+        series = points[label]
+        dash = ' stroke-dasharray="6 4"' if dashed else ""
+        if series:
+            path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in series)
+            parts.append(
+                f'<polyline points="{path}" fill="none" stroke="{colour}" '
+                f'stroke-width="2"{dash}/>'
+            )
+        for x, y in series:
+            parts.append(
+                f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" '
+                f'fill="{colour}"><title>{label} N={x}: {y} ms</title></circle>'
+            )
+        ly = TOP + 10 + i * 20
+        lx = LEFT + plot_w + 15
+        parts.append(
+            f'<line x1="{lx}" x2="{lx + 25}" y1="{ly}" y2="{ly}" '
+            f'stroke="{colour}" stroke-width="2"{dash}/>'
+        )
+        parts.append(f'<text x="{lx + 32}" y="{ly + 4}">{label}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,47 @@
+"""`python -m bench.setup_db SLUG...`: migrate, then the people, rooms and tokens.
+
+Migrating and the setup share one process, so Django starts once. Prints
+`{"approver": token, "watcher": token}`; the approver creates every room (so it
+may decide actions), the watcher is a member of each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import django
+
+
+def main(slugs: list[str]) -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentsite.settings")
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from rest_framework.authtoken.models import Token
+
+    from chat.models import Membership
+    from chat.services import member_add, room_create
+
+    call_command("migrate", interactive=False, verbosity=0)
+    users = get_user_model().objects
+    approver = users.create_user("bench-approver", password="bench-password")
+    users.create_user("bench-watcher", password="bench-password")
+    for slug in slugs:
+        room = room_create(user=approver, name=slug, slug=slug)
+        member_add(
+            room=room,
+            actor=approver,
+            username="bench-watcher",
+            role=Membership.Role.MEMBER,
+        )
+    tokens = {
+        "approver": Token.objects.create(user=approver).key,
+        "watcher": Token.objects.create(user=users.get(username="bench-watcher")).key,
+    }
+    print(json.dumps(tokens))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
