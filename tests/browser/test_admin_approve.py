@@ -185,3 +185,43 @@ def test_admin_approval_reaches_the_room_and_runs_once(
         staff_decider,
         "Approved in the admin. No reason given.",
     )
+
+
+HOSTILE = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">'
+
+
+def test_hostile_text_is_inert_in_the_admin(
+    stack, room, bob, staff_decider, admin_page
+):
+    """Invariant: arguments, previews and messages from the model or Linear render
+    as text in the admin: no script runs, no element is injected."""
+    base = stack.web()
+    request = Request.objects.create(
+        room=room, user=bob, step=1, status=Request.Status.AWAITING_APPROVAL
+    )
+    action = Action.objects.create(
+        request=request,
+        room=room,
+        step=0,
+        tool="update_issue",
+        tool_call_id="c1",
+        arguments={"id": "ENG-3", "title": HOSTILE + "[x](javascript:alert(1))"},
+        requires_approval=True,
+        status=Action.Status.PENDING,
+        preview={"identifier": "ENG-3", "title": HOSTILE, "state": "Todo"},
+    )
+    page = admin_page
+    page.goto(f"{base}/admin/login/?next=/admin/chat/action/")
+    page.get_by_label("Username").fill("sam")
+    page.get_by_label("Password").fill("sam-pass")
+    page.get_by_role("button", name="Log in").click()
+    for path in (
+        "/admin/chat/action/",
+        f"/admin/chat/action/{action.pk}/change/",
+        f"/admin/chat/request/{request.pk}/change/",
+    ):
+        page.goto(f"{base}{path}")
+        expect(page.get_by_text("window.__pwned=1").first).to_be_visible()
+        assert page.evaluate("typeof window.__pwned") == "undefined", path
+        assert page.locator("img[src=x]").count() == 0, path
+        assert page.locator("a[href^=javascript]").count() == 0, path

@@ -1,6 +1,7 @@
 """The durable turn (issue: pauses for approval, resumes exactly once), proven with a
 real Celery worker, the real Redis, the local OpenAI and Linear servers."""
 
+import asyncio
 import json
 import threading
 import time
@@ -198,8 +199,21 @@ def test_several_calls_wait_for_every_decision_and_free_tools_run_at_once(
 def test_worker_killed_mid_stream_finishes_once_with_the_full_text(
     stack, room, bob, openai_standin
 ):
+    """Invariant: the retried stream replaces what watchers saw; they end with the
+    full text once, and one assistant message is stored."""
+    from tests.e2e.test_rooms_live import Watcher
+    from tests.plugins.people import token_for
+
     openai_standin.control("config", {"token_delay": 0.03})
     worker = stack.worker()
+    web = stack.web()
+    frames: list[dict] = []
+    watcher = Watcher(web, token_for(bob))
+    watching = threading.Thread(
+        target=lambda: asyncio.run(_watch_until_completed(watcher, frames))
+    )
+    watching.start()
+    wait_for(lambda: watcher.frames, what="the watcher's snapshot")
     request = services.request_start(room=room, user=bob, text="count to 120")
     reached(request, S.RUNNING)
     draft = Request.objects.get(pk=request.pk).draft_message_id
@@ -209,9 +223,31 @@ def test_worker_killed_mid_stream_finishes_once_with_the_full_text(
     stack.worker("worker-2")
     stack.beat()
     reached(request, S.COMPLETED, timeout=60)
+    watching.join(30)
 
+    text = " ".join(map(str, range(1, 121))) + " "
     answers = Message.objects.filter(request=request, role="assistant")
-    assert [m.content for m in answers] == [" ".join(map(str, range(1, 121))) + " "]
+    assert [m.content for m in answers] == [text]
+    streamed = ""
+    for frame in frames:
+        if frame["type"] == "delta" and frame["message"] == str(draft):
+            streamed = streamed[: frame["offset"]] + frame["text"]
+    finished = [
+        f
+        for f in frames
+        if f["type"] == "message" and f["message"]["role"] == "assistant"
+    ]
+    assert streamed == text
+    assert [f["message"]["content"] for f in finished] == [text]
+
+
+async def _watch_until_completed(watcher, frames: list[dict]) -> None:
+    async with watcher:
+        await watcher.until(
+            lambda f: f["type"] == "request" and f["request"]["status"] == "completed",
+            timeout=90,
+        )
+    frames.extend(watcher.frames)
 
 
 def test_worker_killed_mid_tool_call_does_not_repeat_it(
