@@ -3,7 +3,6 @@ the real processes: the room hears of it at once and the agent finishes the turn
 
 import asyncio
 import json
-import os
 import queue
 import threading
 import time
@@ -14,16 +13,16 @@ import pytest
 import websockets
 from django.contrib.admin.models import LogEntry
 from django.db import connections
-from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Page, expect, sync_playwright
 
 from chat import services
 from chat.models import Action, Request
+from tests.browser.chromium import launch_chromium
 from tests.plugins.people import token_for
 from tests.plugins.stack import dump, effects, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
-CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
 
 
@@ -72,24 +71,6 @@ class RoomWatcher:
             if matches(frame):
                 return frame
         raise AssertionError(f"no matching frame in {timeout}s; saw {dump(self.seen)}")
-
-
-def launch_chromium(playwright: Playwright) -> Browser:
-    if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} is missing: install it with `apt-get install -y chromium`"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return playwright.chromium.launch(
-        executable_path=str(CHROMIUM),
-        args=[
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ],
-    )
 
 
 @pytest.fixture

@@ -12,19 +12,10 @@ from chat import services
 from chat.errors import Conflict
 from chat.models import Action, Message, Request
 from chat.realtime import partial_text
-from tests.plugins.stack import effects, wait_for
+from tests.plugins.stack import effects, reached, wait_for
 
 pytestmark = pytest.mark.e2e
 S = Request.Status
-
-
-def reached(request: Request, *statuses: str, timeout: float = 30) -> Request:
-    def check() -> bool:
-        request.refresh_from_db()
-        return request.status in statuses
-
-    wait_for(check, timeout=timeout, what=f"request in {statuses}")
-    return request
 
 
 def pending(request: Request, count: int = 1) -> list[Action]:

@@ -16,19 +16,10 @@ from chat import services
 from chat.errors import AppError
 from chat.models import Action, Message, Request
 from tasks.tasks import execute_action, run_step
-from tests.plugins.stack import ROOT, effects, wait_for
+from tests.plugins.stack import ROOT, effects, reached, wait_for
 
 pytestmark = pytest.mark.e2e
 S = Request.Status
-
-
-def reached(request: Request, *statuses: str, timeout: float = 30) -> Request:
-    def check() -> bool:
-        request.refresh_from_db()
-        return request.status in statuses
-
-    wait_for(check, timeout=timeout, what=f"request in {statuses}")
-    return request
 
 
 def pending_delete(room, bob, text: str = "delete ENG-3") -> tuple[Request, Action]:

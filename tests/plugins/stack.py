@@ -37,6 +37,17 @@ def wait_for(
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def reached(request, *statuses: str, timeout: float = 30):
+    """Wait until an agent request (a chat.models.Request) is in one of `statuses`."""
+
+    def check() -> bool:
+        request.refresh_from_db()
+        return request.status in statuses
+
+    wait_for(check, timeout=timeout, what=f"request in {statuses}")
+    return request
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
