@@ -5,7 +5,6 @@ import asyncio
 import json
 import logging
 import time
-import uuid
 from urllib.parse import urlsplit
 
 from channels.db import database_sync_to_async
@@ -166,7 +165,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self, action_id: str, decision: str, reason: str, arguments: dict | None
     ):
         if not Action.objects.filter(
-            pk=_uuid_or_none(action_id), room=self.room
+            pk=services.id_or_none(action_id), room=self.room
         ).exists():
             raise services.NotFound("No such action in this room.")
         services.action_decide(
@@ -180,7 +179,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def frame_cancel(self, frame: dict) -> None:
         request_id = frame.get("request")
-        if not isinstance(request_id, str) or _uuid_or_none(request_id) is None:
+        if not isinstance(request_id, str) or services.id_or_none(request_id) is None:
             await self._error("cancel", "cancel needs a request id.")
             return
         await database_sync_to_async(self._cancel)(request_id)
@@ -265,10 +264,3 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 )
             except Exception:
                 logger.warning("presence refresh failed", exc_info=True)
-
-
-def _uuid_or_none(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except (TypeError, ValueError, AttributeError):
-        return None

@@ -1,7 +1,5 @@
 """The REST API of the contract: thin views over chat.services."""
 
-import uuid
-
 from django.contrib.auth import authenticate
 from django.core.validators import slug_re
 from django.db.models import OuterRef, Subquery
@@ -157,9 +155,7 @@ class RoomRequestsView(APIView):
 class RequestView(APIView):
     @extend_schema(responses={200: RequestDetailSerializer, **_refusals(404)})
     def get(self, request: HttpRequest, request_id: str) -> Response:
-        agent_request = services.request_get(
-            request_id=_uuid(request_id), user=request.user
-        )
+        agent_request = services.request_get(request_id=request_id, user=request.user)
         return Response(RequestDetailSerializer(agent_request).data)
 
 
@@ -170,7 +166,7 @@ class RequestCancelView(APIView):
     )
     def post(self, request: HttpRequest, request_id: str) -> Response:
         agent_request = services.request_cancel(
-            request_id=_uuid(request_id), user=request.user
+            request_id=request_id, user=request.user
         )
         return Response(RequestSerializer(agent_request).data)
 
@@ -197,7 +193,7 @@ class ActionsView(APIView):
 class ActionView(APIView):
     @extend_schema(responses={200: ActionSerializer, **_refusals(404)})
     def get(self, request: HttpRequest, action_id: str) -> Response:
-        action = services.action_get(action_id=_uuid(action_id), user=request.user)
+        action = services.action_get(action_id=action_id, user=request.user)
         return Response(ActionSerializer(action).data)
 
 
@@ -223,7 +219,7 @@ class ActionApproveView(APIView):
     def post(self, request: HttpRequest, action_id: str) -> Response:
         data = _valid(ApproveIn, request.data)
         action = services.action_decide(
-            action_id=_uuid(action_id),
+            action_id=action_id,
             user=request.user,
             decision="approve",
             reason=data.get("reason", ""),
@@ -241,7 +237,7 @@ class ActionDenyView(APIView):
     def post(self, request: HttpRequest, action_id: str) -> Response:
         data = _valid(DenyIn, request.data)
         action = services.action_decide(
-            action_id=_uuid(action_id),
+            action_id=action_id,
             user=request.user,
             decision="deny",
             reason=data.get("reason", ""),
@@ -303,10 +299,3 @@ def _slug_param(request: HttpRequest, name: str) -> str | None:
     if raw and not slug_re.fullmatch(raw):
         raise Invalid(f"{name} must be a room's slug.")
     return raw or None
-
-
-def _uuid(value: str) -> str:
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise services.NotFound("Not found.") from None

@@ -8,7 +8,7 @@ request row, then action rows, then the room row (taken by `event_emit`).
 
 from chat.errors import Conflict, Forbidden, Invalid, NotFound
 
-from .access import can_decide, can_see, room_get_for_member, room_role
+from .access import can_decide, can_see, id_or_none, room_get_for_member, room_role
 from .actions import (
     action_decide,
     action_expire_overdue,
@@ -47,6 +47,7 @@ __all__ = [
     "can_see",
     "enqueue_action",
     "enqueue_step",
+    "id_or_none",
     "member_add",
     "message_emit",
     "request_advance",

@@ -1,5 +1,7 @@
 """Who may see and do what in a room."""
 
+import uuid
+
 from django.contrib.auth.models import AbstractBaseUser
 
 from chat.errors import NotFound
@@ -34,3 +36,11 @@ def can_see(*, room: Room, user: AbstractBaseUser) -> bool:
     return room_role(room=room, user=user) is not None or user.has_perm(
         "chat.decide_action"
     )
+
+
+def id_or_none(value: object) -> uuid.UUID | None:
+    """A request or action id as given by a client; None when it cannot be one."""
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None

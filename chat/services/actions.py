@@ -12,7 +12,7 @@ from chat.errors import Conflict, Forbidden, Invalid, NotFound
 from chat.models import Action, Request
 from chat.text import storable
 
-from .access import can_decide, can_see
+from .access import can_decide, can_see, id_or_none
 from .events import action_emit, enqueue_action, tool_result_emit
 from .requests import request_advance
 
@@ -20,7 +20,7 @@ from .requests import request_advance
 def action_get(*, action_id: str, user: AbstractBaseUser) -> Action:
     action = (
         Action.objects.select_related("room", "request", "decided_by")
-        .filter(pk=action_id)
+        .filter(pk=id_or_none(action_id))
         .first()
     )
     if action is None or not can_see(room=action.room, user=user):

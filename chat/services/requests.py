@@ -11,7 +11,7 @@ from chat.errors import Conflict, Forbidden, Invalid, NotFound
 from chat.models import Action, Message, Request, Room
 from chat.text import storable
 
-from .access import can_decide, can_see, room_role
+from .access import can_decide, can_see, id_or_none, room_role
 from .events import action_emit, enqueue_step, message_emit, request_emit
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,9 @@ def request_start(*, room: Room, user: AbstractBaseUser, text: str) -> Request:
 
 def request_get(*, request_id: str, user: AbstractBaseUser) -> Request:
     request = (
-        Request.objects.select_related("room", "user").filter(pk=request_id).first()
+        Request.objects.select_related("room", "user")
+        .filter(pk=id_or_none(request_id))
+        .first()
     )
     if request is None or not can_see(room=request.room, user=user):
         raise NotFound("No such request.")
