@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         # The Celery reference tasks are sent from this process.
         os.environ.update(system.env)
         profile = args.out.resolve() / "profiles" if args.profile else None
-        scenarios = measure(system, args.plan, say, profile)
+        scenarios = measure(system, args.plan, say, profile, args.only)
     finally:
         system.stop()
     meta["loadavg_end"] = loadavg()
@@ -99,8 +99,18 @@ def main(argv: list[str] | None = None) -> int:
 def options(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny N, few messages")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="where to write the results (default bench/results, or "
+        "bench/results/partial with --only or --cases)",
+    )
     parser.add_argument("--cases", help="fan-out cases instead, e.g. 500x1,1000x2")
+    parser.add_argument(
+        "--only",
+        choices=["fanout", "turns"],
+        help="measure only the fan-out cases (and memory) or only the turn scenarios",
+    )
     parser.add_argument(
         "--profile",
         action="store_true",
@@ -115,6 +125,9 @@ def options(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.profile and not Path(sys.executable).with_name("py-spy").exists():
         parser.error("--profile needs py-spy in the venv: pip install py-spy")
+    if args.out is None:
+        partial = args.only or args.cases
+        args.out = ROOT / "bench" / "results" / ("partial" if partial else "")
     args.plan = plan(args.smoke)
     if args.cases:
         model = args.plan.cases[0]
@@ -144,6 +157,21 @@ def publish(results: dict, out: Path) -> None:
 
 
 def measure(
+    system: System,
+    the_plan: Plan,
+    say: Callable[[str], None],
+    profile: Path | None,
+    only: str | None = None,
+) -> dict:
+    scenarios = {}
+    if only != "fanout":
+        scenarios.update(measure_turns(system, the_plan, say, profile))
+    if only != "turns":
+        scenarios.update(measure_fanout(system, the_plan, say, profile))
+    return scenarios
+
+
+def measure_turns(
     system: System, the_plan: Plan, say: Callable[[str], None], profile: Path | None
 ) -> dict:
     say("celery reference: no-op rate, 1-task hop, 3-task chain")
@@ -167,6 +195,13 @@ def measure(
             scenarios[name] = run(system, web, room.get(name, name), size)
         scenarios[name]["machine"] = window.summary
     system.dismiss(web)
+    return scenarios
+
+
+def measure_fanout(
+    system: System, the_plan: Plan, say: Callable[[str], None], profile: Path | None
+) -> dict:
+    scenarios = {}
     scenarios["fanout"] = [
         fan_out(system, case, say, profile) for case in the_plan.cases
     ]

@@ -81,7 +81,16 @@ def absolute_row(
 
 def rows(results: dict) -> list[dict]:
     s = results["scenarios"]
-    out = [fanout_row(case) for case in s["fanout"]]
+    out = [fanout_row(case) for case in s.get("fanout", [])]
+    if "celery" in s:
+        out += turn_rows(s)
+    if "memory" in s:
+        out.append(memory_row(s["memory"]))
+    return out
+
+
+def turn_rows(s: dict) -> list[dict]:
+    out = []
     turn, ref = s["turn_overhead"], s["celery"]
     out.append(
         absolute_row(
@@ -117,18 +126,18 @@ def rows(results: dict) -> list[dict]:
             "others": _others(tput.get("machine"), ref.get("machine")),
         }
     )
-    mem = s["memory"]
-    out.append(
-        absolute_row(
-            f"memory per idle watcher (N={mem['watchers']}, 1 web)",
-            mem["ours"]["kb_per_watcher"],
-            mem["limit"]["kb_per_watcher"],
-            "bare uvicorn",
-            40,
-            unit="KB",
-        )
-    )
     return out
+
+
+def memory_row(mem: dict) -> dict:
+    return absolute_row(
+        f"memory per idle watcher (N={mem['watchers']}, 1 web)",
+        mem["ours"]["kb_per_watcher"],
+        mem["limit"]["kb_per_watcher"],
+        "bare uvicorn",
+        40,
+        unit="KB",
+    )
 
 
 def table(table_rows: list[dict]) -> str:
@@ -156,7 +165,8 @@ def table(table_rows: list[dict]) -> str:
 def write(results: dict, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "latest.json").write_text(json.dumps(results, indent=1) + "\n")
-    (out_dir / "latency.svg").write_text(svg(results["scenarios"]["fanout"]))
+    if results["scenarios"].get("fanout"):
+        (out_dir / "latency.svg").write_text(svg(results["scenarios"]["fanout"]))
 
 
 # The plot -------------------------------------------------------------------------
