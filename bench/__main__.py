@@ -31,12 +31,12 @@ class Plan:
     throughput_turns: int
     noop_tasks: int
     ref_samples: int
-    memory_watchers: int = field(init=False)
+    memory_watchers: int | None = field(init=False)
 
     def __post_init__(self) -> None:
         single = [c.watchers for c in self.cases if c.webs == 1]
         # 500 when measured: the figure; else the biggest single-process N.
-        self.memory_watchers = 500 if 500 in single else max(single)
+        self.memory_watchers = 500 if 500 in single else max(single, default=None)
 
 
 def plan(smoke: bool) -> Plan:
@@ -201,11 +201,15 @@ def measure_turns(
 def measure_fanout(
     system: System, the_plan: Plan, say: Callable[[str], None], profile: Path | None
 ) -> dict:
+    if not any(p.name == "worker" for p in system.procs):
+        system.worker("worker")
     scenarios = {}
     scenarios["fanout"] = [
         fan_out(system, case, say, profile) for case in the_plan.cases
     ]
     n = the_plan.memory_watchers
+    if n is None:
+        return scenarios
     say(f"memory: bare uvicorn with {n} idle WebSockets")
     mine = next(c for c in scenarios["fanout"] if c["watchers"] == n and c["webs"] == 1)
     scenarios["memory"] = {

@@ -5,6 +5,9 @@ import asyncio
 import json
 import logging
 import time
+import uuid
+from collections import deque
+from collections.abc import Coroutine
 from urllib.parse import urlsplit
 
 from channels.db import database_sync_to_async
@@ -13,10 +16,11 @@ from django.conf import settings
 from django.http.request import validate_host
 
 from . import services
+from .eager import start_eagerly
 from .errors import AppError
+from .hub import hub
 from .models import Action, Membership
-from .presence import TTL_SECONDS, presence_join, presence_leave
-from .realtime import encode, event_frame, events_after, room_group
+from .realtime import encode, event_frame, events_after
 from .snapshot import snapshot_build
 
 logger = logging.getLogger(__name__)
@@ -30,7 +34,18 @@ FLOOD_CLOSE_AFTER = 300
 FLOOD_WINDOW_SECONDS = 10.0
 
 
+def _frame(text: str) -> dict:
+    return {"type": "websocket.send", "text": text}
+
+
 class RoomConsumer(AsyncWebsocketConsumer):
+    """One watcher of a room (chat.hub.Watcher) and the frames it may send.
+
+    Every frame to the client goes through one outbox, written by one task at a time,
+    so the snapshot, gap fills, live events and error frames leave in order, and a
+    client that stops reading costs a bounded queue, not the room.
+    """
+
     room = None
     last_seq = 0
 
@@ -49,67 +64,145 @@ class RoomConsumer(AsyncWebsocketConsumer):
         except AppError:
             await self.close(code=4404)
             return
-        self.group = room_group(self.room.pk)
+        self.room_id, self.username = self.room.pk, user.username
+        self.connection = uuid.uuid4().hex
         self.tokens, self.refill_at = BURST, time.monotonic()
         self.refused, self.refused_since = 0, time.monotonic()
+        self.outbox: deque[str] = deque()  # what waits behind a send that blocked
+        self.max_backlog = settings.WS_MAX_BACKLOG
+        self.writer: asyncio.Task | None = None
+        self.held: list[tuple[int | None, str]] = []
+        self.catching_up, self.stale, self.dropped = True, False, False
         await self.accept()
-        # Join before reading the snapshot: nothing that happens in between is lost,
-        # and anything the snapshot already holds is dropped below by its seq.
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        snapshot = await database_sync_to_async(snapshot_build)(
-            room=self.room, user=user
-        )
-        self.last_seq = snapshot["seq"]
-        await self.send(text_data=encode(snapshot))
-        await self._presence(presence_join)
-        self.presence_task = asyncio.create_task(self._presence_refresh())
+        # Subscribe before reading the snapshot: nothing that happens in between is
+        # lost, and anything the snapshot already holds is dropped by its seq.
+        try:
+            await hub().join(self)
+        except Exception:
+            logger.exception("room consumer: could not subscribe to the room")
+            await self.close(code=1011)
+            return
+        await self._catch_up(after=None)
 
     async def disconnect(self, code: int) -> None:
         if self.room is None:
             return
-        self.presence_task.cancel()
-        await self.channel_layer.group_discard(self.group, self.channel_name)
-        await self._presence(presence_leave)
+        self._gone()
+        await hub().leave(self)
 
     # Server -> client ----------------------------------------------------------
 
+    def deliver(self, seq: int | None, text: str) -> None:
+        """A frame of the room, from the hub: in seq order, each durable event once."""
+        if self.catching_up:
+            self.held.append((seq, text))
+            return
+        if seq is not None:
+            if seq <= self.last_seq:
+                return  # already sent (snapshot, gap fill or resync)
+            if seq > self.last_seq + 1:
+                # Another process's event is still on its way; send the gap from
+                # the database first so this watcher sees every event in order.
+                self.held.append((seq, text))
+                self._start_catch_up(self.last_seq)
+                return
+            self.last_seq = seq
+        self._write(text)
+
+    def resync(self) -> None:
+        if self.catching_up:
+            self.stale = True
+        else:
+            self._start_catch_up(None)
+
+    def _start_catch_up(self, after: int | None) -> None:
+        self.catching_up = True
+        asyncio.create_task(self._catch_up(after))
+
+    async def _catch_up(self, after: int | None) -> None:
+        """Send what the live stream may have missed, then what it held meanwhile.
+
+        `after=None` sends a whole snapshot (on connect and when the hub lost Redis);
+        otherwise the durable events after that seq.
+        """
+        self.catching_up = True
+        try:
+            while True:
+                if after is None:
+                    snapshot = await database_sync_to_async(snapshot_build)(
+                        room=self.room, user=self.scope["user"]
+                    )
+                    self.last_seq = snapshot["seq"]
+                    self._write(encode(snapshot))
+                else:
+                    await self._send_events_after(after)
+                if not self.stale:
+                    break
+                self.stale, after = False, None
+        except Exception:
+            logger.exception("room consumer: catching up failed")
+            await self.close(code=1011)
+            return
+        finally:
+            self.catching_up = False
+        held, self.held = self.held, []
+        for seq, text in held:
+            self.deliver(seq, text)
+
+    async def _send_events_after(self, after: int) -> None:
+        events = await database_sync_to_async(events_after)(self.room.pk, after)
+        for event in events:
+            self._write(encode(event_frame(event)))
+            self.last_seq = max(self.last_seq, event.seq)
+
+    def _write(self, text: str) -> None:
+        if self.dropped:
+            return
+        if self.writer is None:
+            # Nothing queued: most sends complete at once, without a task.
+            try:
+                rest = start_eagerly(self.base_send(_frame(text)))
+            except Exception:
+                self._gone()
+                return
+            if rest is not None:
+                self.writer = asyncio.create_task(self._drain(rest))
+            return
+        self.outbox.append(text)
+        if len(self.outbox) > self.max_backlog:
+            # The client stopped reading: rather than hold the room's stream for it
+            # without bound, let it go; it reconnects and catches up by snapshot.
+            logger.warning("room consumer: a watcher fell behind; closing it")
+            self._gone()
+            asyncio.create_task(self.close(code=4408))
+
+    async def _drain(self, blocked: Coroutine) -> None:
+        """Finish the send that had to wait, then everything queued behind it."""
+        try:
+            await blocked
+            while self.outbox:
+                await self.base_send(_frame(self.outbox.popleft()))
+        except Exception:
+            self._gone()
+        finally:
+            self.writer = None
+
+    def _gone(self) -> None:
+        self.dropped = True  # the socket is gone or let go; disconnect() follows
+        self.outbox.clear()
+
+    # Client -> server ----------------------------------------------------------
+
     async def dispatch(self, message: dict) -> None:
-        # Room events are the hot path (every token to every watcher): they touch no
-        # database, so they skip the per-message thread hop Channels makes to close
-        # stale database connections.
         # Client frames are throttled here, before anything else happens to them: a
         # flood must not queue up behind the database thread and refill its tokens.
-        if message["type"] == "room.event":
-            await self.room_event(message)
-        elif message["type"] == "websocket.receive":
+        # (Calling the handler directly also skips the thread hop Channels makes on
+        # every message to close stale database connections.)
+        if message["type"] == "websocket.receive":
             if self._take_token():
                 await self.websocket_receive(message)
         else:
             await super().dispatch(message)
-
-    async def room_event(self, message: dict) -> None:
-        seq = message["seq"]
-        if seq is None:
-            await self.send(text_data=message["text"])
-            return
-        if seq <= self.last_seq:
-            return  # already sent (snapshot, gap fill or resync)
-        if seq > self.last_seq + 1:
-            # Another process's event is still on its way; send the gap from the
-            # database so this watcher sees every event, in seq order.
-            await self._send_events_after(self.last_seq, until=seq - 1)
-        await self.send(text_data=message["text"])
-        self.last_seq = seq
-
-    async def _send_events_after(self, after: int, until: int | None = None) -> None:
-        events = await database_sync_to_async(events_after)(self.room.pk, after)
-        for event in events:
-            if until is not None and event.seq > until:
-                break
-            await self.send(text_data=encode(event_frame(event)))
-            self.last_seq = max(self.last_seq, event.seq)
-
-    # Client -> server ----------------------------------------------------------
 
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None
@@ -117,19 +210,19 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # surrogatepass: a lone surrogate is the service's to refuse, not a crash here.
         size = len(text_data.encode("utf-8", "surrogatepass")) if text_data else 0
         if text_data is None or size > MAX_FRAME_BYTES:
-            await self._error(
+            self._error(
                 "", f"Frames must be JSON text of at most {MAX_FRAME_BYTES} bytes."
             )
             return
         try:
             frame = json.loads(text_data)
         except (ValueError, RecursionError):
-            await self._error("", "The frame is not valid JSON (or nested too deeply).")
+            self._error("", "The frame is not valid JSON (or nested too deeply).")
             return
         kind = frame.get("type") if isinstance(frame, dict) else None
         handler = self.FRAME_HANDLERS.get(kind) if isinstance(kind, str) else None
         if handler is None:
-            await self._error(
+            self._error(
                 str(kind or ""),
                 "Unknown frame type; expected chat, decide, cancel or resync.",
             )
@@ -137,11 +230,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
         try:
             await handler(self, frame)
         except AppError as exc:
-            await self._error(kind, exc.detail)
+            self._error(kind, exc.detail)
         except Exception:
             # A bug must cost this frame, not the connection (and its presence).
             logger.exception("room consumer: %s frame failed", kind)
-            await self._error(kind, "The server could not handle this frame.")
+            self._error(kind, "The server could not handle this frame.")
 
     async def frame_chat(self, frame: dict) -> None:
         await database_sync_to_async(services.request_start)(
@@ -152,10 +245,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         action_id, decision = frame.get("action"), frame.get("decision")
         arguments = frame.get("arguments")
         if not isinstance(action_id, str) or not isinstance(decision, str):
-            await self._error("decide", "decide needs an action id and a decision.")
+            self._error("decide", "decide needs an action id and a decision.")
             return
         if arguments is not None and not isinstance(arguments, dict):
-            await self._error("decide", "arguments must be a JSON object.")
+            self._error("decide", "arguments must be a JSON object.")
             return
         await database_sync_to_async(self._decide)(
             action_id, decision, frame.get("reason") or "", arguments
@@ -180,7 +273,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def frame_cancel(self, frame: dict) -> None:
         request_id = frame.get("request")
         if not isinstance(request_id, str) or services.id_or_none(request_id) is None:
-            await self._error("cancel", "cancel needs a request id.")
+            self._error("cancel", "cancel needs a request id.")
             return
         await database_sync_to_async(self._cancel)(request_id)
 
@@ -192,12 +285,16 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def frame_resync(self, frame: dict) -> None:
         after = frame.get("after")
         if not isinstance(after, int) or isinstance(after, bool) or after < 0:
-            await self._error("resync", "resync needs after: a seq (integer >= 0).")
+            self._error("resync", "resync needs after: a seq (integer >= 0).")
             return
         if not await database_sync_to_async(self._still_member)():
             await self.close(code=4403)
             return
-        await self._send_events_after(after)
+        if self.catching_up:
+            # Already catching up: whatever is held after that replays in order.
+            await self._send_events_after(after)
+        else:
+            await self._catch_up(after)
 
     def _still_member(self) -> bool:
         return Membership.objects.filter(
@@ -213,10 +310,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     # Helpers -------------------------------------------------------------------
 
-    async def _error(self, frame_type: str, detail: str) -> None:
-        await self.send(
-            text_data=encode({"type": "error", "detail": detail, "frame": frame_type})
-        )
+    def _error(self, frame_type: str, detail: str) -> None:
+        self._write(encode({"type": "error", "detail": detail, "frame": frame_type}))
 
     def _take_token(self) -> bool:
         now = time.monotonic()
@@ -229,7 +324,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return True
         self.refused += 1
         if self.refused == 1:
-            asyncio.ensure_future(self._error("", "Too many frames; slow down."))
+            self._error("", "Too many frames; slow down.")
         elif self.refused == FLOOD_CLOSE_AFTER:
             asyncio.ensure_future(self.close(code=4429))
         return False
@@ -241,26 +336,3 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return self.scope.get("auth_method") == "token"
         host = urlsplit(origin.decode("latin1")).hostname or ""
         return bool(host) and validate_host(host, settings.ALLOWED_HOSTS)
-
-    async def _presence(self, change) -> None:
-        users = await database_sync_to_async(change)(
-            self.room.pk, self.channel_name, self.scope["user"].username
-        )
-        await self.channel_layer.group_send(
-            self.group,
-            {
-                "type": "room.event",
-                "seq": None,
-                "text": encode({"type": "presence", "users": users}),
-            },
-        )
-
-    async def _presence_refresh(self) -> None:
-        while True:
-            await asyncio.sleep(TTL_SECONDS / 3)
-            try:
-                await database_sync_to_async(presence_join)(
-                    self.room.pk, self.channel_name, self.scope["user"].username
-                )
-            except Exception:
-                logger.warning("presence refresh failed", exc_info=True)

@@ -1,7 +1,8 @@
 """Who is connected to a room, across every web process, kept in one Redis sorted set.
 
-Each connection is a member scored by when it expires; connections refresh it while
-they live, so a web process that dies takes its watchers out within the TTL.
+Each connection is a member scored by when it expires; each web process refreshes its
+connections while they live (chat.hub), so a process that dies takes its watchers out
+within the TTL.
 """
 
 import time
@@ -15,23 +16,40 @@ def _key(room_id: int) -> str:
     return rds.key("presence", room_id)
 
 
-def presence_join(room_id: int, connection: str, username: str) -> list[str]:
-    with rds.client().pipeline() as pipe:
-        pipe.zadd(
-            _key(room_id), {f"{connection}|{username}": time.time() + TTL_SECONDS}
-        )
-        pipe.expire(_key(room_id), TTL_SECONDS * 2)
-        pipe.execute()
-    return presence_list(room_id)
+def _member(connection: str, username: str) -> str:
+    return f"{connection}|{username}"
 
 
-def presence_leave(room_id: int, connection: str, username: str) -> list[str]:
-    rds.client().zrem(_key(room_id), f"{connection}|{username}")
-    return presence_list(room_id)
+def presence_apply(
+    joined: dict[int, dict[str, str]], left: dict[int, dict[str, str]]
+) -> dict[int, list[str]]:
+    """Record connections that joined (or are still there) and left, per room, in one
+    round trip; answer who is now in each room that changed."""
+    rooms = sorted(set(joined) | set(left))
+    if not rooms:
+        return {}
+    deadline, listed = time.time() + TTL_SECONDS, {}
+    with rds.client().pipeline(transaction=False) as pipe:
+        for room_id in rooms:
+            key = _key(room_id)
+            if joined.get(room_id):
+                entries = joined[room_id].items()
+                pipe.zadd(key, {_member(c, u): deadline for c, u in entries})
+                pipe.expire(key, TTL_SECONDS * 2)
+            if left.get(room_id):
+                pipe.zrem(key, *(_member(c, u) for c, u in left[room_id].items()))
+            pipe.zremrangebyscore(key, "-inf", time.time())
+            pipe.zrange(key, 0, -1)
+            listed[room_id] = len(pipe) - 1
+        replies = pipe.execute()
+    return {room_id: _usernames(replies[at]) for room_id, at in listed.items()}
 
 
 def presence_list(room_id: int) -> list[str]:
     client = rds.client()
     client.zremrangebyscore(_key(room_id), "-inf", time.time())
-    members = client.zrange(_key(room_id), 0, -1)
+    return _usernames(client.zrange(_key(room_id), 0, -1))
+
+
+def _usernames(members: list[str]) -> list[str]:
     return sorted({member.rpartition("|")[2] for member in members})

@@ -2,20 +2,22 @@
 
 Durable events are stored in the same transaction as the change they describe and
 published after it commits (a watcher never hears of a change that rolled back).
-Publishing goes through the channel layer from a single background thread per
-process, so callers never wait on Redis and events leave in the order they committed
-in this process. Watchers fill any gap between processes from the database by seq.
+Publishing goes straight to a Redis channel per room from a single background thread
+per process, so callers never wait on Redis and events leave in the order they
+committed in this process. Each web process subscribes once per room and fans the
+frames out to its watchers (chat.hub); watchers fill any gap between processes from
+the database by seq.
 """
 
-import asyncio
 import atexit
 import json
 import logging
 import os
+import queue
 import threading
+import time
 import uuid
 
-from channels.layers import get_channel_layer
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.models import F
@@ -33,8 +35,8 @@ PARTIAL_TTL_SECONDS = 3600
 DURABLE_RETRY_SECONDS = 60
 
 
-def room_group(room_id: int) -> str:
-    return f"room.{room_id}"
+def room_channel(room_id: int) -> str:
+    return rds.key("room", room_id)
 
 
 def encode(frame: dict) -> str:
@@ -58,8 +60,8 @@ def event_emit(*, room_id: int, type: str, payload: dict) -> RoomEvent:
         event = RoomEvent.objects.create(
             room_id=room_id, seq=seq, type=type, payload=payload
         )
-    message = {"type": "room.event", "seq": seq, "text": encode(event_frame(event))}
-    transaction.on_commit(lambda: publisher.submit(room_group(room_id), message))
+    text = encode(event_frame(event))
+    transaction.on_commit(lambda: publisher.submit(room_id, seq, text))
     return event
 
 
@@ -71,8 +73,7 @@ def events_after(room_id: int, after: int, limit: int = 500) -> list[RoomEvent]:
 
 def ephemeral_send(room_id: int, frame: dict) -> None:
     """Publish an event without a seq (delta, presence) to the room now."""
-    message = {"type": "room.event", "seq": None, "text": encode(frame)}
-    publisher.submit(room_group(room_id), message)
+    publisher.submit(room_id, None, encode(frame))
 
 
 def delta_send(
@@ -126,27 +127,32 @@ def partial_clear(message_id: uuid.UUID) -> None:
 
 
 class Publisher:
-    """A process-wide background event loop that sends to the channel layer in order."""
+    """A process-wide background thread that publishes to Redis in order, in batches.
+
+    Each event is published once, already encoded as the frame watchers receive, as
+    `"<seq> <frame>"` (no seq for ephemeral events) on the room's channel. Under load
+    the thread sends everything queued in one pipeline: one round trip per batch.
+    """
+
+    BATCH = 500
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pid: int | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._queue: asyncio.Queue | None = None
+        self._queue: queue.SimpleQueue | None = None
 
-    def submit(self, group: str, message: dict) -> None:
+    def submit(self, room_id: int, seq: int | None, text: str) -> None:
         self._ensure_started()
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, (group, message))
+        self._queue.put((room_channel(room_id), seq, text))
 
     def flush(self, timeout: float = 2.0) -> None:
         """Wait until everything submitted so far has been handed to Redis."""
-        if self._pid != os.getpid() or self._loop is None:
+        if self._pid != os.getpid():
             return
-        done = asyncio.run_coroutine_threadsafe(self._queue.join(), self._loop)
-        try:
-            done.result(timeout)
-        except TimeoutError:
-            logger.warning("realtime: %d events still unsent", self._queue.qsize())
+        done = threading.Event()
+        self._queue.put(done)
+        if not done.wait(timeout):
+            logger.warning("realtime: events still unsent after %.1f s", timeout)
 
     def _ensure_started(self) -> None:
         # After a fork (Celery's prefork pool) the parent's thread is gone: start anew.
@@ -155,38 +161,42 @@ class Publisher:
         with self._lock:
             if self._pid == os.getpid():
                 return
-            self._loop = asyncio.new_event_loop()
-            self._queue = asyncio.Queue()
+            self._queue = queue.SimpleQueue()
             threading.Thread(target=self._run, name="realtime", daemon=True).start()
             self._pid = os.getpid()
 
     def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._drain())
-
-    async def _drain(self) -> None:
-        layer = get_channel_layer()
         while True:
-            group, message = await self._queue.get()
-            try:
-                await self._send(layer, group, message)
-            finally:
-                self._queue.task_done()
+            batch = [self._queue.get()]
+            while len(batch) < self.BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            events = [item for item in batch if not isinstance(item, threading.Event)]
+            if events:
+                self._publish(events)
+            for item in batch:
+                if isinstance(item, threading.Event):
+                    item.set()
 
-    async def _send(self, layer: object, group: str, message: dict) -> None:
-        loop = asyncio.get_running_loop()
-        deadline, delay = loop.time() + DURABLE_RETRY_SECONDS, 0.1
-        while True:
+    def _publish(self, events: list[tuple[str, int | None, str]]) -> None:
+        deadline, delay = time.monotonic() + DURABLE_RETRY_SECONDS, 0.1
+        while events:
             try:
-                await layer.group_send(group, message)
+                with rds.client().pipeline(transaction=False) as pipe:
+                    for channel, seq, text in events:
+                        pipe.publish(channel, f"{'' if seq is None else seq} {text}")
+                    pipe.execute()
                 return
-            except Exception as exc:
-                # Deltas are stale a moment later; durable events wait for Redis,
-                # in order (and the database keeps them for resync regardless).
-                if message["seq"] is None or loop.time() > deadline:
-                    logger.warning("realtime: dropped an event for %s: %r", group, exc)
+            except RedisError as exc:
+                # Deltas are stale a moment later; durable events wait for Redis, in
+                # order (and the database keeps them for resync regardless).
+                events = [event for event in events if event[1] is not None]
+                if time.monotonic() > deadline:
+                    logger.warning("realtime: dropped %d events: %r", len(events), exc)
                     return
-                await asyncio.sleep(delay)
+                time.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
 

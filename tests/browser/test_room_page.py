@@ -354,6 +354,12 @@ def test_page_reconnects_and_catches_up_on_what_it_missed(
     ask(bob, "show ENG-2")
     expect(bob.get_by_label("Message to the agent")).to_have_value("")
     expect(alice.locator(".msg--user", has_text="show ENG-2")).to_have_count(1)
+    # The page keeps trying while the socket is down (backoff from 0.5 s); the
+    # route handler runs only while Playwright does, hence its own clock.
+    for _ in range(60):
+        if switch.connects >= 2:
+            break
+        bob.wait_for_timeout(250)
     connects_while_down = switch.connects
     switch.up = True
 

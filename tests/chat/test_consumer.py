@@ -1,4 +1,4 @@
-"""The room WebSocket against the real Redis channel layer (no in-memory layer)."""
+"""The room WebSocket against the real Redis (room channels and the hub, no fakes)."""
 
 import asyncio
 import json
@@ -10,9 +10,10 @@ from channels.testing.websocket import WebsocketCommunicator
 from django.test import Client
 
 from agentsite.asgi import application
+from chat import redis as rds
 from chat import services
 from chat.models import Action, Request, RoomEvent
-from chat.realtime import delta_send, publisher
+from chat.realtime import delta_send, publisher, room_channel
 from tests.plugins.people import token_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -400,3 +401,30 @@ def test_a_gap_is_filled_from_the_database_in_seq_order(room, bob):
     assert durable[0]["seq"] == snapshot["seq"] + 1
     assert durable[0]["request"]["id"] == "late"
     assert durable[1]["seq"] == snapshot["seq"] + 2
+
+
+def test_a_process_subscribes_once_per_room_however_many_watch(room, alice, bob):
+    """Redis carries a room's events once to a web process, not once per watcher,
+    and forgets the room there when its last watcher leaves."""
+    headers = [token_headers(bob), token_headers(alice), token_headers(bob)]
+    channel = room_channel(room.pk)
+
+    def subscribers() -> int:
+        return dict(rds.client().pubsub_numsub(channel))[channel]
+
+    async def scenario() -> tuple[int, list[int]]:
+        sockets = [(await connect(h))[0] for h in headers]
+        during = await asyncio.to_thread(subscribers)
+        for ws in sockets:
+            await ws.disconnect()
+        after = []
+        for _ in range(50):  # Redis handles the UNSUBSCRIBE a moment later
+            after.append(await asyncio.to_thread(subscribers))
+            if after[-1] == 0:
+                break
+            await asyncio.sleep(0.05)
+        return during, after
+
+    during, after = run(scenario())
+    assert during == 1
+    assert after[-1] == 0

@@ -1,12 +1,19 @@
 """Rooms in real time across processes: two web processes, a worker, real sockets."""
 
 import asyncio
+import base64
 import json
+import os
+import socket
+import uuid
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 import websockets
+from websockets.sync import client as ws_sync
 
+from chat import realtime
 from tests.plugins.people import token_for
 from tests.plugins.stack import effects
 
@@ -181,3 +188,89 @@ def test_a_watcher_that_stops_reading_slows_no_one_and_catches_up(
     text = " ".join(map(str, range(1, 3001))) + " "
     assert list(lively.streamed().values()) == [text]
     assert list(stalled.streamed().values()) == [text]
+
+
+def test_a_watcher_that_never_reads_is_let_go_and_the_room_goes_on(stack, room, bob):
+    """Invariant: a socket that stops draining costs the server at most
+    WS_MAX_BACKLOG queued frames; past that it is closed with 4408 (the client
+    reconnects and catches up by snapshot), and every other watcher still gets
+    every frame, in order."""
+    web = stack.web(WS_MAX_BACKLOG="20")
+    url = web.replace("http://", "ws://") + "/ws/rooms/triage/"
+    token = token_for(bob)
+    stalled = RawSocket(url, token)
+    assert json.loads(stalled.frame()[1])["type"] == "snapshot"
+    headers = {"Authorization": f"Token {token}"}
+    with ws_sync.connect(url, additional_headers=headers) as lively:
+        assert json.loads(lively.recv(timeout=10))["type"] == "snapshot"
+
+        size, count = 32 * 1024, 200  # 6.4 MB: far more than the socket buffers hold
+        for i in range(count):
+            realtime.delta_send(
+                room_id=room.pk,
+                request_id=uuid.UUID(int=1),
+                message_id=uuid.UUID(int=2),
+                offset=i * size,
+                text=str(i % 10) * size,
+            )
+        realtime.publisher.flush(timeout=10)
+
+        offsets = []
+        while len(offsets) < count:
+            frame = json.loads(lively.recv(timeout=20))
+            if frame["type"] == "delta":
+                offsets.append(frame["offset"])
+        assert offsets == [i * size for i in range(count)]
+
+    # Reading again, the stalled watcher finds what had reached its buffers, then
+    # the close: the server kept nothing more for it.
+    texts = []
+    while (frame := stalled.frame())[0] == OP_TEXT:
+        texts.append(frame[1])
+    assert frame[0] == OP_CLOSE
+    assert int.from_bytes(frame[1][:2], "big") == 4408
+    assert 0 < len(texts) < count
+
+
+OP_TEXT, OP_CLOSE = 0x1, 0x8
+
+
+class RawSocket:
+    """A WebSocket client that reads only when told to: no library reads ahead."""
+
+    def __init__(self, url: str, token: str) -> None:
+        parts = urlsplit(url)
+        self.sock = socket.socket()
+        # A tiny receive window, so the server's buffers fill after a few frames.
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.settimeout(20)
+        self.sock.connect((parts.hostname, parts.port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            f"Authorization: Token {token}\r\n\r\n".encode()
+        )
+        self.buffer = b""
+        while b"\r\n\r\n" not in self.buffer:
+            self.buffer += self.sock.recv(4096)
+        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head
+
+    def frame(self) -> tuple[int, bytes]:
+        """The next (opcode, payload) from the server (unmasked, unfragmented)."""
+        first, second = self._read(2)
+        length = second & 0x7F
+        if length >= 126:
+            length = int.from_bytes(self._read(2 if length == 126 else 8), "big")
+        return first & 0x0F, self._read(length)
+
+    def _read(self, n: int) -> bytes:
+        while len(self.buffer) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("the server closed the connection")
+            self.buffer += chunk
+        out, self.buffer = self.buffer[:n], self.buffer[n:]
+        return out

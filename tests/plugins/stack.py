@@ -218,7 +218,7 @@ class Stack:
         self.procs.append(proc)
         return proc
 
-    def web(self, name: str = "web") -> str:
+    def web(self, name: str = "web", **extra_env: str) -> str:
         port = free_port()
         args = [
             sys.executable,
@@ -229,9 +229,11 @@ class Stack:
             "127.0.0.1",
             "--port",
             str(port),
+            "--ws",
+            "websockets-sansio",
             "--no-access-log",
         ]
-        proc = _spawn(name, args, self.env)
+        proc = _spawn(name, args, {**self.env, **extra_env})
         self.procs.append(proc)
         url = f"http://127.0.0.1:{port}"
         wait_for(
