@@ -8,6 +8,7 @@ from functools import cache
 
 import openai
 from django.conf import settings
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from .errors import PermanentError, TransientError
 
@@ -55,13 +56,25 @@ def stream_chat(
     `on_open` receives a function that closes the stream, so another thread can cut
     a silent stream short when the request is cancelled.
     """
+    body = {
+        "model": settings.OPENAI_MODEL,
+        "messages": messages,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if tools:
+        body["tools"] = tools
     try:
-        stream = _client().chat.completions.create(
-            model=settings.OPENAI_MODEL,
-            messages=messages,
-            tools=tools or openai.omit,
+        # The SDK's `chat.completions.create` walks the whole body through its
+        # typed-dict transform first: a fifth of a model step's CPU (`make bench
+        # --profile`) for a body that is plain JSON already. Its generic `post` sends
+        # the same request and streams the same typed chunks.
+        stream = _client().post(
+            "/chat/completions",
+            body=body,
+            cast_to=ChatCompletion,
             stream=True,
-            stream_options={"include_usage": True},
+            stream_cls=openai.Stream[ChatCompletionChunk],
         )
         on_open(stream.close)
         with stream:
