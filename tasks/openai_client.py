@@ -44,6 +44,11 @@ def _client() -> openai.OpenAI:
     )
 
 
+def warm() -> None:
+    """Build the client (its TLS context and pools) before the first model call."""
+    _client()
+
+
 def stream_chat(
     messages: list[dict],
     tools: list[dict],
@@ -75,6 +80,9 @@ def stream_chat(
             cast_to=ChatCompletion,
             stream=True,
             stream_cls=openai.Stream[ChatCompletionChunk],
+            # As `create` sends it: the API key only, never an admin key from the
+            # environment (OPENAI_ADMIN_KEY), which `post` would otherwise allow.
+            options={"security": {"bearer_auth": True}},
         )
         on_open(stream.close)
         with stream:
