@@ -107,10 +107,7 @@ class RoomHub:
         self._listener = self._presence_refresher = None
         if self._pubsub is not None:
             pubsub, self._pubsub = self._pubsub, None
-            try:
-                await pubsub.aclose()
-            except (RedisError, OSError):
-                pass
+            await _close_quietly(pubsub)
 
     async def _subscribe(self, room_id: int) -> None:
         channel = room_channel(room_id)
@@ -162,10 +159,7 @@ class RoomHub:
 
     async def _resubscribe(self) -> None:
         old, self._pubsub = self._pubsub, self._redis.pubsub()
-        try:
-            await old.aclose()
-        except (RedisError, OSError):
-            pass
+        await _close_quietly(old)
         await self._pubsub.subscribe(rds.key("hub"), *self._by_channel)
 
     async def _relay(self) -> None:
@@ -227,6 +221,13 @@ class RoomHub:
                 await asyncio.to_thread(presence.presence_apply, entries, {})
             except RedisError:
                 logger.warning("presence refresh failed", exc_info=True)
+
+
+async def _close_quietly(pubsub: aioredis.client.PubSub) -> None:
+    try:
+        await pubsub.aclose()
+    except (RedisError, OSError):
+        pass  # its connection is gone already
 
 
 def _client() -> aioredis.Redis:
