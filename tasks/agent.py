@@ -92,14 +92,23 @@ def step_gave_up(*, request_id: str, step: int, error: str) -> None:
 def _claim_request(request_id: str, step: int) -> Request | None:
     now = timezone.now()
     with transaction.atomic():
-        request = Request.objects.select_for_update().filter(pk=request_id).first()
+        # Only the request's row is locked (`of`); the room's comes last, in
+        # event_emit. The room is read here so that no query follows the commit.
+        request = (
+            Request.objects.select_for_update(of=("self",))
+            .select_related("room")
+            .filter(pk=request_id)
+            .first()
+        )
         if (
             request is None
             or request.step != step
             or request.ended
             or request.status == Status.AWAITING_APPROVAL
             or (request.lease_until and request.lease_until > now)
-            or request.actions.filter(status__in=Action.ACTIVE).exists()
+            # A step's actions are created as the request moves past it: step 0,
+            # every turn's first, has none to wait for.
+            or (step > 0 and request.actions.filter(status__in=Action.ACTIVE).exists())
         ):
             return None
         if request.attempts >= settings.AGENT_MAX_ATTEMPTS:
@@ -129,7 +138,7 @@ def _claim_request(request_id: str, step: int) -> Request | None:
         )
         if previous != Status.RUNNING:
             services.request_emit(request)
-    return Request.objects.select_related("room").get(pk=request.pk)
+    return request
 
 
 def _renew_request(request: Request, until: object) -> bool:
@@ -372,11 +381,16 @@ def action_gave_up(*, action_id: str, error: str) -> None:
 def _claim_action(action_id: str) -> Action | None:
     now = timezone.now()
     with transaction.atomic():
-        action = Action.objects.filter(pk=action_id).values("request_id").first()
-        if action is None:
+        # The request's row first (the lock order), found through the action; the
+        # action is read after the lock, as it stands once earlier writers are done.
+        request = (
+            Request.objects.select_for_update(of=("self",))
+            .filter(actions=action_id)
+            .first()
+        )
+        if request is None:
             return None
-        request = Request.objects.select_for_update().get(pk=action["request_id"])
-        action = Action.objects.select_related("room").get(pk=action_id)
+        action = Action.objects.select_related("room", "decided_by").get(pk=action_id)
         if (
             request.ended
             or action.status not in (Action.Status.APPROVED, Action.Status.EXECUTING)
@@ -398,7 +412,15 @@ def _claim_action(action_id: str) -> Action | None:
         action.lease_token = uuid.uuid4().hex
         action.lease_until = now + timedelta(seconds=settings.AGENT_LEASE_SECONDS)
         action.attempts += 1
-        action.save()
+        action.save(
+            update_fields=[
+                "status",
+                "lease_token",
+                "lease_until",
+                "attempts",
+                "updated",
+            ]
+        )
         if previous != action.status:
             services.action_emit(action)
     return action
