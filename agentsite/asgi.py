@@ -31,10 +31,10 @@ application = ProtocolTypeRouter(
 )
 
 # Everything imported so far lives as long as the process (Django, the apps, the
-# agent's task modules that the first request would import). A full collection that
-# scans them all paused every watcher ~100 ms at 500 watchers (`make bench`); frozen,
-# the collector only walks what was made since.
-import tasks.tasks  # noqa: E402, F401
+# enqueueing port and the Celery app that the first request would import). A full
+# collection that scans them all paused every watcher ~100 ms at 500 watchers (`make
+# bench`); frozen, the collector only walks what was made since.
+import chat.enqueue  # noqa: E402, F401
 
 gc.collect()
 gc.freeze()

@@ -42,7 +42,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "channels",
     "chat",
-    "tasks",
+    "worker",
 ]
 
 MIDDLEWARE = [
@@ -172,7 +172,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_BEAT_SCHEDULE = {
     "sweep": {
-        "task": "tasks.tasks.sweep",
+        "task": "agent.sweep",
         "schedule": float(env_int("AGENT_SWEEP_SECONDS", 5)),
     },
 }

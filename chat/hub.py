@@ -24,8 +24,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from . import presence
-from . import redis as rds
 from .realtime import ephemeral_send, room_channel
+from .redis_client import redis_key
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class RoomHub:
             return
         self._pubsub = self._redis.pubsub()
         # The hub's own channel keeps the connection subscribed between rooms.
-        await self._pubsub.subscribe(rds.key("hub"))
+        await self._pubsub.subscribe(redis_key("hub"))
         self._listener = asyncio.create_task(self._listen(), name="room-hub")
         self._presence_refresher = asyncio.create_task(self._refresh_presence())
 
@@ -160,7 +160,7 @@ class RoomHub:
     async def _resubscribe(self) -> None:
         old, self._pubsub = self._pubsub, self._redis.pubsub()
         await _close_quietly(old)
-        await self._pubsub.subscribe(rds.key("hub"), *self._by_channel)
+        await self._pubsub.subscribe(redis_key("hub"), *self._by_channel)
 
     async def _relay(self) -> None:
         pubsub = self._pubsub

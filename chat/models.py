@@ -6,6 +6,16 @@ from django.conf import settings
 from django.db import models
 
 
+class IllegalTransition(Exception):
+    """A status change the lifecycle does not allow: a bug, never a user's error."""
+
+
+def _check_transition(row: models.Model, table: dict, status: str) -> None:
+    current = row.status  # type: ignore[attr-defined]
+    if status != current and status not in table.get(current, ()):
+        raise IllegalTransition(f"{type(row).__name__} {row.pk}: {current} -> {status}")
+
+
 class Room(models.Model):
     slug = models.SlugField(max_length=60, unique=True)
     name = models.CharField(max_length=120)
@@ -59,6 +69,17 @@ class Request(models.Model):
         CANCELLED = "cancelled"
 
     ENDED = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+    # Every status change a request may make; `move_to` checks it.
+    TRANSITIONS = {
+        Status.QUEUED: {Status.RUNNING, Status.FAILED, Status.CANCELLED},
+        Status.RUNNING: {
+            Status.AWAITING_APPROVAL,
+            Status.COMPLETED,
+            Status.FAILED,
+            Status.CANCELLED,
+        },
+        Status.AWAITING_APPROVAL: {Status.RUNNING, Status.FAILED, Status.CANCELLED},
+    }
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="requests")
@@ -91,6 +112,11 @@ class Request(models.Model):
     @property
     def ended(self) -> bool:
         return self.status in self.ENDED
+
+    def move_to(self, status: str) -> None:
+        """Set the status, refusing a change the lifecycle does not allow."""
+        _check_transition(self, self.TRANSITIONS, status)
+        self.status = status
 
     @property
     def draft_message_id(self) -> uuid.UUID:
@@ -168,6 +194,18 @@ class Action(models.Model):
         Status.EXPIRED,
         Status.CANCELLED,
     )
+    # Every status change an action may make; `move_to` checks it. An action is
+    # created `pending` (it asks) or `executing` (it runs at once).
+    TRANSITIONS = {
+        Status.PENDING: {
+            Status.APPROVED,
+            Status.DENIED,
+            Status.EXPIRED,
+            Status.CANCELLED,
+        },
+        Status.APPROVED: {Status.EXECUTING, Status.FAILED, Status.CANCELLED},
+        Status.EXECUTING: {Status.SUCCEEDED, Status.FAILED},
+    }
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     request = models.ForeignKey(
@@ -195,7 +233,7 @@ class Action(models.Model):
     reason = models.TextField(blank=True)
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
-    # An executing tool call is claimed with a lease; see tasks/agent.py.
+    # An executing tool call is claimed with a lease; see chat/services/execution.py.
     lease_token = models.CharField(max_length=32, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
@@ -214,6 +252,11 @@ class Action(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tool} ({self.status})"
+
+    def move_to(self, status: str) -> None:
+        """Set the status, refusing a change the lifecycle does not allow."""
+        _check_transition(self, self.TRANSITIONS, status)
+        self.status = status
 
     @property
     def edited(self) -> bool:

@@ -7,13 +7,13 @@ within the TTL.
 
 import time
 
-from . import redis as rds
+from .redis_client import redis_client, redis_key
 
 TTL_SECONDS = 90
 
 
 def _key(room_id: int) -> str:
-    return rds.key("presence", room_id)
+    return redis_key("presence", room_id)
 
 
 def _member(connection: str, username: str) -> str:
@@ -29,7 +29,7 @@ def presence_apply(
     if not rooms:
         return {}
     deadline, listed = time.time() + TTL_SECONDS, {}
-    with rds.client().pipeline(transaction=False) as pipe:
+    with redis_client().pipeline(transaction=False) as pipe:
         for room_id in rooms:
             key = _key(room_id)
             if joined.get(room_id):
@@ -46,7 +46,7 @@ def presence_apply(
 
 
 def presence_list(room_id: int) -> list[str]:
-    client = rds.client()
+    client = redis_client()
     client.zremrangebyscore(_key(room_id), "-inf", time.time())
     return _usernames(client.zrange(_key(room_id), 0, -1))
 

@@ -23,8 +23,8 @@ from django.db import transaction
 from django.db.models import F
 from redis.exceptions import RedisError
 
-from . import redis as rds
 from .models import Room, RoomEvent
+from .redis_client import redis_client, redis_key
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ DURABLE_RETRY_SECONDS = 60
 
 
 def room_channel(room_id: int) -> str:
-    return rds.key("room", room_id)
+    return redis_key("room", room_id)
 
 
 def encode(frame: dict) -> str:
@@ -89,9 +89,9 @@ def delta_send(
     Clients apply a delta as `content = content[:offset] + text`; a delta at offset 0
     with empty text therefore clears a message whose model call is being retried.
     """
-    partial = rds.key("partial", message_id)
+    partial = redis_key("partial", message_id)
     try:
-        with rds.client().pipeline(transaction=False) as pipe:
+        with redis_client().pipeline(transaction=False) as pipe:
             if offset == 0:
                 pipe.set(partial, text, ex=PARTIAL_TTL_SECONDS)
             else:
@@ -113,7 +113,7 @@ def delta_send(
 
 def partial_text(message_id: uuid.UUID) -> str | None:
     try:
-        return rds.client().get(rds.key("partial", message_id))
+        return redis_client().get(redis_key("partial", message_id))
     except RedisError:
         logger.warning("realtime: partial text unavailable", exc_info=True)
         return None
@@ -121,7 +121,7 @@ def partial_text(message_id: uuid.UUID) -> str | None:
 
 def partial_clear(message_id: uuid.UUID) -> None:
     try:
-        rds.client().delete(rds.key("partial", message_id))
+        redis_client().delete(redis_key("partial", message_id))
     except RedisError:
         pass  # it expires on its own (PARTIAL_TTL_SECONDS)
 
@@ -184,7 +184,7 @@ class Publisher:
         deadline, delay = time.monotonic() + DURABLE_RETRY_SECONDS, 0.1
         while events:
             try:
-                with rds.client().pipeline(transaction=False) as pipe:
+                with redis_client().pipeline(transaction=False) as pipe:
                     for channel, seq, text in events:
                         pipe.publish(channel, f"{'' if seq is None else seq} {text}")
                     pipe.execute()

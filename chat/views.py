@@ -10,10 +10,10 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from . import redis as rds
 from . import services
 from .errors import AppError
 from .models import Action, Membership, Request, Room
+from .redis_client import redis_client
 from .serializers import ActionSerializer, request_event
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def _check_database() -> str:
 
 def _check_redis() -> str:
     try:
-        rds.client().ping()
+        redis_client().ping()
         return "ok"
     except Exception:
         logger.warning("healthz: redis unavailable", exc_info=True)

@@ -1,29 +1,32 @@
-"""The write path: every change to rooms, requests and actions goes through here.
+"""The write path: every change to rooms, requests, actions and messages.
 
 The REST views, the WebSocket consumer, the admin and the worker all call these
 functions, so each rule (who may decide, the first decision wins, what a cancel
-stops) is written once. Lock order, to keep PostgreSQL free of deadlocks:
-request row, then action rows, then the room row (taken by `event_emit`).
+stops, who holds a step's lease) is written once. Every write of a request, its
+actions or its messages holds the request's row lock, taken by `locks.request_lock`;
+lock order, to keep PostgreSQL free of deadlocks: request row, then action rows,
+then the room row (taken by `event_emit`).
 """
 
 from chat.errors import Conflict, Forbidden, Invalid, NotFound
 
 from .access import can_decide, can_see, id_or_none, room_get_for_member, room_role
-from .actions import (
-    action_decide,
-    action_expire_overdue,
-    action_get,
-    action_list,
-)
+from .actions import action_decide, action_expire_overdue, action_get, action_list
 from .events import (
     action_emit,
-    enqueue_action,
-    enqueue_step,
     message_emit,
     request_emit,
     tool_result_content,
     tool_result_emit,
 )
+from .execution import (
+    action_claim,
+    action_finish,
+    action_gave_up,
+    action_release,
+    action_renew,
+)
+from .locks import action_lock, request_lock
 from .requests import (
     request_advance,
     request_cancel,
@@ -32,21 +35,34 @@ from .requests import (
     request_start,
 )
 from .rooms import member_add, room_create
+from .sweep import sweep
+from .turns import (
+    step_claim,
+    step_end,
+    step_gave_up,
+    step_record,
+    step_release,
+    step_renew,
+)
 
 __all__ = [
     "Conflict",
     "Forbidden",
     "Invalid",
     "NotFound",
+    "action_claim",
     "action_decide",
     "action_emit",
     "action_expire_overdue",
+    "action_finish",
+    "action_gave_up",
     "action_get",
     "action_list",
+    "action_lock",
+    "action_release",
+    "action_renew",
     "can_decide",
     "can_see",
-    "enqueue_action",
-    "enqueue_step",
     "id_or_none",
     "member_add",
     "message_emit",
@@ -55,10 +71,18 @@ __all__ = [
     "request_emit",
     "request_finish",
     "request_get",
+    "request_lock",
     "request_start",
     "room_create",
     "room_get_for_member",
     "room_role",
+    "step_claim",
+    "step_end",
+    "step_gave_up",
+    "step_record",
+    "step_release",
+    "step_renew",
+    "sweep",
     "tool_result_content",
     "tool_result_emit",
 ]

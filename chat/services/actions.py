@@ -8,12 +8,15 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from chat import enqueue
 from chat.errors import Conflict, Forbidden, Invalid, NotFound
-from chat.models import Action, Request
+from chat.models import Action
 from chat.text import storable
+from chat.tools import InvalidCall, validate
 
 from .access import can_decide, can_see, id_or_none
-from .events import action_emit, enqueue_action, tool_result_emit
+from .events import action_emit, tool_result_emit
+from .locks import action_lock
 from .requests import request_advance
 
 
@@ -59,8 +62,6 @@ def action_decide(
     runs with them and the model is told. A denial reaches the model as the tool's
     result, with the reason.
     """
-    from tasks.tools import InvalidCall, validate
-
     action = action_get(action_id=action_id, user=user)
     if not can_decide(room=action.room, user=user):
         raise Forbidden("Only approvers of this room may decide its actions.")
@@ -75,8 +76,9 @@ def action_decide(
         except InvalidCall as exc:
             raise Invalid(str(exc)) from None
     with transaction.atomic():
-        Request.objects.select_for_update().filter(pk=action.request_id).first()
-        action = Action.objects.select_related("room", "request").get(pk=action.pk)
+        locked = action_lock(action_id=action.pk)
+        assert locked is not None  # actions are deleted only with their room
+        action = locked[1]
         if action.status != Action.Status.PENDING:
             who = f" by {action.decided_by}" if action.decided_by else ""
             raise Conflict(
@@ -87,7 +89,7 @@ def action_decide(
         if decision == "deny":
             tool_result_emit(action)
         else:
-            transaction.on_commit(lambda: enqueue_action(action))
+            transaction.on_commit(lambda: enqueue.tool_call(action_id=action.pk))
     request_advance(request_id=action.request_id)
     return action
 
@@ -109,7 +111,7 @@ def _record_decision(
     via: str,
 ) -> None:
     approve = decision == "approve"
-    action.status = Action.Status.APPROVED if approve else Action.Status.DENIED
+    action.move_to(Action.Status.APPROVED if approve else Action.Status.DENIED)
     action.decided_by, action.decided_at = user, timezone.now()
     action.decided_via, action.reason = via, reason
     if arguments is not None and arguments != action.arguments:
@@ -139,11 +141,11 @@ def action_expire_overdue() -> int:
     expired = 0
     for action_id, request_id in overdue.values_list("id", "request_id")[:200]:
         with transaction.atomic():
-            Request.objects.select_for_update().filter(pk=request_id).first()
-            action = Action.objects.select_related("room").get(pk=action_id)
-            if action.status != Action.Status.PENDING:
+            locked = action_lock(action_id=action_id)
+            if locked is None or locked[1].status != Action.Status.PENDING:
                 continue
-            action.status = Action.Status.EXPIRED
+            action = locked[1]
+            action.move_to(Action.Status.EXPIRED)
             action.decided_at, action.decided_via = timezone.now(), Action.Via.SYSTEM
             action.save()
             action_emit(action)

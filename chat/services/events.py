@@ -1,13 +1,10 @@
-"""What the room hears of a change, and the work queued after a commit."""
+"""What the room hears of a change: durable events, and tool results for the model."""
 
 import json
-import logging
 
 from chat.models import Action, Message, Request
 from chat.realtime import event_emit
 from chat.serializers import ActionSerializer, MessageSerializer, request_event
-
-logger = logging.getLogger(__name__)
 
 
 def message_emit(message: Message) -> None:
@@ -62,25 +59,3 @@ def tool_result_emit(action: Action) -> Message:
     )
     message_emit(message)
     return message
-
-
-# Enqueueing ------------------------------------------------------------------------
-
-
-def enqueue_step(request: Request) -> None:
-    """Queue the request's next model call; a lost enqueue is found by the sweep."""
-    from tasks.tasks import run_step
-
-    try:
-        run_step.delay(str(request.pk), request.step)
-    except Exception:
-        logger.exception("could not enqueue step %s of %s", request.step, request.pk)
-
-
-def enqueue_action(action: Action) -> None:
-    from tasks.tasks import execute_action
-
-    try:
-        execute_action.delay(str(action.pk))
-    except Exception:
-        logger.exception("could not enqueue action %s", action.pk)

@@ -6,13 +6,15 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
-from chat import redis as rds
+from chat import enqueue
 from chat.errors import Conflict, Forbidden, Invalid, NotFound
 from chat.models import Action, Message, Request, Room
+from chat.redis_client import redis_client, redis_key
 from chat.text import storable
 
 from .access import can_decide, can_see, id_or_none, room_role
-from .events import action_emit, enqueue_step, message_emit, request_emit
+from .events import action_emit, message_emit, request_emit
+from .locks import request_lock
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +46,9 @@ def request_start(*, room: Room, user: AbstractBaseUser, text: str) -> Request:
         )
         message_emit(message)
         request_emit(request)
-        transaction.on_commit(lambda: enqueue_step(request))
+        transaction.on_commit(
+            lambda: enqueue.model_step(request_id=request.pk, step=request.step)
+        )
     return request
 
 
@@ -65,21 +69,18 @@ def request_cancel(*, request_id: str, user: AbstractBaseUser) -> Request:
     if request.user_id != user.pk and not can_decide(room=request.room, user=user):
         raise Forbidden("Only its author or an approver may cancel a request.")
     with transaction.atomic():
-        request = (
-            Request.objects.select_for_update()
-            .select_related("room")
-            .get(pk=request.pk)
-        )
+        request = request_lock(request_id=request.pk)
+        assert request is not None  # requests are deleted only with their room
         if request.ended:
             raise Conflict(f"The request already ended ({request.status}).")
-        request.status = Request.Status.CANCELLED
+        request.move_to(Request.Status.CANCELLED)
         request.lease_token, request.lease_until = "", None
         request.save(update_fields=["status", "lease_token", "lease_until", "updated"])
         stopped = Action.objects.filter(
             request=request, status__in=[Action.Status.PENDING, Action.Status.APPROVED]
         )
         for action in stopped.select_related("room", "decided_by"):
-            action.status = Action.Status.CANCELLED
+            action.move_to(Action.Status.CANCELLED)
             action.save(update_fields=["status", "updated"])
             action_emit(action)
         request_emit(request)
@@ -90,7 +91,7 @@ def request_cancel(*, request_id: str, user: AbstractBaseUser) -> Request:
 def _signal_cancel(request: Request) -> None:
     # The streaming worker polls this flag; the database says the same, more slowly.
     try:
-        rds.client().set(rds.key("cancel", request.pk), 1, ex=3600)
+        redis_client().set(redis_key("cancel", request.pk), 1, ex=3600)
     except Exception:
         logger.exception("could not flag the cancel of %s in Redis", request.pk)
 
@@ -102,8 +103,8 @@ def request_advance(*, request_id: str) -> None:
     harmless: the step task claims its step and finds nothing to do the second time.
     """
     with transaction.atomic():
-        request = Request.objects.select_for_update().get(pk=request_id)
-        if request.ended:
+        request = request_lock(request_id=request_id)
+        if request is None or request.ended:
             return
         statuses = set(
             request.actions.filter(step=request.step - 1).values_list(
@@ -116,16 +117,18 @@ def request_advance(*, request_id: str) -> None:
             else Request.Status.RUNNING
         )
         if status != request.status:
-            request.status = status
+            request.move_to(status)
             request.save(update_fields=["status", "updated"])
             request_emit(request)
         if not statuses.intersection(Action.ACTIVE):
-            transaction.on_commit(lambda: enqueue_step(request))
+            transaction.on_commit(
+                lambda: enqueue.model_step(request_id=request.pk, step=request.step)
+            )
 
 
 def request_finish(*, request: Request, status: str, error: str = "") -> None:
     """End a request (inside the caller's transaction, with its row locked)."""
-    request.status = status
+    request.move_to(status)
     request.error = error
     request.lease_token, request.lease_until = "", None
     request.save(

@@ -13,9 +13,9 @@ from django.http import HttpResponseBase
 from rest_framework.test import APIClient
 from rest_framework.throttling import SimpleRateThrottle
 
-from chat import redis as rds
 from chat import services
 from chat.models import Action, Membership, Message, Request, Room
+from chat.redis_client import redis_client
 from tests.plugins.people import token_for
 
 # Helpers shared with test_api_actions.py and test_openapi.py ------------------------
@@ -68,7 +68,7 @@ def _forget_cached_counts() -> None:
     # cache.clear() would FLUSHDB the Redis that Celery and other test runs share;
     # drop only the keys of this run's cache prefix.
     prefix = django_settings.CACHES["default"]["KEY_PREFIX"]
-    client = rds.client()
+    client = redis_client()
     keys = list(client.scan_iter(match=f"{prefix}:*", count=500))
     if keys:
         client.delete(*keys)
@@ -285,7 +285,7 @@ def test_throttle_counts_live_in_the_shared_cache(
 ) -> None:
     api(alice).get("/api/rooms")
     prefix = django_settings.CACHES["default"]["KEY_PREFIX"]
-    keys = list(rds.client().scan_iter(match=f"{prefix}:*throttle_user_{alice.pk}"))
+    keys = list(redis_client().scan_iter(match=f"{prefix}:*throttle_user_{alice.pk}"))
     assert len(keys) == 1
 
 

@@ -18,9 +18,9 @@ from django.http import HttpResponseBase
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from chat import redis as rds
-from chat import services
+from chat import enqueue, services
 from chat.models import Action, Message, Request, Room
+from chat.redis_client import redis_client
 from tests.chat.test_api import (  # noqa: F401  (autouse fixtures apply here too)
     api,
     fast_password_hashing,
@@ -326,7 +326,7 @@ def task_queue() -> Iterator[Callable[[], list[dict]]]:
     """The Celery messages this test enqueued; removed from Redis afterwards."""
     options = django_settings.CELERY_BROKER_TRANSPORT_OPTIONS
     key = options["global_keyprefix"] + django_settings.CELERY_TASK_DEFAULT_QUEUE
-    client = rds.client()
+    client = redis_client()
     before = set(client.lrange(key, 0, -1))
     seen: list[dict] = []
 
@@ -354,7 +354,7 @@ def test_approval_enqueues_the_action_only_after_commit(
     assert task_queue() == []
     for callback in callbacks:
         callback()
-    [message] = [m for m in task_queue() if m["task"] == "tasks.tasks.execute_action"]
+    [message] = [m for m in task_queue() if m["task"] == enqueue.TOOL_CALL]
     assert str(action.pk) in message["argsrepr"]
 
 
@@ -367,7 +367,7 @@ def test_denial_enqueues_the_next_model_step(
     with django_capture_on_commit_callbacks(execute=True):
         assert _deny(alice, action).status_code == 200
     tasks = [m["task"] for m in task_queue()]
-    assert tasks == ["tasks.tasks.run_step"]
+    assert tasks == [enqueue.MODEL_STEP]
     assert str(action.request_id) in task_queue()[0]["argsrepr"]
 
 

@@ -10,10 +10,10 @@ from channels.testing.websocket import WebsocketCommunicator
 from django.test import Client
 
 from agentsite.asgi import application
-from chat import redis as rds
 from chat import services
 from chat.models import Action, Request, RoomEvent
 from chat.realtime import delta_send, publisher, room_channel
+from chat.redis_client import redis_client
 from tests.plugins.people import token_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -410,7 +410,7 @@ def test_a_process_subscribes_once_per_room_however_many_watch(room, alice, bob)
     channel = room_channel(room.pk)
 
     def subscribers() -> int:
-        return dict(rds.client().pubsub_numsub(channel))[channel]
+        return dict(redis_client().pubsub_numsub(channel))[channel]
 
     async def scenario() -> tuple[int, list[int]]:
         sockets = [(await connect(h))[0] for h in headers]

@@ -12,10 +12,9 @@ import time
 import pytest
 import redis
 
-from chat import services
+from chat import enqueue, services
 from chat.errors import AppError
 from chat.models import Action, Message, Request
-from tasks.tasks import execute_action, run_step
 from tests.plugins.stack import ROOT, effects, reached, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -73,7 +72,7 @@ def test_tool_call_outliving_the_visibility_timeout_runs_once(
 
     assert len(effects(linear_standin, "issueDelete")) == 1
     assert Action.objects.get(pk=action.pk).attempts == 1
-    received = worker.output().count("tasks.tasks.execute_action[")
+    received = worker.output().count(f"{enqueue.TOOL_CALL}[")
     assert received >= 4, "the broker did not redeliver; the test proves nothing"
 
 
@@ -85,9 +84,9 @@ def test_the_same_tasks_delivered_five_times_have_one_effect(
     request, action = pending_delete(room, bob)
     services.action_decide(action_id=str(action.pk), user=alice, decision="approve")
     for _ in range(5):
-        execute_action.delay(str(action.pk))
-        run_step.delay(str(request.pk), 0)
-        run_step.delay(str(request.pk), 1)
+        enqueue.tool_call(action_id=action.pk)
+        enqueue.model_step(request_id=request.pk, step=0)
+        enqueue.model_step(request_id=request.pk, step=1)
     reached(request, S.COMPLETED)
     time.sleep(2)  # let every duplicate be consumed
 

@@ -1,11 +1,17 @@
-"""Thin Celery wrappers around the agent's steps; they take ids, never objects."""
+"""The Celery entry points: thin, ids not objects, every one safe to run twice.
+
+They register under the names the domain sends (`chat.enqueue`); the work itself is
+in `worker.steps`, the rules in `chat.services`.
+"""
 
 import random
 
 from celery import shared_task
 from celery.signals import worker_process_init
 
-from . import agent, openai_client
+from chat import enqueue, services
+
+from . import model, steps
 from .errors import TransientError
 
 MAX_RETRIES = 5
@@ -15,21 +21,23 @@ MAX_RETRIES = 5
 def _warm(**kwargs: object) -> None:
     # Each pool process builds its model client once, at start, so that the first
     # turn it takes does not wait for it (~50 ms).
-    openai_client.warm()
+    model.warm()
 
 
 def _backoff(retries: int) -> float:
     # 1, 2, 4, 8, 16 s, with jitter so that many retries do not stampede together.
-    return min(2**retries, 30) * random.uniform(0.8, 1.2)
+    return float(min(2**retries, 30) * random.uniform(0.8, 1.2))
 
 
-@shared_task(bind=True, acks_late=True, max_retries=MAX_RETRIES)
-def run_step(self, request_id: str, step: int) -> None:
+@shared_task(
+    name=enqueue.MODEL_STEP, bind=True, acks_late=True, max_retries=MAX_RETRIES
+)
+def model_step(self, request_id: str, step: int) -> None:  # type: ignore[no-untyped-def]
     try:
-        agent.run_step(request_id=request_id, step=step)
+        steps.model_step(request_id=request_id, step=step)
     except TransientError as exc:
         if self.request.retries >= self.max_retries:
-            agent.step_gave_up(
+            services.step_gave_up(
                 request_id=request_id,
                 step=step,
                 error=f"{exc} (gave up after {self.max_retries} retries)",
@@ -38,13 +46,13 @@ def run_step(self, request_id: str, step: int) -> None:
         raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from None
 
 
-@shared_task(bind=True, acks_late=True, max_retries=MAX_RETRIES)
-def execute_action(self, action_id: str) -> None:
+@shared_task(name=enqueue.TOOL_CALL, bind=True, acks_late=True, max_retries=MAX_RETRIES)
+def tool_call(self, action_id: str) -> None:  # type: ignore[no-untyped-def]
     try:
-        agent.execute_action(action_id=action_id)
+        steps.tool_call(action_id=action_id)
     except TransientError as exc:
         if self.request.retries >= self.max_retries:
-            agent.action_gave_up(
+            services.action_gave_up(
                 action_id=action_id,
                 error=f"{exc} (gave up after {self.max_retries} retries)",
             )
@@ -52,6 +60,6 @@ def execute_action(self, action_id: str) -> None:
         raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from None
 
 
-@shared_task(acks_late=True, ignore_result=True)
+@shared_task(name=enqueue.SWEEP, acks_late=True, ignore_result=True)
 def sweep() -> dict:
-    return agent.sweep()
+    return services.sweep()

@@ -7,7 +7,7 @@ from django.conf import settings
 
 
 @cache
-def client() -> redis.Redis:
+def redis_client() -> redis.Redis:
     # redis-py pools notice a fork and reconnect, so one client per process is safe
     # under Celery's prefork pool.
     return redis.Redis.from_url(
@@ -19,5 +19,5 @@ def client() -> redis.Redis:
     )
 
 
-def key(*parts: object) -> str:
+def redis_key(*parts: object) -> str:
     return ":".join([settings.REDIS_PREFIX, *map(str, parts)])

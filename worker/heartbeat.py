@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from chat import redis as rds
+from chat.redis_client import redis_client
 
 TICK_SECONDS = 0.01
 CANCEL_POLL_SECONDS = 0.2
@@ -72,6 +72,6 @@ class Heartbeat(threading.Thread):
 def _flag_set(key: str) -> bool:
     # Redis may be restarting; the lease renewal still catches a cancel then.
     try:
-        return bool(rds.client().exists(key))
+        return bool(redis_client().exists(key))
     except Exception:
         return False

@@ -1,6 +1,6 @@
 from django.apps import AppConfig
 
 
-class TasksConfig(AppConfig):
-    name = "tasks"
+class WorkerConfig(AppConfig):
+    name = "worker"
     verbose_name = "Agent"

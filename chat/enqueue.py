@@ -1,0 +1,35 @@
+"""The domain's one way to start work in the worker: Celery tasks sent by name.
+
+The domain never imports the worker package; it names the worker's entry points
+here, and `worker.tasks` registers its tasks under these names. Every send happens
+after the commit that made the work visible (callers use `on_commit`), and a send
+that fails is only logged: the sweep finds work whose enqueue was lost.
+"""
+
+import logging
+from uuid import UUID
+
+from celery import current_app
+
+logger = logging.getLogger(__name__)
+
+MODEL_STEP = "agent.model_step"
+TOOL_CALL = "agent.tool_call"
+SWEEP = "agent.sweep"
+
+
+def model_step(*, request_id: UUID | str, step: int) -> None:
+    """Queue model call number `step` of a request."""
+    _send(MODEL_STEP, str(request_id), step)
+
+
+def tool_call(*, action_id: UUID | str) -> None:
+    """Queue the execution of an approved (or approval-free) action."""
+    _send(TOOL_CALL, str(action_id))
+
+
+def _send(name: str, *args: object) -> None:
+    try:
+        current_app.send_task(name, args=args)
+    except Exception:
+        logger.exception("could not enqueue %s%r; the sweep will find it", name, args)

@@ -1,0 +1,122 @@
+"""A tool call's run: claimed with a lease, settled once, then the turn goes on.
+
+The worker talks to the outside service; these functions hold the rules. The claim
+is a lease with a token, so a redelivered task finds the action taken or settled; a
+retry after a crash or a transient error is told (`attempts > 1`) to read back
+whether the earlier attempt already took effect.
+"""
+
+import uuid
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from chat.models import Action
+
+from .events import action_emit, tool_result_emit
+from .locks import action_lock
+from .requests import request_advance
+
+
+def action_claim(*, action_id: uuid.UUID | str) -> Action | None:
+    """Take an approved or executing action with a fresh lease, or None if not ours."""
+    now = timezone.now()
+    with transaction.atomic():
+        locked = action_lock(action_id=action_id)
+        if locked is None:
+            return None
+        request, action = locked
+        if (
+            request.ended
+            or action.status not in (Action.Status.APPROVED, Action.Status.EXECUTING)
+            or (action.lease_until and action.lease_until > now)
+        ):
+            return None
+        if action.attempts >= settings.AGENT_MAX_ATTEMPTS:
+            _settle(
+                action,
+                Action.Status.FAILED,
+                error=f"The tool call failed {action.attempts} times; giving up.",
+            )
+            transaction.on_commit(lambda: request_advance(request_id=request.pk))
+            return None
+        previous = action.status
+        action.move_to(Action.Status.EXECUTING)
+        action.lease_token = uuid.uuid4().hex
+        action.lease_until = now + timedelta(seconds=settings.AGENT_LEASE_SECONDS)
+        action.attempts += 1
+        action.save(
+            update_fields=[
+                "status",
+                "lease_token",
+                "lease_until",
+                "attempts",
+                "updated",
+            ]
+        )
+        if previous != action.status:
+            action_emit(action)
+    return action
+
+
+def action_renew(*, action: Action, until: datetime | None) -> bool:
+    """Extend (or, with None, give up) our lease; False once it is no longer ours."""
+    with transaction.atomic():
+        current = _current_if_ours(action)
+        if current is None:
+            return False
+        current.lease_until = until
+        current.save(update_fields=["lease_until"])
+    return True
+
+
+def action_release(*, action: Action) -> None:
+    """Give the lease up after a transient failure, so the retry claims at once."""
+    action_renew(action=action, until=None)
+
+
+def action_finish(
+    *, action: Action, status: str, result: dict | None = None, error: str = ""
+) -> None:
+    """Settle the action we hold as succeeded or failed; the model is told."""
+    with transaction.atomic():
+        current = _current_if_ours(action)
+        if current is None:
+            return  # another attempt finished it
+        _settle(current, status, result=result, error=error)
+    request_advance(request_id=action.request_id)
+
+
+def action_gave_up(*, action_id: uuid.UUID | str, error: str) -> None:
+    """Fail an executing action whose tool kept failing after every retry."""
+    with transaction.atomic():
+        locked = action_lock(action_id=action_id)
+        if locked is None or locked[1].status != Action.Status.EXECUTING:
+            return
+        _settle(locked[1], Action.Status.FAILED, error=error)
+    request_advance(request_id=locked[0].pk)
+
+
+def _current_if_ours(action: Action) -> Action | None:
+    locked = action_lock(action_id=action.pk)
+    if locked is None:
+        return None
+    current = locked[1]
+    if current.status != Action.Status.EXECUTING or (
+        action.lease_token and current.lease_token != action.lease_token
+    ):
+        return None
+    return current
+
+
+def _settle(
+    action: Action, status: str, *, result: dict | None = None, error: str = ""
+) -> None:
+    action.move_to(status)
+    action.result, action.error = result, error
+    action.lease_until = None
+    action.save()
+    action_emit(action)
+    tool_result_emit(action)

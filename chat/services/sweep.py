@@ -1,0 +1,43 @@
+"""Recovery: work that lost its worker or its enqueue, and approvals that ran out."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from chat import enqueue
+from chat.models import Action, Request
+
+from .actions import action_expire_overdue
+
+BATCH = 500
+
+
+def sweep() -> dict:
+    """Queue again every step and tool call whose lease ran out or never started.
+
+    Queuing one twice is harmless: its claim finds it taken or done. Runs every
+    few seconds (`AGENT_SWEEP_SECONDS`, Celery beat).
+    """
+    now = timezone.now()
+    settle = now - timedelta(seconds=settings.AGENT_SWEEP_GRACE_SECONDS)
+    stale = Q(lease_until__lt=now) | Q(lease_until__isnull=True, updated__lt=settle)
+    steps = list(
+        Request.objects.filter(
+            stale, status__in=[Request.Status.QUEUED, Request.Status.RUNNING]
+        )
+        .exclude(actions__status__in=Action.ACTIVE)
+        .values_list("id", "step")[:BATCH]
+    )
+    actions = list(
+        Action.objects.filter(
+            stale, status__in=[Action.Status.APPROVED, Action.Status.EXECUTING]
+        ).values_list("id", flat=True)[:BATCH]
+    )
+    for request_id, step in steps:
+        enqueue.model_step(request_id=request_id, step=step)
+    for action_id in actions:
+        enqueue.tool_call(action_id=action_id)
+    expired = action_expire_overdue()
+    return {"steps": len(steps), "actions": len(actions), "expired": expired}

@@ -1,0 +1,211 @@
+"""A turn's model calls: claimed with a lease, recorded, ended.
+
+The worker streams the model's answer; everything it writes goes through these
+functions, each under the request's row lock (`request_lock`). A step is claimed
+with a lease token that the worker renews while it streams; a redelivered or
+duplicated task finds the step taken or done and does nothing.
+"""
+
+import json
+import uuid
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from chat import enqueue
+from chat.models import Action, Message, Request
+from chat.realtime import partial_clear
+from chat.tools import CheckedCall
+
+from .events import action_emit, message_emit, request_emit
+from .locks import request_lock
+from .requests import request_advance, request_finish
+
+Status = Request.Status
+
+
+def step_claim(*, request_id: uuid.UUID | str, step: int) -> Request | None:
+    """Take model call `step` of a request with a fresh lease, or None if not ours.
+
+    None when the step is done or ended, waits for a person, or another worker's
+    lease on it is still live. A request that failed too often is ended here.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        request = request_lock(request_id=request_id)
+        if (
+            request is None
+            or request.step != step
+            or request.ended
+            or request.status == Status.AWAITING_APPROVAL
+            or (request.lease_until and request.lease_until > now)
+            # A step's actions are created as the request moves past it: step 0,
+            # every turn's first, has none to wait for.
+            or (step > 0 and request.actions.filter(status__in=Action.ACTIVE).exists())
+        ):
+            return None
+        if request.attempts >= settings.AGENT_MAX_ATTEMPTS:
+            request_finish(
+                request=request,
+                status=Status.FAILED,
+                error=(
+                    f"The agent's worker failed {request.attempts} times on this "
+                    "request; giving up."
+                ),
+            )
+            return None
+        previous = request.status
+        request.move_to(Status.RUNNING)
+        request.lease_token = uuid.uuid4().hex
+        request.lease_until = now + timedelta(seconds=settings.AGENT_LEASE_SECONDS)
+        request.attempts += 1
+        request.save(
+            update_fields=[
+                "status",
+                "lease_token",
+                "lease_until",
+                "attempts",
+                "updated",
+            ]
+        )
+        if previous != Status.RUNNING:
+            request_emit(request)
+    return request
+
+
+def step_renew(*, request: Request, until: datetime) -> bool:
+    """Extend our lease; False when it is no longer ours (cancelled, taken over)."""
+    with transaction.atomic():
+        locked = _locked_if_ours(request)
+        if locked is None:
+            return False
+        locked.lease_until = until
+        locked.save(update_fields=["lease_until"])
+    return True
+
+
+def step_release(*, request: Request) -> None:
+    """Give the lease up after a transient failure, so the retry claims at once."""
+    with transaction.atomic():
+        if locked := _locked_if_ours(request):
+            locked.lease_until = None
+            locked.save(update_fields=["lease_until"])
+
+
+def step_end(*, request: Request, status: str, error: str = "") -> None:
+    """End the request from the step we hold (too many steps, a refused call)."""
+    with transaction.atomic():
+        if locked := _locked_if_ours(request):
+            request_finish(request=locked, status=status, error=error)
+            transaction.on_commit(lambda: partial_clear(request.draft_message_id))
+
+
+def step_gave_up(*, request_id: uuid.UUID | str, step: int, error: str) -> None:
+    """Fail the request when its model call kept failing after every retry."""
+    with transaction.atomic():
+        request = request_lock(request_id=request_id)
+        if request is not None and not request.ended and request.step == step:
+            request_finish(request=request, status=Status.FAILED, error=error)
+
+
+def step_record(
+    *,
+    request: Request,
+    text: str,
+    calls: list[CheckedCall],
+    previews: dict[str, dict | None],
+    usage: dict,
+) -> None:
+    """Record the model's answer: its message, an action per valid tool call.
+
+    An invalid call becomes a tool message telling the model what was wrong, never
+    an action. With no calls the turn is complete; otherwise the request advances:
+    approval-free actions are queued, the rest wait for a person.
+    """
+    with transaction.atomic():
+        locked = _locked_if_ours(request)
+        if locked is None:
+            return
+        _store_answer(locked, text, calls)
+        actions = [
+            _create_action(locked, call, previews.get(call.id))
+            for call in calls
+            if call.spec is not None
+        ]
+        locked.step += 1
+        locked.attempts = 0
+        locked.lease_token, locked.lease_until = "", None
+        locked.usage = _add_usage(locked.usage, usage)
+        locked.save()
+        if not calls:
+            request_finish(request=locked, status=Status.COMPLETED)
+        for action in actions:
+            action_emit(action)
+            if action.status == Action.Status.EXECUTING:
+                transaction.on_commit(
+                    lambda a=action: enqueue.tool_call(action_id=a.pk)
+                )
+        transaction.on_commit(lambda: partial_clear(request.draft_message_id))
+    if calls:
+        request_advance(request_id=request.pk)
+
+
+def _locked_if_ours(request: Request) -> Request | None:
+    locked = request_lock(request_id=request.pk)
+    if (
+        locked is None
+        or locked.status != Status.RUNNING
+        or locked.lease_token != request.lease_token
+    ):
+        return None  # cancelled meanwhile, or our lease ran out and another took over
+    return locked
+
+
+def _store_answer(request: Request, text: str, calls: list[CheckedCall]) -> None:
+    message = Message.objects.create(
+        id=request.draft_message_id,
+        room_id=request.room_id,
+        request=request,
+        role=Message.Role.ASSISTANT,
+        content=text,
+        tool_calls=[
+            {"id": c.id, "name": c.name, "arguments": c.arguments} for c in calls
+        ],
+    )
+    if message.content:
+        message_emit(message)
+    for call in calls:
+        if call.error:
+            invalid = Message.objects.create(
+                room_id=request.room_id,
+                request=request,
+                role=Message.Role.TOOL,
+                tool_call_id=call.id,
+                content=json.dumps(
+                    {"tool": call.name, "status": "invalid", "error": call.error}
+                ),
+            )
+            message_emit(invalid)
+
+
+def _create_action(request: Request, call: CheckedCall, preview: dict | None) -> Action:
+    assert call.spec is not None
+    asks = call.spec.needs_approval
+    return Action.objects.create(
+        request=request,
+        room_id=request.room_id,
+        step=request.step,
+        tool=call.spec.name,
+        tool_call_id=call.id,
+        arguments=call.parsed,
+        requires_approval=asks,
+        preview=preview,
+        status=Action.Status.PENDING if asks else Action.Status.EXECUTING,
+    )
+
+
+def _add_usage(total: dict, usage: dict) -> dict:
+    keys = set(total) | set(usage)
+    return {k: int(total.get(k, 0)) + int(usage.get(k, 0)) for k in sorted(keys)}

@@ -1,0 +1,87 @@
+"""What a tool is, as data: its name, pack, schema, default approval and preview."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from jsonschema import Draft202012Validator
+
+from chat.text import storable
+
+Args = dict[str, Any]
+
+
+class Preview:
+    """How approvers are shown what a call touches, beside its arguments."""
+
+    NONE = "none"  # the arguments say it all (reads)
+    CREATES = "creates"  # a new record: its title and where it goes
+    TARGET = "target"  # an existing record, read from the service at proposal time
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    description: str
+    parameters: dict
+    pack: str
+    preview: str = Preview.NONE
+    # The argument naming the record a TARGET preview reads.
+    target_argument: str = "id"
+    _validator: Draft202012Validator = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_validator", Draft202012Validator(self.parameters))
+
+    @property
+    def needs_approval(self) -> bool:
+        return self.name in settings.AGENT_APPROVAL_TOOLS
+
+    def openai_spec(self) -> dict:
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.parameters,
+            },
+        }
+
+    def errors(self, arguments: Args) -> list[str]:
+        found = sorted(
+            self._validator.iter_errors(arguments), key=lambda e: list(e.path)
+        )
+        return [_describe(error) for error in found]
+
+
+class InvalidCall(Exception):
+    """A tool call the model (or an approver's edit) got wrong; the text says how."""
+
+
+@dataclass
+class CheckedCall:
+    """A tool call of the model's answer, checked: a tool and arguments, or an error."""
+
+    id: str
+    name: str
+    arguments: str  # as the model sent them, for the model's context
+    spec: ToolSpec | None = None
+    parsed: Args | None = None
+    error: str = ""
+
+
+def unstorable(value: object) -> bool:
+    if isinstance(value, str):
+        return not storable(value)
+    if isinstance(value, dict):
+        return any(unstorable(k) or unstorable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(unstorable(v) for v in value)
+    return False
+
+
+def _describe(error: Any) -> str:
+    where = ".".join(str(p) for p in error.path)
+    return f"{where}: {error.message}" if where else error.message

@@ -1,0 +1,35 @@
+"""The executors behind the tool catalogue (`chat.tools`), one per pack.
+
+A pack's executor talks to its outside service. It runs a call, may read back whether
+an interrupted earlier attempt already took effect, and may read a call's target
+for the approvers' preview. Every method raises `TransientError` (worth retrying)
+or `PermanentError` (not); their texts are safe to show to the room.
+"""
+
+from typing import Protocol
+from uuid import UUID
+
+from chat.tools import Args, ToolSpec
+
+from .linear import LinearExecutor
+
+
+class Executor(Protocol):
+    def run(self, spec: ToolSpec, arguments: Args, action_id: UUID) -> dict:
+        """Make the call; must be safe to repeat after `recover` said it did not run."""
+        ...
+
+    def recover(self, spec: ToolSpec, arguments: Args, action_id: UUID) -> dict | None:
+        """After an interrupted attempt: its result if it took effect, else None."""
+        ...
+
+    def preview(self, spec: ToolSpec, arguments: Args) -> dict | None:
+        """What the call touches, read now, for the people who approve it."""
+        ...
+
+
+EXECUTORS: dict[str, type[Executor]] = {"linear": LinearExecutor}
+
+
+def executor_for(spec: ToolSpec) -> Executor:
+    return EXECUTORS[spec.pack]()

@@ -1,0 +1,124 @@
+"""The Linear pack's executor: each tool of `chat.tools.linear` as GraphQL calls.
+
+Creating tools pass Linear an idempotency id derived from the action, so a repeat
+after a crash finds the record instead of making a second; `recover` reads back
+whether an earlier attempt already took effect before a retry repeats it.
+"""
+
+import uuid
+from collections.abc import Callable
+
+from django.conf import settings
+
+from chat.tools import Args, Preview, ToolSpec
+
+from ..linear import LinearClient
+
+Run = Callable[[LinearClient, Args, uuid.UUID], dict]
+Recover = Callable[[LinearClient, Args, uuid.UUID], dict | None]
+
+
+def linear_client() -> LinearClient:
+    # Without a key the local stand-in is used; it still wants a credential.
+    return LinearClient(
+        settings.LINEAR_API_URL,
+        settings.LINEAR_API_KEY or "demo-key",
+        timeout=settings.LINEAR_TIMEOUT,
+    )
+
+
+def _idempotency_id(action_id: uuid.UUID, purpose: str) -> str:
+    return str(uuid.uuid5(action_id, purpose))
+
+
+def _search(client: LinearClient, args: Args, action_id: uuid.UUID) -> dict:
+    issues = client.search_issues(args["query"], limit=args.get("limit", 10))
+    return {"issues": issues, "count": len(issues)}
+
+
+def _get(client: LinearClient, args: Args, action_id: uuid.UUID) -> dict:
+    issue = client.get_issue(args["id"])
+    if issue is None:
+        return {"error": f"No issue {args['id']} exists."}
+    return {"issue": issue}
+
+
+def _create(client: LinearClient, args: Args, action_id: uuid.UUID) -> dict:
+    issue = client.create_issue(
+        idempotency_id=_idempotency_id(action_id, "issue"),
+        title=args["title"],
+        description=args.get("description", ""),
+        team=args.get("team"),
+        priority=args.get("priority"),
+    )
+    return {"created": issue}
+
+
+def _recover_create(
+    client: LinearClient, args: Args, action_id: uuid.UUID
+) -> dict | None:
+    issue = client.get_issue(_idempotency_id(action_id, "issue"))
+    return {"created": issue} if issue else None
+
+
+def _update(client: LinearClient, args: Args, action_id: uuid.UUID) -> dict:
+    fields = {k: v for k, v in args.items() if k != "id"}
+    return {"updated": client.update_issue(args["id"], **fields)}
+
+
+def _delete(client: LinearClient, args: Args, action_id: uuid.UUID) -> dict:
+    return client.delete_issue(args["id"])
+
+
+def _recover_delete(
+    client: LinearClient, args: Args, action_id: uuid.UUID
+) -> dict | None:
+    # Gone already: an earlier attempt deleted it (the preview names what it was).
+    if client.get_issue(args["id"]) is None:
+        return {"deleted": args["id"]}
+    return None
+
+
+def _comment(client: LinearClient, args: Args, action_id: uuid.UUID) -> dict:
+    comment = client.add_comment(
+        idempotency_id=_idempotency_id(action_id, "comment"),
+        issue_id=args["id"],
+        body=args["body"],
+    )
+    return {"commented": comment}
+
+
+RUN: dict[str, Run] = {
+    "search_issues": _search,
+    "get_issue": _get,
+    "create_issue": _create,
+    "update_issue": _update,
+    "delete_issue": _delete,
+    "add_comment": _comment,
+}
+RECOVER: dict[str, Recover] = {
+    "create_issue": _recover_create,
+    "delete_issue": _recover_delete,
+}
+
+
+class LinearExecutor:
+    def __init__(self) -> None:
+        self.client = linear_client()
+
+    def run(self, spec: ToolSpec, arguments: Args, action_id: uuid.UUID) -> dict:
+        return RUN[spec.name](self.client, arguments, action_id)
+
+    def recover(
+        self, spec: ToolSpec, arguments: Args, action_id: uuid.UUID
+    ) -> dict | None:
+        recover = RECOVER.get(spec.name)
+        return recover(self.client, arguments, action_id) if recover else None
+
+    def preview(self, spec: ToolSpec, arguments: Args) -> dict | None:
+        if spec.preview == Preview.CREATES:
+            return {"creates": arguments["title"], "team": arguments.get("team")}
+        if spec.preview != Preview.TARGET:
+            return None
+        target = arguments[spec.target_argument]
+        return self.client.preview(target) or {"identifier": target, "missing": True}

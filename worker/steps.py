@@ -1,0 +1,139 @@
+"""The agent's turn as small steps whose state lives in the database.
+
+`model_step` makes one model call; `tool_call` runs one tool call. Each claims its
+row through the domain (`chat.services`) before doing anything, so a redelivered or
+duplicated task finds the work taken or done, and records what happened through it;
+this module only talks to the model and the tools' services.
+"""
+
+import logging
+from uuid import UUID
+
+from django.conf import settings
+
+from chat import services, tools
+from chat.models import Action, Request
+from chat.redis_client import redis_key
+from chat.tools import CheckedCall
+
+from .context import build_context
+from .delta import DeltaRelay
+from .errors import PermanentError, ServiceError, TransientError
+from .heartbeat import Heartbeat
+from .model import Completion, Stopped, stream_chat
+from .packs import Executor, executor_for
+
+logger = logging.getLogger(__name__)
+Status = Request.Status
+
+
+# One model call --------------------------------------------------------------------
+
+
+def model_step(*, request_id: str, step: int) -> None:
+    """Make model call number `step` of a request and record what it answered."""
+    request = services.step_claim(request_id=request_id, step=step)
+    if request is None:
+        return
+    if request.step >= settings.AGENT_MAX_STEPS:
+        services.step_end(
+            request=request,
+            status=Status.FAILED,
+            error=(
+                f"The agent stopped after {settings.AGENT_MAX_STEPS} steps without "
+                "finishing (AGENT_MAX_STEPS). Ask again with a narrower request."
+            ),
+        )
+        return
+    relay = DeltaRelay(request)
+    heartbeat = Heartbeat(
+        renew=lambda until: services.step_renew(request=request, until=until),
+        cancel_key=redis_key("cancel", request.pk),
+        tick=relay.flush_due,
+    )
+    heartbeat.on_lost = relay.stop.set
+    try:
+        with heartbeat:
+            if request.attempts > 1:
+                relay.reset()
+            completion = stream_chat(
+                build_context(request),
+                tools.openai_tools(),
+                on_text=relay.add,
+                stop=relay.stop,
+                on_open=relay.set_closer,
+            )
+            relay.flush()
+    except Stopped:
+        return
+    except TransientError:
+        services.step_release(request=request)
+        raise
+    except PermanentError as exc:
+        services.step_end(request=request, status=Status.FAILED, error=str(exc))
+        return
+    _record(request, completion)
+
+
+def _record(request: Request, completion: Completion) -> None:
+    calls = [
+        tools.check_call(call_id=c.id, name=c.name, arguments=c.arguments)
+        for c in completion.tool_calls
+    ]
+    # Read before the request's lock is taken: a preview is a call to the service.
+    previews = {c.id: _preview(c) for c in calls if c.spec and c.spec.needs_approval}
+    services.step_record(
+        request=request,
+        text=completion.text,
+        calls=calls,
+        previews=previews,
+        usage=completion.usage,
+    )
+
+
+def _preview(call: CheckedCall) -> dict | None:
+    assert call.spec is not None and call.parsed is not None
+    try:
+        return executor_for(call.spec).preview(call.spec, call.parsed)
+    except ServiceError as exc:
+        return {"unavailable": str(exc)}
+
+
+# One tool call ---------------------------------------------------------------------
+
+
+def tool_call(*, action_id: str) -> None:
+    """Run an approved (or approval-free) tool call at most once.
+
+    A retry after a crash or a transient error first reads back whether the earlier
+    attempt already took effect.
+    """
+    action = services.action_claim(action_id=action_id)
+    if action is None:
+        return
+    spec = tools.TOOLS[action.tool]
+    executor = executor_for(spec)
+    heartbeat = Heartbeat(
+        renew=lambda until: services.action_renew(action=action, until=until)
+    )
+    try:
+        with heartbeat:
+            result = _run(executor, spec, action)
+    except TransientError:
+        services.action_release(action=action)
+        raise
+    except PermanentError as exc:
+        services.action_finish(
+            action=action, status=Action.Status.FAILED, error=str(exc)
+        )
+        return
+    services.action_finish(action=action, status=Action.Status.SUCCEEDED, result=result)
+
+
+def _run(executor: Executor, spec: tools.ToolSpec, action: Action) -> dict:
+    action_id: UUID = action.pk
+    if action.attempts > 1:
+        recovered = executor.recover(spec, action.arguments, action_id)
+        if recovered is not None:
+            return recovered
+    return executor.run(spec, action.arguments, action_id)
