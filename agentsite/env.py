@@ -56,8 +56,14 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()] or default
 
 
-def database_from_url(url: str, base_dir: Path) -> dict:
-    """Translate `sqlite:///path` or `postgres://user@host:port/name` for Django."""
+def database_from_url(url: str, base_dir: Path, pool_size: int = 0) -> dict:
+    """Translate `sqlite:///path` or `postgres://user@host:port/name` for Django.
+
+    With `pool_size` > 0, PostgreSQL connections come from a psycopg pool of at most
+    that many per process: a worker runs hundreds of turns on threads that each
+    borrow one only while they touch the database, and ASGI's thread per request
+    would otherwise open a connection per request.
+    """
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         name = unquote(parts.path.removeprefix("/")) or str(base_dir / "db.sqlite3")
@@ -85,14 +91,23 @@ def database_from_url(url: str, base_dir: Path) -> dict:
             "PASSWORD": unquote(parts.password or ""),
             "HOST": parts.hostname or "",
             "PORT": str(parts.port or ""),
-            "OPTIONS": options,
+            "OPTIONS": {**options, **_pool(pool_size)},
             # One test database per test run, so runs side by side do not collide.
             "TEST": {
                 "NAME": f"test_{unquote(parts.path[1:]) or 'postgres'}_{os.getpid()}"
             },
-            "CONN_MAX_AGE": 60,
-            "CONN_HEALTH_CHECKS": True,
+            # A pooled connection goes back to the pool when Django closes it.
+            "CONN_MAX_AGE": 0 if pool_size else 60,
+            "CONN_HEALTH_CHECKS": not pool_size,
         }
     raise ImproperlyConfigured(
         f"DATABASE_URL must start with sqlite:/// or postgres://, not {parts.scheme}://"
     )
+
+
+def _pool(size: int) -> dict:
+    if size <= 0:
+        return {}
+    # min_size 1: an idle process keeps one connection, not `size`; a thread that
+    # finds the pool empty waits up to `timeout` seconds for one to come back.
+    return {"pool": {"min_size": 1, "max_size": size, "timeout": 30}}

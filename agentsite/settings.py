@@ -6,6 +6,7 @@ Every variable is documented in `.env.example`; development needs none of them.
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 from .env import (
     database_from_url,
@@ -75,7 +76,10 @@ TEMPLATES = [
 
 DATABASES = {
     "default": database_from_url(
-        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"), BASE_DIR
+        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+        BASE_DIR,
+        # PostgreSQL connections per process (a psycopg pool); 0 turns pooling off.
+        pool_size=env_int("DB_POOL_SIZE", 20),
     )
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -143,6 +147,21 @@ CACHES = {
 # Celery
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 CELERY_TASK_DEFAULT_QUEUE = f"{REDIS_PREFIX}.tasks"
+# Model calls and tool calls wait in queues of their own, so that a deployment can
+# give each its own workers (WORKER_QUEUES=model or tools) and a slow tool never waits
+# behind streams, nor the other way round. A worker consumes both unless told.
+CELERY_MODEL_QUEUE = f"{REDIS_PREFIX}.model"
+CELERY_TOOLS_QUEUE = f"{REDIS_PREFIX}.tools"
+CELERY_TASK_ROUTES = {
+    "agent.model_step": {"queue": CELERY_MODEL_QUEUE},
+    "agent.tool_call": {"queue": CELERY_TOOLS_QUEUE},
+    "agent.sweep": {"queue": CELERY_TOOLS_QUEUE},
+}
+CELERY_TASK_QUEUES = [
+    Queue(name)
+    for role, name in (("model", CELERY_MODEL_QUEUE), ("tools", CELERY_TOOLS_QUEUE))
+    if role in env_list("WORKER_QUEUES", ["model", "tools"])
+]
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -249,6 +268,8 @@ DEMO_MODE = not (OPENAI_API_KEY and LINEAR_API_KEY)
 # Agent
 AGENT_APPROVAL_TIMEOUT = env_int("AGENT_APPROVAL_TIMEOUT", 24 * 3600)
 AGENT_MAX_STEPS = env_int("AGENT_MAX_STEPS", 10)
+# Requests one user may have queued or running at once (contract: "Limits").
+AGENT_MAX_ACTIVE_PER_USER = env_int("AGENT_MAX_ACTIVE_PER_USER", 5)
 AGENT_MAX_INPUT_CHARS = env_int("AGENT_MAX_INPUT_CHARS", 10_000)
 # Characters of conversation (history and this turn) sent to the model at most.
 AGENT_CONTEXT_CHARS = env_int("AGENT_CONTEXT_CHARS", 24_000)

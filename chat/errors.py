@@ -23,3 +23,9 @@ class NotFound(AppError):
 
 class Conflict(AppError):
     status = 409
+
+
+class TooMany(AppError):
+    """A limit on what one user may have at once or spend (contract: "Limits")."""
+
+    status = 429

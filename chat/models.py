@@ -104,7 +104,11 @@ class Request(models.Model):
 
     class Meta:
         ordering = ["-created"]
-        indexes = [models.Index(fields=["status", "lease_until"])]
+        indexes = [
+            models.Index(fields=["status", "lease_until"]),
+            # The per-user limit counts a user's active requests on every post.
+            models.Index(fields=["user", "status"]),
+        ]
 
     def __str__(self) -> str:
         return f"Request {self.id} ({self.status})"

@@ -18,3 +18,7 @@ def redis_url() -> str:
         "`python -m stack test`, which start one when needed."
     )
     return url
+
+
+# The Celery messages a test enqueued, over every queue (tests/chat/queues.py).
+from tests.chat.queues import task_queue  # noqa: E402, F401

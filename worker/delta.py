@@ -9,12 +9,15 @@ from django.conf import settings
 from chat.models import Request
 from chat.realtime import delta_send
 
+from .heartbeat import keeper
+
 
 class DeltaRelay:
     """Publishes streamed text as `delta` events, coalesced but never held >50 ms.
 
     A delta leaves at once unless another left less than `AGENT_DELTA_INTERVAL_MS`
-    before; the heartbeat's tick (`flush_due`) sends text that waited for its slot.
+    before; then the process's lease keeper sends it when its slot comes
+    (`flush_due`).
     """
 
     def __init__(self, request: Request) -> None:
@@ -31,6 +34,14 @@ class DeltaRelay:
     def set_closer(self, close: Callable[[], None]) -> None:
         self._closer = close
 
+    def halt(self) -> None:
+        """Stop sending, and cut a silent stream short (the reader sees Stopped)."""
+        self.stop.set()
+        keeper().forget(self)
+        if closer := self._closer:
+            self._closer = None
+            closer()
+
     def reset(self) -> None:
         # A retried call streams under the same message id: watchers clear the old text.
         self._send(0, "")
@@ -40,19 +51,25 @@ class DeltaRelay:
             self._pending += text
             if time.monotonic() - self._last >= self._interval:
                 self._flush_locked()
+                return
+        keeper().flush_at(self, self._last + self._interval)
 
-    def flush_due(self) -> None:
-        if self.stop.is_set() and self._closer:
-            self._closer()  # cut a silent stream short; the reader sees Stopped
-            self._closer = None
+    def flush_due(self) -> float | None:
+        """Send held-back text whose slot came; when more is due, or None."""
         with self._lock:
-            if self._pending and time.monotonic() - self._last >= self._interval:
-                self._flush_locked()
+            if not self._pending or self.stop.is_set():
+                return None
+            slot = self._last + self._interval
+            if time.monotonic() < slot:
+                return slot
+            self._flush_locked()
+            return None
 
     def flush(self) -> None:
         with self._lock:
             if self._pending:
                 self._flush_locked()
+        keeper().forget(self)
 
     def _flush_locked(self) -> None:
         if self.stop.is_set():

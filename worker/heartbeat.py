@@ -1,77 +1,172 @@
-"""A worker's companion thread while it holds a lease on a request or an action.
+"""One thread per worker process that keeps every lease of the process alive.
 
-It renews the lease (so the sweep knows the worker is alive), notices a cancel within
-a fraction of a second, and sends streamed text that waited for its coalescing slot.
+While a step streams or a tool runs, its lease is renewed (so the sweep knows the
+worker is alive), a cancel is noticed within a fraction of a second, and streamed
+text that waited for its coalescing slot is sent. One thread serves every turn the
+process runs, so a few hundred turns at once cost one wake-up per poll, not one
+thread and a hundred wake-ups a second each; renewals and cancel polls are batched.
 """
 
+from __future__ import annotations
+
+import logging
 import threading
 import time
-from collections.abc import Callable
-from datetime import timedelta
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Protocol
 
 from django.conf import settings
-from django.db import connection
+from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from chat.redis_client import redis_client
 
-TICK_SECONDS = 0.01
+logger = logging.getLogger(__name__)
+
 CANCEL_POLL_SECONDS = 0.2
 
 
-class Heartbeat(threading.Thread):
+class Flushable(Protocol):
+    def flush_due(self) -> float | None:
+        """Send what is due; the monotonic time more is due, or None."""
+        ...
+
+
+class Lease:
+    """A step's or a tool call's claim on its row, as the keeper sees it."""
+
     def __init__(
         self,
         *,
-        renew: Callable[[object], bool],
+        renew: Callable[[datetime], bool],
         cancel_key: str | None = None,
-        tick: Callable[[], None] = lambda: None,
+        on_lost: Callable[[], None] = lambda: None,
     ) -> None:
-        super().__init__(name="heartbeat", daemon=True)
         self.renew = renew
         self.cancel_key = cancel_key
-        self.tick = tick
-        self.stopped = threading.Event()
+        self.on_lost = on_lost
         self.lost = threading.Event()
-        self.on_lost: Callable[[], None] = lambda: None
-        self._done = threading.Event()
+        self.renewed = time.monotonic()
 
-    def __enter__(self) -> "Heartbeat":
-        self.start()
-        return self
+    def lose(self) -> None:
+        if not self.lost.is_set():
+            self.lost.set()
+            self.on_lost()
 
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        self.join(timeout=5)
+
+class Keeper(threading.Thread):
+    def __init__(self) -> None:
+        super().__init__(name="lease-keeper", daemon=True)
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._leases: set[Lease] = set()
+        self._due: dict[Flushable, float] = {}
+
+    @contextmanager
+    def hold(self, lease: Lease) -> Iterator[Lease]:
+        """Keep `lease` alive for the length of the block."""
+        with self._lock:
+            self._leases.add(lease)
+        try:
+            yield lease
+        finally:
+            with self._lock:
+                self._leases.discard(lease)
+
+    def flush_at(self, relay: Flushable, when: float) -> None:
+        """Call `relay.flush_due()` at `when` (monotonic) or soon after."""
+        with self._lock:
+            first = relay not in self._due
+            self._due[relay] = min(when, self._due.get(relay, when))
+        if first:
+            self._wake.set()
+
+    def forget(self, relay: Flushable) -> None:
+        with self._lock:
+            self._due.pop(relay, None)
 
     def run(self) -> None:
-        lease = settings.AGENT_LEASE_SECONDS
-        next_renew = time.monotonic() + lease / 3
-        next_poll = time.monotonic() + CANCEL_POLL_SECONDS
+        next_poll = time.monotonic()
+        while True:
+            now = time.monotonic()
+            with self._lock:
+                due = [r for r, at in self._due.items() if at <= now]
+                soonest = min(self._due.values(), default=now + CANCEL_POLL_SECONDS)
+            for relay in due:
+                self._flush(relay)
+            if now >= next_poll:
+                next_poll = now + CANCEL_POLL_SECONDS
+                self._poll()
+            self._wake.wait(max(0.0, min(soonest, next_poll) - time.monotonic()))
+            self._wake.clear()
+
+    def _flush(self, relay: Flushable) -> None:
         try:
-            while not self._done.wait(TICK_SECONDS):
-                self.tick()
-                now = time.monotonic()
-                if now >= next_poll and not self.lost.is_set():
-                    next_poll = now + CANCEL_POLL_SECONDS
-                    if self.cancel_key and _flag_set(self.cancel_key):
-                        self._lose()
-                if now >= next_renew and not self.lost.is_set():
-                    next_renew = now + lease / 3
-                    if not self.renew(timezone.now() + timedelta(seconds=lease)):
-                        self._lose()
+            again = relay.flush_due()
+        except Exception:
+            logger.exception("could not send streamed text")
+            again = None
+        with self._lock:
+            if again is None:
+                self._due.pop(relay, None)
+            else:
+                self._due[relay] = again
+
+    def _poll(self) -> None:
+        with self._lock:
+            leases = [lease for lease in self._leases if not lease.lost.is_set()]
+        if not leases:
+            return
+        try:
+            self._poll_cancels(leases)
+            self._renew_due(leases)
+        except Exception:
+            logger.exception("the lease keeper's round failed; it goes on")
+
+    def _poll_cancels(self, leases: list[Lease]) -> None:
+        watched = [lease for lease in leases if lease.cancel_key]
+        if not watched:
+            return
+        try:
+            with redis_client().pipeline(transaction=False) as pipe:
+                for lease in watched:
+                    pipe.exists(lease.cancel_key)
+                flags = pipe.execute()
+        except Exception:
+            return  # Redis may be restarting; the lease renewal still catches a cancel
+        for lease, flag in zip(watched, flags, strict=True):
+            if flag:
+                lease.lose()
+
+    def _renew_due(self, leases: list[Lease]) -> None:
+        period = settings.AGENT_LEASE_SECONDS / 3
+        now = time.monotonic()
+        due = [lease for lease in leases if now - lease.renewed >= period]
+        if not due:
+            return
+        until = timezone.now() + timedelta(seconds=settings.AGENT_LEASE_SECONDS)
+        try:
+            for lease in due:
+                lease.renewed = now
+                if not lease.renew(until):
+                    lease.lose()
         finally:
-            # This thread's own database connection must not outlive it.
+            # Back to the pool between rounds: the keeper holds no connection idle.
+            close_old_connections()
             connection.close()
 
-    def _lose(self) -> None:
-        self.lost.set()
-        self.on_lost()
+
+_keeper: Keeper | None = None
+_keeper_lock = threading.Lock()
 
 
-def _flag_set(key: str) -> bool:
-    # Redis may be restarting; the lease renewal still catches a cancel then.
-    try:
-        return bool(redis_client().exists(key))
-    except Exception:
-        return False
+def keeper() -> Keeper:
+    """The process's keeper, started on first use (after a fork, in the child)."""
+    global _keeper
+    with _keeper_lock:
+        if _keeper is None or not _keeper.is_alive():
+            _keeper = Keeper()
+            _keeper.start()
+        return _keeper

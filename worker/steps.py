@@ -10,6 +10,7 @@ import logging
 from uuid import UUID
 
 from django.conf import settings
+from django.db import connection
 
 from chat import services, tools
 from chat.models import Action, Request
@@ -19,7 +20,7 @@ from chat.tools import CheckedCall
 from .context import build_context
 from .delta import DeltaRelay
 from .errors import PermanentError, ServiceError, TransientError
-from .heartbeat import Heartbeat
+from .heartbeat import Lease, keeper
 from .model import Completion, Stopped, stream_chat
 from .packs import Executor, executor_for
 
@@ -46,18 +47,21 @@ def model_step(*, request_id: str, step: int) -> None:
         )
         return
     relay = DeltaRelay(request)
-    heartbeat = Heartbeat(
+    lease = Lease(
         renew=lambda until: services.step_renew(request=request, until=until),
         cancel_key=redis_key("cancel", request.pk),
-        tick=relay.flush_due,
+        on_lost=relay.halt,
     )
-    heartbeat.on_lost = relay.stop.set
+    messages = build_context(request)
+    # The stream takes seconds to minutes and needs no database: the connection goes
+    # back to the pool meanwhile, so hundreds of streams share a few connections.
+    connection.close()
     try:
-        with heartbeat:
+        with keeper().hold(lease):
             if request.attempts > 1:
                 relay.reset()
             completion = stream_chat(
-                build_context(request),
+                messages,
                 tools.openai_tools(),
                 on_text=relay.add,
                 stop=relay.stop,
@@ -113,11 +117,9 @@ def tool_call(*, action_id: str) -> None:
         return
     spec = tools.TOOLS[action.tool]
     executor = executor_for(spec)
-    heartbeat = Heartbeat(
-        renew=lambda until: services.action_renew(action=action, until=until)
-    )
+    lease = Lease(renew=lambda until: services.action_renew(action=action, until=until))
     try:
-        with heartbeat:
+        with keeper().hold(lease):
             result = _run(executor, spec, action)
     except TransientError:
         services.action_release(action=action)

@@ -7,7 +7,7 @@ in `worker.steps`, the rules in `chat.services`.
 import random
 
 from celery import shared_task
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready
 
 from chat import enqueue, services
 
@@ -17,10 +17,11 @@ from .errors import TransientError
 MAX_RETRIES = 5
 
 
-@worker_process_init.connect
+@worker_process_init.connect  # each process of a prefork pool
+@worker_ready.connect  # the threads pool's one process
 def _warm(**kwargs: object) -> None:
-    # Each pool process builds its model client once, at start, so that the first
-    # turn it takes does not wait for it (~50 ms).
+    # The model client is built once, at start, so that the first turn does not
+    # wait for it (~50 ms).
     model.warm()
 
 

@@ -20,6 +20,7 @@ from .events import (
     tool_result_emit,
 )
 from .execution import (
+    action_abandon,
     action_claim,
     action_finish,
     action_gave_up,
@@ -50,6 +51,7 @@ __all__ = [
     "Forbidden",
     "Invalid",
     "NotFound",
+    "action_abandon",
     "action_claim",
     "action_decide",
     "action_emit",

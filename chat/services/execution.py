@@ -28,11 +28,12 @@ def action_claim(*, action_id: uuid.UUID | str) -> Action | None:
         if locked is None:
             return None
         request, action = locked
-        if (
-            request.ended
-            or action.status not in (Action.Status.APPROVED, Action.Status.EXECUTING)
-            or (action.lease_until and action.lease_until > now)
+        if action.status not in (Action.Status.APPROVED, Action.Status.EXECUTING) or (
+            action.lease_until and action.lease_until > now
         ):
+            return None
+        if request.ended:
+            _abandon(action)
             return None
         if action.attempts >= settings.AGENT_MAX_ATTEMPTS:
             _settle(
@@ -97,6 +98,34 @@ def action_gave_up(*, action_id: uuid.UUID | str, error: str) -> None:
             return
         _settle(locked[1], Action.Status.FAILED, error=error)
     request_advance(request_id=locked[0].pk)
+
+
+def action_abandon(*, action_id: uuid.UUID | str) -> None:
+    """Settle a tool call whose request ended while it ran and whose worker died.
+
+    A cancel stops no tool that already started; if that tool's worker then dies,
+    nobody may run it again (no tool starts after a cancel), so it ends `failed`.
+    """
+    with transaction.atomic():
+        locked = action_lock(action_id=action_id)
+        if locked is None:
+            return
+        request, action = locked
+        lease_over = not action.lease_until or action.lease_until <= timezone.now()
+        if request.ended and lease_over:
+            _abandon(action)
+
+
+def _abandon(action: Action) -> None:
+    if action.status == Action.Status.EXECUTING:
+        _settle(
+            action,
+            Action.Status.FAILED,
+            error=(
+                "The request ended while this tool call ran and its worker stopped; "
+                "it may or may not have taken effect, and it was not run again."
+            ),
+        )
 
 
 def _current_if_ours(action: Action) -> Action | None:

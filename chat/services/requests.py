@@ -3,11 +3,12 @@
 import logging
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
 from chat import enqueue
-from chat.errors import Conflict, Forbidden, Invalid, NotFound
+from chat.errors import Conflict, Forbidden, Invalid, NotFound, TooMany
 from chat.models import Action, Message, Request, Room
 from chat.redis_client import redis_client, redis_key
 from chat.text import storable
@@ -36,6 +37,7 @@ def request_start(*, room: Room, user: AbstractBaseUser, text: str) -> Request:
             f"The message is longer than {settings.AGENT_MAX_INPUT_CHARS} characters."
         )
     with transaction.atomic():
+        _check_active_limit(user)
         request = Request.objects.create(room=room, user=user)
         message = Message.objects.create(
             room=room,
@@ -50,6 +52,24 @@ def request_start(*, room: Room, user: AbstractBaseUser, text: str) -> Request:
             lambda: enqueue.model_step(request_id=request.pk, step=request.step)
         )
     return request
+
+
+def _check_active_limit(user: AbstractBaseUser) -> None:
+    """At most AGENT_MAX_ACTIVE_PER_USER requests queued or running per user.
+
+    Each costs a model call and holds a worker's slot; one awaiting approval holds
+    neither. The user's row is locked so that a burst of posts is counted one by one.
+    """
+    get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+    limit = settings.AGENT_MAX_ACTIVE_PER_USER
+    active = Request.objects.filter(
+        user=user, status__in=[Request.Status.QUEUED, Request.Status.RUNNING]
+    ).count()
+    if active >= limit:
+        raise TooMany(
+            f"You have {active} requests queued or running (the limit is {limit}); "
+            "wait for one to finish or cancel one."
+        )
 
 
 def request_get(*, request_id: str, user: AbstractBaseUser) -> Request:

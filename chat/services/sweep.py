@@ -10,6 +10,7 @@ from chat import enqueue
 from chat.models import Action, Request
 
 from .actions import action_expire_overdue
+from .execution import action_abandon
 
 BATCH = 500
 
@@ -30,14 +31,29 @@ def sweep() -> dict:
         .exclude(actions__status__in=Action.ACTIVE)
         .values_list("id", "step")[:BATCH]
     )
+    unsettled = Action.objects.filter(
+        stale, status__in=[Action.Status.APPROVED, Action.Status.EXECUTING]
+    )
     actions = list(
-        Action.objects.filter(
-            stale, status__in=[Action.Status.APPROVED, Action.Status.EXECUTING]
-        ).values_list("id", flat=True)[:BATCH]
+        unsettled.exclude(request__status__in=Request.ENDED).values_list(
+            "id", flat=True
+        )[:BATCH]
+    )
+    abandoned = list(
+        unsettled.filter(request__status__in=Request.ENDED).values_list(
+            "id", flat=True
+        )[:BATCH]
     )
     for request_id, step in steps:
         enqueue.model_step(request_id=request_id, step=step)
     for action_id in actions:
         enqueue.tool_call(action_id=action_id)
+    for action_id in abandoned:
+        action_abandon(action_id=action_id)
     expired = action_expire_overdue()
-    return {"steps": len(steps), "actions": len(actions), "expired": expired}
+    return {
+        "steps": len(steps),
+        "actions": len(actions),
+        "abandoned": len(abandoned),
+        "expired": expired,
+    }

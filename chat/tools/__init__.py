@@ -58,7 +58,8 @@ def check_call(*, call_id: str, name: str, arguments: str) -> CheckedCall:
         parsed = json.loads(arguments or "{}")
         checked.spec = validate(name, parsed)
         checked.parsed = parsed
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
+        # RecursionError: nested deeper than the parser goes; no tool takes that.
         checked.error = f"The arguments of {name} are not valid JSON."
     except InvalidCall as exc:
         checked.error = str(exc)

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from django.conf import settings as django_settings
 from django.contrib.auth.models import User
 from django.http import HttpResponseBase
 from django.utils import timezone
@@ -20,7 +19,6 @@ from django.utils.dateparse import parse_datetime
 
 from chat import enqueue, services
 from chat.models import Action, Message, Request, Room
-from chat.redis_client import redis_client
 from tests.chat.test_api import (  # noqa: F401  (autouse fixtures apply here too)
     api,
     fast_password_hashing,
@@ -319,28 +317,6 @@ def test_denial_ignores_arguments(alice: User, action: Action) -> None:
 
 
 # After commit: the worker hears of it ----------------------------------------------
-
-
-@pytest.fixture
-def task_queue() -> Iterator[Callable[[], list[dict]]]:
-    """The Celery messages this test enqueued; removed from Redis afterwards."""
-    options = django_settings.CELERY_BROKER_TRANSPORT_OPTIONS
-    key = options["global_keyprefix"] + django_settings.CELERY_TASK_DEFAULT_QUEUE
-    client = redis_client()
-    before = set(client.lrange(key, 0, -1))
-    seen: list[dict] = []
-
-    def read() -> list[dict]:
-        seen[:] = [
-            {"raw": raw, **json.loads(raw)["headers"]}
-            for raw in client.lrange(key, 0, -1)
-            if raw not in before
-        ]
-        return seen
-
-    yield read
-    for message in seen:
-        client.lrem(key, 0, message["raw"])
 
 
 def test_approval_enqueues_the_action_only_after_commit(

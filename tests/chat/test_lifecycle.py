@@ -17,13 +17,12 @@ from django.utils import timezone
 from chat import enqueue, services
 from chat.models import Action, IllegalTransition, Message, Request, Room
 from tests.chat.test_api import pending_action
-from tests.chat.test_api_actions import task_queue  # noqa: F401  (a fixture)
 
 Queue = Callable[[], list[dict]]
 
 
-def _queued(task_queue: Queue) -> list[tuple[str, str]]:
-    return [(m["task"], m["argsrepr"]) for m in task_queue()]
+def _queued(read: Queue) -> list[tuple[str, str]]:
+    return [(m["task"], m["argsrepr"]) for m in read()]
 
 
 def _ago(seconds: float) -> timezone.datetime:
@@ -41,19 +40,19 @@ def action(room: Room, bob: User) -> Action:
 def test_sweep_requeues_a_step_whose_lease_ran_out(
     room: Room,
     bob: User,
-    task_queue: Queue,  # noqa: F811
+    task_queue: Queue,
 ) -> None:
     turn = services.request_start(room=room, user=bob, text="Summarise ENG-3.")
     services.step_claim(request_id=turn.pk, step=0)
     Request.objects.filter(pk=turn.pk).update(lease_until=_ago(1))
-    assert services.sweep() == {"steps": 1, "actions": 0, "expired": 0}
+    assert services.sweep() == {"steps": 1, "actions": 0, "abandoned": 0, "expired": 0}
     assert _queued(task_queue) == [(enqueue.MODEL_STEP, repr((str(turn.pk), 0)))]
 
 
 def test_sweep_leaves_a_step_with_a_live_lease_alone(
     room: Room,
     bob: User,
-    task_queue: Queue,  # noqa: F811
+    task_queue: Queue,
 ) -> None:
     turn = services.request_start(room=room, user=bob, text="Summarise ENG-3.")
     services.step_claim(request_id=turn.pk, step=0)
@@ -64,7 +63,7 @@ def test_sweep_leaves_a_step_with_a_live_lease_alone(
 def test_sweep_requeues_a_new_request_whose_enqueue_was_lost(
     room: Room,
     bob: User,
-    task_queue: Queue,  # noqa: F811
+    task_queue: Queue,
     settings,
 ) -> None:
     turn = services.request_start(room=room, user=bob, text="Summarise ENG-3.")
@@ -80,7 +79,7 @@ def test_sweep_requeues_a_new_request_whose_enqueue_was_lost(
 def test_sweep_requeues_an_approved_action_never_enqueued(
     alice: User,
     action: Action,
-    task_queue: Queue,  # noqa: F811
+    task_queue: Queue,
     settings,
 ) -> None:
     # Approved, but the process died between the commit and the enqueue.
@@ -96,7 +95,7 @@ def test_sweep_requeues_an_approved_action_never_enqueued(
 def test_sweep_requeues_a_tool_call_whose_lease_ran_out(
     alice: User,
     action: Action,
-    task_queue: Queue,  # noqa: F811
+    task_queue: Queue,
 ) -> None:
     services.action_decide(action_id=str(action.pk), user=alice, decision="approve")
     services.action_claim(action_id=action.pk)
@@ -108,19 +107,19 @@ def test_sweep_requeues_a_tool_call_whose_lease_ran_out(
 
 def test_sweep_does_not_requeue_a_turn_waiting_for_approval(
     action: Action,
-    task_queue: Queue,  # noqa: F811
+    task_queue: Queue,
     settings,
 ) -> None:
     Request.objects.filter(pk=action.request_id).update(
         updated=_ago(settings.AGENT_SWEEP_GRACE_SECONDS + 1)
     )
-    assert services.sweep() == {"steps": 0, "actions": 0, "expired": 0}
+    assert services.sweep() == {"steps": 0, "actions": 0, "abandoned": 0, "expired": 0}
     assert _queued(task_queue) == []
 
 
 def test_sweep_expires_an_overdue_action_and_the_model_is_told(
     action: Action,
-    task_queue: Queue,  # noqa: F811
+    task_queue: Queue,
     settings,
     django_capture_on_commit_callbacks: Callable,
 ) -> None:
@@ -165,9 +164,7 @@ def test_expired_action_can_no_longer_be_approved(
     )
     services.sweep()
     with pytest.raises(services.Conflict, match="no longer pending: it was expired"):
-        services.action_decide(
-            action_id=str(action.pk), user=alice, decision="approve"
-        )
+        services.action_decide(action_id=str(action.pk), user=alice, decision="approve")
 
 
 # Transitions ------------------------------------------------------------------------
@@ -235,10 +232,28 @@ def test_every_documented_action_transition_is_allowed() -> None:
     assert action.status == Action.Status.SUCCEEDED
 
 
-def test_a_settled_action_is_never_claimed_to_run(
-    alice: User, action: Action
-) -> None:
+def test_a_settled_action_is_never_claimed_to_run(alice: User, action: Action) -> None:
     services.action_decide(action_id=str(action.pk), user=alice, decision="deny")
     assert services.action_claim(action_id=action.pk) is None
     action.refresh_from_db()
     assert action.status == Action.Status.DENIED
+
+
+def test_sweep_stops_requeueing_the_tool_call_of_a_cancelled_request(
+    alice: User,
+    bob: User,
+    action: Action,
+    task_queue: Queue,
+) -> None:
+    services.action_decide(action_id=str(action.pk), user=alice, decision="approve")
+    services.action_claim(action_id=action.pk)  # a worker starts the tool...
+    services.request_cancel(request_id=str(action.request_id), user=bob)
+    Action.objects.filter(pk=action.pk).update(lease_until=_ago(1))  # ...and dies
+    services.sweep()
+    assert services.action_claim(action_id=action.pk) is None
+    services.sweep()
+    assert _queued(task_queue) == []
+    # Not left "executing" forever: it ended, and nothing runs it again.
+    action.refresh_from_db()
+    assert action.status == Action.Status.FAILED
+    assert "may or may not have taken effect" in action.error

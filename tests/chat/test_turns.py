@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from chat import enqueue, services, tools
 from chat.models import Action, Message, Request, RoomEvent
-from tests.chat.test_api_actions import task_queue  # noqa: F401  (a fixture)
+from tests.chat.queues import task_queue  # noqa: F401  (a fixture)
 
 Status = Request.Status
 

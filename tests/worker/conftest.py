@@ -19,7 +19,7 @@ from chat.models import Room
 from chat.realtime import publisher, room_channel
 from chat.redis_client import redis_client
 from standins import linear_server, openai_server
-from tests.chat.test_api_actions import task_queue  # noqa: F401  (a fixture)
+from tests.chat.queues import task_queue  # noqa: F401  (a fixture)
 from worker import model as model_client
 
 OPENAI_KEY = "sk-test-0penai-5ecret-key-do-not-show"
@@ -70,7 +70,9 @@ class Linear:
 
     def faults(self, *faults: dict) -> None:
         """Queue faults: `{"op": "issueDelete", "status": 503, "after_apply": True}`."""
-        response = requests.post(self._url("faults"), json={"faults": faults}, timeout=5)
+        response = requests.post(
+            self._url("faults"), json={"faults": faults}, timeout=5
+        )
         response.raise_for_status()
 
     def effects(self) -> list[dict]:

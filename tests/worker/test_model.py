@@ -32,7 +32,7 @@ TOOLS = [
 
 
 def _stream(pieces: list[str] | None = None, **kwargs: object) -> Completion:
-    on_text = (pieces.append if pieces is not None else lambda text: None)
+    on_text = pieces.append if pieces is not None else lambda text: None
     return stream_chat(HELLO, TOOLS, on_text=on_text, stop=threading.Event(), **kwargs)
 
 
@@ -113,9 +113,7 @@ def test_stream_cut_midway_is_a_transient_error(model: Model) -> None:
     assert pieces  # some text had streamed before the cut
 
 
-def test_unreachable_model_service_is_a_transient_error(
-    model: Model, settings
-) -> None:
+def test_unreachable_model_service_is_a_transient_error(model: Model, settings) -> None:
     from worker.model import _client
 
     settings.OPENAI_BASE_URL = "http://127.0.0.1:9/v1"  # the discard port: refused
@@ -150,5 +148,7 @@ def test_cancel_cuts_a_silent_stream_short(model: Model) -> None:
 
     started = time.monotonic()
     with pytest.raises(Stopped):
-        stream_chat(HELLO, TOOLS, on_text=lambda t: None, stop=stop, on_open=cancel_soon)
+        stream_chat(
+            HELLO, TOOLS, on_text=lambda t: None, stop=stop, on_open=cancel_soon
+        )
     assert time.monotonic() - started < 1.0

@@ -1,0 +1,109 @@
+"""The contract's "Limits": requests one user may have queued or running at once."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connection
+
+from chat.models import Message, Request, Room
+from tests.chat.test_api import api, refusal
+from tests.chat.test_consumer import connect, receive_until, token_headers
+
+LIMIT = 5
+
+
+@pytest.fixture(autouse=True)
+def limit(settings) -> None:
+    settings.AGENT_MAX_ACTIVE_PER_USER = LIMIT
+
+
+def post(user: User, room: Room, text: str = "count to 3"):
+    return api(user).post(
+        f"/api/rooms/{room.slug}/requests", {"text": text}, format="json"
+    )
+
+
+@pytest.mark.django_db
+def test_one_request_past_the_limit_gets_429_and_is_not_stored(
+    room: Room, bob: User
+) -> None:
+    for _ in range(LIMIT):
+        assert post(bob, room).status_code == 202
+    detail = refusal(post(bob, room, "one too many"), 429)
+
+    assert f"the limit is {LIMIT}" in detail
+    assert Request.objects.filter(user=bob).count() == LIMIT
+    assert not Message.objects.filter(content="one too many").exists()
+
+
+@pytest.mark.django_db
+def test_the_limit_counts_each_user_apart(room: Room, alice: User, bob: User) -> None:
+    for _ in range(LIMIT):
+        post(bob, room)
+    assert post(bob, room).status_code == 429
+    assert post(alice, room).status_code == 202
+
+
+@pytest.mark.django_db
+def test_requests_awaiting_approval_or_ended_do_not_count(
+    room: Room, bob: User
+) -> None:
+    for _ in range(LIMIT):
+        post(bob, room)
+    waiting, ended = Request.objects.filter(user=bob)[:2]
+    # As the worker leaves them: one waits for a person (no worker held), one ended.
+    Request.objects.filter(pk=waiting.pk).update(
+        status=Request.Status.AWAITING_APPROVAL
+    )
+    Request.objects.filter(pk=ended.pk).update(status=Request.Status.COMPLETED)
+
+    assert post(bob, room).status_code == 202
+    assert post(bob, room).status_code == 202
+    assert post(bob, room).status_code == 429
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_burst_of_posts_at_once_is_counted_one_by_one(room: Room, bob: User) -> None:
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite serialises every write; the race needs row locks")
+    api(bob)  # the token, made before the threads
+
+    def one(_: int) -> int:
+        try:
+            return post(bob, room).status_code
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        codes = sorted(pool.map(one, range(12)))
+
+    assert codes.count(202) == LIMIT and codes.count(429) == 12 - LIMIT
+    assert Request.objects.filter(user=bob).count() == LIMIT
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chat_frame_past_the_limit_answers_an_error_frame(
+    room: Room, bob: User
+) -> None:
+    headers = token_headers(bob)
+    for _ in range(LIMIT):
+        post(bob, room)
+
+    async def scenario() -> dict:
+        ws, _ = await connect(headers)
+        await ws.send_json_to({"type": "chat", "text": "one too many"})
+        frames = await receive_until(ws, lambda f: f["type"] == "error")
+        # The socket stays open: a later frame is still answered.
+        await ws.send_json_to({"type": "chat", "text": "and another"})
+        await receive_until(ws, lambda f: f["type"] == "error")
+        await ws.disconnect()
+        return frames[-1]
+
+    error = asyncio.run(scenario())
+    assert error["frame"] == "chat"
+    assert f"the limit is {LIMIT}" in error["detail"]
+    assert not Message.objects.filter(content="one too many").exists()
