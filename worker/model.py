@@ -1,6 +1,7 @@
 """Chat completions through the `openai` SDK, streamed, with errors sorted for retry."""
 
 import json
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -84,7 +85,7 @@ def stream_chat(
             # environment (OPENAI_ADMIN_KEY), which `post` would otherwise allow.
             options={"security": {"bearer_auth": True}},
         )
-        on_open(stream.close)
+        on_open(lambda: _cut(stream))
         with stream:
             return _assemble(stream, on_text, stop)
     except Stopped:
@@ -93,6 +94,23 @@ def stream_chat(
         if stop.is_set():
             raise Stopped() from exc
         raise _classify(exc) from exc
+
+
+def _cut(stream: openai.Stream[ChatCompletionChunk]) -> None:
+    """Stop a stream from another thread, even while its reader waits for a chunk.
+
+    Closing the response only marks it closed; the reader stays blocked in `recv`
+    until the model sends more. Shutting the socket down wakes it at once (the
+    connection is dropped, not returned to the pool).
+    """
+    network = stream.response.extensions.get("network_stream")
+    sock = network.get_extra_info("socket") if network is not None else None
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed by the other side
+    stream.close()
 
 
 def _assemble(

@@ -132,11 +132,6 @@ def test_stop_set_before_the_answer_abandons_the_stream(model: Model) -> None:
     assert pieces == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the stream's close() from another thread does not interrupt the "
-    "blocked read; the reader sees Stopped only when the next chunk arrives",
-)
 def test_cancel_cuts_a_silent_stream_short(model: Model) -> None:
     model.script({"text": "Slow words."})
     model.config(token_delay=1.2)  # the model is silent between tokens
