@@ -1,9 +1,10 @@
 /*
  * The room page: one WebSocket to /ws/rooms/<slug>/ (see PROTOCOL.md).
  *
- * Durable events (message, action, request) carry a per-room seq; we apply
- * them strictly in seq order and ask the server to resync from the last one
- * we applied whenever we see a gap or reconnect. Everything is upserted by id,
+ * The page is rendered with the same snapshot the socket sends first; both are
+ * drawn alike. Durable events (message, action, request) carry a per-room seq;
+ * we apply them strictly in seq order and ask the server to resync from the
+ * last one we applied whenever we see a gap. Everything is upserted by id,
  * so an item that arrives twice (snapshot and event, resync and live) is
  * drawn once. Untrusted text only ever reaches the page through textContent,
  * text nodes or SafeMarkdown, never through innerHTML.
@@ -688,30 +689,29 @@
 
   // Durable events and resync ---------------------------------------------------------
 
-  function applySnapshot(snapshot) {
+  /* Draws a snapshot: the one the page was rendered with, then each one the
+     socket sends. Recent requests and actions come whatever their status, so
+     the snapshot alone brings everything up to date; its seq replaces ours
+     (lower only when the room's history was reset). */
+  function applySnapshot(snapshot, live) {
+    (snapshot.recent_requests || []).forEach(upsertRequest);
     (snapshot.messages || []).forEach(upsertMessage);
     for (const request of snapshot.requests || []) {
       upsertRequest(request);
       if (request.partial) seedPartial(request.partial, request.id);
     }
+    (snapshot.recent_actions || []).forEach(upsertAction);
     (snapshot.actions || []).forEach(upsertAction);
-    renderPresence(snapshot.presence);
-    setConnection("live", "Live");
-    if (state.lastSeq === null || snapshot.seq < state.lastSeq) {
-      // First connect (or the room's history was reset): the snapshot is the state.
-      state.lastSeq = snapshot.seq;
-    } else if (snapshot.seq > state.lastSeq) {
-      // Reconnected after missing events: replay them so that actions and
-      // requests the snapshot leaves out (decided, ended) are brought up to date.
-      requestResync(true);
-    }
+    if (Array.isArray(snapshot.presence)) renderPresence(snapshot.presence);
+    if (live) setConnection("live", "Live");
+    state.lastSeq = snapshot.seq;
     dom.empty.hidden = dom.timeline.children.length > 0;
   }
 
   function applyDurable(frame) {
     if (state.lastSeq === null || frame.seq <= state.lastSeq) return; // seen already
     if (frame.seq > state.lastSeq + 1) {
-      requestResync(false);
+      requestResync();
       return; // the resync answer replays this one in order
     }
     const payload = frame[frame.type];
@@ -721,11 +721,11 @@
     state.lastSeq = frame.seq;
   }
 
-  function requestResync(force) {
+  function requestResync() {
     const now = Date.now();
     const asked = state.resyncAfter === state.lastSeq && now - state.resyncAt < RESYNC_RETRY_MS;
-    if (asked && !force) return;
-    if (!socketOpen()) return; // the next connect resyncs anyway
+    if (asked) return;
+    if (!socketOpen()) return; // the next connect brings a fresh snapshot
     state.resyncAfter = state.lastSeq;
     state.resyncAt = now;
     state.socket.send(JSON.stringify({ type: "resync", after: state.lastSeq }));
@@ -734,7 +734,7 @@
   function handleFrame(frame) {
     if (!frame || typeof frame !== "object") return;
     switch (frame.type) {
-      case "snapshot": applySnapshot(frame); break;
+      case "snapshot": applySnapshot(frame, true); break;
       case "delta": applyDelta(frame); break;
       case "presence": renderPresence(frame.users); break;
       case "error": handleError(frame); break;
@@ -868,31 +868,23 @@
 
   // Start -----------------------------------------------------------------------------
 
-  /* Reads a JSON seed the page rendered (json_script); [] if it is broken. */
-  function pageSeed(id) {
-    const script = document.getElementById(id);
+  /* The snapshot the page was rendered with (json_script); null if it is broken. */
+  function pageSnapshot() {
+    const script = document.getElementById("room-snapshot");
     try {
-      return script ? JSON.parse(script.textContent) : [];
+      const snapshot = script ? JSON.parse(script.textContent) : null;
+      return snapshot && Number.isInteger(snapshot.seq) ? snapshot : null;
     } catch (error) {
-      return []; // a broken seed only costs history; the live room still works
+      return null; // the socket's snapshot draws the room all the same
     }
-  }
-
-  function seedHistory() {
-    // Decided actions and ended requests from before this page loaded: the
-    // snapshot lists only pending and running ones. The snapshot and events
-    // are newer and overwrite these by id.
-    pageSeed("initial-requests").forEach((request) => {
-      state.requests.set(request.id, request);
-    });
-    pageSeed("initial-actions").forEach(upsertAction);
   }
 
   function start() {
     dom.composer.addEventListener("submit", submitChat);
     dom.text.addEventListener("keydown", onComposerKey);
     dom.text.addEventListener("input", growComposer);
-    seedHistory();
+    const seed = pageSnapshot();
+    if (seed) applySnapshot(seed, false);
     // Come back at once when the network or the tab returns, not after the backoff.
     window.addEventListener("online", () => { if (!state.socket) connect(); });
     document.addEventListener("visibilitychange", () => {
