@@ -25,6 +25,7 @@ run: install
 
 # Pytest next to a Redis of its own if none answers; make test ARGS="-k rooms -x"
 test: install
+	node --test tests/js/
 	$(PY) -m stack test $(ARGS)
 
 lint: install

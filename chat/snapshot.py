@@ -1,4 +1,8 @@
-"""What a watcher gets on connect: enough to draw the room, including half an answer."""
+"""What a watcher gets on connect: enough to draw the room, including half an answer.
+
+The room page embeds the same snapshot (without presence), so the page and the socket
+draw from one builder and a reload shows what a watcher that never left would see.
+"""
 
 from django.contrib.auth.models import AbstractBaseUser
 
@@ -8,9 +12,20 @@ from .realtime import partial_text
 from .serializers import ActionSerializer, MessageSerializer, request_event
 
 RECENT_MESSAGES = 100
+# Beside the contract's pending actions and open requests: the recent ones whatever
+# their status, so that the cards of decided actions and the statuses of ended
+# requests survive a reload or a reconnect without replaying events.
+RECENT_ACTIONS = 50
+RECENT_REQUESTS = 100
 
 
-def snapshot_build(*, room: Room, user: AbstractBaseUser) -> dict:
+def snapshot_build(
+    *, room: Room, user: AbstractBaseUser, with_presence: bool = True
+) -> dict:
+    """The room as one `snapshot` frame (PROTOCOL.md), plus `recent_actions` and
+    `recent_requests`. `with_presence=False` (the page) leaves `presence` null and
+    Redis unasked: who is connected is the socket's to say, and a page renders while
+    Redis is away."""
     # The seq is read first: anything that commits after it arrives as an event, and
     # clients upsert by id, so an item both here and in a later event shows once.
     seq = Room.objects.values_list("last_seq", flat=True).get(pk=room.pk)
@@ -24,6 +39,14 @@ def snapshot_build(*, room: Room, user: AbstractBaseUser) -> dict:
     )
     running = Request.objects.filter(room=room).exclude(status__in=Request.ENDED)
     pending = Action.objects.filter(room=room, status=Action.Status.PENDING)
+    recent_actions = (
+        Action.objects.filter(room=room)
+        .select_related("room", "decided_by")
+        .order_by("-created")[:RECENT_ACTIONS]
+    )
+    recent_requests = Request.objects.filter(room=room).order_by("-created")[
+        :RECENT_REQUESTS
+    ]
     return {
         "type": "snapshot",
         "seq": seq,
@@ -32,7 +55,9 @@ def snapshot_build(*, room: Room, user: AbstractBaseUser) -> dict:
         "actions": ActionSerializer(
             pending.select_related("room", "decided_by").order_by("created"), many=True
         ).data,
-        "presence": presence_list(room.pk),
+        "presence": presence_list(room.pk) if with_presence else None,
+        "recent_actions": ActionSerializer(list(recent_actions)[::-1], many=True).data,
+        "recent_requests": [request_event(r) for r in list(recent_requests)[::-1]],
     }
 
 

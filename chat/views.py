@@ -12,15 +12,11 @@ from django.views.decorators.http import require_http_methods
 
 from . import services
 from .errors import AppError
-from .models import Action, Membership, Request, Room
+from .models import Membership, Room
 from .redis_client import redis_client
-from .serializers import ActionSerializer, request_event
+from .snapshot import snapshot_build
 
 logger = logging.getLogger(__name__)
-
-# What a room page shows from before it connected (see _room_history).
-RECENT_ACTIONS = 50
-RECENT_REQUESTS = 100
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -86,28 +82,10 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "members": room.memberships.select_related("user").order_by("user__username"),
         "roles": Membership.Role.values,
         "max_input_chars": settings.AGENT_MAX_INPUT_CHARS,
-        **_room_history(room),
+        # The page draws from the snapshot a watcher gets, then follows the socket.
+        "snapshot": snapshot_build(room=room, user=request.user, with_presence=False),
     }
     return render(request, "chat/room.html", context)
-
-
-def _room_history(room: Room) -> dict:
-    """Recent actions and request statuses, seeded into the page as JSON.
-
-    The WebSocket snapshot lists only pending actions and running requests; without
-    these a reload would lose the cards of decided actions and the statuses shown
-    next to earlier messages. Anything newer arrives over the socket and wins.
-    """
-    actions = (
-        Action.objects.filter(room=room)
-        .select_related("room", "decided_by")
-        .order_by("-created")[:RECENT_ACTIONS]
-    )
-    requests = Request.objects.filter(room=room).order_by("-created")[:RECENT_REQUESTS]
-    return {
-        "initial_actions": ActionSerializer(list(actions)[::-1], many=True).data,
-        "initial_requests": [request_event(r) for r in requests],
-    }
 
 
 @login_required

@@ -63,19 +63,27 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def contexts(browser: Browser) -> Iterator[Callable[..., BrowserContext]]:
-    """Opens browser contexts (one per person) and closes them after the test."""
+    """Opens browser contexts (one per person) and closes them after the test, which
+    fails if a page threw (the room's modules would otherwise fail silently)."""
     opened: list[BrowserContext] = []
+    thrown: list[str] = []
 
     def open_context(**options: object) -> BrowserContext:
         context = browser.new_context(**{**DESKTOP, **options})
         context.set_default_timeout(20_000)
         context.add_init_script(STREAM_WATCH)
+        context.on("page", lambda page: page.on("pageerror", _note(thrown, page)))
         opened.append(context)
         return context
 
     yield open_context
     for context in opened:
         context.close()
+    assert not thrown, f"uncaught errors in the page: {thrown}"
+
+
+def _note(thrown: list[str], page: Page) -> Callable[[Exception], None]:
+    return lambda error: thrown.append(f"{page.url}: {error}")
 
 
 def log_in(context: BrowserContext, base_url: str, username: str) -> Page:

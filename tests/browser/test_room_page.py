@@ -172,6 +172,24 @@ def test_reload_mid_stream_shows_the_answer_once(pages):
         expect(request_status(page, request_id)).to_have_text("Done")
 
 
+def test_reload_draws_decided_cards_and_statuses_before_the_socket(pages):
+    alice, bob = pages
+    ask(bob, "Please delete ENG-3")
+    request_id = request_of(bob, "Please delete ENG-3")
+    the_card(alice, "pending").get_by_role("button", name="Approve").click()
+    expect(request_status(bob, request_id)).to_have_text("Done")
+
+    # With the socket refused, all the page shows comes from the snapshot it was
+    # rendered with.
+    bob.context.route_web_socket("**/ws/rooms/**", lambda route: route.close())
+    bob.reload()
+    card = the_card(bob, "succeeded", tool="delete_issue")
+    expect(card.locator(".action__decision")).to_contain_text("Approved by alice")
+    expect(final_answer(bob, request_id)).to_contain_text("I deleted ENG-3")
+    expect(request_status(bob, request_id)).to_have_text("Done")
+    expect(bob.locator("#conn-status")).not_to_have_attribute("data-state", "live")
+
+
 def test_cancel_stops_the_stream_on_every_page(pages):
     alice, bob = pages
 
@@ -254,7 +272,10 @@ def test_hostile_issue_text_stays_text(pages, linear_standin):
         expect(answer).to_contain_text("<script>window.__pwned=1</script>")
         assert page.evaluate("typeof window.__pwned") == "undefined"
         assert page.locator("img").count() == 0
-        assert page.locator("script:not([src])").count() == 2  # the two JSON seeds
+        # The one inline script is the page's snapshot, as data (json_script).
+        inline = page.locator("script:not([src])")
+        assert inline.count() == 1
+        assert inline.get_attribute("type") == "application/json"
         assert page.locator("a[href^='javascript' i]").count() == 0
         assert page.locator("a[href*='evil.example']").count() == 0
     screenshot(bob, "room-phone-hostile.png")
@@ -366,8 +387,8 @@ def test_page_reconnects_and_catches_up_on_what_it_missed(
     expect(bob.locator("#conn-status")).to_have_attribute(
         "data-state", "live", timeout=30_000
     )
-    # The snapshot lists only pending actions: the card's new status and the
-    # answer come from the resync of the events the page missed.
+    # The fresh snapshot brings what the page missed: the card's new status (it
+    # lists recent actions whatever their status), the answer and the new request.
     deleted = the_card(bob, "succeeded", tool="delete_issue")
     expect(deleted.locator(".badge")).to_have_text("Succeeded")
     expect(final_answer(bob, request_id)).to_contain_text("I deleted ENG-3")

@@ -1,0 +1,333 @@
+/*
+ * Action cards: what the agent wants to do, its preview and arguments, the
+ * decision and the outcome; for approvers, Approve, Deny (with a reason) and Edit
+ * (approve with edited arguments) while it is pending.
+ */
+
+import { button, cssToken, el, keepingScroll, pretty, timeElement, timeOf } from "./dom.js";
+
+export const ACTION_LABELS = {
+  pending: "Pending approval",
+  approved: "Approved",
+  executing: "Running",
+  succeeded: "Succeeded",
+  failed: "Failed",
+  denied: "Denied",
+  expired: "Expired",
+  cancelled: "Cancelled",
+};
+const PREVIEW_LABELS = {
+  identifier: "Issue",
+  title: "Title",
+  state: "State",
+  creates: "Creates",
+  team: "Team",
+  missing: "Not found",
+  unavailable: "Preview unavailable",
+};
+
+/* `send(frame, {url, body})` resolves to false when the decision was refused. */
+export function createActions({ timeline, config, send }) {
+  const actions = new Map(); // id -> {data, el, json, ui}
+
+  function upsertAction(data) {
+    const json = JSON.stringify(data);
+    const known = actions.get(data.id);
+    if (known && known.json === json) return; // nothing new: keep any open form
+    const entry = known || { ui: { mode: "idle", busy: false, reason: "", args: null } };
+    entry.data = data;
+    entry.json = json;
+    if (data.status !== "pending") entry.ui = { mode: "idle", busy: false, reason: "", args: null };
+    else entry.ui.busy = false;
+    const card = renderAction(entry);
+    keepingScroll(() => {
+      if (entry.el) entry.el.replaceWith(card);
+      entry.el = card;
+      timeline.place(card, timeOf(data.created));
+    });
+    actions.set(data.id, entry);
+  }
+
+  function rerenderAction(entry, focusSelector) {
+    const card = renderAction(entry);
+    card.dataset.sort = entry.el.dataset.sort;
+    entry.el.replaceWith(card);
+    entry.el = card;
+    if (focusSelector) {
+      const target = card.querySelector(focusSelector);
+      if (target) target.focus();
+    }
+  }
+
+  function renderAction(entry) {
+    const data = entry.data;
+    const status = cssToken(data.status);
+    const item = el("li", `action action--${status}`);
+    item.dataset.actionId = data.id;
+    item.dataset.status = data.status;
+    const card = el("article", "action__card");
+    card.setAttribute("aria-label", `Action ${data.tool}: ${ACTION_LABELS[data.status] || data.status}`);
+    card.append(actionHeader(data));
+    const preview = actionPreview(data);
+    if (preview) card.append(preview);
+    card.append(actionArguments(data));
+    const decision = actionDecision(data);
+    if (decision) card.append(decision);
+    const outcome = actionOutcome(data);
+    if (outcome) card.append(outcome);
+    if (config.canDecide && data.status === "pending") card.append(actionControls(entry));
+    item.append(card);
+    return item;
+  }
+
+  function actionHeader(data) {
+    const header = el("header", "action__head");
+    const title = el("div", "action__title");
+    title.append(el("span", "action__kicker", data.requires_approval ? "Action" : "Tool call"));
+    title.append(el("code", "action__tool", data.tool));
+    const badge = el("span", `badge badge--${cssToken(data.status)}`,
+                     ACTION_LABELS[data.status] || data.status);
+    badge.dataset.status = data.status;
+    header.append(title, badge);
+    return header;
+  }
+
+  function actionPreview(data) {
+    const preview = data.preview;
+    if (!preview || typeof preview !== "object") return null;
+    const list = el("dl", "kv action__preview");
+    // Known fields first, in reading order (jsonb does not keep key order).
+    const known = Object.keys(PREVIEW_LABELS).filter((key) => key in preview);
+    const others = Object.keys(preview).filter((key) => !(key in PREVIEW_LABELS));
+    for (const key of [...known, ...others]) {
+      const value = preview[key];
+      if (value === null || value === undefined || value === false) continue;
+      list.append(el("dt", null, PREVIEW_LABELS[key] || key));
+      list.append(el("dd", null, previewValue(key, value)));
+    }
+    if (!list.children.length) return null;
+    if (!data.proposed_arguments) return list;
+    // The preview was read for the model's call, not for the edited one.
+    const box = el("div", "action__preview-box");
+    box.append(el("p", "label", "Proposed target"), list);
+    return box;
+  }
+
+  function previewValue(key, value) {
+    if (key === "missing") return "This issue does not exist (any more).";
+    if (value && typeof value === "object") return value.name || JSON.stringify(value);
+    return String(value);
+  }
+
+  function actionArguments(data) {
+    const box = el("div", "action__args");
+    if (data.proposed_arguments) {
+      // An approver edited the call: show what the model asked and what ran.
+      box.classList.add("action__args--edited");
+      const who = data.decided_by ? ` by ${data.decided_by}` : "";
+      box.append(el("p", "label", `Arguments edited${who}`));
+      const diff = el("div", "diff");
+      const before = el("div", "diff__side diff__side--before");
+      before.append(el("span", "diff__label", "Proposed"), el("pre", "json", pretty(data.proposed_arguments)));
+      const after = el("div", "diff__side diff__side--after");
+      after.append(el("span", "diff__label", "Approved"), el("pre", "json", pretty(data.arguments)));
+      diff.append(before, after);
+      box.append(diff);
+    } else {
+      box.append(el("p", "label", "Arguments"), el("pre", "json", pretty(data.arguments)));
+    }
+    return box;
+  }
+
+  function actionDecision(data) {
+    if (!data.decided_by && !data.decided_at) return null;
+    const line = el("p", "action__decision");
+    const verb = data.status === "expired" ? "Expired"
+      : data.status === "denied" ? "Denied" : "Approved";
+    line.append(el("span", "action__verb", data.decided_by ? `${verb} by ` : verb));
+    if (data.decided_by) line.append(el("strong", "action__who", data.decided_by));
+    if (data.decided_at) {
+      line.append(document.createTextNode(" · "));
+      line.append(timeElement(data.decided_at));
+    }
+    if (data.decided_via && data.decided_via !== "room" && data.decided_via !== "system") {
+      line.append(el("span", "muted", ` via ${data.decided_via}`));
+    }
+    const box = el("div", "action__decision-box");
+    box.append(line);
+    if (data.reason) {
+      const reason = el("p", "action__reason");
+      reason.append(el("span", "label", "Reason"), el("span", "action__reason-text", data.reason));
+      box.append(reason);
+    }
+    return box;
+  }
+
+  function actionOutcome(data) {
+    if (data.status === "failed" && data.error) {
+      return el("p", "action__error", data.error);
+    }
+    if (data.status !== "succeeded" || data.result === null || data.result === undefined) {
+      return null;
+    }
+    const box = el("div", "action__outcome");
+    const summary = resultSummary(data.result);
+    if (summary) box.append(el("p", "label", "Result"), summary);
+    const details = el("details", "action__result");
+    details.append(el("summary", null, summary ? "Raw result" : "Result"),
+                   el("pre", "json", pretty(data.result)));
+    box.append(details);
+    return box;
+  }
+
+  /* The issue (or issues) a result is about, as text rows; null for anything else. */
+  function resultSummary(result) {
+    if (!result || typeof result !== "object") return null;
+    if (Array.isArray(result.issues)) return issueList(result.issues);
+    const issue = result.issue && typeof result.issue === "object" ? result.issue : result;
+    if (!issue.identifier && !issue.title) return null;
+    const list = el("dl", "kv action__issue");
+    for (const key of ["identifier", "title", "state", "description"]) {
+      if (issue[key] === null || issue[key] === undefined || issue[key] === "") continue;
+      const value = previewValue(key, issue[key]);
+      list.append(el("dt", null, PREVIEW_LABELS[key] || "Description"));
+      list.append(el("dd", key === "description" ? "clamp" : null, value));
+    }
+    return list;
+  }
+
+  function issueList(issues) {
+    const list = el("ul", "issue-list");
+    for (const issue of issues.slice(0, 20)) {
+      const row = el("li");
+      row.append(el("strong", null, issue.identifier || "?"), document.createTextNode(" "));
+      row.append(document.createTextNode(issue.title || ""));
+      if (issue.state) row.append(el("span", "muted", ` · ${previewValue("state", issue.state)}`));
+      list.append(row);
+    }
+    if (!issues.length) list.append(el("li", "muted", "No issues found."));
+    return list;
+  }
+
+  function actionControls(entry) {
+    const ui = entry.ui;
+    const box = el("div", "action__controls");
+    if (ui.mode === "deny") box.append(denyForm(entry));
+    else if (ui.mode === "edit") box.append(editForm(entry));
+    else box.append(decisionButtons(entry));
+    if (ui.busy) {
+      box.querySelectorAll("button, input, textarea").forEach((node) => { node.disabled = true; });
+      box.append(el("p", "muted action__busy", "Sending decision…"));
+    }
+    return box;
+  }
+
+  function decisionButtons(entry) {
+    const row = el("div", "btn-row");
+    row.append(
+      button("Approve", "btn--approve", () => decide(entry, "approve")),
+      button("Deny", "btn--deny", () => switchMode(entry, "deny", "input")),
+      button("Edit", "btn--secondary", () => switchMode(entry, "edit", "textarea")),
+    );
+    return row;
+  }
+
+  function switchMode(entry, mode, focusSelector) {
+    entry.ui.mode = mode;
+    if (mode === "edit" && entry.ui.args === null) entry.ui.args = pretty(entry.data.arguments);
+    rerenderAction(entry, focusSelector);
+  }
+
+  function denyForm(entry) {
+    const form = el("form", "inline-panel");
+    const id = `reason-${entry.data.id}`;
+    const label = el("label", "label", "Why deny? The agent is told this reason.");
+    label.htmlFor = id;
+    const input = el("input");
+    input.id = id;
+    input.name = "reason";
+    input.maxLength = 2000;
+    input.placeholder = "Reason (optional)";
+    input.value = entry.ui.reason;
+    input.addEventListener("input", () => { entry.ui.reason = input.value; });
+    const confirm = el("button", "btn btn--deny", "Confirm deny");
+    confirm.type = "submit";
+    const row = el("div", "btn-row");
+    row.append(confirm, button("Back", "btn--quiet", () => switchMode(entry, "idle")));
+    form.append(label, input, row);
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      decide(entry, "deny", { reason: input.value.trim() });
+    });
+    return form;
+  }
+
+  function editForm(entry) {
+    const form = el("form", "inline-panel");
+    const id = `args-${entry.data.id}`;
+    const label = el("label", "label", "Arguments (JSON)");
+    label.htmlFor = id;
+    const area = el("textarea", "code-input");
+    area.id = id;
+    area.name = "arguments";
+    area.spellcheck = false;
+    area.rows = Math.min(12, Math.max(3, entry.ui.args.split("\n").length + 1));
+    area.value = entry.ui.args;
+    area.addEventListener("input", () => { entry.ui.args = area.value; });
+    const problem = el("p", "field-error");
+    problem.hidden = true;
+    const save = el("button", "btn btn--approve", "Approve with edits");
+    save.type = "submit";
+    const row = el("div", "btn-row");
+    row.append(save, button("Back", "btn--quiet", () => switchMode(entry, "idle")));
+    form.append(label, area, problem, row);
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const parsed = parseArguments(area.value);
+      if (typeof parsed === "string") {
+        problem.textContent = parsed;
+        problem.hidden = false;
+        area.focus();
+        return;
+      }
+      decide(entry, "approve", { arguments: parsed });
+    });
+    return form;
+  }
+
+  /* The edited arguments as an object, or a message saying what is wrong. */
+  function parseArguments(text) {
+    let value;
+    try {
+      value = JSON.parse(text);
+    } catch (error) {
+      return `That is not valid JSON: ${error.message}`;
+    }
+    if (!value || typeof value !== "object" || Array.isArray(value)) {
+      return "The arguments must be a JSON object, like {\"id\": \"ENG-3\"}.";
+    }
+    return value;
+  }
+
+  function decide(entry, decision, extra) {
+    entry.ui.busy = true;
+    rerenderAction(entry);
+    const frame = { type: "decide", action: entry.data.id, decision, ...(extra || {}) };
+    const url = `/api/actions/${encodeURIComponent(entry.data.id)}/${decision}`;
+    send(frame, { url, body: extra || {} }).then((ok) => {
+      if (!ok) releaseBusy();
+    });
+  }
+
+  /* A refused decision (someone else was first, bad arguments) frees the buttons. */
+  function releaseBusy() {
+    for (const entry of actions.values()) {
+      if (entry.ui.busy) {
+        entry.ui.busy = false;
+        if (entry.data.status === "pending") rerenderAction(entry);
+      }
+    }
+  }
+
+  return { upsertAction, releaseBusy };
+}
