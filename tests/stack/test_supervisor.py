@@ -1,4 +1,5 @@
-"""The one supervisor: Procfile command lines, output, readiness, stop, restart."""
+"""The one supervisor: Procfile command lines, output, readiness, stop, kill, restart,
+and the processes the tests start being exactly the Procfile's."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from stack.output import Output
-from stack.procfile import ProcfileError, command_line
+from stack.procfile import ProcfileError, command_line, read_procfile
 from stack.procs import group_members
-from stack.supervisor import Proc, StartError, stop_all
-from tests.plugins.stack import wait_for
+from stack.supervisor import PROCFILE, Proc, StartError, stop_all
+from tests.plugins.stack import Stack, wait_for
 
 # A process type whose child prints what it was started with, then waits.
 SHOW = (
@@ -158,3 +159,24 @@ def test_a_process_dies_with_the_one_that_started_it(tmp_path):
     parent.kill()
     parent.wait()
     wait_for(lambda: group_members(child) == [], timeout=5, what="the child to die")
+
+
+@pytest.mark.e2e
+def test_the_test_processes_run_the_procfile_command_lines(stack: Stack):
+    """Invariant: web, worker and beat of the tests are the Procfile's, expanded."""
+    url = stack.web()
+    stack.worker(concurrency=3)
+    stack.beat()
+    web, worker, beat = stack.procs
+    lines = read_procfile(PROCFILE)
+    node = ["-n", f"worker-{os.getpid()}@%h"]
+
+    assert web.argv == command_line(lines["web"], web.env)
+    assert worker.argv == command_line(lines["worker"], worker.env) + node
+    assert beat.argv == command_line(lines["beat"], beat.env)
+    assert url == f"http://127.0.0.1:{web.env['PORT']}"
+    # What the tests vary goes in through the variables the Procfile reads.
+    assert worker.env["WORKER_CONCURRENCY"] == "3"
+    assert "${WORKER_CONCURRENCY" in lines["worker"]
+    assert "${BEAT_SCHEDULE_FILE" in lines["beat"]
+    assert all(runs(proc) for proc in stack.procs)
