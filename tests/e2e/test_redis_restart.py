@@ -1,18 +1,19 @@
 """Redis restarts under a running system: nothing durable is lost, nothing repeats."""
 
 import asyncio
-import subprocess
+import os
 import time
 
 import pytest
 import requests
 
 from chat.models import Action, Message, Request
-from stack.procs import die_with_parent
-from stack.redis import redis_answers, server_binary
+from stack.procs import free_port
+from stack.redis import redis_answers, server_argv
+from stack.supervisor import Proc
 from tests.e2e.test_rooms_live import Watcher
 from tests.plugins.people import token_for
-from tests.plugins.stack import LOG_DIR, effects, free_port, wait_for
+from tests.plugins.stack import LOG_DIR, effects, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -23,35 +24,19 @@ class RestartableRedis:
     def __init__(self) -> None:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen | None = None
-        self.start()
+        argv = server_argv(self.port, LOG_DIR)
+        self.proc = Proc("redis", argv, os.environ, LOG_DIR / "redis-restart.log")
+        self._wait()
 
     def start(self) -> None:
-        argv = [
-            str(server_binary()),
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(LOG_DIR),
-        ]
-        LOG_DIR.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            argv,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent(),
-        )
-        wait_for(lambda: redis_answers(self.url), timeout=10, what="redis to start")
+        self.proc.start()
+        self._wait()
+
+    def _wait(self) -> None:
+        self.proc.wait_until(lambda: redis_answers(self.url), "answer PING", 10)
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
+        self.proc.stop()
 
 
 @pytest.fixture

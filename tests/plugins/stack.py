@@ -1,21 +1,20 @@
-"""Real processes for end-to-end tests: the local OpenAI and Linear servers, Celery
-workers and beat, and uvicorn web processes, all against the test database and the
-Redis that `make test` chose."""
+"""Real processes for end-to-end tests: the local OpenAI and Linear servers, and the
+Procfile's web, worker and beat processes, all against the test database and the
+Redis that `make test` chose, started by the supervisor `make run` uses."""
 
 import json
 import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import requests
+
+from stack.procs import free_port
+from stack.supervisor import WORKER_READY, Proc, stop_all
 
 ROOT = Path(__file__).resolve().parents[2]
 # One folder per test run: runs side by side must not write into each other's logs.
@@ -48,69 +47,12 @@ def reached(request, *statuses: str, timeout: float = 30):
     return request
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class Proc:
-    name: str
-    popen: subprocess.Popen
-    log: Path
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Signal the whole process group (a worker and its pool children)."""
-        try:
-            os.killpg(self.popen.pid, sig)
-        except ProcessLookupError:
-            pass
-
-    def stop(self, timeout: float = 10) -> None:
-        if self.alive():
-            self.kill(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill(signal.SIGKILL)
-                self.popen.wait(5)
-        self.kill(signal.SIGKILL)  # leftovers of the group, if any
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-
-def _spawn(name: str, args: list[str], env: dict, log_name: str | None = None) -> Proc:
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
-    log = LOG_DIR / f"{log_name or name}.log"
-    handle = log.open("w")
-    popen = subprocess.Popen(
-        args,
-        cwd=ROOT,
-        env=env,
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    return Proc(name, popen, log)
-
-
 class Standin:
     """A local OpenAI or Linear server process, steered over its control endpoints."""
 
-    def __init__(self, module: str, pattern: str) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = _spawn(module, [sys.executable, "-m", module, "--port", "0"], env)
-        line = wait_for(
-            lambda: re.search(pattern, self.proc.output()),
-            timeout=20,
-            what=f"{module} to listen",
-        )
-        self.url = line.group(1)
+    def __init__(self, api: str) -> None:
+        self.proc = Proc.standin(api, os.environ, LOG_DIR / f"{api}.log")
+        self.url = self.proc.wait_listening(timeout=20)
         self.base = re.sub(r"/(v1|graphql)$", "", self.url)
 
     def control(self, path: str, body: dict | None = None) -> dict:
@@ -129,15 +71,9 @@ class Standin:
 
 @pytest.fixture(scope="session")
 def standins() -> Iterator[dict[str, Standin]]:
-    servers = {
-        "openai": Standin("standins.openai_server", r"listening on (http://\S+/v1)"),
-        "linear": Standin(
-            "standins.linear_server", r"listening on (http://\S+/graphql)"
-        ),
-    }
+    servers = {api: Standin(api) for api in ("openai", "linear")}
     yield servers
-    for server in servers.values():
-        server.proc.stop()
+    stop_all(server.proc for server in servers.values())
 
 
 @pytest.fixture
@@ -166,94 +102,54 @@ def _database_url() -> str:
 
 @dataclass
 class Stack:
-    """Processes of one test; everything they log lands in test-output/logs."""
+    """Processes of one test; everything they log lands in test-output/logs.
+
+    Each is a process type of the Procfile, its command line the Procfile's: what a
+    test varies goes in through the variables the Procfile reads (and a worker's
+    node name, appended).
+    """
 
     env: dict
     procs: list[Proc] = field(default_factory=list)
 
+    def _start(
+        self,
+        kind: str,
+        name: str,
+        env: dict,
+        port: int | None = None,
+        args: Sequence[str] = (),
+    ) -> Proc:
+        log = LOG_DIR / f"{name}.log"
+        proc = Proc.procfile(kind, env, log, name=name, port=port, args=args)
+        self.procs.append(proc)
+        return proc
+
     def worker(
         self, name: str = "worker", concurrency: int = 2, **extra_env: str
     ) -> Proc:
-        args = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "agentsite",
-            "worker",
-            "--loglevel",
-            "INFO",
-            "--concurrency",
-            str(concurrency),
-            "--without-gossip",
-            "--without-mingle",
-            "-n",
-            f"{name}-{os.getpid()}@%h",
-        ]
-        proc = _spawn(name, args, {**self.env, **extra_env})
-        self.procs.append(proc)
-        wait_for(
-            lambda: "ready" in proc.output() or not proc.alive(),
-            timeout=30,
-            what=f"{name} to be ready",
-        )
+        env = {**self.env, **extra_env, "WORKER_CONCURRENCY": str(concurrency)}
+        # A node name of its own: two workers of one test are two nodes.
+        node = ["-n", f"{name}-{os.getpid()}@%h"]
+        proc = self._start("worker", name, env, args=node)
+        proc.wait_line(WORKER_READY, "say it was ready", timeout=30)
         assert proc.alive(), proc.output()
         return proc
 
     def beat(self) -> Proc:
         schedule = LOG_DIR / f"beat-{os.getpid()}-{len(self.procs)}.db"
-        args = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "agentsite",
-            "beat",
-            "--loglevel",
-            "INFO",
-            "--schedule",
-            str(schedule),
-        ]
-        proc = _spawn("beat", args, self.env)
-        self.procs.append(proc)
-        return proc
+        env = {**self.env, "BEAT_SCHEDULE_FILE": str(schedule)}
+        return self._start("beat", "beat", env)
 
     def web(self, name: str = "web", **extra_env: str) -> str:
-        port = free_port()
-        args = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "agentsite.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--ws",
-            "websockets-sansio",
-            "--no-access-log",
-        ]
-        proc = _spawn(name, args, {**self.env, **extra_env})
-        self.procs.append(proc)
-        url = f"http://127.0.0.1:{port}"
-        wait_for(
-            lambda: _answers(url) or not proc.alive(),
-            timeout=30,
-            what=f"{name} to serve",
-        )
+        env = {**self.env, **extra_env}
+        proc = self._start("web", name, env, port=free_port())
+        proc.wait_serving(timeout=30)
         assert proc.alive(), proc.output()
-        return url
+        return proc.url
 
     def stop(self) -> None:
-        for proc in self.procs:
-            proc.stop()
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(f"{url}/healthz", timeout=1).status_code == 200
-    except requests.RequestException:
-        return False
+        stop_all(self.procs)
 
 
 @pytest.fixture
@@ -265,7 +161,6 @@ def stack(
 
     env = {
         **os.environ,
-        "PYTHONUNBUFFERED": "1",
         "DATABASE_URL": _database_url(),
         "REDIS_URL": settings.REDIS_URL,
         "REDIS_PREFIX": settings.REDIS_PREFIX,
