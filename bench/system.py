@@ -136,8 +136,8 @@ class System:
         return procs
 
     def worker(self, name: str, app: str = "agentsite", wait: bool = True) -> Proc:
-        """A Celery worker with the Procfile's flags: one pool process per core."""
-        env = dict(self.env, WORKER_CONCURRENCY=str(os.cpu_count() or 2))
+        """A Celery worker exactly as the Procfile runs it (its pool, its threads)."""
+        env = dict(self.env)
         node, swap = ["-n", f"{name}-{os.getpid()}@%h"], {"agentsite": app}
         proc = Proc.procfile(
             "worker", env, self.log(name), name=name, args=node, swap=swap
@@ -201,5 +201,8 @@ def bench_env(redis_url: str, prefix: str) -> dict[str, str]:
         # The benchmark posts far more than a person would.
         API_THROTTLE_USER="1000000/min",
         API_THROTTLE_ANON="1000000/min",
+        # One bench user queues hundreds of turns (throughput, concurrent turns); the
+        # per-user cap is measured on its own, with its own users.
+        AGENT_MAX_ACTIVE_PER_USER="100000",
     )
     return env
