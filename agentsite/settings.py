@@ -159,8 +159,13 @@ CELERY_TASK_ROUTES = {
 }
 CELERY_TASK_QUEUES = [
     Queue(name)
-    for role, name in (("model", CELERY_MODEL_QUEUE), ("tools", CELERY_TOOLS_QUEUE))
-    if role in env_list("WORKER_QUEUES", ["model", "tools"])
+    for role, name in (
+        ("model", CELERY_MODEL_QUEUE),
+        ("tools", CELERY_TOOLS_QUEUE),
+        # Anything not routed above (no task of ours; Celery's own, the bench's).
+        ("default", CELERY_TASK_DEFAULT_QUEUE),
+    )
+    if role in env_list("WORKER_QUEUES", ["model", "tools", "default"])
 ]
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -173,10 +178,11 @@ CELERY_RESULT_BACKEND_THREAD_SAFE = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# When the broker connection drops, stop the tasks it delivered rather than ack them
-# later on a dead channel (kombu 5.7 then kills the worker); their leases run out
-# and the sweep hands the work to a worker with a live connection.
-CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# Not on connection loss: the threads pool cannot stop a running task ("does not
+# implement kill_job" crashed the consumer's reconnect). A task delivered before the
+# loss finishes; its ack may be lost, so the broker redelivers it after the visibility
+# timeout, and its claim then finds the work done.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     # Our own leases and sweeps recover crashed work within seconds; the broker's
     # redelivery is only the last resort, so its timeout can stay long.
