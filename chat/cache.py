@@ -10,7 +10,7 @@ import threading
 
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 
-_clients: dict[tuple, RedisCacheClient] = {}
+_clients: dict[tuple[tuple[str, ...], str], RedisCacheClient] = {}
 _lock = threading.Lock()
 
 

@@ -8,6 +8,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Coroutine
+from typing import Any
 from urllib.parse import urlsplit
 
 from channels.db import database_sync_to_async
@@ -34,7 +35,7 @@ FLOOD_CLOSE_AFTER = 300
 FLOOD_WINDOW_SECONDS = 10.0
 
 
-def _frame(text: str) -> dict:
+def _frame(text: str) -> dict[str, Any]:
     return {"type": "websocket.send", "text": text}
 
 
@@ -70,7 +71,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.refused, self.refused_since = 0, time.monotonic()
         self.outbox: deque[str] = deque()  # what waits behind a send that blocked
         self.max_backlog = settings.WS_MAX_BACKLOG
-        self.writer: asyncio.Task | None = None
+        self.writer: asyncio.Task[None] | None = None
         self.held: list[tuple[int | None, str]] = []
         self.catching_up, self.stale, self.dropped = True, False, False
         await self.accept()
@@ -176,7 +177,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             self._gone()
             asyncio.create_task(self.close(code=4408))
 
-    async def _drain(self, blocked: Coroutine) -> None:
+    async def _drain(self, blocked: Coroutine[Any, Any, None]) -> None:
         """Finish the send that had to wait, then everything queued behind it."""
         try:
             await blocked
@@ -193,7 +194,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     # Client -> server ----------------------------------------------------------
 
-    async def dispatch(self, message: dict) -> None:
+    async def dispatch(self, message: dict[str, Any]) -> None:
         # Client frames are throttled here, before anything else happens to them: a
         # flood must not queue up behind the database thread and refill its tokens.
         # (Calling the handler directly also skips the thread hop Channels makes on
@@ -236,12 +237,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
             logger.exception("room consumer: %s frame failed", kind)
             self._error(kind, "The server could not handle this frame.")
 
-    async def frame_chat(self, frame: dict) -> None:
+    async def frame_chat(self, frame: dict[str, Any]) -> None:
         await database_sync_to_async(services.request_start)(
             room=self.room, user=self.scope["user"], text=frame.get("text")
         )
 
-    async def frame_decide(self, frame: dict) -> None:
+    async def frame_decide(self, frame: dict[str, Any]) -> None:
         action_id, decision = frame.get("action"), frame.get("decision")
         arguments = frame.get("arguments")
         if not isinstance(action_id, str) or not isinstance(decision, str):
@@ -255,7 +256,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
         )
 
     def _decide(
-        self, action_id: str, decision: str, reason: str, arguments: dict | None
+        self,
+        action_id: str,
+        decision: str,
+        reason: str,
+        arguments: dict[str, Any] | None,
     ):
         if not Action.objects.filter(
             pk=services.id_or_none(action_id), room=self.room
@@ -270,7 +275,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             via=Action.Via.ROOM,
         )
 
-    async def frame_cancel(self, frame: dict) -> None:
+    async def frame_cancel(self, frame: dict[str, Any]) -> None:
         request_id = frame.get("request")
         if not isinstance(request_id, str) or services.id_or_none(request_id) is None:
             self._error("cancel", "cancel needs a request id.")
@@ -282,7 +287,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             raise services.NotFound("No such request in this room.")
         services.request_cancel(request_id=request_id, user=self.scope["user"])
 
-    async def frame_resync(self, frame: dict) -> None:
+    async def frame_resync(self, frame: dict[str, Any]) -> None:
         after = frame.get("after")
         if not isinstance(after, int) or isinstance(after, bool) or after < 0:
             self._error("resync", "resync needs after: a seq (integer >= 0).")

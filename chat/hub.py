@@ -54,14 +54,14 @@ class RoomHub:
         self._redis = _client()
         self._rooms: dict[int, set[Watcher]] = {}
         self._by_channel: dict[str, int] = {}
-        self._confirmed: dict[str, asyncio.Future] = {}
+        self._confirmed: dict[str, asyncio.Future[None]] = {}
         self._lock = asyncio.Lock()
         self._pubsub: aioredis.client.PubSub | None = None
-        self._listener: asyncio.Task | None = None
+        self._listener: asyncio.Task[None] | None = None
         self._joined: dict[int, dict[str, str]] = defaultdict(dict)
         self._left: dict[int, dict[str, str]] = defaultdict(dict)
-        self._presence_flush: asyncio.Task | None = None
-        self._presence_refresher: asyncio.Task | None = None
+        self._presence_flush: asyncio.Task[None] | None = None
+        self._presence_refresher: asyncio.Task[None] | None = None
 
     # Watchers ---------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """Rooms, the people in them, the agent's requests and everything a room has seen."""
 
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -10,7 +11,7 @@ class IllegalTransition(Exception):
     """A status change the lifecycle does not allow: a bug, never a user's error."""
 
 
-def _check_transition(row: models.Model, table: dict, status: str) -> None:
+def _check_transition(row: models.Model, table: dict[str, Any], status: str) -> None:
     current = row.status  # type: ignore[attr-defined]
     if status != current and status not in table.get(current, ()):
         raise IllegalTransition(f"{type(row).__name__} {row.pk}: {current} -> {status}")

@@ -1,5 +1,7 @@
 """Pending actions: the list, the bulk decisions and the change page."""
 
+from typing import Any
+
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
@@ -29,7 +31,7 @@ from .common import (
 
 
 @admin.register(Action)
-class ActionAdmin(AgentRecordMixin, admin.ModelAdmin):
+class ActionAdmin(AgentRecordMixin, admin.ModelAdmin[Action]):
     list_display = ("tool", "summary", "room", "requested_by", "age", "status_display")
     list_display_links = ("tool", "summary")
     list_filter = ("status", "tool", "room", "requires_approval")
@@ -177,7 +179,7 @@ class ActionAdmin(AgentRecordMixin, admin.ModelAdmin):
         request: HttpRequest,
         object_id: str,
         form_url: str = "",
-        extra_context: dict | None = None,
+        extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
         action = self.get_object(request, unquote(object_id))
         context = dict(extra_context or {})
@@ -249,7 +251,11 @@ class ActionAdmin(AgentRecordMixin, admin.ModelAdmin):
         return messages.SUCCESS, f"{verb}: {label}."
 
     def _decide_many(
-        self, request: HttpRequest, queryset: QuerySet, decision: str, reason: str = ""
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Action],
+        decision: str,
+        reason: str = "",
     ) -> None:
         for action in queryset.select_related("room", "request", "decided_by"):
             outcome = self._decide(request, action, decision, reason)
@@ -266,14 +272,16 @@ class ActionAdmin(AgentRecordMixin, admin.ModelAdmin):
         return Membership.objects.filter(user=request.user, role=approver).exists()
 
     @admin.action(description="Approve selected actions", permissions=["decide"])
-    def approve_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+    def approve_selected(
+        self, request: HttpRequest, queryset: QuerySet[Action]
+    ) -> None:
         self._decide_many(request, queryset, "approve")
 
     @admin.action(
         description="Deny selected actions (asks for a reason)", permissions=["decide"]
     )
     def deny_selected(
-        self, request: HttpRequest, queryset: QuerySet
+        self, request: HttpRequest, queryset: QuerySet[Action]
     ) -> HttpResponse | None:
         if request.POST.get("post") == "yes":
             self._decide_many(request, queryset, "deny", request.POST.get("reason", ""))

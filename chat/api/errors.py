@@ -1,6 +1,7 @@
 """Every API error is `{"detail": "..."}` with a 4xx status."""
 
 import logging
+from typing import Any
 
 from django.http import Http404, HttpRequest, JsonResponse
 from django.views.defaults import page_not_found
@@ -14,7 +15,7 @@ from chat.errors import AppError
 logger = logging.getLogger(__name__)
 
 
-def exception_handler(exc: Exception, context: dict) -> Response | None:
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, AppError):
         return Response({"detail": exc.detail}, status=exc.status)
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):

@@ -1,5 +1,7 @@
 """The REST API of the contract: thin views over chat.services."""
 
+from typing import Any
+
 from django.contrib.auth import authenticate
 from django.core.validators import slug_re
 from django.db.models import OuterRef, Subquery
@@ -46,20 +48,22 @@ def _refusals(*codes: int, anonymous: bool = False) -> dict[int, OpenApiResponse
     return {code: OpenApiResponse(ERROR, description=REFUSALS[code]) for code in codes}
 
 
-def _valid(serializer_class: type[serializers.Serializer], data: object) -> dict:
+def _valid(
+    serializer_class: type[serializers.Serializer[Any]], data: object
+) -> dict[str, Any]:
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
 
 
-class TokenIn(serializers.Serializer):
+class TokenIn(serializers.Serializer[Any]):
     username = serializers.CharField(max_length=150)
     password = serializers.CharField(max_length=256, trim_whitespace=False)
 
 
 class TokenView(APIView):
     permission_classes = [AllowAny]
-    authentication_classes: list = []
+    authentication_classes: list[Any] = []
 
     @extend_schema(
         request=TokenIn,
@@ -79,7 +83,7 @@ class TokenView(APIView):
         return Response({"token": token.key})
 
 
-class RoomIn(serializers.Serializer):
+class RoomIn(serializers.Serializer[Any]):
     name = serializers.CharField(max_length=120)
     slug = serializers.CharField(max_length=60, required=False, allow_blank=True)
 
@@ -113,7 +117,7 @@ class RoomView(APIView):
         return Response(body)
 
 
-class MemberIn(serializers.Serializer):
+class MemberIn(serializers.Serializer[Any]):
     username = serializers.CharField(max_length=150)
     role = serializers.ChoiceField(choices=Membership.Role.values)
 
@@ -131,7 +135,7 @@ class MembersView(APIView):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
-class RequestIn(serializers.Serializer):
+class RequestIn(serializers.Serializer[Any]):
     # Length is the service's rule (AGENT_MAX_INPUT_CHARS); checked there once.
     text = serializers.CharField(trim_whitespace=False, allow_blank=True)
 
@@ -197,17 +201,17 @@ class ActionView(APIView):
         return Response(ActionSerializer(action).data)
 
 
-class ApproveIn(serializers.Serializer):
+class ApproveIn(serializers.Serializer[Any]):
     arguments = serializers.JSONField(required=False)
     reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
 
-    def validate_arguments(self, value: object) -> dict:
+    def validate_arguments(self, value: object) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise serializers.ValidationError("Must be a JSON object.")
         return value
 
 
-class DenyIn(serializers.Serializer):
+class DenyIn(serializers.Serializer[Any]):
     reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
 
 

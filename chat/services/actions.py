@@ -1,6 +1,7 @@
 """Actions: the tool calls people decide, and the decisions themselves."""
 
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib.admin.models import CHANGE, LogEntry
@@ -53,7 +54,7 @@ def action_decide(
     user: AbstractBaseUser,
     decision: str,
     reason: str = "",
-    arguments: dict | None = None,
+    arguments: dict[str, Any] | None = None,
     via: str = Action.Via.API,
 ) -> Action:
     """Approve or deny a pending action; the first decision wins, later ones get 409.
@@ -107,7 +108,7 @@ def _record_decision(
     user: AbstractBaseUser,
     decision: str,
     reason: str,
-    arguments: dict | None,
+    arguments: dict[str, Any] | None,
     via: str,
 ) -> None:
     approve = decision == "approve"
