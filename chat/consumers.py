@@ -8,19 +8,20 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.http.request import validate_host
 
 from . import services
 from .eager import start_eagerly
 from .errors import AppError
 from .hub import hub
-from .models import Action, Membership
+from .models import Action, Membership, Room
 from .realtime import encode, event_frame, events_after
 from .snapshot import snapshot_build
 
@@ -47,11 +48,22 @@ class RoomConsumer(AsyncWebsocketConsumer):
     client that stops reading costs a bounded queue, not the room.
     """
 
-    room = None
+    room: Room | None = None
     last_seq = 0
 
+    @property
+    def user(self) -> User:
+        """The scope's user; connect() closes the socket unless it is signed in."""
+        return cast(User, self.scope["user"])
+
+    @property
+    def member_room(self) -> Room:
+        """The room connect() admitted this socket to (frames come only after)."""
+        assert self.room is not None
+        return self.room
+
     async def connect(self) -> None:
-        user = self.scope["user"]
+        user = self.user
         if not user.is_authenticated:
             await self.close(code=4401)
             return
@@ -131,7 +143,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             while True:
                 if after is None:
                     snapshot = await database_sync_to_async(snapshot_build)(
-                        room=self.room, user=self.scope["user"]
+                        room=self.member_room, user=self.user
                     )
                     self.last_seq = snapshot["seq"]
                     self._write(encode(snapshot))
@@ -151,7 +163,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             self.deliver(seq, text)
 
     async def _send_events_after(self, after: int) -> None:
-        events = await database_sync_to_async(events_after)(self.room.pk, after)
+        events = await database_sync_to_async(events_after)(self.room_id, after)
         for event in events:
             self._write(encode(event_frame(event)))
             self.last_seq = max(self.last_seq, event.seq)
@@ -207,7 +219,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None
-    ):
+    ) -> None:
         # surrogatepass: a lone surrogate is the service's to refuse, not a crash here.
         size = len(text_data.encode("utf-8", "surrogatepass")) if text_data else 0
         if text_data is None or size > MAX_FRAME_BYTES:
@@ -231,15 +243,15 @@ class RoomConsumer(AsyncWebsocketConsumer):
         try:
             await handler(self, frame)
         except AppError as exc:
-            self._error(kind, exc.detail)
+            self._error(str(kind), exc.detail)
         except Exception:
             # A bug must cost this frame, not the connection (and its presence).
             logger.exception("room consumer: %s frame failed", kind)
-            self._error(kind, "The server could not handle this frame.")
+            self._error(str(kind), "The server could not handle this frame.")
 
     async def frame_chat(self, frame: dict[str, Any]) -> None:
         await database_sync_to_async(services.request_start)(
-            room=self.room, user=self.scope["user"], text=frame.get("text")
+            room=self.member_room, user=self.user, text=frame.get("text")
         )
 
     async def frame_decide(self, frame: dict[str, Any]) -> None:
@@ -261,14 +273,14 @@ class RoomConsumer(AsyncWebsocketConsumer):
         decision: str,
         reason: str,
         arguments: dict[str, Any] | None,
-    ):
+    ) -> None:
         if not Action.objects.filter(
             pk=services.id_or_none(action_id), room=self.room
         ).exists():
             raise services.NotFound("No such action in this room.")
         services.action_decide(
             action_id=action_id,
-            user=self.scope["user"],
+            user=self.user,
             decision=decision,
             reason=reason,
             arguments=arguments,
@@ -283,9 +295,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await database_sync_to_async(self._cancel)(request_id)
 
     def _cancel(self, request_id: str) -> None:
-        if not self.room.requests.filter(pk=request_id).exists():
+        if not self.member_room.requests.filter(pk=request_id).exists():
             raise services.NotFound("No such request in this room.")
-        services.request_cancel(request_id=request_id, user=self.scope["user"])
+        services.request_cancel(request_id=request_id, user=self.user)
 
     async def frame_resync(self, frame: dict[str, Any]) -> None:
         after = frame.get("after")
@@ -302,9 +314,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self._catch_up(after)
 
     def _still_member(self) -> bool:
-        return Membership.objects.filter(
-            room=self.room, user=self.scope["user"]
-        ).exists()
+        return Membership.objects.filter(room=self.room, user=self.user).exists()
 
     FRAME_HANDLERS = {
         "chat": frame_chat,

@@ -6,7 +6,7 @@ draw from one builder and a reload shows what a watcher that never left would se
 
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 
 from .models import Action, Message, Request, Room
 from .presence import presence_list
@@ -22,7 +22,7 @@ RECENT_REQUESTS = 100
 
 
 def snapshot_build(
-    *, room: Room, user: AbstractBaseUser, with_presence: bool = True
+    *, room: Room, user: User, with_presence: bool = True
 ) -> dict[str, Any]:
     """The room as one `snapshot` frame (PROTOCOL.md), plus `recent_actions` and
     `recent_requests`. `with_presence=False` (the page) leaves `presence` null and

@@ -3,6 +3,7 @@
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -24,6 +25,7 @@ from .common import (
     AgentRecordMixin,
     action_summary,
     admin_link,
+    admin_user,
     already_decided,
     pretty,
     short,
@@ -37,7 +39,8 @@ class ActionAdmin(AgentRecordMixin, admin.ModelAdmin[Action]):
     list_filter = ("status", "tool", "room", "requires_approval")
     list_select_related = ("room", "request__user", "decided_by")
     search_fields = ("tool", "arguments", "preview", "room__slug", "room__name")
-    ordering = (PENDING_FIRST.asc(), "-created")
+    # The stubs allow field names only; Django's admin also orders by expressions.
+    ordering = (PENDING_FIRST.asc(), "-created")  # type: ignore[assignment]
     actions = ("approve_selected", "deny_selected")
     fieldsets = (
         (
@@ -73,7 +76,12 @@ class ActionAdmin(AgentRecordMixin, admin.ModelAdmin[Action]):
             },
         ),
     )
-    readonly_fields = [name for _, options in fieldsets for name in options["fields"]]
+    readonly_fields = [
+        name
+        for _, options in fieldsets
+        for name in options["fields"]
+        if isinstance(name, str)  # no field here is a row of several
+    ]
 
     # Columns and fields
 
@@ -186,7 +194,7 @@ class ActionAdmin(AgentRecordMixin, admin.ModelAdmin[Action]):
         if action is not None and action.status == Action.Status.PENDING:
             context["decision_pending"] = True
             context["decision_allowed"] = services.can_decide(
-                room=action.room, user=request.user
+                room=action.room, user=admin_user(request)
             )
             context["decision_summary"] = action_summary(action)
             context["approve_url"] = reverse(
@@ -229,7 +237,7 @@ class ActionAdmin(AgentRecordMixin, admin.ModelAdmin[Action]):
         try:
             services.action_decide(
                 action_id=str(action.pk),
-                user=request.user,
+                user=admin_user(request),
                 decision=decision,
                 reason=reason,
                 via=Action.Via.ADMIN,
@@ -269,7 +277,9 @@ class ActionAdmin(AgentRecordMixin, admin.ModelAdmin[Action]):
         if request.user.has_perm(DECIDE_PERM):
             return True
         approver = Membership.Role.APPROVER
-        return Membership.objects.filter(user=request.user, role=approver).exists()
+        return Membership.objects.filter(
+            user=admin_user(request), role=approver
+        ).exists()
 
     @admin.action(description="Approve selected actions", permissions=["decide"])
     def approve_selected(
@@ -293,7 +303,7 @@ class ActionAdmin(AgentRecordMixin, admin.ModelAdmin[Action]):
             "deny_rows": [
                 (a, action_summary(a)) for a in queryset.select_related("room")
             ],
-            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
             "media": self.media,
         }
         return TemplateResponse(

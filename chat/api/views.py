@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 
 from chat import services
 from chat.errors import Invalid
+from chat.http import AuthenticatedRequest
 from chat.models import Action, Membership, Room
 from chat.realtime import event_frame, events_after
 from chat.serializers import (
@@ -90,7 +91,7 @@ class RoomIn(serializers.Serializer[Any]):
 
 class RoomsView(APIView):
     @extend_schema(responses={200: RoomSerializer(many=True), **_refusals()})
-    def get(self, request: HttpRequest) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         role = Membership.objects.filter(room=OuterRef("pk"), user=request.user)
         rooms = Room.objects.filter(memberships__user=request.user).annotate(
             user_role=Subquery(role.values("role")[:1])
@@ -100,7 +101,7 @@ class RoomsView(APIView):
     @extend_schema(
         request=RoomIn, responses={201: RoomSerializer, **_refusals(400, 409)}
     )
-    def post(self, request: HttpRequest) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         data = _valid(RoomIn, request.data)
         room = services.room_create(
             user=request.user, name=data["name"], slug=data.get("slug", "")
@@ -111,7 +112,7 @@ class RoomsView(APIView):
 
 class RoomView(APIView):
     @extend_schema(responses={200: RoomDetailSerializer, **_refusals(404)})
-    def get(self, request: HttpRequest, slug: str) -> Response:
+    def get(self, request: AuthenticatedRequest, slug: str) -> Response:
         room = services.room_get_for_member(slug=slug, user=request.user)
         body = RoomDetailSerializer(room, context={"user": request.user}).data
         return Response(body)
@@ -127,7 +128,7 @@ class MembersView(APIView):
         request=MemberIn,
         responses={201: MemberSerializer, **_refusals(400, 403, 404)},
     )
-    def post(self, request: HttpRequest, slug: str) -> Response:
+    def post(self, request: AuthenticatedRequest, slug: str) -> Response:
         room = services.room_get_for_member(slug=slug, user=request.user)
         data = _valid(MemberIn, request.data)
         membership = services.member_add(room=room, actor=request.user, **data)
@@ -145,7 +146,7 @@ class RoomRequestsView(APIView):
         request=RequestIn,
         responses={202: RequestSerializer, **_refusals(400, 404)},
     )
-    def post(self, request: HttpRequest, slug: str) -> Response:
+    def post(self, request: AuthenticatedRequest, slug: str) -> Response:
         room = services.room_get_for_member(slug=slug, user=request.user)
         data = _valid(RequestIn, request.data)
         agent_request = services.request_start(
@@ -158,7 +159,7 @@ class RoomRequestsView(APIView):
 
 class RequestView(APIView):
     @extend_schema(responses={200: RequestDetailSerializer, **_refusals(404)})
-    def get(self, request: HttpRequest, request_id: str) -> Response:
+    def get(self, request: AuthenticatedRequest, request_id: str) -> Response:
         agent_request = services.request_get(request_id=request_id, user=request.user)
         return Response(RequestDetailSerializer(agent_request).data)
 
@@ -168,7 +169,7 @@ class RequestCancelView(APIView):
         request=None,
         responses={200: RequestSerializer, **_refusals(403, 404, 409)},
     )
-    def post(self, request: HttpRequest, request_id: str) -> Response:
+    def post(self, request: AuthenticatedRequest, request_id: str) -> Response:
         agent_request = services.request_cancel(
             request_id=request_id, user=request.user
         )
@@ -184,7 +185,7 @@ class ActionsView(APIView):
         ],
         responses={200: ActionSerializer(many=True), **_refusals(400)},
     )
-    def get(self, request: HttpRequest) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         actions = services.action_list(
             user=request.user,
             status=request.query_params.get("status") or None,
@@ -196,7 +197,7 @@ class ActionsView(APIView):
 
 class ActionView(APIView):
     @extend_schema(responses={200: ActionSerializer, **_refusals(404)})
-    def get(self, request: HttpRequest, action_id: str) -> Response:
+    def get(self, request: AuthenticatedRequest, action_id: str) -> Response:
         action = services.action_get(action_id=action_id, user=request.user)
         return Response(ActionSerializer(action).data)
 
@@ -220,7 +221,7 @@ class ActionApproveView(APIView):
         request=ApproveIn,
         responses={200: ActionSerializer, **_refusals(400, 403, 404, 409)},
     )
-    def post(self, request: HttpRequest, action_id: str) -> Response:
+    def post(self, request: AuthenticatedRequest, action_id: str) -> Response:
         data = _valid(ApproveIn, request.data)
         action = services.action_decide(
             action_id=action_id,
@@ -238,7 +239,7 @@ class ActionDenyView(APIView):
         request=DenyIn,
         responses={200: ActionSerializer, **_refusals(400, 403, 404, 409)},
     )
-    def post(self, request: HttpRequest, action_id: str) -> Response:
+    def post(self, request: AuthenticatedRequest, action_id: str) -> Response:
         data = _valid(DenyIn, request.data)
         action = services.action_decide(
             action_id=action_id,
@@ -268,7 +269,7 @@ class RoomEventsView(APIView):
             **_refusals(400, 404),
         },
     )
-    def get(self, request: HttpRequest, slug: str) -> Response:
+    def get(self, request: AuthenticatedRequest, slug: str) -> Response:
         room = services.room_get_for_member(slug=slug, user=request.user)
         after = _int_param(request, "after", 0, 0, 2**62)
         limit = _int_param(request, "limit", 500, 1, 1000)

@@ -4,7 +4,7 @@ import logging
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from chat import enqueue
@@ -20,7 +20,7 @@ from .locks import request_lock
 logger = logging.getLogger(__name__)
 
 
-def request_start(*, room: Room, user: AbstractBaseUser, text: str) -> Request:
+def request_start(*, room: Room, user: User, text: object) -> Request:
     """Post a member's message and queue the agent's turn for it.
 
     The turn is enqueued only after the transaction commits, so a worker never
@@ -54,7 +54,7 @@ def request_start(*, room: Room, user: AbstractBaseUser, text: str) -> Request:
     return request
 
 
-def _check_active_limit(user: AbstractBaseUser) -> None:
+def _check_active_limit(user: User) -> None:
     """At most AGENT_MAX_ACTIVE_PER_USER requests queued or running per user.
 
     Each costs a model call and holds a worker's slot; one awaiting approval holds
@@ -72,7 +72,7 @@ def _check_active_limit(user: AbstractBaseUser) -> None:
         )
 
 
-def request_get(*, request_id: str, user: AbstractBaseUser) -> Request:
+def request_get(*, request_id: str, user: User) -> Request:
     request = (
         Request.objects.select_related("room", "user")
         .filter(pk=id_or_none(request_id))
@@ -83,7 +83,7 @@ def request_get(*, request_id: str, user: AbstractBaseUser) -> Request:
     return request
 
 
-def request_cancel(*, request_id: str, user: AbstractBaseUser) -> Request:
+def request_cancel(*, request_id: str, user: User) -> Request:
     """Stop a request: its stream within a second, its pending actions at once."""
     request = request_get(request_id=request_id, user=user)
     if request.user_id != user.pk and not can_decide(room=request.room, user=user):
