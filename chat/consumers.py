@@ -11,6 +11,7 @@ from collections.abc import Coroutine
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+from asgiref.typing import WebSocketReceiveEvent, WebSocketSendEvent
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -36,8 +37,9 @@ FLOOD_CLOSE_AFTER = 300
 FLOOD_WINDOW_SECONDS = 10.0
 
 
-def _frame(text: str) -> dict[str, Any]:
-    return {"type": "websocket.send", "text": text}
+def _frame(text: str) -> WebSocketSendEvent:
+    # ASGI lets a send event leave "bytes" out; asgiref's TypedDict requires it.
+    return cast(WebSocketSendEvent, {"type": "websocket.send", "text": text})
 
 
 class RoomConsumer(AsyncWebsocketConsumer):
@@ -174,7 +176,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.writer is None:
             # Nothing queued: most sends complete at once, without a task.
             try:
-                rest = start_eagerly(self.base_send(_frame(text)))
+                # The server's send is a coroutine function; the stub says Awaitable.
+                sending = cast(Coroutine[Any, Any, None], self.base_send(_frame(text)))
+                rest = start_eagerly(sending)
             except Exception:
                 self._gone()
                 return
@@ -213,7 +217,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # every message to close stale database connections.)
         if message["type"] == "websocket.receive":
             if self._take_token():
-                await self.websocket_receive(message)
+                await self.websocket_receive(cast(WebSocketReceiveEvent, message))
         else:
             await super().dispatch(message)
 
@@ -274,7 +278,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         reason: str,
         arguments: dict[str, Any] | None,
     ) -> None:
-        if not Action.objects.filter(
+        # pk=None (a malformed id) matches no row; the stubs refuse None.
+        if not Action.objects.filter(  # type: ignore[misc]
             pk=services.id_or_none(action_id), room=self.room
         ).exists():
             raise services.NotFound("No such action in this room.")

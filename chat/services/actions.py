@@ -24,7 +24,8 @@ from .requests import request_advance
 def action_get(*, action_id: str, user: User) -> Action:
     action = (
         Action.objects.select_related("room", "request", "decided_by")
-        .filter(pk=id_or_none(action_id))
+        # pk=None (a malformed id) matches no row; the stubs refuse None.
+        .filter(pk=id_or_none(action_id))  # type: ignore[misc]
         .first()
     )
     if action is None or not can_see(room=action.room, user=user):

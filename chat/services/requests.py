@@ -1,6 +1,7 @@
 """Requests: a member's message and the agent's turn for it, until it ends."""
 
 import logging
+import uuid
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -75,7 +76,8 @@ def _check_active_limit(user: User) -> None:
 def request_get(*, request_id: str, user: User) -> Request:
     request = (
         Request.objects.select_related("room", "user")
-        .filter(pk=id_or_none(request_id))
+        # pk=None (a malformed id) matches no row; the stubs refuse None.
+        .filter(pk=id_or_none(request_id))  # type: ignore[misc]
         .first()
     )
     if request is None or not can_see(room=request.room, user=user):
@@ -89,8 +91,9 @@ def request_cancel(*, request_id: str, user: User) -> Request:
     if request.user_id != user.pk and not can_decide(room=request.room, user=user):
         raise Forbidden("Only its author or an approver may cancel a request.")
     with transaction.atomic():
-        request = request_lock(request_id=request.pk)
-        assert request is not None  # requests are deleted only with their room
+        locked = request_lock(request_id=request.pk)
+        assert locked is not None  # requests are deleted only with their room
+        request = locked
         if request.ended:
             raise Conflict(f"The request already ended ({request.status}).")
         request.move_to(Request.Status.CANCELLED)
@@ -116,7 +119,7 @@ def _signal_cancel(request: Request) -> None:
         logger.exception("could not flag the cancel of %s in Redis", request.pk)
 
 
-def request_advance(*, request_id: str) -> None:
+def request_advance(*, request_id: uuid.UUID | str) -> None:
     """Set a request's status from its latest actions; go on once all are settled.
 
     Called whenever one of its actions changes. Enqueuing the next step twice is

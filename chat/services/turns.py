@@ -9,6 +9,7 @@ duplicated task finds the step taken or done and does nothing.
 import json
 import uuid
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -145,9 +146,7 @@ def step_record(
         for action in actions:
             action_emit(action)
             if action.status == Action.Status.EXECUTING:
-                transaction.on_commit(
-                    lambda a=action: enqueue.tool_call(action_id=a.pk)
-                )
+                transaction.on_commit(partial(enqueue.tool_call, action_id=action.pk))
         transaction.on_commit(lambda: partial_clear(request.draft_message_id))
     if calls:
         request_advance(request_id=request.pk)
