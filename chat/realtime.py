@@ -17,7 +17,7 @@ import queue
 import threading
 import time
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
@@ -114,7 +114,8 @@ def delta_send(
 
 def partial_text(message_id: uuid.UUID) -> str | None:
     try:
-        return redis_client().get(redis_key("partial", message_id))
+        # The client decodes replies (decode_responses=True): a str or None.
+        return cast(str | None, redis_client().get(redis_key("partial", message_id)))
     except RedisError:
         logger.warning("realtime: partial text unavailable", exc_info=True)
         return None
@@ -140,7 +141,8 @@ class Publisher:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pid: int | None = None
-        self._queue: queue.SimpleQueue[Any] | None = None
+        # Replaced with the thread's own queue in each process by _ensure_started.
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
 
     def submit(self, room_id: int, seq: int | None, text: str) -> None:
         self._ensure_started()

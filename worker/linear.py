@@ -9,7 +9,7 @@ they name the operation and never contain the API key.
 import os
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import requests
 
@@ -373,11 +373,11 @@ class LinearClient:
         if not teams:
             raise PermanentError("Linear issueCreate failed: the key sees no teams.")
         if team is None:
-            return teams[0]["id"]
+            return cast(str, teams[0]["id"])
         wanted = team.strip().casefold()
         for candidate in teams:
             if wanted in (v.casefold() for v in candidate.values()):
-                return candidate["id"]
+                return cast(str, candidate["id"])
         keys = ", ".join(t["key"] for t in teams)
         raise PermanentError(
             f"Linear issueCreate failed: no team {team!r}; teams are {keys}."
@@ -394,7 +394,7 @@ class LinearClient:
         wanted = state.strip().casefold()
         for candidate in states:
             if candidate["name"].casefold() == wanted:
-                return candidate["id"]
+                return cast(str, candidate["id"])
         names = ", ".join(s["name"] for s in states)
         raise PermanentError(
             f"Linear issueUpdate failed: no state {state!r}; states are {names}."
@@ -405,7 +405,7 @@ class LinearClient:
         if not wanted:
             return None  # an empty name unassigns
         if wanted == "me":
-            return self.viewer()["id"]
+            return cast(str, self.viewer()["id"])
         users = self._execute("users", USERS)["users"]["nodes"]
         exact = [u for u in users if wanted in _user_names(u)]
         # A first name alone is accepted when it picks out one person.
@@ -413,7 +413,7 @@ class LinearClient:
             u for u in users if u["name"].casefold().split(" ")[0] == wanted
         ]
         if len(matches) == 1:
-            return matches[0]["id"]
+            return cast(str, matches[0]["id"])
         known = ", ".join(u["name"] for u in (matches or users))
         problem = "is ambiguous" if matches else "matches nobody"
         raise PermanentError(
@@ -477,7 +477,7 @@ class LinearClient:
         payload = data.get(operation) or {}
         if not payload.get("success") or not payload.get(key):
             raise PermanentError(self._message(operation, "Linear reported no success"))
-        return payload[key]
+        return cast(dict[str, Any], payload[key])
 
     def _message(self, operation: str, detail: str) -> str:
         """The error text for the room; a server echoing our key must not leak it."""

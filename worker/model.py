@@ -115,7 +115,9 @@ def _cut(stream: openai.Stream[ChatCompletionChunk]) -> None:
 
 
 def _assemble(
-    stream, on_text: Callable[[str], None], stop: threading.Event
+    stream: openai.Stream[ChatCompletionChunk],
+    on_text: Callable[[str], None],
+    stop: threading.Event,
 ) -> Completion:
     completion = Completion()
     calls: dict[int, ToolCall] = {}

@@ -3,7 +3,7 @@
 import logging
 from typing import Any
 
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.defaults import page_not_found
 from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
@@ -42,7 +42,9 @@ def _flatten(detail: object, prefix: str = "") -> str:
     return f"{prefix}{detail}"
 
 
-def json_404_or_page(request: HttpRequest, exception: Exception | None = None):
+def json_404_or_page(
+    request: HttpRequest, exception: Exception | None = None
+) -> HttpResponse:
     """API clients get JSON for unknown paths too; people get the usual page."""
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": "Not found."}, status=404)

@@ -54,7 +54,8 @@ def _valid(
 ) -> dict[str, Any]:
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
+    validated: dict[str, Any] = serializer.validated_data
+    return validated
 
 
 class TokenIn(serializers.Serializer[Any]):
