@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint check bench clean
 
 install: $(STAMP)
 
@@ -31,6 +31,11 @@ test: install
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+
+# What CI checks before the tests: lint, mypy --strict, no missing migration.
+check: lint
+	$(VENV)/bin/mypy
+	$(PY) manage.py makemigrations --check --dry-run
 
 bench: install
 	$(PY) -m bench

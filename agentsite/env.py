@@ -2,6 +2,7 @@
 
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
@@ -56,7 +57,7 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()] or default
 
 
-def database_from_url(url: str, base_dir: Path, pool_size: int = 0) -> dict:
+def database_from_url(url: str, base_dir: Path, pool_size: int = 0) -> dict[str, Any]:
     """Translate `sqlite:///path` or `postgres://user@host:port/name` for Django.
 
     With `pool_size` > 0, PostgreSQL connections come from a psycopg pool of at most
@@ -105,7 +106,7 @@ def database_from_url(url: str, base_dir: Path, pool_size: int = 0) -> dict:
     )
 
 
-def _pool(size: int) -> dict:
+def _pool(size: int) -> dict[str, Any]:
     if size <= 0:
         return {}
     # min_size 1: an idle process keeps one connection, not `size`; a thread that

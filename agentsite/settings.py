@@ -5,6 +5,7 @@ Every variable is documented in `.env.example`; development needs none of them.
 
 from pathlib import Path
 
+import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
@@ -16,6 +17,10 @@ from .env import (
     env_str,
     load_dotenv,
 )
+
+# Lets the admin classes name their model (`admin.ModelAdmin[Room]`) for mypy; Django's
+# own classes are not subscriptable at run time.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 load_dotenv(BASE_DIR / ".env")

@@ -1,17 +1,25 @@
 """WebSocket authentication by `Authorization: Token <key>`, beside the session."""
 
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+from asgiref.typing import ASGIReceiveCallable, ASGISendCallable
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
-from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from rest_framework.authtoken.models import Token
+
+# An ASGI 3 application; this middleware hands it the scope as a dict plus `user`.
+ASGIApp = Callable[[Any, ASGIReceiveCallable, ASGISendCallable], Awaitable[None]]
 
 
 @database_sync_to_async
-def _user_for_token(key: str):
+def _user_for_token(key: str) -> User | AnonymousUser:
     token = Token.objects.select_related("user").filter(key=key).first()
     if token is None or not token.user.is_active:
         return AnonymousUser()
-    return token.user
+    user: User = token.user
+    return user
 
 
 class TokenAuthMiddleware:
@@ -21,11 +29,17 @@ class TokenAuthMiddleware:
     for them, and they cost memory per connection and work on every frame sent.
     """
 
-    def __init__(self, app) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.session_app = AuthMiddlewareStack(app)
+        # The stub's return type also admits ASGI 2 apps; Channels' stack is ASGI 3.
+        self.session_app = cast(ASGIApp, AuthMiddlewareStack(app))
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(
+        self,
+        scope: dict[str, Any],
+        receive: ASGIReceiveCallable,
+        send: ASGISendCallable,
+    ) -> None:
         header = (
             dict(scope.get("headers", [])).get(b"authorization", b"").decode("latin1")
         )

@@ -8,18 +8,21 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Coroutine
+from typing import Any, cast
 from urllib.parse import urlsplit
 
+from asgiref.typing import WebSocketReceiveEvent, WebSocketSendEvent
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.http.request import validate_host
 
 from . import services
 from .eager import start_eagerly
 from .errors import AppError
 from .hub import hub
-from .models import Action, Membership
+from .models import Action, Membership, Room
 from .realtime import encode, event_frame, events_after
 from .snapshot import snapshot_build
 
@@ -34,8 +37,9 @@ FLOOD_CLOSE_AFTER = 300
 FLOOD_WINDOW_SECONDS = 10.0
 
 
-def _frame(text: str) -> dict:
-    return {"type": "websocket.send", "text": text}
+def _frame(text: str) -> WebSocketSendEvent:
+    # ASGI lets a send event leave "bytes" out; asgiref's TypedDict requires it.
+    return cast(WebSocketSendEvent, {"type": "websocket.send", "text": text})
 
 
 class RoomConsumer(AsyncWebsocketConsumer):
@@ -46,11 +50,22 @@ class RoomConsumer(AsyncWebsocketConsumer):
     client that stops reading costs a bounded queue, not the room.
     """
 
-    room = None
+    room: Room | None = None
     last_seq = 0
 
+    @property
+    def user(self) -> User:
+        """The scope's user; connect() closes the socket unless it is signed in."""
+        return cast(User, self.scope["user"])
+
+    @property
+    def member_room(self) -> Room:
+        """The room connect() admitted this socket to (frames come only after)."""
+        assert self.room is not None
+        return self.room
+
     async def connect(self) -> None:
-        user = self.scope["user"]
+        user = self.user
         if not user.is_authenticated:
             await self.close(code=4401)
             return
@@ -70,7 +85,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.refused, self.refused_since = 0, time.monotonic()
         self.outbox: deque[str] = deque()  # what waits behind a send that blocked
         self.max_backlog = settings.WS_MAX_BACKLOG
-        self.writer: asyncio.Task | None = None
+        self.writer: asyncio.Task[None] | None = None
         self.held: list[tuple[int | None, str]] = []
         self.catching_up, self.stale, self.dropped = True, False, False
         await self.accept()
@@ -130,7 +145,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             while True:
                 if after is None:
                     snapshot = await database_sync_to_async(snapshot_build)(
-                        room=self.room, user=self.scope["user"]
+                        room=self.member_room, user=self.user
                     )
                     self.last_seq = snapshot["seq"]
                     self._write(encode(snapshot))
@@ -150,7 +165,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             self.deliver(seq, text)
 
     async def _send_events_after(self, after: int) -> None:
-        events = await database_sync_to_async(events_after)(self.room.pk, after)
+        events = await database_sync_to_async(events_after)(self.room_id, after)
         for event in events:
             self._write(encode(event_frame(event)))
             self.last_seq = max(self.last_seq, event.seq)
@@ -161,7 +176,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.writer is None:
             # Nothing queued: most sends complete at once, without a task.
             try:
-                rest = start_eagerly(self.base_send(_frame(text)))
+                # The server's send is a coroutine function; the stub says Awaitable.
+                sending = cast(Coroutine[Any, Any, None], self.base_send(_frame(text)))
+                rest = start_eagerly(sending)
             except Exception:
                 self._gone()
                 return
@@ -176,7 +193,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             self._gone()
             asyncio.create_task(self.close(code=4408))
 
-    async def _drain(self, blocked: Coroutine) -> None:
+    async def _drain(self, blocked: Coroutine[Any, Any, None]) -> None:
         """Finish the send that had to wait, then everything queued behind it."""
         try:
             await blocked
@@ -193,20 +210,20 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     # Client -> server ----------------------------------------------------------
 
-    async def dispatch(self, message: dict) -> None:
+    async def dispatch(self, message: dict[str, Any]) -> None:
         # Client frames are throttled here, before anything else happens to them: a
         # flood must not queue up behind the database thread and refill its tokens.
         # (Calling the handler directly also skips the thread hop Channels makes on
         # every message to close stale database connections.)
         if message["type"] == "websocket.receive":
             if self._take_token():
-                await self.websocket_receive(message)
+                await self.websocket_receive(cast(WebSocketReceiveEvent, message))
         else:
             await super().dispatch(message)
 
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None
-    ):
+    ) -> None:
         # surrogatepass: a lone surrogate is the service's to refuse, not a crash here.
         size = len(text_data.encode("utf-8", "surrogatepass")) if text_data else 0
         if text_data is None or size > MAX_FRAME_BYTES:
@@ -230,18 +247,18 @@ class RoomConsumer(AsyncWebsocketConsumer):
         try:
             await handler(self, frame)
         except AppError as exc:
-            self._error(kind, exc.detail)
+            self._error(str(kind), exc.detail)
         except Exception:
             # A bug must cost this frame, not the connection (and its presence).
             logger.exception("room consumer: %s frame failed", kind)
-            self._error(kind, "The server could not handle this frame.")
+            self._error(str(kind), "The server could not handle this frame.")
 
-    async def frame_chat(self, frame: dict) -> None:
+    async def frame_chat(self, frame: dict[str, Any]) -> None:
         await database_sync_to_async(services.request_start)(
-            room=self.room, user=self.scope["user"], text=frame.get("text")
+            room=self.member_room, user=self.user, text=frame.get("text")
         )
 
-    async def frame_decide(self, frame: dict) -> None:
+    async def frame_decide(self, frame: dict[str, Any]) -> None:
         action_id, decision = frame.get("action"), frame.get("decision")
         arguments = frame.get("arguments")
         if not isinstance(action_id, str) or not isinstance(decision, str):
@@ -255,22 +272,27 @@ class RoomConsumer(AsyncWebsocketConsumer):
         )
 
     def _decide(
-        self, action_id: str, decision: str, reason: str, arguments: dict | None
-    ):
-        if not Action.objects.filter(
+        self,
+        action_id: str,
+        decision: str,
+        reason: str,
+        arguments: dict[str, Any] | None,
+    ) -> None:
+        # pk=None (a malformed id) matches no row; the stubs refuse None.
+        if not Action.objects.filter(  # type: ignore[misc]
             pk=services.id_or_none(action_id), room=self.room
         ).exists():
             raise services.NotFound("No such action in this room.")
         services.action_decide(
             action_id=action_id,
-            user=self.scope["user"],
+            user=self.user,
             decision=decision,
             reason=reason,
             arguments=arguments,
             via=Action.Via.ROOM,
         )
 
-    async def frame_cancel(self, frame: dict) -> None:
+    async def frame_cancel(self, frame: dict[str, Any]) -> None:
         request_id = frame.get("request")
         if not isinstance(request_id, str) or services.id_or_none(request_id) is None:
             self._error("cancel", "cancel needs a request id.")
@@ -278,11 +300,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await database_sync_to_async(self._cancel)(request_id)
 
     def _cancel(self, request_id: str) -> None:
-        if not self.room.requests.filter(pk=request_id).exists():
+        if not self.member_room.requests.filter(pk=request_id).exists():
             raise services.NotFound("No such request in this room.")
-        services.request_cancel(request_id=request_id, user=self.scope["user"])
+        services.request_cancel(request_id=request_id, user=self.user)
 
-    async def frame_resync(self, frame: dict) -> None:
+    async def frame_resync(self, frame: dict[str, Any]) -> None:
         after = frame.get("after")
         if not isinstance(after, int) or isinstance(after, bool) or after < 0:
             self._error("resync", "resync needs after: a seq (integer >= 0).")
@@ -297,9 +319,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self._catch_up(after)
 
     def _still_member(self) -> bool:
-        return Membership.objects.filter(
-            room=self.room, user=self.scope["user"]
-        ).exists()
+        return Membership.objects.filter(room=self.room, user=self.user).exists()
 
     FRAME_HANDLERS = {
         "chat": frame_chat,

@@ -1,8 +1,10 @@
+from typing import Any
+
 from django.conf import settings
 from django.http import HttpRequest
 
 
-def demo_mode(request: HttpRequest) -> dict:
+def demo_mode(request: HttpRequest) -> dict[str, Any]:
     """Pages show a notice while the local OpenAI/Linear stand-ins are in use."""
     return {
         "demo_mode": settings.DEMO_MODE,

@@ -54,14 +54,14 @@ class RoomHub:
         self._redis = _client()
         self._rooms: dict[int, set[Watcher]] = {}
         self._by_channel: dict[str, int] = {}
-        self._confirmed: dict[str, asyncio.Future] = {}
+        self._confirmed: dict[str, asyncio.Future[None]] = {}
         self._lock = asyncio.Lock()
         self._pubsub: aioredis.client.PubSub | None = None
-        self._listener: asyncio.Task | None = None
+        self._listener: asyncio.Task[None] | None = None
         self._joined: dict[int, dict[str, str]] = defaultdict(dict)
         self._left: dict[int, dict[str, str]] = defaultdict(dict)
-        self._presence_flush: asyncio.Task | None = None
-        self._presence_refresher: asyncio.Task | None = None
+        self._presence_flush: asyncio.Task[None] | None = None
+        self._presence_refresher: asyncio.Task[None] | None = None
 
     # Watchers ---------------------------------------------------------------------
 
@@ -109,13 +109,19 @@ class RoomHub:
             pubsub, self._pubsub = self._pubsub, None
             await _close_quietly(pubsub)
 
+    @property
+    def _subscriber(self) -> aioredis.client.PubSub:
+        # Set from _start() until _stop(); rooms are (un)subscribed only in between.
+        assert self._pubsub is not None
+        return self._pubsub
+
     async def _subscribe(self, room_id: int) -> None:
         channel = room_channel(room_id)
         self._by_channel[channel] = room_id
         confirmed = asyncio.get_running_loop().create_future()
         self._confirmed[channel] = confirmed
         try:
-            await self._pubsub.subscribe(channel)
+            await self._subscriber.subscribe(channel)
             # Redis confirms in the message stream: from then on nothing published to
             # the room can pass this process by, so the watcher's snapshot is safe.
             await asyncio.wait_for(confirmed, SUBSCRIBE_TIMEOUT_SECONDS)
@@ -129,7 +135,7 @@ class RoomHub:
         channel = room_channel(room_id)
         self._by_channel.pop(channel, None)
         try:
-            await self._pubsub.unsubscribe(channel)
+            await self._subscriber.unsubscribe(channel)
         except (RedisError, OSError):
             pass  # the listener reconnects without it
 
@@ -159,11 +165,12 @@ class RoomHub:
 
     async def _resubscribe(self) -> None:
         old, self._pubsub = self._pubsub, self._redis.pubsub()
-        await _close_quietly(old)
+        if old is not None:
+            await _close_quietly(old)
         await self._pubsub.subscribe(redis_key("hub"), *self._by_channel)
 
     async def _relay(self) -> None:
-        pubsub = self._pubsub
+        pubsub = self._subscriber
         rooms = self._rooms
         while True:
             message = await pubsub.get_message(timeout=None)
@@ -225,7 +232,7 @@ class RoomHub:
 
 async def _close_quietly(pubsub: aioredis.client.PubSub) -> None:
     try:
-        await pubsub.aclose()
+        await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis-py
     except (RedisError, OSError):
         pass  # its connection is gone already
 

@@ -1,6 +1,8 @@
 """Rooms, the people in them, the agent's requests and everything a room has seen."""
 
 import uuid
+from collections.abc import Collection, Mapping
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -10,7 +12,9 @@ class IllegalTransition(Exception):
     """A status change the lifecycle does not allow: a bug, never a user's error."""
 
 
-def _check_transition(row: models.Model, table: dict, status: str) -> None:
+def _check_transition(
+    row: models.Model, table: Mapping[Any, Collection[str]], status: str
+) -> None:
     current = row.status  # type: ignore[attr-defined]
     if status != current and status not in table.get(current, ()):
         raise IllegalTransition(f"{type(row).__name__} {row.pk}: {current} -> {status}")

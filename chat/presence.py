@@ -6,6 +6,7 @@ within the TTL.
 """
 
 import time
+from typing import cast
 
 from .redis_client import redis_client, redis_key
 
@@ -48,7 +49,8 @@ def presence_apply(
 def presence_list(room_id: int) -> list[str]:
     client = redis_client()
     client.zremrangebyscore(_key(room_id), "-inf", time.time())
-    return _usernames(client.zrange(_key(room_id), 0, -1))
+    # The client decodes replies (decode_responses=True): a list of str.
+    return _usernames(cast(list[str], client.zrange(_key(room_id), 0, -1)))
 
 
 def _usernames(members: list[str]) -> list[str]:

@@ -17,6 +17,7 @@ import queue
 import threading
 import time
 import uuid
+from typing import Any, cast
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
@@ -39,15 +40,15 @@ def room_channel(room_id: int) -> str:
     return redis_key("room", room_id)
 
 
-def encode(frame: dict) -> str:
+def encode(frame: dict[str, Any]) -> str:
     return json.dumps(frame, cls=DjangoJSONEncoder, separators=(",", ":"))
 
 
-def event_frame(event: RoomEvent) -> dict:
+def event_frame(event: RoomEvent) -> dict[str, Any]:
     return {"type": event.type, "seq": event.seq, event.type: event.payload}
 
 
-def event_emit(*, room_id: int, type: str, payload: dict) -> RoomEvent:
+def event_emit(*, room_id: int, type: str, payload: dict[str, Any]) -> RoomEvent:
     """Store a durable room event under the room's next seq; publish it after commit.
 
     The UPDATE takes the room's row lock until the surrounding transaction ends, so
@@ -71,7 +72,7 @@ def events_after(room_id: int, after: int, limit: int = 500) -> list[RoomEvent]:
     )
 
 
-def ephemeral_send(room_id: int, frame: dict) -> None:
+def ephemeral_send(room_id: int, frame: dict[str, Any]) -> None:
     """Publish an event without a seq (delta, presence) to the room now."""
     publisher.submit(room_id, None, encode(frame))
 
@@ -113,7 +114,8 @@ def delta_send(
 
 def partial_text(message_id: uuid.UUID) -> str | None:
     try:
-        return redis_client().get(redis_key("partial", message_id))
+        # The client decodes replies (decode_responses=True): a str or None.
+        return cast(str | None, redis_client().get(redis_key("partial", message_id)))
     except RedisError:
         logger.warning("realtime: partial text unavailable", exc_info=True)
         return None
@@ -139,7 +141,8 @@ class Publisher:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pid: int | None = None
-        self._queue: queue.SimpleQueue | None = None
+        # Replaced with the thread's own queue in each process by _ensure_started.
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
 
     def submit(self, room_id: int, seq: int | None, text: str) -> None:
         self._ensure_started()

@@ -1,11 +1,13 @@
 """How rooms, requests, messages and actions look on the wire (REST and WebSocket)."""
 
+from typing import Any
+
 from rest_framework import serializers
 
 from .models import Action, Membership, Message, Request, Room
 
 
-class MessageSerializer(serializers.ModelSerializer):
+class MessageSerializer(serializers.ModelSerializer[Message]):
     id = serializers.CharField(read_only=True)
     request = serializers.CharField(
         source="request_id", read_only=True, allow_null=True
@@ -19,7 +21,7 @@ class MessageSerializer(serializers.ModelSerializer):
         fields = ["id", "role", "content", "author", "request", "created"]
 
 
-class ActionSerializer(serializers.ModelSerializer):
+class ActionSerializer(serializers.ModelSerializer[Action]):
     id = serializers.CharField(read_only=True)
     request = serializers.CharField(source="request_id", read_only=True)
     room = serializers.CharField(source="room.slug", read_only=True)
@@ -53,7 +55,7 @@ class ActionSerializer(serializers.ModelSerializer):
         ]
 
 
-class RequestSerializer(serializers.ModelSerializer):
+class RequestSerializer(serializers.ModelSerializer[Request]):
     id = serializers.CharField(read_only=True)
     room = serializers.CharField(source="room.slug", read_only=True)
     user = serializers.CharField(
@@ -74,7 +76,7 @@ class RequestDetailSerializer(RequestSerializer):
         fields = [*RequestSerializer.Meta.fields, "messages", "actions"]
 
 
-class MemberSerializer(serializers.ModelSerializer):
+class MemberSerializer(serializers.ModelSerializer[Membership]):
     username = serializers.CharField(source="user.username", read_only=True)
 
     class Meta:
@@ -82,7 +84,7 @@ class MemberSerializer(serializers.ModelSerializer):
         fields = ["username", "role"]
 
 
-class RoomSerializer(serializers.ModelSerializer):
+class RoomSerializer(serializers.ModelSerializer[Room]):
     role = serializers.SerializerMethodField()
 
     class Meta:
@@ -108,6 +110,6 @@ class RoomDetailSerializer(RoomSerializer):
         fields = [*RoomSerializer.Meta.fields, "members"]
 
 
-def request_event(request: Request) -> dict:
+def request_event(request: Request) -> dict[str, Any]:
     """The small form of a request that `request` events carry."""
     return {"id": str(request.id), "status": request.status, "error": request.error}

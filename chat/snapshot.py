@@ -4,7 +4,9 @@ The room page embeds the same snapshot (without presence), so the page and the s
 draw from one builder and a reload shows what a watcher that never left would see.
 """
 
-from django.contrib.auth.models import AbstractBaseUser
+from typing import Any
+
+from django.contrib.auth.models import User
 
 from .models import Action, Message, Request, Room
 from .presence import presence_list
@@ -20,8 +22,8 @@ RECENT_REQUESTS = 100
 
 
 def snapshot_build(
-    *, room: Room, user: AbstractBaseUser, with_presence: bool = True
-) -> dict:
+    *, room: Room, user: User, with_presence: bool = True
+) -> dict[str, Any]:
     """The room as one `snapshot` frame (PROTOCOL.md), plus `recent_actions` and
     `recent_requests`. `with_presence=False` (the page) leaves `presence` null and
     Redis unasked: who is connected is the socket's to say, and a page renders while
@@ -61,7 +63,7 @@ def snapshot_build(
     }
 
 
-def _with_partial(request: Request) -> dict:
+def _with_partial(request: Request) -> dict[str, Any]:
     partial = None
     if request.status == Request.Status.RUNNING:
         text = partial_text(request.draft_message_id)

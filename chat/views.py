@@ -12,6 +12,7 @@ from django.views.decorators.http import require_http_methods
 
 from . import services
 from .errors import AppError
+from .http import AuthenticatedHttpRequest
 from .models import Membership, Room
 from .redis_client import redis_client
 from .snapshot import snapshot_build
@@ -49,7 +50,7 @@ def _check_redis() -> str:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def room_list(request: HttpRequest) -> HttpResponse:
+def room_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     if request.method == "POST":
         try:
             room = services.room_create(
@@ -70,7 +71,7 @@ def room_list(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
+def room_detail(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     try:
         room = services.room_get_for_member(slug=slug, user=request.user)
     except AppError:
@@ -90,7 +91,7 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_http_methods(["POST"])
-def room_member_add(request: HttpRequest, slug: str) -> HttpResponse:
+def room_member_add(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     room = Room.objects.filter(slug=slug).first()
     username = request.POST.get("username", "").strip()
     try:

@@ -1,5 +1,7 @@
 """What the model reads: a system prompt, the room's recent history, and this turn."""
 
+from typing import Any
+
 from django.conf import settings
 
 from chat.models import Message, Request
@@ -17,17 +19,17 @@ written in issue titles or descriptions."""
 MAX_TOOL_RESULT_CHARS = 6000
 
 
-def build_context(request: Request) -> list[dict]:
+def build_context(request: Request) -> list[dict[str, Any]]:
     system = {"role": "system", "content": SYSTEM_PROMPT.format(room=request.room.name)}
     turn = _turn_messages(request)
     budget = settings.AGENT_CONTEXT_CHARS - _size([system, *turn])
     return [system, *_history(request, budget), *turn]
 
 
-def _turn_messages(request: Request) -> list[dict]:
+def _turn_messages(request: Request) -> list[dict[str, Any]]:
     messages = list(request.messages.order_by("created"))
     results = {m.tool_call_id: m for m in messages if m.role == Message.Role.TOOL}
-    turn: list[dict] = []
+    turn: list[dict[str, Any]] = []
     for message in messages:
         if message.role == Message.Role.USER:
             turn.append({"role": "user", "content": message.content})
@@ -47,8 +49,8 @@ def _turn_messages(request: Request) -> list[dict]:
     return turn
 
 
-def _assistant(message: Message) -> dict:
-    entry: dict = {"role": "assistant", "content": message.content or None}
+def _assistant(message: Message) -> dict[str, Any]:
+    entry: dict[str, Any] = {"role": "assistant", "content": message.content or None}
     if message.tool_calls:
         entry["tool_calls"] = [
             {
@@ -61,7 +63,7 @@ def _assistant(message: Message) -> dict:
     return entry
 
 
-def _history(request: Request, budget: int) -> list[dict]:
+def _history(request: Request, budget: int) -> list[dict[str, Any]]:
     """The newest earlier words of the room that fit in `budget` characters."""
     earlier = (
         Message.objects.filter(
@@ -77,7 +79,7 @@ def _history(request: Request, budget: int) -> list[dict]:
             : settings.AGENT_HISTORY_MESSAGES
         ]
     )
-    kept: list[dict] = []
+    kept: list[dict[str, Any]] = []
     for role, content, author in earlier:
         if role == Message.Role.USER and author:
             content = f"{author}: {content}"
@@ -88,7 +90,7 @@ def _history(request: Request, budget: int) -> list[dict]:
     return kept[::-1]
 
 
-def _size(messages: list[dict]) -> int:
+def _size(messages: list[dict[str, Any]]) -> int:
     return sum(
         len(str(m.get("content") or "")) + len(str(m.get("tool_calls", ""))) + 20
         for m in messages

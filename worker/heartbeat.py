@@ -132,6 +132,7 @@ class Keeper(threading.Thread):
         try:
             with redis_client().pipeline(transaction=False) as pipe:
                 for lease in watched:
+                    assert lease.cancel_key is not None  # (filtered above)
                     pipe.exists(lease.cancel_key)
                 flags = pipe.execute()
         except Exception:

@@ -9,7 +9,7 @@ they name the operation and never contain the API key.
 import os
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import requests
 
@@ -204,7 +204,7 @@ class LinearClient:
 
     # Reading
 
-    def search_issues(self, query: str, limit: int = 10) -> list[dict]:
+    def search_issues(self, query: str, limit: int = 10) -> list[dict[str, Any]]:
         """Issues matching `query` (Linear's full-text search); an empty query lists
         the most recently updated ones."""
         first = max(1, min(int(limit), 50))
@@ -218,7 +218,7 @@ class LinearClient:
             nodes = data["searchIssues"]["nodes"]
         return [_issue(node) for node in nodes if not node.get("trashed")]
 
-    def get_issue(self, issue_id: str) -> dict | None:
+    def get_issue(self, issue_id: str) -> dict[str, Any] | None:
         """The issue with this identifier ("ENG-3") or UUID, None if there is none.
 
         Issues in the trash count as gone: that is where `delete_issue` puts them.
@@ -232,14 +232,14 @@ class LinearClient:
             return None
         return _issue(node)
 
-    def preview(self, issue_id: str) -> dict | None:
+    def preview(self, issue_id: str) -> dict[str, Any] | None:
         """What an action on `issue_id` touches, for approvers; None if missing."""
         issue = self.get_issue(issue_id)
         if issue is None:
             return None
         return {k: issue[k] for k in ("identifier", "title", "state")}
 
-    def teams(self) -> list[dict]:
+    def teams(self) -> list[dict[str, Any]]:
         """Every team the key can see, as `{"id", "key", "name"}`."""
         data = self._execute("teams", TEAMS)
         return [
@@ -247,7 +247,7 @@ class LinearClient:
             for t in data["teams"]["nodes"]
         ]
 
-    def viewer(self) -> dict:
+    def viewer(self) -> dict[str, Any]:
         """The user who owns the API key: `{"id", "name", "displayName", "email"}`."""
         return dict(self._execute("viewer", VIEWER)["viewer"])
 
@@ -261,7 +261,7 @@ class LinearClient:
         description: str = "",
         team: str | None = None,
         priority: int | None = None,
-    ) -> dict:
+    ) -> dict[str, Any]:
         """Create an issue, or return the one an earlier attempt with the same
         `idempotency_id` (a UUID) already created.
 
@@ -293,7 +293,7 @@ class LinearClient:
         state: str | None = None,
         priority: int | None = None,
         assignee: str | None = None,
-    ) -> dict:
+    ) -> dict[str, Any]:
         """Change the given fields and return the updated issue.
 
         `state` is a workflow state name of the issue's team ("In Progress");
@@ -317,7 +317,7 @@ class LinearClient:
         data = self._execute("issueUpdate", UPDATE_ISSUE, variables)
         return _issue(self._payload("issueUpdate", data, "issue"))
 
-    def delete_issue(self, issue_id: str) -> dict:
+    def delete_issue(self, issue_id: str) -> dict[str, Any]:
         """Move the issue to Linear's trash (recoverable for 30 days).
 
         Returns `{"deleted": identifier, "title": title}`, read before deleting so
@@ -336,7 +336,9 @@ class LinearClient:
             )
         return {"deleted": issue["identifier"], "title": issue["title"]}
 
-    def add_comment(self, *, idempotency_id: str, issue_id: str, body: str) -> dict:
+    def add_comment(
+        self, *, idempotency_id: str, issue_id: str, body: str
+    ) -> dict[str, Any]:
         """Comment on an issue once per `idempotency_id` (a UUID).
 
         Returns `{"id", "issue", "body", "url"}` with the issue's identifier.
@@ -358,7 +360,7 @@ class LinearClient:
 
     # Lookups behind the public methods
 
-    def _comment(self, comment_id: str) -> dict | None:
+    def _comment(self, comment_id: str) -> dict[str, Any] | None:
         try:
             data = self._execute("comment", GET_COMMENT, {"id": comment_id})
         except NotFoundError:
@@ -371,11 +373,11 @@ class LinearClient:
         if not teams:
             raise PermanentError("Linear issueCreate failed: the key sees no teams.")
         if team is None:
-            return teams[0]["id"]
+            return cast(str, teams[0]["id"])
         wanted = team.strip().casefold()
         for candidate in teams:
             if wanted in (v.casefold() for v in candidate.values()):
-                return candidate["id"]
+                return cast(str, candidate["id"])
         keys = ", ".join(t["key"] for t in teams)
         raise PermanentError(
             f"Linear issueCreate failed: no team {team!r}; teams are {keys}."
@@ -392,7 +394,7 @@ class LinearClient:
         wanted = state.strip().casefold()
         for candidate in states:
             if candidate["name"].casefold() == wanted:
-                return candidate["id"]
+                return cast(str, candidate["id"])
         names = ", ".join(s["name"] for s in states)
         raise PermanentError(
             f"Linear issueUpdate failed: no state {state!r}; states are {names}."
@@ -403,7 +405,7 @@ class LinearClient:
         if not wanted:
             return None  # an empty name unassigns
         if wanted == "me":
-            return self.viewer()["id"]
+            return cast(str, self.viewer()["id"])
         users = self._execute("users", USERS)["users"]["nodes"]
         exact = [u for u in users if wanted in _user_names(u)]
         # A first name alone is accepted when it picks out one person.
@@ -411,7 +413,7 @@ class LinearClient:
             u for u in users if u["name"].casefold().split(" ")[0] == wanted
         ]
         if len(matches) == 1:
-            return matches[0]["id"]
+            return cast(str, matches[0]["id"])
         known = ", ".join(u["name"] for u in (matches or users))
         problem = "is ambiguous" if matches else "matches nobody"
         raise PermanentError(
@@ -422,8 +424,8 @@ class LinearClient:
     # Transport
 
     def _execute(
-        self, operation: str, document: str, variables: dict | None = None
-    ) -> dict:
+        self, operation: str, document: str, variables: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """POST one document and return its `data`, or raise a ServiceError."""
         body = {"query": document, "variables": variables or {}}
         try:
@@ -438,7 +440,7 @@ class LinearClient:
             raise TransientError(self._message(operation, detail)) from None
         return self._data(operation, response)
 
-    def _data(self, operation: str, response: requests.Response) -> dict:
+    def _data(self, operation: str, response: requests.Response) -> dict[str, Any]:
         """Turn an HTTP answer into `data` or the right kind of ServiceError."""
         status = response.status_code
         body = _json(response)
@@ -457,7 +459,9 @@ class LinearClient:
             raise PermanentError(self._message(operation, detail))
         return data
 
-    def _refusal(self, operation: str, status: int, errors: list) -> PermanentError:
+    def _refusal(
+        self, operation: str, status: int, errors: list[Any]
+    ) -> PermanentError:
         detail = _describe(errors)
         texts = [str(e.get("message", "")) for e in errors if isinstance(e, dict)]
         if any("entity not found" in text.lower() for text in texts):
@@ -466,12 +470,14 @@ class LinearClient:
             detail = f"authentication failed: {detail}"
         return PermanentError(self._message(operation, detail))
 
-    def _payload(self, operation: str, data: dict, key: str) -> dict:
+    def _payload(
+        self, operation: str, data: dict[str, Any], key: str
+    ) -> dict[str, Any]:
         """The entity inside a mutation payload, insisting on `success`."""
         payload = data.get(operation) or {}
         if not payload.get("success") or not payload.get(key):
             raise PermanentError(self._message(operation, "Linear reported no success"))
-        return payload[key]
+        return cast(dict[str, Any], payload[key])
 
     def _message(self, operation: str, detail: str) -> str:
         """The error text for the room; a server echoing our key must not leak it."""
@@ -490,7 +496,7 @@ def _require_uuid(value: str) -> str:
         raise ValueError(f"idempotency_id must be a UUID, got {value!r}") from None
 
 
-def _issue(node: dict) -> dict:
+def _issue(node: dict[str, Any]) -> dict[str, Any]:
     """Linear's issue node flattened to what the agent shows and reasons about."""
     assignee = node.get("assignee") or {}
     return {
@@ -506,7 +512,7 @@ def _issue(node: dict) -> dict:
     }
 
 
-def _comment(node: dict) -> dict:
+def _comment(node: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": node["id"],
         "issue": (node.get("issue") or {}).get("identifier"),
@@ -515,7 +521,7 @@ def _comment(node: dict) -> dict:
     }
 
 
-def _user_names(user: dict) -> set[str]:
+def _user_names(user: dict[str, Any]) -> set[str]:
     return {str(user.get(k) or "").casefold() for k in ("name", "displayName", "email")}
 
 
@@ -526,7 +532,7 @@ def _json(response: requests.Response) -> Any:
         return None
 
 
-def _has_code(errors: list | None, codes: set[str]) -> bool:
+def _has_code(errors: list[Any] | None, codes: set[str]) -> bool:
     for error in errors or []:
         extensions = error.get("extensions") if isinstance(error, dict) else None
         if isinstance(extensions, dict) and extensions.get("code") in codes:
@@ -534,7 +540,7 @@ def _has_code(errors: list | None, codes: set[str]) -> bool:
     return False
 
 
-def _describe(errors: list) -> str:
+def _describe(errors: list[Any]) -> str:
     """The errors' human-readable messages, joined and kept short."""
     parts = []
     for error in errors[:3]:

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
+from typing import Any
 
 import openai
 from django.conf import settings
@@ -29,7 +30,7 @@ class ToolCall:
 class Completion:
     text: str = ""
     tool_calls: list[ToolCall] = field(default_factory=list)
-    usage: dict = field(default_factory=dict)
+    usage: dict[str, Any] = field(default_factory=dict)
     finish_reason: str | None = None
 
 
@@ -51,8 +52,8 @@ def warm() -> None:
 
 
 def stream_chat(
-    messages: list[dict],
-    tools: list[dict],
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]],
     on_text: Callable[[str], None],
     stop: threading.Event,
     on_open: Callable[[Callable[[], None]], None] = lambda close: None,
@@ -114,7 +115,9 @@ def _cut(stream: openai.Stream[ChatCompletionChunk]) -> None:
 
 
 def _assemble(
-    stream, on_text: Callable[[str], None], stop: threading.Event
+    stream: openai.Stream[ChatCompletionChunk],
+    on_text: Callable[[str], None],
+    stop: threading.Event,
 ) -> Completion:
     completion = Completion()
     calls: dict[int, ToolCall] = {}

@@ -7,6 +7,7 @@ this module only talks to the model and the tools' services.
 """
 
 import logging
+from typing import Any
 from uuid import UUID
 
 from django.conf import settings
@@ -95,7 +96,7 @@ def _record(request: Request, completion: Completion) -> None:
     )
 
 
-def _preview(call: CheckedCall) -> dict | None:
+def _preview(call: CheckedCall) -> dict[str, Any] | None:
     assert call.spec is not None and call.parsed is not None
     try:
         return executor_for(call.spec).preview(call.spec, call.parsed)
@@ -132,7 +133,7 @@ def tool_call(*, action_id: str) -> None:
     services.action_finish(action=action, status=Action.Status.SUCCEEDED, result=result)
 
 
-def _run(executor: Executor, spec: tools.ToolSpec, action: Action) -> dict:
+def _run(executor: Executor, spec: tools.ToolSpec, action: Action) -> dict[str, Any]:
     action_id: UUID = action.pk
     if action.attempts > 1:
         recovered = executor.recover(spec, action.arguments, action_id)

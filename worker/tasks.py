@@ -5,6 +5,7 @@ in `worker.steps`, the rules in `chat.services`.
 """
 
 import random
+from typing import Any
 
 from celery import shared_task
 from celery.signals import worker_process_init, worker_ready
@@ -62,5 +63,5 @@ def tool_call(self, action_id: str) -> None:  # type: ignore[no-untyped-def]
 
 
 @shared_task(name=enqueue.SWEEP, acks_late=True, ignore_result=True)
-def sweep() -> dict:
+def sweep() -> dict[str, Any]:
     return services.sweep()

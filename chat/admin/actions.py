@@ -1,6 +1,9 @@
 """Pending actions: the list, the bulk decisions and the change page."""
 
+from typing import Any
+
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -22,6 +25,7 @@ from .common import (
     AgentRecordMixin,
     action_summary,
     admin_link,
+    admin_user,
     already_decided,
     pretty,
     short,
@@ -29,13 +33,14 @@ from .common import (
 
 
 @admin.register(Action)
-class ActionAdmin(AgentRecordMixin, admin.ModelAdmin):
+class ActionAdmin(AgentRecordMixin, admin.ModelAdmin[Action]):
     list_display = ("tool", "summary", "room", "requested_by", "age", "status_display")
     list_display_links = ("tool", "summary")
     list_filter = ("status", "tool", "room", "requires_approval")
     list_select_related = ("room", "request__user", "decided_by")
     search_fields = ("tool", "arguments", "preview", "room__slug", "room__name")
-    ordering = (PENDING_FIRST.asc(), "-created")
+    # The stubs allow field names only; Django's admin also orders by expressions.
+    ordering = (PENDING_FIRST.asc(), "-created")  # type: ignore[assignment]
     actions = ("approve_selected", "deny_selected")
     fieldsets = (
         (
@@ -71,7 +76,12 @@ class ActionAdmin(AgentRecordMixin, admin.ModelAdmin):
             },
         ),
     )
-    readonly_fields = [name for _, options in fieldsets for name in options["fields"]]
+    readonly_fields = [
+        name
+        for _, options in fieldsets
+        for name in options["fields"]
+        if isinstance(name, str)  # no field here is a row of several
+    ]
 
     # Columns and fields
 
@@ -177,14 +187,14 @@ class ActionAdmin(AgentRecordMixin, admin.ModelAdmin):
         request: HttpRequest,
         object_id: str,
         form_url: str = "",
-        extra_context: dict | None = None,
+        extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
         action = self.get_object(request, unquote(object_id))
         context = dict(extra_context or {})
         if action is not None and action.status == Action.Status.PENDING:
             context["decision_pending"] = True
             context["decision_allowed"] = services.can_decide(
-                room=action.room, user=request.user
+                room=action.room, user=admin_user(request)
             )
             context["decision_summary"] = action_summary(action)
             context["approve_url"] = reverse(
@@ -227,7 +237,7 @@ class ActionAdmin(AgentRecordMixin, admin.ModelAdmin):
         try:
             services.action_decide(
                 action_id=str(action.pk),
-                user=request.user,
+                user=admin_user(request),
                 decision=decision,
                 reason=reason,
                 via=Action.Via.ADMIN,
@@ -249,7 +259,11 @@ class ActionAdmin(AgentRecordMixin, admin.ModelAdmin):
         return messages.SUCCESS, f"{verb}: {label}."
 
     def _decide_many(
-        self, request: HttpRequest, queryset: QuerySet, decision: str, reason: str = ""
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Action],
+        decision: str,
+        reason: str = "",
     ) -> None:
         for action in queryset.select_related("room", "request", "decided_by"):
             outcome = self._decide(request, action, decision, reason)
@@ -263,17 +277,21 @@ class ActionAdmin(AgentRecordMixin, admin.ModelAdmin):
         if request.user.has_perm(DECIDE_PERM):
             return True
         approver = Membership.Role.APPROVER
-        return Membership.objects.filter(user=request.user, role=approver).exists()
+        return Membership.objects.filter(
+            user=admin_user(request), role=approver
+        ).exists()
 
     @admin.action(description="Approve selected actions", permissions=["decide"])
-    def approve_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+    def approve_selected(
+        self, request: HttpRequest, queryset: QuerySet[Action]
+    ) -> None:
         self._decide_many(request, queryset, "approve")
 
     @admin.action(
         description="Deny selected actions (asks for a reason)", permissions=["decide"]
     )
     def deny_selected(
-        self, request: HttpRequest, queryset: QuerySet
+        self, request: HttpRequest, queryset: QuerySet[Action]
     ) -> HttpResponse | None:
         if request.POST.get("post") == "yes":
             self._decide_many(request, queryset, "deny", request.POST.get("reason", ""))
@@ -285,7 +303,7 @@ class ActionAdmin(AgentRecordMixin, admin.ModelAdmin):
             "deny_rows": [
                 (a, action_summary(a)) for a in queryset.select_related("room")
             ],
-            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
             "media": self.media,
         }
         return TemplateResponse(

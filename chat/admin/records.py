@@ -28,13 +28,13 @@ class ReadOnlyInline(AgentRecordMixin):
     show_change_link = True
 
 
-class MessageInline(ReadOnlyInline, admin.TabularInline):
+class MessageInline(ReadOnlyInline, admin.TabularInline[Message, Request]):
     model = Message
     fields = ("created", "role", "author", "content")
     readonly_fields = fields
 
 
-class ActionInline(ReadOnlyInline, admin.TabularInline):
+class ActionInline(ReadOnlyInline, admin.TabularInline[Action, Request]):
     model = Action
     fields = ("created", "tool", "summary", "status", "decided_by", "decided_via")
     readonly_fields = fields
@@ -67,7 +67,7 @@ def _events_table(events: Iterable[RoomEvent]) -> SafeString | str:
 
 
 @admin.register(Request)
-class RequestAdmin(AgentRecordMixin, admin.ModelAdmin):
+class RequestAdmin(AgentRecordMixin, admin.ModelAdmin[Request]):
     list_display = ("id", "room", "user", "status", "step", "created")
     list_filter = ("status", "room")
     list_select_related = ("room", "user")
@@ -101,7 +101,7 @@ class RequestAdmin(AgentRecordMixin, admin.ModelAdmin):
 
 
 @admin.register(Message)
-class MessageAdmin(AgentRecordMixin, admin.ModelAdmin):
+class MessageAdmin(AgentRecordMixin, admin.ModelAdmin[Message]):
     list_display = ("created", "room", "role", "author", "short_content")
     list_filter = ("role", "room")
     list_select_related = ("room", "author")
@@ -129,7 +129,7 @@ class MessageAdmin(AgentRecordMixin, admin.ModelAdmin):
 
 
 @admin.register(RoomEvent)
-class RoomEventAdmin(AgentRecordMixin, admin.ModelAdmin):
+class RoomEventAdmin(AgentRecordMixin, admin.ModelAdmin[RoomEvent]):
     list_display = ("room", "seq", "type", "created")
     list_filter = ("type", "room")
     list_select_related = ("room",)
@@ -144,7 +144,7 @@ class RoomEventAdmin(AgentRecordMixin, admin.ModelAdmin):
 # Rooms -------------------------------------------------------------------------------
 
 
-class MembershipInline(DeciderMayViewMixin, admin.TabularInline):
+class MembershipInline(DeciderMayViewMixin, admin.TabularInline[Membership, Room]):
     model = Membership
     extra = 0
     fields = ("user", "role", "created")
@@ -153,7 +153,7 @@ class MembershipInline(DeciderMayViewMixin, admin.TabularInline):
 
 
 @admin.register(Room)
-class RoomAdmin(DeciderMayViewMixin, admin.ModelAdmin):
+class RoomAdmin(DeciderMayViewMixin, admin.ModelAdmin[Room]):
     list_display = ("name", "slug", "created_by", "created", "last_seq")
     search_fields = ("name", "slug")
     readonly_fields = ("created_by", "created", "last_seq")
@@ -165,7 +165,7 @@ class RoomAdmin(DeciderMayViewMixin, admin.ModelAdmin):
 
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(admin.ModelAdmin[Membership]):
     list_display = ("room", "user", "role", "created")
     list_filter = ("role", "room")
     list_select_related = ("room", "user")

@@ -1,8 +1,9 @@
 """Every API error is `{"detail": "..."}` with a 4xx status."""
 
 import logging
+from typing import Any
 
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.defaults import page_not_found
 from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
@@ -14,7 +15,7 @@ from chat.errors import AppError
 logger = logging.getLogger(__name__)
 
 
-def exception_handler(exc: Exception, context: dict) -> Response | None:
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, AppError):
         return Response({"detail": exc.detail}, status=exc.status)
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
@@ -41,7 +42,9 @@ def _flatten(detail: object, prefix: str = "") -> str:
     return f"{prefix}{detail}"
 
 
-def json_404_or_page(request: HttpRequest, exception: Exception | None = None):
+def json_404_or_page(
+    request: HttpRequest, exception: Exception | None = None
+) -> HttpResponse:
     """API clients get JSON for unknown paths too; people get the usual page."""
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": "Not found."}, status=404)

@@ -1,5 +1,7 @@
 """The REST API of the contract: thin views over chat.services."""
 
+from typing import Any
+
 from django.contrib.auth import authenticate
 from django.core.validators import slug_re
 from django.db.models import OuterRef, Subquery
@@ -18,6 +20,7 @@ from rest_framework.views import APIView
 
 from chat import services
 from chat.errors import Invalid
+from chat.http import AuthenticatedRequest
 from chat.models import Action, Membership, Room
 from chat.realtime import event_frame, events_after
 from chat.serializers import (
@@ -46,20 +49,23 @@ def _refusals(*codes: int, anonymous: bool = False) -> dict[int, OpenApiResponse
     return {code: OpenApiResponse(ERROR, description=REFUSALS[code]) for code in codes}
 
 
-def _valid(serializer_class: type[serializers.Serializer], data: object) -> dict:
+def _valid(
+    serializer_class: type[serializers.Serializer[Any]], data: object
+) -> dict[str, Any]:
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
+    validated: dict[str, Any] = serializer.validated_data
+    return validated
 
 
-class TokenIn(serializers.Serializer):
+class TokenIn(serializers.Serializer[Any]):
     username = serializers.CharField(max_length=150)
     password = serializers.CharField(max_length=256, trim_whitespace=False)
 
 
 class TokenView(APIView):
     permission_classes = [AllowAny]
-    authentication_classes: list = []
+    authentication_classes: list[Any] = []
 
     @extend_schema(
         request=TokenIn,
@@ -79,14 +85,14 @@ class TokenView(APIView):
         return Response({"token": token.key})
 
 
-class RoomIn(serializers.Serializer):
+class RoomIn(serializers.Serializer[Any]):
     name = serializers.CharField(max_length=120)
     slug = serializers.CharField(max_length=60, required=False, allow_blank=True)
 
 
 class RoomsView(APIView):
     @extend_schema(responses={200: RoomSerializer(many=True), **_refusals()})
-    def get(self, request: HttpRequest) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         role = Membership.objects.filter(room=OuterRef("pk"), user=request.user)
         rooms = Room.objects.filter(memberships__user=request.user).annotate(
             user_role=Subquery(role.values("role")[:1])
@@ -96,7 +102,7 @@ class RoomsView(APIView):
     @extend_schema(
         request=RoomIn, responses={201: RoomSerializer, **_refusals(400, 409)}
     )
-    def post(self, request: HttpRequest) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         data = _valid(RoomIn, request.data)
         room = services.room_create(
             user=request.user, name=data["name"], slug=data.get("slug", "")
@@ -107,13 +113,13 @@ class RoomsView(APIView):
 
 class RoomView(APIView):
     @extend_schema(responses={200: RoomDetailSerializer, **_refusals(404)})
-    def get(self, request: HttpRequest, slug: str) -> Response:
+    def get(self, request: AuthenticatedRequest, slug: str) -> Response:
         room = services.room_get_for_member(slug=slug, user=request.user)
         body = RoomDetailSerializer(room, context={"user": request.user}).data
         return Response(body)
 
 
-class MemberIn(serializers.Serializer):
+class MemberIn(serializers.Serializer[Any]):
     username = serializers.CharField(max_length=150)
     role = serializers.ChoiceField(choices=Membership.Role.values)
 
@@ -123,7 +129,7 @@ class MembersView(APIView):
         request=MemberIn,
         responses={201: MemberSerializer, **_refusals(400, 403, 404)},
     )
-    def post(self, request: HttpRequest, slug: str) -> Response:
+    def post(self, request: AuthenticatedRequest, slug: str) -> Response:
         room = services.room_get_for_member(slug=slug, user=request.user)
         data = _valid(MemberIn, request.data)
         membership = services.member_add(room=room, actor=request.user, **data)
@@ -131,7 +137,7 @@ class MembersView(APIView):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
-class RequestIn(serializers.Serializer):
+class RequestIn(serializers.Serializer[Any]):
     # Length is the service's rule (AGENT_MAX_INPUT_CHARS); checked there once.
     text = serializers.CharField(trim_whitespace=False, allow_blank=True)
 
@@ -141,7 +147,7 @@ class RoomRequestsView(APIView):
         request=RequestIn,
         responses={202: RequestSerializer, **_refusals(400, 404)},
     )
-    def post(self, request: HttpRequest, slug: str) -> Response:
+    def post(self, request: AuthenticatedRequest, slug: str) -> Response:
         room = services.room_get_for_member(slug=slug, user=request.user)
         data = _valid(RequestIn, request.data)
         agent_request = services.request_start(
@@ -154,7 +160,7 @@ class RoomRequestsView(APIView):
 
 class RequestView(APIView):
     @extend_schema(responses={200: RequestDetailSerializer, **_refusals(404)})
-    def get(self, request: HttpRequest, request_id: str) -> Response:
+    def get(self, request: AuthenticatedRequest, request_id: str) -> Response:
         agent_request = services.request_get(request_id=request_id, user=request.user)
         return Response(RequestDetailSerializer(agent_request).data)
 
@@ -164,7 +170,7 @@ class RequestCancelView(APIView):
         request=None,
         responses={200: RequestSerializer, **_refusals(403, 404, 409)},
     )
-    def post(self, request: HttpRequest, request_id: str) -> Response:
+    def post(self, request: AuthenticatedRequest, request_id: str) -> Response:
         agent_request = services.request_cancel(
             request_id=request_id, user=request.user
         )
@@ -180,7 +186,7 @@ class ActionsView(APIView):
         ],
         responses={200: ActionSerializer(many=True), **_refusals(400)},
     )
-    def get(self, request: HttpRequest) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         actions = services.action_list(
             user=request.user,
             status=request.query_params.get("status") or None,
@@ -192,22 +198,22 @@ class ActionsView(APIView):
 
 class ActionView(APIView):
     @extend_schema(responses={200: ActionSerializer, **_refusals(404)})
-    def get(self, request: HttpRequest, action_id: str) -> Response:
+    def get(self, request: AuthenticatedRequest, action_id: str) -> Response:
         action = services.action_get(action_id=action_id, user=request.user)
         return Response(ActionSerializer(action).data)
 
 
-class ApproveIn(serializers.Serializer):
+class ApproveIn(serializers.Serializer[Any]):
     arguments = serializers.JSONField(required=False)
     reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
 
-    def validate_arguments(self, value: object) -> dict:
+    def validate_arguments(self, value: object) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise serializers.ValidationError("Must be a JSON object.")
         return value
 
 
-class DenyIn(serializers.Serializer):
+class DenyIn(serializers.Serializer[Any]):
     reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
 
 
@@ -216,7 +222,7 @@ class ActionApproveView(APIView):
         request=ApproveIn,
         responses={200: ActionSerializer, **_refusals(400, 403, 404, 409)},
     )
-    def post(self, request: HttpRequest, action_id: str) -> Response:
+    def post(self, request: AuthenticatedRequest, action_id: str) -> Response:
         data = _valid(ApproveIn, request.data)
         action = services.action_decide(
             action_id=action_id,
@@ -234,7 +240,7 @@ class ActionDenyView(APIView):
         request=DenyIn,
         responses={200: ActionSerializer, **_refusals(400, 403, 404, 409)},
     )
-    def post(self, request: HttpRequest, action_id: str) -> Response:
+    def post(self, request: AuthenticatedRequest, action_id: str) -> Response:
         data = _valid(DenyIn, request.data)
         action = services.action_decide(
             action_id=action_id,
@@ -264,7 +270,7 @@ class RoomEventsView(APIView):
             **_refusals(400, 404),
         },
     )
-    def get(self, request: HttpRequest, slug: str) -> Response:
+    def get(self, request: AuthenticatedRequest, slug: str) -> Response:
         room = services.room_get_for_member(slug=slug, user=request.user)
         after = _int_param(request, "after", 0, 0, 2**62)
         limit = _int_param(request, "limit", 500, 1, 1000)

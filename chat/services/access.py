@@ -2,13 +2,13 @@
 
 import uuid
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 
 from chat.errors import NotFound
 from chat.models import Membership, Room
 
 
-def room_role(*, room: Room, user: AbstractBaseUser) -> str | None:
+def room_role(*, room: Room, user: User) -> str | None:
     if not user.is_authenticated:
         return None
     return (
@@ -18,7 +18,7 @@ def room_role(*, room: Room, user: AbstractBaseUser) -> str | None:
     )
 
 
-def room_get_for_member(*, slug: str, user: AbstractBaseUser) -> Room:
+def room_get_for_member(*, slug: str, user: User) -> Room:
     """The room if `user` belongs to it; outsiders cannot tell it from a missing one."""
     room = Room.objects.filter(slug=slug).first()
     if room is None or room_role(room=room, user=user) is None:
@@ -26,13 +26,13 @@ def room_get_for_member(*, slug: str, user: AbstractBaseUser) -> Room:
     return room
 
 
-def can_decide(*, room: Room, user: AbstractBaseUser) -> bool:
+def can_decide(*, room: Room, user: User) -> bool:
     if user.has_perm("chat.decide_action"):
         return True
     return room_role(room=room, user=user) == Membership.Role.APPROVER
 
 
-def can_see(*, room: Room, user: AbstractBaseUser) -> bool:
+def can_see(*, room: Room, user: User) -> bool:
     return room_role(room=room, user=user) is not None or user.has_perm(
         "chat.decide_action"
     )

@@ -1,10 +1,11 @@
 """Actions: the tool calls people decide, and the decisions themselves."""
 
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib.admin.models import CHANGE, LogEntry
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -20,10 +21,11 @@ from .locks import action_lock
 from .requests import request_advance
 
 
-def action_get(*, action_id: str, user: AbstractBaseUser) -> Action:
+def action_get(*, action_id: str, user: User) -> Action:
     action = (
         Action.objects.select_related("room", "request", "decided_by")
-        .filter(pk=id_or_none(action_id))
+        # pk=None (a malformed id) matches no row; the stubs refuse None.
+        .filter(pk=id_or_none(action_id))  # type: ignore[misc]
         .first()
     )
     if action is None or not can_see(room=action.room, user=user):
@@ -32,7 +34,7 @@ def action_get(*, action_id: str, user: AbstractBaseUser) -> Action:
 
 
 def action_list(
-    *, user: AbstractBaseUser, status: str | None, room_slug: str | None, limit: int
+    *, user: User, status: str | None, room_slug: str | None, limit: int
 ) -> list[Action]:
     """Actions the user may see, newest first: their rooms', or all for deciders."""
     if status is not None and status not in Action.Status.values:
@@ -50,10 +52,10 @@ def action_list(
 def action_decide(
     *,
     action_id: str,
-    user: AbstractBaseUser,
+    user: User,
     decision: str,
     reason: str = "",
-    arguments: dict | None = None,
+    arguments: dict[str, Any] | None = None,
     via: str = Action.Via.API,
 ) -> Action:
     """Approve or deny a pending action; the first decision wins, later ones get 409.
@@ -104,10 +106,10 @@ def _clean_reason(reason: object) -> str:
 
 def _record_decision(
     action: Action,
-    user: AbstractBaseUser,
+    user: User,
     decision: str,
     reason: str,
-    arguments: dict | None,
+    arguments: dict[str, Any] | None,
     via: str,
 ) -> None:
     approve = decision == "approve"
@@ -120,7 +122,7 @@ def _record_decision(
     _log_decision(action, user)
 
 
-def _log_decision(action: Action, user: AbstractBaseUser) -> None:
+def _log_decision(action: Action, user: User) -> None:
     """Every decision, from any interface, also lands in Django's admin log."""
     verb = "Approved" if action.status == Action.Status.APPROVED else "Denied"
     parts = [f"{verb} in the {action.decided_via}."]

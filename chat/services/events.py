@@ -1,6 +1,7 @@
 """What the room hears of a change: durable events, and tool results for the model."""
 
 import json
+from typing import Any
 
 from chat.models import Action, Message, Request
 from chat.realtime import event_emit
@@ -25,7 +26,7 @@ def request_emit(request: Request) -> None:
 
 def tool_result_content(action: Action) -> str:
     """What the model reads as the result of its tool call."""
-    body: dict = {"tool": action.tool, "status": action.status}
+    body: dict[str, Any] = {"tool": action.tool, "status": action.status}
     if action.status == Action.Status.SUCCEEDED:
         body["result"] = action.result
     elif action.status == Action.Status.FAILED:

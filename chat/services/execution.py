@@ -8,6 +8,7 @@ whether the earlier attempt already took effect.
 
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -79,7 +80,11 @@ def action_release(*, action: Action) -> None:
 
 
 def action_finish(
-    *, action: Action, status: str, result: dict | None = None, error: str = ""
+    *,
+    action: Action,
+    status: str,
+    result: dict[str, Any] | None = None,
+    error: str = "",
 ) -> None:
     """Settle the action we hold as succeeded or failed; the model is told."""
     with transaction.atomic():
@@ -141,7 +146,11 @@ def _current_if_ours(action: Action) -> Action | None:
 
 
 def _settle(
-    action: Action, status: str, *, result: dict | None = None, error: str = ""
+    action: Action,
+    status: str,
+    *,
+    result: dict[str, Any] | None = None,
+    error: str = "",
 ) -> None:
     action.move_to(status)
     action.result, action.error = result, error

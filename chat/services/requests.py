@@ -1,10 +1,11 @@
 """Requests: a member's message and the agent's turn for it, until it ends."""
 
 import logging
+import uuid
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from chat import enqueue
@@ -20,7 +21,7 @@ from .locks import request_lock
 logger = logging.getLogger(__name__)
 
 
-def request_start(*, room: Room, user: AbstractBaseUser, text: str) -> Request:
+def request_start(*, room: Room, user: User, text: object) -> Request:
     """Post a member's message and queue the agent's turn for it.
 
     The turn is enqueued only after the transaction commits, so a worker never
@@ -54,7 +55,7 @@ def request_start(*, room: Room, user: AbstractBaseUser, text: str) -> Request:
     return request
 
 
-def _check_active_limit(user: AbstractBaseUser) -> None:
+def _check_active_limit(user: User) -> None:
     """At most AGENT_MAX_ACTIVE_PER_USER requests queued or running per user.
 
     Each costs a model call and holds a worker's slot; one awaiting approval holds
@@ -72,10 +73,11 @@ def _check_active_limit(user: AbstractBaseUser) -> None:
         )
 
 
-def request_get(*, request_id: str, user: AbstractBaseUser) -> Request:
+def request_get(*, request_id: str, user: User) -> Request:
     request = (
         Request.objects.select_related("room", "user")
-        .filter(pk=id_or_none(request_id))
+        # pk=None (a malformed id) matches no row; the stubs refuse None.
+        .filter(pk=id_or_none(request_id))  # type: ignore[misc]
         .first()
     )
     if request is None or not can_see(room=request.room, user=user):
@@ -83,14 +85,15 @@ def request_get(*, request_id: str, user: AbstractBaseUser) -> Request:
     return request
 
 
-def request_cancel(*, request_id: str, user: AbstractBaseUser) -> Request:
+def request_cancel(*, request_id: str, user: User) -> Request:
     """Stop a request: its stream within a second, its pending actions at once."""
     request = request_get(request_id=request_id, user=user)
     if request.user_id != user.pk and not can_decide(room=request.room, user=user):
         raise Forbidden("Only its author or an approver may cancel a request.")
     with transaction.atomic():
-        request = request_lock(request_id=request.pk)
-        assert request is not None  # requests are deleted only with their room
+        locked = request_lock(request_id=request.pk)
+        assert locked is not None  # requests are deleted only with their room
+        request = locked
         if request.ended:
             raise Conflict(f"The request already ended ({request.status}).")
         request.move_to(Request.Status.CANCELLED)
@@ -116,7 +119,7 @@ def _signal_cancel(request: Request) -> None:
         logger.exception("could not flag the cancel of %s in Redis", request.pk)
 
 
-def request_advance(*, request_id: str) -> None:
+def request_advance(*, request_id: uuid.UUID | str) -> None:
     """Set a request's status from its latest actions; go on once all are settled.
 
     Called whenever one of its actions changes. Enqueuing the next step twice is

@@ -1,7 +1,7 @@
 """Rooms and who is in them."""
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils.text import slugify
 
@@ -12,7 +12,7 @@ from chat.text import storable
 from .access import room_role
 
 
-def room_create(*, user: AbstractBaseUser, name: str, slug: str = "") -> Room:
+def room_create(*, user: User, name: str, slug: str = "") -> Room:
     """Create a room; its creator is its first approver."""
     name = name.strip()
     if not name or len(name) > 120 or not storable(name + slug):
@@ -28,9 +28,7 @@ def room_create(*, user: AbstractBaseUser, name: str, slug: str = "") -> Room:
     return room
 
 
-def member_add(
-    *, room: Room, actor: AbstractBaseUser, username: str, role: str
-) -> Membership:
+def member_add(*, room: Room, actor: User, username: str, role: str) -> Membership:
     """Add someone to a room, or change their role; approvers only."""
     if room_role(room=room, user=actor) != Membership.Role.APPROVER:
         raise Forbidden("Only approvers of this room may add members.")

@@ -1,6 +1,7 @@
 """Recovery: work that lost its worker or its enqueue, and approvals that ran out."""
 
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Q
@@ -15,7 +16,7 @@ from .execution import action_abandon
 BATCH = 500
 
 
-def sweep() -> dict:
+def sweep() -> dict[str, Any]:
     """Queue again every step and tool call whose lease ran out or never started.
 
     Queuing one twice is harmless: its claim finds it taken or done. Runs every

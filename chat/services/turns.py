@@ -9,6 +9,8 @@ duplicated task finds the step taken or done and does nothing.
 import json
 import uuid
 from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -115,8 +117,8 @@ def step_record(
     request: Request,
     text: str,
     calls: list[CheckedCall],
-    previews: dict[str, dict | None],
-    usage: dict,
+    previews: dict[str, dict[str, Any] | None],
+    usage: dict[str, Any],
 ) -> None:
     """Record the model's answer: its message, an action per valid tool call.
 
@@ -144,9 +146,7 @@ def step_record(
         for action in actions:
             action_emit(action)
             if action.status == Action.Status.EXECUTING:
-                transaction.on_commit(
-                    lambda a=action: enqueue.tool_call(action_id=a.pk)
-                )
+                transaction.on_commit(partial(enqueue.tool_call, action_id=action.pk))
         transaction.on_commit(lambda: partial_clear(request.draft_message_id))
     if calls:
         request_advance(request_id=request.pk)
@@ -190,7 +190,9 @@ def _store_answer(request: Request, text: str, calls: list[CheckedCall]) -> None
             message_emit(invalid)
 
 
-def _create_action(request: Request, call: CheckedCall, preview: dict | None) -> Action:
+def _create_action(
+    request: Request, call: CheckedCall, preview: dict[str, Any] | None
+) -> Action:
     assert call.spec is not None
     asks = call.spec.needs_approval
     return Action.objects.create(
@@ -206,6 +208,6 @@ def _create_action(request: Request, call: CheckedCall, preview: dict | None) ->
     )
 
 
-def _add_usage(total: dict, usage: dict) -> dict:
+def _add_usage(total: dict[str, Any], usage: dict[str, Any]) -> dict[str, Any]:
     keys = set(total) | set(usage)
     return {k: int(total.get(k, 0)) + int(usage.get(k, 0)) for k in sorted(keys)}

@@ -9,6 +9,7 @@ the worker.
 """
 
 import json
+from typing import Any
 
 from .linear import LINEAR_TOOLS
 from .spec import Args, CheckedCall, InvalidCall, Preview, ToolSpec, unstorable
@@ -29,7 +30,7 @@ __all__ = [
 TOOLS: dict[str, ToolSpec] = {spec.name: spec for spec in LINEAR_TOOLS}
 
 
-def openai_tools() -> list[dict]:
+def openai_tools() -> list[dict[str, Any]]:
     return [spec.openai_spec() for spec in TOOLS.values()]
 
 

@@ -1,5 +1,7 @@
 """The Linear pack's tools as the model sees them; `worker.packs.linear` runs them."""
 
+from typing import Any
+
 from .spec import Preview, ToolSpec
 
 PACK = "linear"
@@ -15,7 +17,7 @@ DESCRIPTION = {"type": "string", "maxLength": 10000}
 PRIORITY = {"type": "integer", "minimum": 0, "maximum": 4}
 
 
-def _object(properties: dict, required: list[str]) -> dict:
+def _object(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
     return {
         "type": "object",
         "properties": properties,

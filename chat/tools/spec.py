@@ -25,7 +25,7 @@ class Preview:
 class ToolSpec:
     name: str
     description: str
-    parameters: dict
+    parameters: dict[str, Any]
     pack: str
     preview: str = Preview.NONE
     # The argument naming the record a TARGET preview reads.
@@ -39,7 +39,7 @@ class ToolSpec:
     def needs_approval(self) -> bool:
         return self.name in settings.AGENT_APPROVAL_TOOLS
 
-    def openai_spec(self) -> dict:
+    def openai_spec(self) -> dict[str, Any]:
         return {
             "type": "function",
             "function": {

@@ -6,7 +6,7 @@ for the approvers' preview. Every method raises `TransientError` (worth retrying
 or `PermanentError` (not); their texts are safe to show to the room.
 """
 
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 from chat.tools import Args, ToolSpec
@@ -15,15 +15,17 @@ from .linear import LinearExecutor
 
 
 class Executor(Protocol):
-    def run(self, spec: ToolSpec, arguments: Args, action_id: UUID) -> dict:
+    def run(self, spec: ToolSpec, arguments: Args, action_id: UUID) -> dict[str, Any]:
         """Make the call; must be safe to repeat after `recover` said it did not run."""
         ...
 
-    def recover(self, spec: ToolSpec, arguments: Args, action_id: UUID) -> dict | None:
+    def recover(
+        self, spec: ToolSpec, arguments: Args, action_id: UUID
+    ) -> dict[str, Any] | None:
         """After an interrupted attempt: its result if it took effect, else None."""
         ...
 
-    def preview(self, spec: ToolSpec, arguments: Args) -> dict | None:
+    def preview(self, spec: ToolSpec, arguments: Args) -> dict[str, Any] | None:
         """What the call touches, read now, for the people who approve it."""
         ...
 

@@ -7,6 +7,7 @@ whether an earlier attempt already took effect before a retry repeats it.
 
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 
@@ -14,8 +15,8 @@ from chat.tools import Args, Preview, ToolSpec
 
 from ..linear import LinearClient
 
-Run = Callable[[LinearClient, Args, uuid.UUID], dict]
-Recover = Callable[[LinearClient, Args, uuid.UUID], dict | None]
+Run = Callable[[LinearClient, Args, uuid.UUID], dict[str, Any]]
+Recover = Callable[[LinearClient, Args, uuid.UUID], dict[str, Any] | None]
 
 
 def linear_client() -> LinearClient:
@@ -31,19 +32,19 @@ def _idempotency_id(action_id: uuid.UUID, purpose: str) -> str:
     return str(uuid.uuid5(action_id, purpose))
 
 
-def _search(client: LinearClient, args: Args, action_id: uuid.UUID) -> dict:
+def _search(client: LinearClient, args: Args, action_id: uuid.UUID) -> dict[str, Any]:
     issues = client.search_issues(args["query"], limit=args.get("limit", 10))
     return {"issues": issues, "count": len(issues)}
 
 
-def _get(client: LinearClient, args: Args, action_id: uuid.UUID) -> dict:
+def _get(client: LinearClient, args: Args, action_id: uuid.UUID) -> dict[str, Any]:
     issue = client.get_issue(args["id"])
     if issue is None:
         return {"error": f"No issue {args['id']} exists."}
     return {"issue": issue}
 
 
-def _create(client: LinearClient, args: Args, action_id: uuid.UUID) -> dict:
+def _create(client: LinearClient, args: Args, action_id: uuid.UUID) -> dict[str, Any]:
     issue = client.create_issue(
         idempotency_id=_idempotency_id(action_id, "issue"),
         title=args["title"],
@@ -56,30 +57,30 @@ def _create(client: LinearClient, args: Args, action_id: uuid.UUID) -> dict:
 
 def _recover_create(
     client: LinearClient, args: Args, action_id: uuid.UUID
-) -> dict | None:
+) -> dict[str, Any] | None:
     issue = client.get_issue(_idempotency_id(action_id, "issue"))
     return {"created": issue} if issue else None
 
 
-def _update(client: LinearClient, args: Args, action_id: uuid.UUID) -> dict:
+def _update(client: LinearClient, args: Args, action_id: uuid.UUID) -> dict[str, Any]:
     fields = {k: v for k, v in args.items() if k != "id"}
     return {"updated": client.update_issue(args["id"], **fields)}
 
 
-def _delete(client: LinearClient, args: Args, action_id: uuid.UUID) -> dict:
+def _delete(client: LinearClient, args: Args, action_id: uuid.UUID) -> dict[str, Any]:
     return client.delete_issue(args["id"])
 
 
 def _recover_delete(
     client: LinearClient, args: Args, action_id: uuid.UUID
-) -> dict | None:
+) -> dict[str, Any] | None:
     # Gone already: an earlier attempt deleted it (the preview names what it was).
     if client.get_issue(args["id"]) is None:
         return {"deleted": args["id"]}
     return None
 
 
-def _comment(client: LinearClient, args: Args, action_id: uuid.UUID) -> dict:
+def _comment(client: LinearClient, args: Args, action_id: uuid.UUID) -> dict[str, Any]:
     comment = client.add_comment(
         idempotency_id=_idempotency_id(action_id, "comment"),
         issue_id=args["id"],
@@ -106,16 +107,18 @@ class LinearExecutor:
     def __init__(self) -> None:
         self.client = linear_client()
 
-    def run(self, spec: ToolSpec, arguments: Args, action_id: uuid.UUID) -> dict:
+    def run(
+        self, spec: ToolSpec, arguments: Args, action_id: uuid.UUID
+    ) -> dict[str, Any]:
         return RUN[spec.name](self.client, arguments, action_id)
 
     def recover(
         self, spec: ToolSpec, arguments: Args, action_id: uuid.UUID
-    ) -> dict | None:
+    ) -> dict[str, Any] | None:
         recover = RECOVER.get(spec.name)
         return recover(self.client, arguments, action_id) if recover else None
 
-    def preview(self, spec: ToolSpec, arguments: Args) -> dict | None:
+    def preview(self, spec: ToolSpec, arguments: Args) -> dict[str, Any] | None:
         if spec.preview == Preview.CREATES:
             return {"creates": arguments["title"], "team": arguments.get("team")}
         if spec.preview != Preview.TARGET:

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
@@ -53,7 +53,7 @@ class Command(BaseCommand):
             "alice (approver) and bob (member) use the password demo too."
         )
 
-    def ensure_user(self, username: str, superuser: bool) -> AbstractBaseUser:
+    def ensure_user(self, username: str, superuser: bool) -> User:
         """The user `username`, created with the demo password if missing."""
         model = get_user_model()
         user = model.objects.filter(username=username).first()
@@ -67,7 +67,7 @@ class Command(BaseCommand):
         self.stdout.write(f"Created {kind} {username} (password {PASSWORD}).")
         return user
 
-    def ensure_room(self, users: dict[str, AbstractBaseUser]) -> None:
+    def ensure_room(self, users: dict[str, User]) -> None:
         """The Demo room with its members, created only if the slug is free.
 
         An existing room is left alone, members included: someone may have
