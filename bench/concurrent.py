@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -103,7 +104,13 @@ async def client_limit(args: argparse.Namespace) -> dict:
     go.set()
     done = await asyncio.gather(*tasks, return_exceptions=True)
     ok = [d for d in done if isinstance(d, dict) and "emitted" in d]
+    errors: dict[str, int] = {}
+    for d in done:
+        if not (isinstance(d, dict) and "emitted" in d):
+            what = repr(d)[:120] if isinstance(d, Exception) else f"HTTP {d['status']}"
+            errors[what] = errors.get(what, 0) + 1
     return {
+        "errors": errors,
         "k": args.k,
         "cpu_at_go_s": at_go,
         "failed": args.k - len(ok),
@@ -222,6 +229,7 @@ class Sampler(threading.Thread):
         self.pids, self.url = worker_pids, database_url
         self.rss: list[int] = []
         self.pg: list[int] = []
+        self.pg_worker: list[int] = []
         self.halt = threading.Event()
 
     def run(self) -> None:
@@ -233,11 +241,13 @@ class Sampler(threading.Thread):
         while not self.halt.is_set():
             self.rss.append(sum(rss_kb(pid) for pid in self.pids))
             if conn is not None:
-                row = conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                ports = conn.execute(
+                    "SELECT client_port FROM pg_stat_activity WHERE datname = "
                     "current_database() AND pid <> pg_backend_pid()"
-                ).fetchone()
-                self.pg.append(row[0])
+                ).fetchall()
+                self.pg.append(len(ports))
+                mine = local_ports(self.pids)
+                self.pg_worker.append(sum(p in mine for (p,) in ports))
             self.halt.wait(SAMPLE_S)
         if conn is not None:
             conn.close()
@@ -247,12 +257,32 @@ class Sampler(threading.Thread):
         self.join(10)
 
 
-def outcomes(database_url: str, k: int) -> dict:
-    """Per room: its requests' statuses and assistant messages, from the database."""
+def local_ports(pids: list[int]) -> set[int]:
+    """The local TCP ports of the processes' sockets (/proc/<pid>/fd, /proc/net)."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:
+            continue
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes:
+                ports.add(int(fields[1].rpartition(":")[2], 16))
+    return ports
+
+
+def outcomes(database_url: str, ids: list[str]) -> dict:
+    """This run's requests: how many did not end `completed`, and how many have no
+    assistant message (lost) or more than one (duplicated), from the database."""
     query = (
-        "SELECT ro.slug, r.status, (SELECT count(*) FROM chat_message m "
-        "WHERE m.request_id = r.id AND m.role = 'assistant') "
-        "FROM chat_request r JOIN chat_room ro ON ro.id = r.room_id"
+        "SELECT r.id, r.status, (SELECT count(*) FROM chat_message m "
+        "WHERE m.request_id = r.id AND m.role = 'assistant') FROM chat_request r"
     )
     if database_url.startswith("sqlite:///"):
         with sqlite3.connect(database_url.removeprefix("sqlite:///")) as conn:
@@ -262,19 +292,13 @@ def outcomes(database_url: str, k: int) -> dict:
 
         with psycopg.connect(database_url) as conn:
             found = conn.execute(query).fetchall()
-    by_room: dict[str, list[tuple[str, int]]] = {}
-    for slug, status, messages in found:
-        by_room.setdefault(slug, []).append((status, messages))
+    by_id = {uuid.UUID(str(rid)).hex: (status, n) for rid, status, n in found}
     lost = duplicated = not_completed = 0
-    for slug in rooms(k):
-        turns = by_room.get(slug, [])
-        if len(turns) != 1:
-            lost += not turns
-            duplicated += max(0, len(turns) - 1)
-        for status, messages in turns:
-            not_completed += status != "completed"
-            lost += messages == 0
-            duplicated += max(0, messages - 1)
+    for rid in ids:
+        status, messages = by_id.get(uuid.UUID(rid).hex, ("missing", 0))
+        not_completed += status != "completed"
+        lost += messages == 0
+        duplicated += max(0, messages - 1)
     return {"lost": lost, "duplicated": duplicated, "not_completed": not_completed}
 
 
@@ -331,7 +355,7 @@ def run_ours(
     result = json.loads(out.read_text())
     used["clients"] = round(result["cpu_s"] - client_before, 2)
     turns = result["turns"]
-    done = outcomes(system.env["DATABASE_URL"], k)
+    done = outcomes(system.env["DATABASE_URL"], [t["id"] for t in turns if "id" in t])
     first = [t["first_delta_ms"] for t in turns if "first_delta_ms" in t]
     peak = max([rss_before, *sampler.rss])
     return {
@@ -351,6 +375,7 @@ def run_ours(
         "rss_peak_kb": peak,
         "kb_per_turn": round((peak - rss_before) / max(1, k), 1),
         "pg_connections_max": max(sampler.pg, default=None),
+        "pg_worker_connections_max": max(sampler.pg_worker, default=None),
         "pg_pool_size": int(os.environ.get("DB_POOL_SIZE", DEFAULT_POOL)),
         "cpu_s": used,
         "cpu_cores": {n: round(v / elapsed, 2) for n, v in used.items()},
@@ -378,6 +403,7 @@ def run_limit(system: System, k: int) -> dict:
     return {
         "k": k,
         "failed": result["failed"],
+        "errors": result["errors"],
         "ttfc_ms": spread(result["ttfc_ms"]),
         "ttft_ms": spread(result["ttft_ms"]),
         "cpu_s": used,

@@ -135,13 +135,13 @@ def concurrent_rows(case: dict) -> list[dict]:
             "others": others,
         },
     ]
-    pg, pool = ours["pg_connections_max"], ours["pg_pool_size"]
+    pg, pool = ours["pg_worker_connections_max"], ours["pg_pool_size"]
     if pg is not None:
         out.append(
             {
-                "scenario": f"concurrent K={k}: PostgreSQL connections (max)",
+                "scenario": f"concurrent K={k}: worker's PostgreSQL connections (max)",
                 "ours": pg,
-                "ours_text": f"{pg} (all processes)",
+                "ours_text": f"{pg} ({ours['pg_connections_max']} with the web's)",
                 "limit": pool,
                 "limit_text": f"{pool} (DB_POOL_SIZE)",
                 "ratio": _ratio(pg, pool),
