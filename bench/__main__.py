@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from . import report
+from . import concurrent, report
 from .fanout import Case, run_bare_memory, run_limit, run_ours
 from .machine import Profiler, Window, loadavg
 from .system import ROOT, System
@@ -31,6 +31,10 @@ class Plan:
     throughput_turns: int
     noop_tasks: int
     ref_samples: int
+    # Concurrent turns: K at once, each streaming `concurrent_text` at the delay.
+    concurrent_k: list[int] = field(default_factory=lambda: [50, 200, 500])
+    concurrent_text: str = "count to 100"
+    concurrent_delay: float = 0.05
     memory_watchers: int | None = field(init=False)
 
     def __post_init__(self) -> None:
@@ -48,6 +52,8 @@ def plan(smoke: bool) -> Plan:
             throughput_turns=10,
             noop_tasks=200,
             ref_samples=5,
+            concurrent_k=[5],
+            concurrent_text="count to 20",
         )
     cases = [
         Case(100, 1, 200, 100, 100),
@@ -82,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     say(f"load average before the run: {meta['loadavg_start']}")
     rooms = [f"fanout-{c.watchers}" for c in args.plan.cases]
+    if args.only in (None, "concurrent"):
+        rooms += ["c-warm", *concurrent.rooms(max(args.plan.concurrent_k))]
     try:
         system.start([*rooms, "turns", "decisions", "throughput"])
         # The Celery reference tasks are sent from this process.
@@ -108,8 +116,13 @@ def options(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cases", help="fan-out cases instead, e.g. 500x1,1000x2")
     parser.add_argument(
         "--only",
-        choices=["fanout", "turns"],
-        help="measure only the fan-out cases (and memory) or only the turn scenarios",
+        choices=["fanout", "turns", "concurrent"],
+        help="measure only the fan-out cases (and memory), only the turn scenarios "
+        "or only the concurrent turns",
+    )
+    parser.add_argument(
+        "--concurrent-k",
+        help="concurrent turns K instead, e.g. 50,200 (default 50,200,500; smoke 5)",
     )
     parser.add_argument(
         "--profile",
@@ -137,6 +150,9 @@ def options(argv: list[str] | None) -> argparse.Namespace:
             for n, w in pairs
         ]
         args.plan = replace(args.plan, cases=cases)
+    if args.concurrent_k:
+        ks = [int(k) for k in args.concurrent_k.split(",")]
+        args.plan = replace(args.plan, concurrent_k=ks)
     Window.patience = args.patience if args.patience is not None else 15.0
     if args.smoke and args.patience is None:
         Window.patience = 0.0
@@ -164,11 +180,47 @@ def measure(
     only: str | None = None,
 ) -> dict:
     scenarios = {}
-    if only != "fanout":
+    if only in (None, "turns"):
         scenarios.update(measure_turns(system, the_plan, say, profile))
-    if only != "turns":
+    if only in (None, "fanout"):
         scenarios.update(measure_fanout(system, the_plan, say, profile))
+    if only in (None, "concurrent"):
+        scenarios.update(measure_concurrent(system, the_plan, say, profile))
     return scenarios
+
+
+def measure_concurrent(
+    system: System, the_plan: Plan, say: Callable[[str], None], profile: Path | None
+) -> dict:
+    worker = next((p for p in system.procs if p.name == "worker"), None)
+    worker = worker or system.worker("worker")
+    web = system.web("web-concurrent")
+    cases = []
+    for k in the_plan.concurrent_k:
+        say(f"concurrent turns K={k}: ours")
+        with Profiler(profile, [web, worker], f"concurrent-{k}"), Window() as window:
+            ours = concurrent.run_ours(
+                system,
+                web,
+                worker,
+                k,
+                the_plan.concurrent_text,
+                the_plan.concurrent_delay,
+            )
+        ours["machine"] = window.summary
+        say(f"concurrent turns K={k}: the limit ({k} bare streams)")
+        with Window() as window:
+            limit = concurrent.run_limit(system, k)
+        limit["machine"] = window.summary
+        say(
+            f"  ours p50/p99 {ours['post_to_first_delta_ms']['p50']}/"
+            f"{ours['post_to_first_delta_ms']['p99']} ms, limit "
+            f"{limit['ttfc_ms']['p50']}/{limit['ttfc_ms']['p99']} ms; load "
+            f"{loadavg()}"
+        )
+        cases.append({"k": k, "ours": ours, "limit": limit, "loadavg": loadavg()})
+    system.dismiss(web)
+    return {"concurrent": cases}
 
 
 def measure_turns(

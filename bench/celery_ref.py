@@ -28,6 +28,9 @@ def _config() -> dict:
     }
     # Never the app's queue: its worker must not take these tasks, nor ours its.
     config["task_default_queue"] = f"{settings.REDIS_PREFIX}.bench-ref"
+    # The app's model/tools queues would be all this worker consumes, never its own.
+    config.pop("task_queues", None)
+    config.pop("task_routes", None)
     return config
 
 

@@ -86,6 +86,88 @@ def rows(results: dict) -> list[dict]:
         out += turn_rows(s)
     if "memory" in s:
         out.append(memory_row(s["memory"]))
+    for case in s.get("concurrent", []):
+        out += concurrent_rows(case)
+    return out
+
+
+def concurrent_rows(case: dict) -> list[dict]:
+    """K turns at once: latency against K bare streams, losses, memory, PG, CPU."""
+    k, ours, limit = case["k"], case["ours"], case["limit"]
+    o, li = ours["post_to_first_delta_ms"], limit["ttfc_ms"]
+    model = ours["post_to_model_token_ms"]
+    ok = (
+        ours["lost"] == 0
+        and ours["duplicated"] == 0
+        and ours["not_completed"] == 0
+        and ours["post_errors"] == 0
+        and o["samples"] == k
+    )
+    gap50 = None if o["p50"] is None or li["p50"] is None else o["p50"] - li["p50"]
+    gap99 = None if o["p99"] is None or li["p99"] is None else o["p99"] - li["p99"]
+    met = gap50 is not None and gap99 is not None and gap50 <= 100 and gap99 <= 500
+    others = _others(ours.get("machine"), limit.get("machine"))
+    out = [
+        {
+            "scenario": f"concurrent K={k}: POST -> 1st delta p50/p99 ms",
+            "ours": o["p99"],
+            "ours_text": f"{_fmt(o['p50'])} / {_fmt(o['p99'])} (model token "
+            f"{_fmt(model['p50'])} / {_fmt(model['p99'])}), lost {ours['lost']}, "
+            f"dup {ours['duplicated']}, not completed {ours['not_completed']}",
+            "limit": li["p99"],
+            "limit_text": f"{_fmt(li['p50'])} / {_fmt(li['p99'])} ({k} bare streams,"
+            f" {limit['failed']} failed)",
+            "ratio": _ratio(o["p99"], li["p99"]),
+            "target": "p50 <= limit+100, p99 <= limit+500, all complete once",
+            "met": met and ok,
+            "others": others,
+        },
+        {
+            "scenario": f"concurrent K={k}: worker RSS growth per in-flight turn",
+            "ours": ours["kb_per_turn"],
+            "ours_text": f"{_fmt(ours['kb_per_turn'])} KB"
+            f" ({ours['rss_before_kb'] // 1024} -> {ours['rss_peak_kb'] // 1024} MB)",
+            "limit": 1024,
+            "limit_text": "1024 KB (the target)",
+            "ratio": _ratio(ours["kb_per_turn"], 1024),
+            "target": "< 1024 KB",
+            "met": ours["kb_per_turn"] < 1024,
+            "others": others,
+        },
+    ]
+    pg, pool = ours["pg_worker_connections_max"], ours["pg_pool_size"]
+    if pg is not None:
+        out.append(
+            {
+                "scenario": f"concurrent K={k}: worker's PostgreSQL connections (max)",
+                "ours": pg,
+                "ours_text": f"{pg} ({ours['pg_connections_max']} with the web's)",
+                "limit": pool,
+                "limit_text": f"{pool} (DB_POOL_SIZE)",
+                "ratio": _ratio(pg, pool),
+                "target": "<= pool size",
+                "met": pg <= pool,
+                "others": others,
+            }
+        )
+    mine, bare = sum(ours["cpu_cores"].values()), sum(limit["cpu_cores"].values())
+    out.append(
+        {
+            "scenario": f"concurrent K={k}: CPU cores while streaming",
+            "ours": round(mine, 2),
+            "ours_text": ", ".join(
+                f"{n} {v:.2f}" for n, v in ours["cpu_cores"].items()
+            ),
+            "limit": round(bare, 2),
+            "limit_text": ", ".join(
+                f"{n} {v:.2f}" for n, v in limit["cpu_cores"].items()
+            ),
+            "ratio": _ratio(mine, bare),
+            "target": f"reported (load {case['loadavg'][0]})",
+            "met": None,
+            "others": others,
+        }
+    )
     return out
 
 

@@ -576,6 +576,9 @@ class StandinServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's listen backlog is 5: hundreds of streams opened at once would
+    # overflow it and be reset (the concurrent-turns benchmark opens 500).
+    request_queue_size = 1024
 
     def __init__(
         self, address: tuple[str, int], settings: Settings, quiet: bool = False

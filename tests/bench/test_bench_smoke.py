@@ -22,6 +22,7 @@ SCENARIOS = {
     "throughput",
     "fanout",
     "memory",
+    "concurrent",
 }
 
 
@@ -45,6 +46,7 @@ def test_smoke_run_reports_every_scenario_with_numbers(tmp_path: Path) -> None:
         "decision to effect",
         "throughput",
         "memory",
+        "concurrent",
     ):
         assert part in names
     for row in results["rows"]:
@@ -55,5 +57,10 @@ def test_smoke_run_reports_every_scenario_with_numbers(tmp_path: Path) -> None:
         for side in ("ours", "limit"):
             assert case[side]["watchers"] == case["watchers"], case
             assert case[side]["latency_ms"]["samples"] > 0, case
+    for case in results["scenarios"]["concurrent"]:
+        ours = case["ours"]
+        assert ours["post_to_first_delta_ms"]["samples"] == case["k"], case
+        assert ours["lost"] == ours["duplicated"] == ours["not_completed"] == 0, case
+        assert case["limit"]["ttfc_ms"]["samples"] == case["k"], case
     assert (tmp_path / "latency.svg").read_text().startswith("<svg")
     assert "fan-out" in done.stdout  # the table

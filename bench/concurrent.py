@@ -1,0 +1,416 @@
+"""K turns at once, each in its own room with a watcher, against K bare streams.
+
+- The limit: one plain client process (asyncio, no Django, no Celery) opens K
+  streams at once to the same OpenAI stand-in with the body the app sent (from
+  `/_control/requests`); time to first chunk (the one carrying token 1) p50/p99.
+- Ours: K rooms `c-1..c-K`, a watcher on each; K POSTs at the same moment; POST ->
+  the first `delta` at that room's watcher, p50/p99, and the model's own first
+  token (its emission stamp) beside it. Every request must end `completed` with
+  exactly one assistant message (read from the database afterwards). Meanwhile
+  the worker's RSS and the database's connections are sampled every 0.5 s, and the
+  CPU of worker, web, stand-in and clients is read from /proc.
+
+Both clients are this module run as a process: `python -m bench.concurrent
+limit|turns ...` writes its JSON to `--out`. Watchers are the bare RFC 6455
+connections of `bench.watcher`, stamped as bytes arrive and parsed afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import requests
+
+from stack.procs import group_members
+
+from .fanout import model_config, ws_url
+from .machine import cpu_seconds, rss_kb
+from .stats import spread
+from .system import ROOT, Proc, System
+from .watcher import TOKEN, Connection, handshake
+
+ENDED = (b"completed", b"failed", b"cancelled")
+CONNECT_PARALLEL = 8
+SAMPLE_S = 0.5
+DEFAULT_POOL = 20
+
+
+def rooms(k: int) -> list[str]:
+    return [f"c-{i}" for i in range(1, k + 1)]
+
+
+# The client processes ------------------------------------------------------------
+
+
+async def http(url: str, body: bytes, headers: dict[str, str], first: bool) -> dict:
+    """One POST over a fresh connection; with `first`, stamp the chunk with token 1.
+
+    Returns the send time, the time token 1 arrived (or the response was read),
+    its emission stamp, and the response body when not streaming.
+    """
+    parts = urlsplit(url)
+    sent = time.time_ns()
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    head = [
+        f"POST {parts.path} HTTP/1.1",
+        f"Host: {parts.netloc}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+        *(f"{k}: {v}" for k, v in headers.items()),
+    ]
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+    data, got, emitted = bytearray(), None, None
+    while chunk := await reader.read(65536):
+        data += chunk
+        if first and got is None:
+            for k, stamp in TOKEN.findall(bytes(data)):
+                if k == b"1":
+                    got, emitted = time.time_ns(), int(stamp)
+                    break
+    writer.close()
+    status = int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/") else 0
+    out = {"sent": sent, "received": got or time.time_ns(), "status": status}
+    if emitted is not None:
+        out["emitted"] = emitted
+    if not first:
+        out["body"] = data.partition(b"\r\n\r\n")[2].decode("utf-8", "replace")
+    return out
+
+
+async def client_limit(args: argparse.Namespace) -> dict:
+    body = Path(args.body).read_bytes()
+    headers = {"Authorization": "Bearer bench"}
+    go = asyncio.Event()
+
+    async def one() -> dict:
+        await go.wait()
+        return await http(args.url, body, headers, first=True)
+
+    tasks = [asyncio.create_task(one()) for _ in range(args.k)]
+    await asyncio.sleep(0.2)
+    at_go = time.process_time()
+    go.set()
+    done = await asyncio.gather(*tasks, return_exceptions=True)
+    ok = [d for d in done if isinstance(d, dict) and "emitted" in d]
+    errors: dict[str, int] = {}
+    for d in done:
+        if not (isinstance(d, dict) and "emitted" in d):
+            what = repr(d)[:120] if isinstance(d, Exception) else f"HTTP {d['status']}"
+            errors[what] = errors.get(what, 0) + 1
+    return {
+        "errors": errors,
+        "k": args.k,
+        "cpu_at_go_s": at_go,
+        "failed": args.k - len(ok),
+        "ttfc_ms": [(d["received"] - d["sent"]) / 1e6 for d in ok],
+        "ttft_ms": [(d["emitted"] - d["sent"]) / 1e6 for d in ok],
+    }
+
+
+async def client_turns(args: argparse.Namespace) -> dict:
+    loop = asyncio.get_running_loop()
+    slugs = rooms(args.k)
+    gate = asyncio.Semaphore(CONNECT_PARALLEL)
+
+    async def watch(slug: str) -> Connection:
+        url = f"{args.ws}/ws/rooms/{slug}/"
+        parts = urlsplit(url)
+        async with gate:
+            _, conn = await loop.create_connection(
+                lambda: Connection(handshake(url, args.watcher)),
+                parts.hostname,
+                parts.port,
+            )
+            async with asyncio.timeout(60):
+                await conn.opened
+        return conn
+
+    feeds = await asyncio.gather(*(watch(s) for s in slugs))
+    await asyncio.sleep(1.0)  # snapshots and presence, then forget them
+    for feed in feeds:
+        feed.frames.clear()
+    print("posting", flush=True)
+    go = asyncio.Event()
+    headers = {"Authorization": f"Token {args.token}"}
+    body = json.dumps({"text": args.text}).encode()
+
+    async def post(slug: str) -> dict:
+        await go.wait()
+        return await http(
+            f"{args.http}/api/rooms/{slug}/requests", body, headers, False
+        )
+
+    tasks = [asyncio.create_task(post(s)) for s in slugs]
+    await asyncio.sleep(0.2)
+    go.set()
+    posts = await asyncio.gather(*tasks, return_exceptions=True)
+
+    def ended(feed: Connection) -> bool:
+        return any(
+            data.startswith(b'{"type":"request"') and any(e in data for e in ENDED)
+            for _, data in feed.frames
+        )
+
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline and not all(map(ended, feeds)):
+        await asyncio.sleep(0.2)
+    rows = []
+    for slug, feed, p in zip(slugs, feeds, posts, strict=True):
+        rows.append(parse_turn(slug, feed.frames, p))
+    return {"k": args.k, "turns": rows}
+
+
+def parse_turn(slug: str, frames: list[tuple[int, bytes]], post: object) -> dict:
+    row: dict = {"room": slug}
+    if not isinstance(post, dict) or post["status"] not in (200, 201, 202):
+        row["post_error"] = repr(post)[:300]
+        return row
+    sent = post["sent"]
+    row["post_ms"] = (post["received"] - sent) / 1e6
+    rid = json.loads(post["body"])["id"]
+    row["id"] = rid
+    for received, data in frames:
+        frame = json.loads(data)
+        if frame["type"] == "delta" and frame.get("request") == rid:
+            if "first_delta_ms" not in row:
+                row["first_delta_ms"] = (received - sent) / 1e6
+            for k, stamp in TOKEN.findall(frame.get("text", "").encode()):
+                if k == b"1" and "model_token_ms" not in row:
+                    row["model_token_ms"] = (int(stamp) - sent) / 1e6
+        elif frame["type"] == "request" and frame["request"]["id"] == rid:
+            row["status"] = frame["request"]["status"]
+    return row
+
+
+def client_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["limit", "turns"])
+    parser.add_argument("--k", type=int, required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--url", help="limit: the stand-in's chat/completions")
+    parser.add_argument("--body", help="limit: a file with the request body")
+    parser.add_argument("--http", help="turns: the web process's base URL")
+    parser.add_argument("--ws", help="turns: the web process's ws:// base")
+    parser.add_argument("--token", help="turns: the poster's API token")
+    parser.add_argument("--watcher", help="turns: the watcher's API token")
+    parser.add_argument("--text", default="count to 100")
+    parser.add_argument("--timeout", type=float, default=120)
+    args = parser.parse_args(argv)
+    import uvloop
+
+    run = client_limit if args.mode == "limit" else client_turns
+    result = uvloop.run(run(args))
+    # Its own CPU: the runner cannot read /proc of a process that has exited.
+    result["cpu_s"] = time.process_time()
+    Path(args.out).write_text(json.dumps(result))
+    print("done", flush=True)
+
+
+# The runner ----------------------------------------------------------------------
+
+
+class Sampler(threading.Thread):
+    """Every 0.5 s: the worker's RSS and the bench database's connections."""
+
+    def __init__(self, worker_pids: list[int], database_url: str) -> None:
+        super().__init__(daemon=True)
+        self.pids, self.url = worker_pids, database_url
+        self.rss: list[int] = []
+        self.pg: list[int] = []
+        self.pg_worker: list[int] = []
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        conn = None
+        if self.url.startswith(("postgres://", "postgresql://")):
+            import psycopg
+
+            conn = psycopg.connect(self.url, autocommit=True)
+        while not self.halt.is_set():
+            self.rss.append(sum(rss_kb(pid) for pid in self.pids))
+            if conn is not None:
+                ports = conn.execute(
+                    "SELECT client_port FROM pg_stat_activity WHERE datname = "
+                    "current_database() AND pid <> pg_backend_pid()"
+                ).fetchall()
+                self.pg.append(len(ports))
+                mine = local_ports(self.pids)
+                self.pg_worker.append(sum(p in mine for (p,) in ports))
+            self.halt.wait(SAMPLE_S)
+        if conn is not None:
+            conn.close()
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(10)
+
+
+def local_ports(pids: list[int]) -> set[int]:
+    """The local TCP ports of the processes' sockets (/proc/<pid>/fd, /proc/net)."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:
+            continue
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes:
+                ports.add(int(fields[1].rpartition(":")[2], 16))
+    return ports
+
+
+def outcomes(database_url: str, ids: list[str]) -> dict:
+    """This run's requests: how many did not end `completed`, and how many have no
+    assistant message (lost) or more than one (duplicated), from the database."""
+    query = (
+        "SELECT r.id, r.status, (SELECT count(*) FROM chat_message m "
+        "WHERE m.request_id = r.id AND m.role = 'assistant') FROM chat_request r"
+    )
+    if database_url.startswith("sqlite:///"):
+        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as conn:
+            found = conn.execute(query).fetchall()
+    else:
+        import psycopg
+
+        with psycopg.connect(database_url) as conn:
+            found = conn.execute(query).fetchall()
+    by_id = {uuid.UUID(str(rid)).hex: (status, n) for rid, status, n in found}
+    lost = duplicated = not_completed = 0
+    for rid in ids:
+        status, messages = by_id.get(uuid.UUID(rid).hex, ("missing", 0))
+        not_completed += status != "completed"
+        lost += messages == 0
+        duplicated += max(0, messages - 1)
+    return {"lost": lost, "duplicated": duplicated, "not_completed": not_completed}
+
+
+def _client(system: System, tag: str, argv: list[str]) -> subprocess.Popen:
+    log = (system.log_dir / f"{tag}.log").open("w")
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench.concurrent", *argv],
+        cwd=ROOT,
+        env=system.env,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
+
+
+def _cpu(groups: dict[str, list[int]]) -> dict[str, float]:
+    return {name: cpu_seconds(pids) for name, pids in groups.items()}
+
+
+def run_ours(
+    system: System, web: Proc, worker: Proc, k: int, text: str, delay: float
+) -> dict:
+    model_config(system, token_delay=delay)
+    api = f"{web.url}/api/rooms/c-warm/requests"
+    headers = {"Authorization": f"Token {system.tokens['approver']}"}
+    requests.post(api, json={"text": "count to 3"}, headers=headers, timeout=60)
+    time.sleep(1.5)  # the warm-up turn ends
+    worker_pids = group_members(worker.pid)
+    out = system.log_dir / f"concurrent-{k}-ours.json"
+    argv = ["turns", "--k", str(k), "--out", str(out), "--http", web.url]
+    argv += ["--ws", ws_url(web).rstrip("/"), "--token", system.tokens["approver"]]
+    argv += ["--watcher", system.tokens["watcher"], "--text", text]
+    rss_before = sum(rss_kb(pid) for pid in worker_pids)
+    sampler = Sampler(worker_pids, system.env["DATABASE_URL"])
+    sampler.start()
+    client = _client(system, f"concurrent-{k}-ours", argv)
+    line = client.stdout.readline().strip()
+    if line != "posting":
+        client.kill()
+        sampler.stop()
+        raise RuntimeError(f"concurrent client failed: {line!r}")
+    groups = {
+        "worker": worker_pids,
+        "web": group_members(web.pid),
+        "standin": group_members(system.openai.pid),
+    }
+    cpu, started = _cpu(groups), time.monotonic()
+    client_before = cpu_seconds([client.pid])
+    client.stdout.readline()
+    elapsed = time.monotonic() - started
+    used = {n: round(v - cpu[n], 2) for n, v in _cpu(groups).items()}
+    client.wait(60)
+    sampler.stop()
+    result = json.loads(out.read_text())
+    used["clients"] = round(result["cpu_s"] - client_before, 2)
+    turns = result["turns"]
+    done = outcomes(system.env["DATABASE_URL"], [t["id"] for t in turns if "id" in t])
+    first = [t["first_delta_ms"] for t in turns if "first_delta_ms" in t]
+    peak = max([rss_before, *sampler.rss])
+    return {
+        "k": k,
+        "text": text,
+        "token_delay": delay,
+        "post_to_first_delta_ms": spread(first),
+        "post_to_model_token_ms": spread(
+            [t["model_token_ms"] for t in turns if "model_token_ms" in t]
+        ),
+        "post_call_ms": spread([t["post_ms"] for t in turns if "post_ms" in t]),
+        "post_errors": sum("post_error" in t for t in turns),
+        "no_delta": k - len(first),
+        "watcher_saw_completed": sum(t.get("status") == "completed" for t in turns),
+        **done,
+        "rss_before_kb": rss_before,
+        "rss_peak_kb": peak,
+        "kb_per_turn": round((peak - rss_before) / max(1, k), 1),
+        "pg_connections_max": max(sampler.pg, default=None),
+        "pg_worker_connections_max": max(sampler.pg_worker, default=None),
+        "pg_pool_size": int(os.environ.get("DB_POOL_SIZE", DEFAULT_POOL)),
+        "cpu_s": used,
+        "cpu_cores": {n: round(v / elapsed, 2) for n, v in used.items()},
+        "seconds": round(elapsed, 1),
+    }
+
+
+def run_limit(system: System, k: int) -> dict:
+    base = system.openai.url
+    logged = requests.get(f"{base.removesuffix('/v1')}/_control/requests", timeout=10)
+    body = system.log_dir / "concurrent-body.json"
+    body.write_text(json.dumps(logged.json()["requests"][-1]["body"]))
+    out = system.log_dir / f"concurrent-{k}-limit.json"
+    argv = ["limit", "--k", str(k), "--out", str(out)]
+    argv += ["--url", f"{base}/chat/completions", "--body", str(body)]
+    client = _client(system, f"concurrent-{k}-limit", argv)
+    groups = {"standin": group_members(system.openai.pid)}
+    cpu, started = _cpu(groups), time.monotonic()
+    client.stdout.readline()
+    elapsed = time.monotonic() - started
+    used = {n: round(v - cpu[n], 2) for n, v in _cpu(groups).items()}
+    client.wait(60)
+    result = json.loads(out.read_text())
+    used["clients"] = round(result["cpu_s"] - result["cpu_at_go_s"], 2)
+    return {
+        "k": k,
+        "failed": result["failed"],
+        "errors": result["errors"],
+        "ttfc_ms": spread(result["ttfc_ms"]),
+        "ttft_ms": spread(result["ttft_ms"]),
+        "cpu_s": used,
+        "cpu_cores": {n: round(v / elapsed, 2) for n, v in used.items()},
+        "seconds": round(elapsed, 1),
+    }
+
+
+if __name__ == "__main__":
+    client_main()
