@@ -278,11 +278,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         reason: str,
         arguments: dict[str, Any] | None,
     ) -> None:
-        # pk=None (a malformed id) matches no row; the stubs refuse None.
-        if not Action.objects.filter(  # type: ignore[misc]
-            pk=services.id_or_none(action_id), room=self.room
-        ).exists():
-            raise services.NotFound("No such action in this room.")
+        self._check_in_room(action_id)
         services.action_decide(
             action_id=action_id,
             user=self.user,
@@ -291,6 +287,26 @@ class RoomConsumer(AsyncWebsocketConsumer):
             arguments=arguments,
             via=Action.Via.ROOM,
         )
+
+    async def frame_retract(self, frame: dict[str, Any]) -> None:
+        action_id, reason = frame.get("action"), frame.get("reason") or ""
+        if not isinstance(action_id, str) or not isinstance(reason, str):
+            self._error("retract", "retract needs an action id (and a text reason).")
+            return
+        await database_sync_to_async(self._retract)(action_id, reason)
+
+    def _retract(self, action_id: str, reason: str) -> None:
+        self._check_in_room(action_id)
+        services.action_retract(
+            action_id=action_id, user=self.user, reason=reason, via=Action.Via.ROOM
+        )
+
+    def _check_in_room(self, action_id: str) -> None:
+        # pk=None (a malformed id) matches no row; the stubs refuse None.
+        if not Action.objects.filter(  # type: ignore[misc]
+            pk=services.id_or_none(action_id), room=self.room
+        ).exists():
+            raise services.NotFound("No such action in this room.")
 
     async def frame_cancel(self, frame: dict[str, Any]) -> None:
         request_id = frame.get("request")
@@ -324,6 +340,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     FRAME_HANDLERS = {
         "chat": frame_chat,
         "decide": frame_decide,
+        "retract": frame_retract,
         "cancel": frame_cancel,
         "resync": frame_resync,
     }

@@ -23,13 +23,18 @@ def model_step(*, request_id: UUID | str, step: int) -> None:
     _send(MODEL_STEP, str(request_id), step)
 
 
-def tool_call(*, action_id: UUID | str) -> None:
-    """Queue the execution of an approved (or approval-free) action."""
-    _send(TOOL_CALL, str(action_id))
+def tool_call(*, action_id: UUID | str, countdown: float = 0) -> None:
+    """Queue the execution of an approved (or approval-free) action.
+
+    With `countdown` it is delivered when an approval's delay has passed; the claim
+    refuses it before `runs_at` all the same, and the sweep sends it again if this
+    message is lost to a restart.
+    """
+    _send(TOOL_CALL, str(action_id), countdown=countdown)
 
 
-def _send(name: str, *args: object) -> None:
+def _send(name: str, *args: object, countdown: float = 0) -> None:
     try:
-        current_app.send_task(name, args=args)
+        current_app.send_task(name, args=args, countdown=countdown or None)
     except Exception:
         logger.exception("could not enqueue %s%r; the sweep will find it", name, args)

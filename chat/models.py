@@ -191,6 +191,8 @@ class Action(models.Model):
         ROOM = "room"
         API = "api"
         ADMIN = "admin"
+        LINK = "link"
+        POLICY = "policy"
         SYSTEM = "system"
 
     # Not settled yet: the turn waits for these before the next model call.
@@ -211,7 +213,13 @@ class Action(models.Model):
             Status.EXPIRED,
             Status.CANCELLED,
         },
-        Status.APPROVED: {Status.EXECUTING, Status.FAILED, Status.CANCELLED},
+        # Back to pending: a retract during the approval's delay.
+        Status.APPROVED: {
+            Status.EXECUTING,
+            Status.PENDING,
+            Status.FAILED,
+            Status.CANCELLED,
+        },
         Status.EXECUTING: {Status.SUCCEEDED, Status.FAILED},
     }
 
@@ -241,6 +249,21 @@ class Action(models.Model):
     reason = models.TextField(blank=True)
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
+    # The approval rule, resolved from the room's policy when the action was created
+    # and copied here: a later change of the policy does not change it.
+    rule = models.JSONField(null=True, blank=True)
+    approvals_required = models.PositiveSmallIntegerField(default=1)
+    # Usernames who may vote; null: the room's approvers (and chat.decide_action).
+    approvers = models.JSONField(null=True, blank=True)
+    requester_may_approve = models.BooleanField(default=True)
+    delay = models.PositiveIntegerField(default=0)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    # When an approved action with a delay starts; until then it may be retracted.
+    runs_at = models.DateTimeField(null=True, blank=True)
+    # Votes count for one ballot: an edit of the arguments or a retract opens the next.
+    ballot = models.PositiveIntegerField(default=0)
+    # [{username, at, reason}] of every retraction, for the model and the audit.
+    retractions = models.JSONField(default=list, blank=True)
     # An executing tool call is claimed with a lease; see chat/services/execution.py.
     lease_token = models.CharField(max_length=32, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
@@ -251,7 +274,10 @@ class Action(models.Model):
     class Meta:
         ordering = ["created"]
         permissions = [("decide_action", "Can approve or deny actions in every room")]
-        indexes = [models.Index(fields=["status", "created"])]
+        indexes = [
+            models.Index(fields=["status", "created"]),
+            models.Index(fields=["status", "expires_at"]),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["request", "tool_call_id"], name="one_action_per_tool_call"
@@ -269,6 +295,67 @@ class Action(models.Model):
     @property
     def edited(self) -> bool:
         return self.proposed_arguments is not None
+
+
+class Vote(models.Model):
+    """One person's approve or deny of an action, for one ballot of its arguments."""
+
+    class Decision(models.TextChoices):
+        APPROVE = "approve"
+        DENY = "deny"
+
+    action = models.ForeignKey(Action, on_delete=models.CASCADE, related_name="votes")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    ballot = models.PositiveIntegerField()
+    decision = models.CharField(max_length=10, choices=Decision.choices)
+    reason = models.TextField(blank=True)
+    via = models.CharField(max_length=10, choices=Action.Via.choices)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["action", "user", "ballot"], name="one_vote_per_ballot"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.decision}s {self.action_id} (ballot {self.ballot})"
+
+
+class PolicyRule(models.Model):
+    """One rule of a room's approval policy (PROTOCOL.md, "Approval policies")."""
+
+    class Mode(models.TextChoices):
+        ASK = "ask"
+        AUTO = "auto"
+        NEVER = "never"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    room = models.ForeignKey(
+        Room, on_delete=models.CASCADE, related_name="policy_rules"
+    )
+    # A tool name as offered to the model, or "*".
+    tool = models.CharField(max_length=120)
+    # The rule applies when each key equals the call's argument (exact JSON equality).
+    arguments = models.JSONField(default=dict, blank=True)
+    mode = models.CharField(max_length=5, choices=Mode.choices, default=Mode.ASK)
+    approvals_required = models.PositiveSmallIntegerField(default=1)
+    approvers = models.JSONField(default=list, blank=True)
+    requester_may_approve = models.BooleanField(default=True)
+    # Seconds; null: AGENT_APPROVAL_TIMEOUT.
+    timeout = models.PositiveIntegerField(null=True, blank=True)
+    delay = models.PositiveIntegerField(default=0)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created"]
+
+    def __str__(self) -> str:
+        return f"{self.tool}: {self.mode}"
 
 
 class RoomEvent(models.Model):

@@ -4,7 +4,8 @@ from typing import Any
 
 from rest_framework import serializers
 
-from .models import Action, Membership, Message, Request, Room
+from .eligibility import eligible_voters
+from .models import Action, Membership, Message, PolicyRule, Request, Room, Vote
 
 
 class MessageSerializer(serializers.ModelSerializer[Message]):
@@ -32,6 +33,13 @@ class ActionSerializer(serializers.ModelSerializer[Action]):
     proposed_arguments = serializers.JSONField(read_only=True, allow_null=True)
     preview = serializers.JSONField(read_only=True, allow_null=True)
     result = serializers.JSONField(read_only=True, allow_null=True)
+    approvers = serializers.ListField(
+        child=serializers.CharField(), read_only=True, allow_null=True
+    )
+    approvals = serializers.SerializerMethodField()
+    eligible = serializers.SerializerMethodField()
+    rule = serializers.JSONField(read_only=True, allow_null=True)
+    retractions = serializers.JSONField(read_only=True)
 
     class Meta:
         model = Action
@@ -52,7 +60,32 @@ class ActionSerializer(serializers.ModelSerializer[Action]):
             "result",
             "error",
             "created",
+            "approvals_required",
+            "approvals",
+            "approvers",
+            "requester_may_approve",
+            "expires_at",
+            "runs_at",
+            "eligible",
+            "rule",
+            "retractions",
         ]
+
+    def get_approvals(self, action: Action) -> list[dict[str, str]]:
+        """The approvals for the current arguments: `[{username, at}]`."""
+        votes = Vote.objects.filter(
+            action=action, ballot=action.ballot, decision=Vote.Decision.APPROVE
+        ).values_list("user__username", "at")
+        return [{"username": name, "at": at.isoformat()} for name, at in votes]
+
+    def get_eligible(self, action: Action) -> list[str]:
+        """Who may still vote on it (pending only): the names a card shows."""
+        requester = (
+            Request.objects.filter(pk=action.request_id)
+            .values_list("user_id", flat=True)
+            .first()
+        )
+        return eligible_voters(action, requester)
 
 
 class RequestSerializer(serializers.ModelSerializer[Request]):
@@ -113,3 +146,25 @@ class RoomDetailSerializer(RoomSerializer):
 def request_event(request: Request) -> dict[str, Any]:
     """The small form of a request that `request` events carry."""
     return {"id": str(request.id), "status": request.status, "error": request.error}
+
+
+class PolicyRuleSerializer(serializers.ModelSerializer[PolicyRule]):
+    id = serializers.CharField(read_only=True)
+    arguments = serializers.JSONField(read_only=True)
+    approvers = serializers.ListField(child=serializers.CharField(), read_only=True)
+
+    class Meta:
+        model = PolicyRule
+        fields = [
+            "id",
+            "tool",
+            "arguments",
+            "mode",
+            "approvals_required",
+            "approvers",
+            "requester_may_approve",
+            "timeout",
+            "delay",
+            "created",
+        ]
+        read_only_fields = fields

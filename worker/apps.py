@@ -4,3 +4,13 @@ from django.apps import AppConfig
 class WorkerConfig(AppConfig):
     name = "worker"
     verbose_name = "Agent"
+
+    def ready(self) -> None:
+        # The domain previews an approver's edited call through this registry; it
+        # never imports the worker package itself.
+        from chat.tools import register_previewer
+
+        from .packs import preview_for_domain
+
+        for pack in ("linear",):
+            register_previewer(pack, preview_for_domain)

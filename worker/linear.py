@@ -23,6 +23,7 @@ _ISSUE_SELECTION = """
   priority
   url
   trashed
+  updatedAt
   state { id name type }
   assignee { id name displayName email }
   team { id key name }
@@ -237,7 +238,7 @@ class LinearClient:
         issue = self.get_issue(issue_id)
         if issue is None:
             return None
-        return {k: issue[k] for k in ("identifier", "title", "state")}
+        return {k: issue[k] for k in ("identifier", "title", "state", "updated_at")}
 
     def teams(self) -> list[dict[str, Any]]:
         """Every team the key can see, as `{"id", "key", "name"}`."""
@@ -509,6 +510,7 @@ def _issue(node: dict[str, Any]) -> dict[str, Any]:
         "assignee": assignee.get("name"),
         "team": (node.get("team") or {}).get("key"),
         "url": node.get("url"),
+        "updated_at": node.get("updatedAt"),
     }
 
 

@@ -20,10 +20,10 @@ from chat.tools import CheckedCall
 
 from .context import build_context
 from .delta import DeltaRelay
-from .errors import PermanentError, ServiceError, TransientError
+from .errors import PermanentError, TransientError
 from .heartbeat import Lease, keeper
 from .model import Completion, Stopped, stream_chat
-from .packs import Executor, executor_for
+from .packs import Executor, executor_for, preview_for_domain
 
 logger = logging.getLogger(__name__)
 Status = Request.Status
@@ -86,7 +86,11 @@ def _record(request: Request, completion: Completion) -> None:
         for c in completion.tool_calls
     ]
     # Read before the request's lock is taken: a preview is a call to the service.
-    previews = {c.id: _preview(c) for c in calls if c.spec and c.spec.needs_approval}
+    previews = {
+        c.id: _preview(c)
+        for c in calls
+        if c.spec and c.spec.preview != tools.Preview.NONE
+    }
     services.step_record(
         request=request,
         text=completion.text,
@@ -98,10 +102,7 @@ def _record(request: Request, completion: Completion) -> None:
 
 def _preview(call: CheckedCall) -> dict[str, Any] | None:
     assert call.spec is not None and call.parsed is not None
-    try:
-        return executor_for(call.spec).preview(call.spec, call.parsed)
-    except ServiceError as exc:
-        return {"unavailable": str(exc)}
+    return preview_for_domain(call.spec, call.parsed)
 
 
 # One tool call ---------------------------------------------------------------------
@@ -139,4 +140,7 @@ def _run(executor: Executor, spec: tools.ToolSpec, action: Action) -> dict[str, 
         recovered = executor.recover(spec, action.arguments, action_id)
         if recovered is not None:
             return recovered
-    return executor.run(spec, action.arguments, action_id)
+    # The first attempt checks the target against what the approvers saw; a retry
+    # may find the record changed by its own earlier attempt.
+    seen = action.preview if action.attempts == 1 else None
+    return executor.run(spec, action.arguments, action_id, seen)

@@ -16,6 +16,7 @@ from django.utils.safestring import SafeString
 from django.utils.timesince import timesince
 
 from chat import services
+from chat.eligibility import may_vote
 from chat.errors import Conflict, Forbidden, Invalid, NotFound
 from chat.models import Action, Membership
 
@@ -59,7 +60,7 @@ class ActionAdmin(AgentRecordMixin, admin.ModelAdmin[Action]):
             },
         ),
         ("What it does", {"fields": ("arguments_pretty", "preview_pretty")}),
-        ("Decision", {"fields": ("decision_record", "edits")}),
+        ("Decision", {"fields": ("rule_display", "votes", "decision_record", "edits")}),
         ("Outcome", {"fields": ("result_pretty", "error")}),
         (
             "Bookkeeping",
@@ -140,6 +141,51 @@ class ActionAdmin(AgentRecordMixin, admin.ModelAdmin[Action]):
         body = format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows)
         return format_html('<table class="chat-decision">{}</table>', body)
 
+    @admin.display(description="rule")
+    def rule_display(self, action: Action) -> str:
+        who = (
+            ", ".join(action.approvers) if action.approvers else "the room's approvers"
+        )
+        parts = [
+            f"{action.approvals_required} approval(s) from {who}",
+            "the requester may approve"
+            if action.requester_may_approve
+            else "not the requester",
+        ]
+        if action.delay:
+            parts.append(f"{action.delay} s to retract after approval")
+        if action.expires_at:
+            parts.append(f"expires {action.expires_at.isoformat(timespec='seconds')}")
+        source = f"rule {action.rule['rule_id']}" if action.rule else "the default"
+        return f"{'; '.join(parts)} ({source})"
+
+    @admin.display(description="votes")
+    def votes(self, action: Action) -> SafeString | str:
+        rows = [
+            (
+                vote.user.username,
+                vote.decision,
+                f"ballot {vote.ballot}"
+                + (" (current)" if vote.ballot == action.ballot else ""),
+                vote.at.isoformat(timespec="seconds"),
+                vote.via,
+                vote.reason or "-",
+            )
+            for vote in action.votes.select_related("user")
+        ]
+        if not rows:
+            return "No votes yet."
+        body = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            rows,
+        )
+        return format_html(
+            '<table class="chat-votes"><tr><th>who</th><th>vote</th><th>for</th>'
+            "<th>at</th><th>through</th><th>reason</th></tr>{}</table>",
+            body,
+        )
+
     @admin.display(description="edits")
     def edits(self, action: Action) -> SafeString | str:
         if not action.edited:
@@ -193,8 +239,10 @@ class ActionAdmin(AgentRecordMixin, admin.ModelAdmin[Action]):
         context = dict(extra_context or {})
         if action is not None and action.status == Action.Status.PENDING:
             context["decision_pending"] = True
-            context["decision_allowed"] = services.can_decide(
-                room=action.room, user=admin_user(request)
+            context["decision_allowed"] = may_vote(
+                action=action,
+                requester_id=action.request.user_id,
+                user=admin_user(request),
             )
             context["decision_summary"] = action_summary(action)
             context["approve_url"] = reverse(
@@ -235,26 +283,33 @@ class ActionAdmin(AgentRecordMixin, admin.ModelAdmin[Action]):
         when they may neither decide nor see it."""
         label = action_summary(action)
         try:
-            services.action_decide(
+            decided = services.action_decide(
                 action_id=str(action.pk),
                 user=admin_user(request),
                 decision=decision,
                 reason=reason,
                 via=Action.Via.ADMIN,
             )
-        except (Forbidden, NotFound):
+        except NotFound:
             if not self.has_view_permission(request, action):
                 return None
-            return messages.ERROR, (
-                f"{label}: not allowed: you are not an approver of the room "
-                f"{action.room.slug!r}."
-            )
+            return messages.ERROR, f"{label}: not allowed: you may not see its room."
+        except Forbidden as exc:
+            if not self.has_view_permission(request, action):
+                return None
+            return messages.ERROR, f"{label}: not allowed: {exc.detail}"
         except Conflict:
             action.refresh_from_db()
             return messages.WARNING, f"{label}: {already_decided(action)}."
         except Invalid as exc:
             return messages.ERROR, f"{label}: {exc.detail}"
         # The decision service writes the admin log entry, whatever the interface.
+        if decided.status == Action.Status.PENDING:
+            count = decided.votes.filter(ballot=decided.ballot).count()
+            return messages.SUCCESS, (
+                f"Your approval counted: {label} ({count} of "
+                f"{decided.approvals_required} approvals; it waits for more)."
+            )
         verb = "Approved" if decision == "approve" else "Denied"
         return messages.SUCCESS, f"{verb}: {label}."
 

@@ -4,6 +4,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.db.models import Q
 from django.http import HttpRequest
@@ -11,7 +12,18 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 
-from chat.models import Action, Membership, Message, Request, Room, RoomEvent
+from chat.errors import Invalid
+from chat.models import (
+    Action,
+    Membership,
+    Message,
+    PolicyRule,
+    Request,
+    Room,
+    RoomEvent,
+)
+from chat.services.policies import FIELDS as RULE_FIELDS
+from chat.services.policies import rule_clean
 
 from .common import (
     SUMMARY_CHARS,
@@ -152,12 +164,54 @@ class MembershipInline(DeciderMayViewMixin, admin.TabularInline[Membership, Room
     raw_id_fields = ("user",)
 
 
+class PolicyRuleForm(forms.ModelForm[PolicyRule]):
+    """The rule validated as the API validates it (`rule_clean`), field by field."""
+
+    class Meta:
+        model = PolicyRule
+        fields = [
+            "tool",
+            "arguments",
+            "mode",
+            "approvals_required",
+            "approvers",
+            "requester_may_approve",
+            "timeout",
+            "delay",
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        try:
+            clean = rule_clean({k: v for k, v in data.items() if k in RULE_FIELDS})
+        except Invalid as exc:
+            raise forms.ValidationError(exc.detail) from None
+        approvers = clean.get("approvers") or []
+        if approvers and clean.get("approvals_required", 1) > len(approvers):
+            raise forms.ValidationError(
+                "approvals_required is more than the approvers named: no action "
+                "could be approved."
+            )
+        data.update(clean)
+        return data
+
+
+class PolicyRuleInline(admin.TabularInline[PolicyRule, Room]):
+    """The room's approval policy, edited beside its members."""
+
+    model = PolicyRule
+    form = PolicyRuleForm
+    extra = 0
+    verbose_name = "approval rule"
+    verbose_name_plural = "approval policy (rules; PROTOCOL.md, Approval policies)"
+
+
 @admin.register(Room)
 class RoomAdmin(DeciderMayViewMixin, admin.ModelAdmin[Room]):
     list_display = ("name", "slug", "created_by", "created", "last_seq")
     search_fields = ("name", "slug")
     readonly_fields = ("created_by", "created", "last_seq")
-    inlines = (MembershipInline,)
+    inlines = (MembershipInline, PolicyRuleInline)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Deleting a room deletes its whole history.

@@ -1,7 +1,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from . import views
+from . import policies, views
 
 urlpatterns = [
     path("auth/token", views.TokenView.as_view(), name="api-token"),
@@ -32,6 +32,22 @@ urlpatterns = [
         views.ActionDenyView.as_view(),
         name="api-action-deny",
     ),
+    path(
+        "actions/<str:action_id>/retract",
+        policies.ActionRetractView.as_view(),
+        name="api-action-retract",
+    ),
+    path(
+        "rooms/<slug:slug>/policies",
+        policies.PoliciesView.as_view(),
+        name="api-policies",
+    ),
+    path(
+        "rooms/<slug:slug>/policies/<str:rule_id>",
+        policies.PolicyView.as_view(),
+        name="api-policy",
+    ),
+    path("tools", policies.ToolsView.as_view(), name="api-tools"),
     path("schema", SpectacularAPIView.as_view(), name="api-schema"),
     path(
         "docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"

@@ -11,7 +11,13 @@ then the room row (taken by `event_emit`).
 from chat.errors import Conflict, Forbidden, Invalid, NotFound
 
 from .access import can_decide, can_see, id_or_none, room_get_for_member, room_role
-from .actions import action_decide, action_expire_overdue, action_get, action_list
+from .actions import (
+    action_decide,
+    action_expire_overdue,
+    action_get,
+    action_list,
+    action_retract,
+)
 from .events import (
     action_emit,
     message_emit,
@@ -28,6 +34,14 @@ from .execution import (
     action_renew,
 )
 from .locks import action_lock, request_lock
+from .policies import (
+    policy_create,
+    policy_delete,
+    policy_list,
+    policy_update,
+    rule_clean,
+    rule_resolve,
+)
 from .requests import (
     request_advance,
     request_cancel,
@@ -62,12 +76,17 @@ __all__ = [
     "action_list",
     "action_lock",
     "action_release",
+    "action_retract",
     "action_renew",
     "can_decide",
     "can_see",
     "id_or_none",
     "member_add",
     "message_emit",
+    "policy_create",
+    "policy_delete",
+    "policy_list",
+    "policy_update",
     "request_advance",
     "request_cancel",
     "request_emit",
@@ -78,6 +97,8 @@ __all__ = [
     "room_create",
     "room_get_for_member",
     "room_role",
+    "rule_clean",
+    "rule_resolve",
     "step_claim",
     "step_end",
     "step_gave_up",

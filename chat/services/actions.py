@@ -7,15 +7,17 @@ from django.conf import settings
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from chat import enqueue
+from chat.eligibility import may_vote
 from chat.errors import Conflict, Forbidden, Invalid, NotFound
-from chat.models import Action
+from chat.models import Action, Vote
 from chat.text import storable
-from chat.tools import InvalidCall, validate
+from chat.tools import InvalidCall, preview_call, validate
 
-from .access import can_decide, can_see, id_or_none
+from .access import can_see, id_or_none
 from .events import action_emit, tool_result_emit
 from .locks import action_lock
 from .requests import request_advance
@@ -58,42 +60,166 @@ def action_decide(
     arguments: dict[str, Any] | None = None,
     via: str = Action.Via.API,
 ) -> Action:
-    """Approve or deny a pending action; the first decision wins, later ones get 409.
+    """Record `user`'s vote on a pending action, under the rule copied onto it.
 
-    An approval may edit the arguments (validated like the model's); the tool then
-    runs with them and the model is told. A denial reaches the model as the tool's
-    result, with the reason.
+    The vote that completes the quorum (`approvals_required` distinct eligible
+    users) approves it; one eligible deny ends it. A vote with other arguments
+    replaces them (validated like the model's, previewed afresh), clears the earlier
+    votes and counts for the new ones. Later votes get 409. A denial reaches the model
+    as the tool's result, with the reason.
     """
     action = action_get(action_id=action_id, user=user)
-    if not can_decide(room=action.room, user=user):
-        raise Forbidden("Only approvers of this room may decide its actions.")
     if decision not in ("approve", "deny"):
         raise Invalid("decision must be approve or deny.")
     reason = _clean_reason(reason)
+    preview = None
     if arguments is not None:
         if decision != "approve":
             raise Invalid("Only an approval may edit the arguments.")
         try:
-            validate(action.tool, arguments)
+            spec = validate(action.tool, arguments)
         except InvalidCall as exc:
             raise Invalid(str(exc)) from None
+        if arguments != action.arguments:
+            # Read before the lock: approvers see the edited call's target, not the
+            # model's, before this vote counts.
+            preview = preview_call(spec, arguments)
     with transaction.atomic():
         locked = action_lock(action_id=action.pk)
         assert locked is not None  # actions are deleted only with their room
-        action = locked[1]
+        request, action = locked
+        _check_may_vote(action, request.user_id, user)
         if action.status != Action.Status.PENDING:
-            who = f" by {action.decided_by}" if action.decided_by else ""
-            raise Conflict(
-                f"This action is no longer pending: it was {action.status}{who}."
-            )
-        _record_decision(action, user, decision, reason, arguments, via)
-        action_emit(action)
+            raise Conflict(f"This action is no longer pending: {_not_pending(action)}")
+        if arguments is not None and arguments != action.arguments:
+            _replace_arguments(action, arguments, preview)
+        elif Vote.objects.filter(
+            action=action, user=user, ballot=action.ballot
+        ).exists():
+            raise Conflict("You already voted on this action's current arguments.")
+        Vote.objects.create(
+            action=action,
+            user=user,
+            ballot=action.ballot,
+            decision=decision,
+            reason=reason,
+            via=via,
+        )
+        approvals = Vote.objects.filter(
+            action=action, ballot=action.ballot, decision=Vote.Decision.APPROVE
+        ).count()
         if decision == "deny":
+            _record_decision(action, user, Action.Status.DENIED, reason, via)
             tool_result_emit(action)
+        elif approvals >= action.approvals_required:
+            _record_decision(action, user, Action.Status.APPROVED, reason, via)
+            _schedule(action)
         else:
-            transaction.on_commit(lambda: enqueue.tool_call(action_id=action.pk))
+            action.save()
+            _log_vote(action, user, via)
+        action_emit(action)
     request_advance(request_id=action.request_id)
     return action
+
+
+def action_retract(
+    *, action_id: str, user: User, reason: str = "", via: str = Action.Via.API
+) -> Action:
+    """Put an approved action that waits out its delay back to pending, no votes.
+
+    Any user eligible to vote on it may; once its tool started or it ended, 409.
+    The model hears of the retraction with the action's final result.
+    """
+    action = action_get(action_id=action_id, user=user)
+    reason = _clean_reason(reason)
+    with transaction.atomic():
+        locked = action_lock(action_id=action.pk)
+        assert locked is not None
+        request, action = locked
+        _check_may_vote(action, request.user_id, user)
+        waiting = action.status == Action.Status.APPROVED and action.runs_at
+        if not waiting or action.runs_at <= timezone.now():  # type: ignore[operator]
+            raise Conflict(
+                "Only an approval still waiting out its delay can be retracted: "
+                + _not_pending(action)
+            )
+        action.move_to(Action.Status.PENDING)
+        action.ballot += 1
+        action.runs_at = None
+        action.decided_by, action.decided_at, action.decided_via = None, None, ""
+        action.retractions = [
+            *action.retractions,
+            {
+                "username": user.username,
+                "at": timezone.now().isoformat(),
+                "reason": reason,
+            },
+        ]
+        action.save()
+        LogEntry.objects.log_actions(
+            user.pk,
+            [action],
+            CHANGE,
+            single_object=True,
+            change_message=f"Retracted the approval in the {via}. "
+            + (f"Reason: {reason}" if reason else "No reason given."),
+        )
+        action_emit(action)
+    request_advance(request_id=action.request_id)
+    return action
+
+
+def _check_may_vote(action: Action, requester_id: int | None, user: User) -> None:
+    if may_vote(action=action, requester_id=requester_id, user=user):
+        return
+    if not action.requester_may_approve and user.pk == requester_id:
+        raise Forbidden(
+            "This action's rule needs someone other than the requester to approve it."
+        )
+    if action.approvers:
+        raise Forbidden(
+            "Only the approvers this action's rule names may vote on it: "
+            + ", ".join(action.approvers)
+            + "."
+        )
+    raise Forbidden("Only approvers of this room may decide its actions.")
+
+
+def _not_pending(action: Action) -> str:
+    if action.status == Action.Status.PENDING:
+        return "it is still pending."
+    who = f" by {action.decided_by}" if action.decided_by else ""
+    texts: dict[str, str] = {
+        Action.Status.APPROVED: f"it was already approved{who}.",
+        Action.Status.EXECUTING: f"it is already running (approved{who}).",
+        Action.Status.SUCCEEDED: "it already ran.",
+        Action.Status.FAILED: "it already ran and failed.",
+        Action.Status.DENIED: f"it was denied{who}.",
+        Action.Status.EXPIRED: "it expired.",
+        Action.Status.CANCELLED: "its request was cancelled.",
+    }
+    return texts.get(action.status, f"it is {action.status}.")
+
+
+def _replace_arguments(
+    action: Action, arguments: dict[str, Any], preview: dict[str, Any] | None
+) -> None:
+    if action.proposed_arguments is None:
+        action.proposed_arguments = action.arguments
+    action.arguments = arguments
+    action.preview = preview
+    action.ballot += 1  # the votes so far were for other arguments
+
+
+def _schedule(action: Action) -> None:
+    """Queue the approved tool call, at once or when its delay has passed."""
+    if action.delay:
+        action.runs_at = timezone.now() + timedelta(seconds=action.delay)
+        action.save(update_fields=["runs_at"])
+    delay = action.delay
+    transaction.on_commit(
+        lambda: enqueue.tool_call(action_id=action.pk, countdown=delay)
+    )
 
 
 def _clean_reason(reason: object) -> str:
@@ -105,19 +231,11 @@ def _clean_reason(reason: object) -> str:
 
 
 def _record_decision(
-    action: Action,
-    user: User,
-    decision: str,
-    reason: str,
-    arguments: dict[str, Any] | None,
-    via: str,
+    action: Action, user: User, status: str, reason: str, via: str
 ) -> None:
-    approve = decision == "approve"
-    action.move_to(Action.Status.APPROVED if approve else Action.Status.DENIED)
+    action.move_to(status)
     action.decided_by, action.decided_at = user, timezone.now()
     action.decided_via, action.reason = via, reason
-    if arguments is not None and arguments != action.arguments:
-        action.proposed_arguments, action.arguments = action.arguments, arguments
     action.save()
     _log_decision(action, user)
 
@@ -136,10 +254,29 @@ def _log_decision(action: Action, user: User) -> None:
     )
 
 
+def _log_vote(action: Action, user: User, via: str) -> None:
+    approvals = Vote.objects.filter(
+        action=action, ballot=action.ballot, decision=Vote.Decision.APPROVE
+    ).count()
+    LogEntry.objects.log_actions(
+        user.pk,
+        [action],
+        CHANGE,
+        single_object=True,
+        change_message=(
+            f"Voted to approve in the {via} ({approvals} of "
+            f"{action.approvals_required} approvals)."
+        ),
+    )
+
+
 def action_expire_overdue() -> int:
-    """Expire actions nobody decided in AGENT_APPROVAL_TIMEOUT; the model is told."""
-    cutoff = timezone.now() - timedelta(seconds=settings.AGENT_APPROVAL_TIMEOUT)
-    overdue = Action.objects.filter(status=Action.Status.PENDING, created__lt=cutoff)
+    """Expire pending actions past their rule's `expires_at`; the model is told."""
+    now = timezone.now()
+    legacy = now - timedelta(seconds=settings.AGENT_APPROVAL_TIMEOUT)
+    overdue = Action.objects.filter(status=Action.Status.PENDING).filter(
+        Q(expires_at__lte=now) | Q(expires_at__isnull=True, created__lt=legacy)
+    )
     expired = 0
     for action_id, request_id in overdue.values_list("id", "request_id")[:200]:
         with transaction.atomic():

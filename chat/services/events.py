@@ -31,6 +31,14 @@ def tool_result_content(action: Action) -> str:
         body["result"] = action.result
     elif action.status == Action.Status.FAILED:
         body["error"] = action.error
+    elif action.status == Action.Status.DENIED and (
+        action.decided_via == Action.Via.POLICY
+    ):
+        body.update(
+            denied=True,
+            reason=action.reason,
+            note="The room's approval policy does not allow this call; it did not run.",
+        )
     elif action.status == Action.Status.DENIED:
         body.update(
             denied=True,
@@ -47,6 +55,15 @@ def tool_result_content(action: Action) -> str:
             "ran_with": action.arguments,
         }
         body["note"] = "A person edited your call's arguments before approving it."
+    if action.retractions:
+        body["retracted"] = [
+            {"by": r["username"], "reason": r["reason"] or "(no reason given)"}
+            for r in action.retractions
+        ]
+        body["retraction_note"] = (
+            "An approval of this call was taken back during its grace period before "
+            "it ran; the status above is how it finally ended."
+        )
     return json.dumps(body, ensure_ascii=False, default=str)
 
 

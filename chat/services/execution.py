@@ -29,8 +29,11 @@ def action_claim(*, action_id: uuid.UUID | str) -> Action | None:
         if locked is None:
             return None
         request, action = locked
-        if action.status not in (Action.Status.APPROVED, Action.Status.EXECUTING) or (
-            action.lease_until and action.lease_until > now
+        if (
+            action.status not in (Action.Status.APPROVED, Action.Status.EXECUTING)
+            or (action.lease_until and action.lease_until > now)
+            # An approval's delay: it may still be retracted; never start before.
+            or (action.runs_at and action.runs_at > now)
         ):
             return None
         if request.ended:

@@ -34,7 +34,7 @@ def sweep() -> dict[str, Any]:
     )
     unsettled = Action.objects.filter(
         stale, status__in=[Action.Status.APPROVED, Action.Status.EXECUTING]
-    )
+    ).exclude(runs_at__gt=now)
     actions = list(
         unsettled.exclude(request__status__in=Request.ENDED).values_list(
             "id", flat=True

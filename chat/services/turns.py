@@ -17,12 +17,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from chat import enqueue
-from chat.models import Action, Message, Request
+from chat.models import Action, Message, PolicyRule, Request
 from chat.realtime import partial_clear
 from chat.tools import CheckedCall
 
-from .events import action_emit, message_emit, request_emit
+from .events import action_emit, message_emit, request_emit, tool_result_emit
 from .locks import request_lock
+from .policies import rule_resolve
 from .requests import request_advance, request_finish
 
 Status = Request.Status
@@ -193,19 +194,42 @@ def _store_answer(request: Request, text: str, calls: list[CheckedCall]) -> None
 def _create_action(
     request: Request, call: CheckedCall, preview: dict[str, Any] | None
 ) -> Action:
-    assert call.spec is not None
-    asks = call.spec.needs_approval
-    return Action.objects.create(
+    """The call as an action, under the room's rule for it, copied onto the row."""
+    assert call.spec is not None and call.parsed is not None
+    rule = rule_resolve(room_id=request.room_id, spec=call.spec, arguments=call.parsed)
+    now = timezone.now()
+    action = Action(
         request=request,
         room_id=request.room_id,
         step=request.step,
         tool=call.spec.name,
         tool_call_id=call.id,
         arguments=call.parsed,
-        requires_approval=asks,
+        requires_approval=rule.mode == PolicyRule.Mode.ASK,
         preview=preview,
-        status=Action.Status.PENDING if asks else Action.Status.EXECUTING,
+        rule=rule.describe() if rule.rule_id else None,
+        approvals_required=rule.approvals_required,
+        approvers=rule.approvers,
+        requester_may_approve=rule.requester_may_approve,
+        delay=rule.delay,
     )
+    if rule.mode == PolicyRule.Mode.ASK:
+        action.status = Action.Status.PENDING
+        action.expires_at = now + timedelta(seconds=rule.timeout)
+    elif rule.mode == PolicyRule.Mode.AUTO:
+        action.status = Action.Status.EXECUTING
+    else:
+        action.status = Action.Status.DENIED
+        action.decided_at, action.decided_via = now, Action.Via.POLICY
+        action.reason = (
+            f"The room's policy never allows {call.spec.name} here "
+            f"(rule {rule.rule_id}); ask a person to do it, or ask the room's "
+            "approvers to change the rule."
+        )
+    action.save(force_insert=True)
+    if action.status == Action.Status.DENIED:
+        tool_result_emit(action)
+    return action
 
 
 def _add_usage(total: dict[str, Any], usage: dict[str, Any]) -> dict[str, Any]:

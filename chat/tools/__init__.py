@@ -9,6 +9,7 @@ the worker.
 """
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from .linear import LINEAR_TOOLS
@@ -23,11 +24,30 @@ __all__ = [
     "ToolSpec",
     "check_call",
     "openai_tools",
+    "preview_call",
+    "register_previewer",
     "validate",
 ]
 
 # Every tool offered to the model, by name, in the order offered.
 TOOLS: dict[str, ToolSpec] = {spec.name: spec for spec in LINEAR_TOOLS}
+
+
+# How each pack reads a call's target for the approvers, registered by the worker
+# package when its app loads (the domain never imports it): a preview of an edited
+# call is taken where the edit is made, in the web process.
+Previewer = Callable[[ToolSpec, Args], "dict[str, Any] | None"]
+PREVIEWERS: dict[str, Previewer] = {}
+
+
+def register_previewer(pack: str, previewer: Previewer) -> None:
+    PREVIEWERS[pack] = previewer
+
+
+def preview_call(spec: ToolSpec, arguments: Args) -> dict[str, Any] | None:
+    """What the call touches, read now; None when its pack shows nothing more."""
+    previewer = PREVIEWERS.get(spec.pack)
+    return previewer(spec, arguments) if previewer else None
 
 
 def openai_tools() -> list[dict[str, Any]]:

@@ -38,12 +38,14 @@ LINEAR_TOOLS = [
             },
             ["query"],
         ),
+        approval_free=True,
     ),
     ToolSpec(
         name="get_issue",
         pack=PACK,
         description="Read one Linear issue with its description.",
         parameters=_object({"id": IDENTIFIER}, ["id"]),
+        approval_free=True,
     ),
     ToolSpec(
         name="create_issue",

@@ -30,6 +30,8 @@ class ToolSpec:
     preview: str = Preview.NONE
     # The argument naming the record a TARGET preview reads.
     target_argument: str = "id"
+    # Declared by the pack for tools that only read: they need no approval by default.
+    approval_free: bool = False
     _validator: Draft202012Validator = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -37,7 +39,12 @@ class ToolSpec:
 
     @property
     def needs_approval(self) -> bool:
-        return self.name in settings.AGENT_APPROVAL_TOOLS
+        """Whether a call asks for approval under a room without rules.
+
+        The tools in AGENT_APPROVAL_TOOLS ask; the others run at once only when
+        their pack declares them approval-free (reads): a tool added later asks.
+        """
+        return self.name in settings.AGENT_APPROVAL_TOOLS or not self.approval_free
 
     def openai_spec(self) -> dict[str, Any]:
         return {

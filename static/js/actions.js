@@ -1,9 +1,13 @@
 /*
- * Action cards: what the agent wants to do, its preview and arguments, the
- * decision and the outcome; for approvers, Approve, Deny (with a reason) and Edit
- * (approve with edited arguments) while it is pending.
+ * Action cards: what the agent wants to do, its preview and arguments, the votes
+ * and who may still vote, the decision and the outcome; for those who may vote,
+ * Approve, Deny (with a reason) and Edit (approve with edited arguments) while it
+ * is pending, and Retract while an approval waits out its rule's delay.
  */
 
+import {
+  isWaiting, mayRetract, mayVote, untilText, voteSummary, waitingFor,
+} from "./approvals.js";
 import { button, cssToken, el, keepingScroll, pretty, timeElement, timeOf } from "./dom.js";
 
 export const ACTION_LABELS = {
@@ -26,9 +30,15 @@ const PREVIEW_LABELS = {
   unavailable: "Preview unavailable",
 };
 
-/* `send(frame, {url, body})` resolves to false when the decision was refused. */
-export function createActions({ timeline, config, send }) {
+// Countdowns and "expires in" lines are redrawn this often.
+const TICK_MS = 1000;
+
+/* `send(frame, {url, body})` resolves to false when the decision was refused;
+   `requesterOf(requestId)` is the username who posted a request, when known. */
+export function createActions({ timeline, config, send, requesterOf = () => null }) {
   const actions = new Map(); // id -> {data, el, json, ui}
+  const viewer = { username: config.username, canDecide: config.canDecide };
+  let ticker = null;
 
   function upsertAction(data) {
     const json = JSON.stringify(data);
@@ -46,6 +56,51 @@ export function createActions({ timeline, config, send }) {
       timeline.place(card, timeOf(data.created));
     });
     actions.set(data.id, entry);
+    startTicking();
+  }
+
+  /* One timer for every card: it runs while some card shows a time to come. */
+  function startTicking() {
+    if (ticker !== null || !document.querySelector("[data-until]")) return;
+    ticker = window.setInterval(tick, TICK_MS);
+  }
+
+  function tick() {
+    const now = Date.now();
+    for (const entry of actions.values()) {
+      // An approval whose delay ran out takes no more retracts: redraw without them.
+      if (entry.el.querySelector("[data-until='runs']") && !isWaiting(entry.data, now)) {
+        rerenderAction(entry);
+      }
+    }
+    const pending = document.querySelectorAll("[data-until]");
+    pending.forEach((node) => showUntil(node, now));
+    if (!pending.length) {
+      window.clearInterval(ticker);
+      ticker = null;
+    }
+  }
+
+  /* "runs in 12 s" / "expires in 23 h"; past its time the line says so and stops. */
+  function showUntil(node, now) {
+    const left = untilText(node.dataset.at, now);
+    if (left) {
+      node.textContent = `${node.dataset.verb} ${left}`;
+      return;
+    }
+    node.textContent = node.dataset.past;
+    delete node.dataset.until;
+  }
+
+  function untilLine(className, kind, iso, verb, past) {
+    const node = el("span", className);
+    node.dataset.until = kind;
+    node.dataset.at = iso;
+    node.dataset.verb = verb;
+    node.dataset.past = past;
+    node.title = new Date(iso).toLocaleString();
+    showUntil(node, Date.now());
+    return node;
   }
 
   function rerenderAction(entry, focusSelector) {
@@ -71,13 +126,51 @@ export function createActions({ timeline, config, send }) {
     const preview = actionPreview(data);
     if (preview) card.append(preview);
     card.append(actionArguments(data));
+    const votes = actionVotes(data);
+    if (votes) card.append(votes);
     const decision = actionDecision(data);
     if (decision) card.append(decision);
     const outcome = actionOutcome(data);
     if (outcome) card.append(outcome);
-    if (config.canDecide && data.status === "pending") card.append(actionControls(entry));
+    const requester = requesterOf(data.request);
+    if (mayVote(data, viewer, requester)) card.append(actionControls(entry));
+    else if (mayRetract(data, viewer, requester, Date.now())) card.append(retractControls(entry));
     item.append(card);
     return item;
+  }
+
+  /* The votes so far, who may still vote, when it expires or starts, and any
+     approval that was retracted. */
+  function actionVotes(data) {
+    const pending = data.status === "pending";
+    const waiting = isWaiting(data, Date.now());
+    const retractions = Array.isArray(data.retractions) ? data.retractions : [];
+    const multi = Number.isInteger(data.approvals_required) && data.approvals_required > 1;
+    if (!pending && !waiting && !retractions.length && !(multi && data.approvals?.length)) {
+      return null;
+    }
+    const box = el("div", "action__votes");
+    if (pending || waiting || multi) box.append(el("p", "action__tally", voteSummary(data)));
+    const waitingLine = waitingFor(data);
+    if (waitingLine) box.append(el("p", "action__waiting", waitingLine));
+    else if (pending && Array.isArray(data.eligible)) {
+      box.append(el("p", "action__waiting muted", "No one left who may vote on it."));
+    }
+    if (pending && data.expires_at && timeOf(data.expires_at) !== null) {
+      box.append(untilLine("action__expires muted", "expires", data.expires_at,
+                           "Expires", "Expiring…"));
+    }
+    if (waiting) {
+      box.append(untilLine("action__countdown", "runs", data.runs_at, "Runs", "Starting…"));
+    }
+    for (const retraction of retractions) {
+      const line = el("p", "action__retraction muted");
+      line.append(document.createTextNode(`Approval retracted by ${retraction.username || "someone"}`));
+      if (retraction.at) line.append(document.createTextNode(" · "), timeElement(retraction.at));
+      if (retraction.reason) line.append(document.createTextNode(`: ${retraction.reason}`));
+      box.append(line);
+    }
+    return box;
   }
 
   function actionHeader(data) {
@@ -142,7 +235,9 @@ export function createActions({ timeline, config, send }) {
   function actionDecision(data) {
     if (!data.decided_by && !data.decided_at) return null;
     const line = el("p", "action__decision");
-    const verb = data.status === "expired" ? "Expired"
+    const byPolicy = data.decided_via === "policy";
+    const verb = byPolicy ? "Denied by the room's policy"
+      : data.status === "expired" ? "Expired"
       : data.status === "denied" ? "Denied" : "Approved";
     line.append(el("span", "action__verb", data.decided_by ? `${verb} by ` : verb));
     if (data.decided_by) line.append(el("strong", "action__who", data.decided_by));
@@ -150,7 +245,7 @@ export function createActions({ timeline, config, send }) {
       line.append(document.createTextNode(" · "));
       line.append(timeElement(data.decided_at));
     }
-    if (data.decided_via && data.decided_via !== "room" && data.decided_via !== "system") {
+    if (data.decided_via && !["room", "system", "policy"].includes(data.decided_via)) {
       line.append(el("span", "muted", ` via ${data.decided_via}`));
     }
     const box = el("div", "action__decision-box");
@@ -220,6 +315,30 @@ export function createActions({ timeline, config, send }) {
       box.append(el("p", "muted action__busy", "Sending decision…"));
     }
     return box;
+  }
+
+  function retractControls(entry) {
+    const box = el("div", "action__controls");
+    const retract = button("Retract", "btn--deny", () => retractApproval(entry));
+    retract.title = "Put it back to pending before it starts; its votes are cleared.";
+    const row = el("div", "btn-row");
+    row.append(retract);
+    box.append(row);
+    if (entry.ui.busy) {
+      retract.disabled = true;
+      box.append(el("p", "muted action__busy", "Retracting…"));
+    }
+    return box;
+  }
+
+  function retractApproval(entry) {
+    entry.ui.busy = true;
+    rerenderAction(entry);
+    const frame = { type: "retract", action: entry.data.id };
+    const url = `/api/actions/${encodeURIComponent(entry.data.id)}/retract`;
+    send(frame, { url, body: {} }).then((ok) => {
+      if (!ok) releaseBusy();
+    });
   }
 
   function decisionButtons(entry) {
@@ -319,12 +438,13 @@ export function createActions({ timeline, config, send }) {
     });
   }
 
-  /* A refused decision (someone else was first, bad arguments) frees the buttons. */
+  /* A refused decision or retract (someone else was first, bad arguments, the
+     delay ran out) frees the buttons. */
   function releaseBusy() {
     for (const entry of actions.values()) {
       if (entry.ui.busy) {
         entry.ui.busy = false;
-        if (entry.data.status === "pending") rerenderAction(entry);
+        rerenderAction(entry);
       }
     }
   }

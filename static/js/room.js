@@ -10,6 +10,7 @@ import { createActions } from "./actions.js";
 import { createComposer } from "./composer.js";
 import { createMessages } from "./messages.js";
 import { createNotices, showConnection } from "./notices.js";
+import { createPolicyPanel } from "./policy.js";
 import { renderPresence } from "./presence.js";
 import { createRoomSocket } from "./protocol.js";
 import { createTimeline } from "./timeline.js";
@@ -52,7 +53,9 @@ function start(root) {
   }
 
   const messages = createMessages({ timeline, config, cancelRequest });
-  const actions = createActions({ timeline, config, send });
+  const actions = createActions({
+    timeline, config, send, requesterOf: messages.requesterOf,
+  });
   const composer = createComposer({
     form: dom.composer, text: dom.text, config, send, notices,
   });
@@ -71,7 +74,7 @@ function start(root) {
 
   function onError(error) {
     notices.show(error.detail || "The server refused that.");
-    if (error.frame === "decide") actions.releaseBusy();
+    if (error.frame === "decide" || error.frame === "retract") actions.releaseBusy();
     if (error.frame === "chat") composer.restore();
   }
 
@@ -103,6 +106,14 @@ function start(root) {
     if (document.visibilityState === "visible") socket.reconnectNow();
   });
   socket.start(pageSnapshot());
+
+  const policy = document.getElementById("policy");
+  if (policy) {
+    createPolicyPanel({
+      root: policy, config, csrfToken: () => dom.csrf.value,
+      fetch: (url, init) => window.fetch(url, init),
+    });
+  }
 }
 
 /* The snapshot the page was rendered with (json_script); null if it is broken,

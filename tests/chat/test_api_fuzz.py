@@ -41,7 +41,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from chat import services
-from chat.models import Action, Membership, Request, Room
+from chat.models import Action, Membership, PolicyRule, Request, Room
 from tests.chat.test_api import (  # noqa: F401  (autouse fixtures)
     fast_password_hashing,
     forget_throttle_counts,
@@ -71,6 +71,12 @@ OPERATIONS = [
     ("GET", "/api/actions/{action_id}"),
     ("POST", "/api/actions/{action_id}/approve"),
     ("POST", "/api/actions/{action_id}/deny"),
+    ("POST", "/api/actions/{action_id}/retract"),
+    ("GET", "/api/rooms/{slug}/policies"),
+    ("POST", "/api/rooms/{slug}/policies"),
+    ("PATCH", "/api/rooms/{slug}/policies/{rule_id}"),
+    ("DELETE", "/api/rooms/{slug}/policies/{rule_id}"),
+    ("GET", "/api/tools"),
 ]
 
 IDS = [f"{method} {path}" for method, path in OPERATIONS]
@@ -94,6 +100,7 @@ class World:
     slugs: list[str]
     requests: list[str]
     actions: list[str]
+    rules: list[str]
 
 
 @pytest.fixture
@@ -146,16 +153,28 @@ def world(room: Room, alice: User, bob: User, mallory: User) -> World:
     elsewhere = services.room_create(user=mallory, name="Secret", slug="secret")
     hidden = pending_action(elsewhere, mallory, call="call_3")
     assert Membership.objects.filter(room=elsewhere, user=alice).count() == 0
+    rules = [
+        PolicyRule.objects.create(room=room, tool="delete_issue", approvals_required=2),
+        PolicyRule.objects.create(room=elsewhere, tool="*", mode="never"),
+    ]
     return World(
         token=token_for(alice),
         slugs=[room.slug, elsewhere.slug],
         requests=[str(r) for r in (pending.request_id, finished.pk, hidden.request_id)],
         actions=[str(a) for a in (pending.pk, done.pk, hidden.pk)],
+        rules=[str(r.pk) for r in rules],
     )
 
 
 def _known_path_parameters(world: World, path: str) -> st.SearchStrategy[dict]:
     """Existing ids for the operation's path parameters (none if it has none)."""
+    if "{rule_id}" in path:
+        return st.fixed_dictionaries(
+            {
+                "slug": st.sampled_from(world.slugs),
+                "rule_id": st.sampled_from(world.rules),
+            }
+        )
     if "{slug}" in path:
         return st.fixed_dictionaries({"slug": st.sampled_from(world.slugs)})
     if "{request_id}" in path:

@@ -30,6 +30,13 @@ CONTRACT = {
     ("post", "/api/actions/{action_id}/approve"): {"200", "400", "403", "404", "409"},
     ("post", "/api/actions/{action_id}/deny"): {"200", "403", "404", "409"},
     ("get", "/api/rooms/{slug}/events"): {"200", "400", "404"},
+    # Approval policies
+    ("get", "/api/rooms/{slug}/policies"): {"200", "404"},
+    ("post", "/api/rooms/{slug}/policies"): {"201", "400", "403", "404"},
+    ("patch", "/api/rooms/{slug}/policies/{rule_id}"): {"200", "400", "403", "404"},
+    ("delete", "/api/rooms/{slug}/policies/{rule_id}"): {"204", "403", "404"},
+    ("get", "/api/tools"): {"200"},
+    ("post", "/api/actions/{action_id}/retract"): {"200", "400", "403", "404", "409"},
 }
 
 

@@ -178,7 +178,10 @@ def test_parallel_calls_become_actions_with_the_right_statuses(
         "identifier": "ENG-3",
         "title": "Login fails on Safari",
         "state": "Todo",
+        # When it last changed: the delete refuses to run if it changes again.
+        "updated_at": delete.preview["updated_at"],
     }
+    assert delete.preview["updated_at"]
 
 
 def test_invalid_call_becomes_a_tool_message_and_no_action(

@@ -11,12 +11,23 @@ from uuid import UUID
 
 from chat.tools import Args, ToolSpec
 
+from ..errors import ServiceError
 from .linear import LinearExecutor
 
 
 class Executor(Protocol):
-    def run(self, spec: ToolSpec, arguments: Args, action_id: UUID) -> dict[str, Any]:
-        """Make the call; must be safe to repeat after `recover` said it did not run."""
+    def run(
+        self,
+        spec: ToolSpec,
+        arguments: Args,
+        action_id: UUID,
+        seen: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Make the call; must be safe to repeat after `recover` said it did not run.
+
+        `seen` is the preview the approvers saw (first attempts only): a tool that
+        changes a record refuses when the record changed since.
+        """
         ...
 
     def recover(
@@ -35,3 +46,11 @@ EXECUTORS: dict[str, type[Executor]] = {"linear": LinearExecutor}
 
 def executor_for(spec: ToolSpec) -> Executor:
     return EXECUTORS[spec.pack]()
+
+
+def preview_for_domain(spec: ToolSpec, arguments: Args) -> dict[str, Any] | None:
+    """A preview as approvers see it; a service that fails says so in the preview."""
+    try:
+        return executor_for(spec).preview(spec, arguments)
+    except ServiceError as exc:
+        return {"unavailable": str(exc)}

@@ -13,6 +13,7 @@ from django.conf import settings
 
 from chat.tools import Args, Preview, ToolSpec
 
+from ..errors import PermanentError
 from ..linear import LinearClient
 
 Run = Callable[[LinearClient, Args, uuid.UUID], dict[str, Any]]
@@ -97,6 +98,9 @@ RUN: dict[str, Run] = {
     "delete_issue": _delete,
     "add_comment": _comment,
 }
+# Tools that change an existing issue: they refuse to act on one that changed since
+# its preview was shown to the approvers.
+FRESHNESS_CHECKED = {"update_issue", "delete_issue"}
 RECOVER: dict[str, Recover] = {
     "create_issue": _recover_create,
     "delete_issue": _recover_delete,
@@ -108,9 +112,28 @@ class LinearExecutor:
         self.client = linear_client()
 
     def run(
-        self, spec: ToolSpec, arguments: Args, action_id: uuid.UUID
+        self,
+        spec: ToolSpec,
+        arguments: Args,
+        action_id: uuid.UUID,
+        seen: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        if seen and spec.name in FRESHNESS_CHECKED:
+            self._check_unchanged(arguments[spec.target_argument], seen)
         return RUN[spec.name](self.client, arguments, action_id)
+
+    def _check_unchanged(self, target: str, seen: dict[str, Any]) -> None:
+        """Refuse when the issue changed since the approvers saw it (`updatedAt`)."""
+        if not seen.get("updated_at"):
+            return
+        now = self.client.get_issue(target)
+        if now is not None and now.get("updated_at") != seen["updated_at"]:
+            raise PermanentError(
+                f"{target} changed after it was shown for approval (last updated "
+                f"{now.get('updated_at')}, shown as of {seen['updated_at']}); it was "
+                "not changed. Propose the change again so people approve what it "
+                "is now."
+            )
 
     def recover(
         self, spec: ToolSpec, arguments: Args, action_id: uuid.UUID

@@ -15,7 +15,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
 from chat.models import Membership, Room
-from chat.services import room_create
+from chat.services import policy_create, room_create
 
 PASSWORD = "demo"
 ROOM_SLUG, ROOM_NAME = "demo", "Demo room"
@@ -23,8 +23,20 @@ ROOM_SLUG, ROOM_NAME = "demo", "Demo room"
 USERS = {
     "demo": (True, Membership.Role.APPROVER),
     "alice": (False, Membership.Role.APPROVER),
+    "carol": (False, Membership.Role.APPROVER),
     "bob": (False, Membership.Role.MEMBER),
 }
+# The demo room's approval policy: four eyes and a quorum on deletes, a grace period
+# on updates, searches approval-free (PROTOCOL.md, "Approval policies").
+POLICY = [
+    {
+        "tool": "delete_issue",
+        "approvals_required": 2,
+        "requester_may_approve": False,
+    },
+    {"tool": "update_issue", "delay": 15},
+    {"tool": "search_issues", "mode": "auto"},
+]
 
 
 class Command(BaseCommand):
@@ -50,7 +62,7 @@ class Command(BaseCommand):
             self.ensure_room(users)
         self.stdout.write(
             "Log in as demo / demo (superuser: the admin is at /admin/); "
-            "alice (approver) and bob (member) use the password demo too."
+            "alice and carol (approvers) and bob (member) use the password demo too."
         )
 
     def ensure_user(self, username: str, superuser: bool) -> User:
@@ -82,7 +94,10 @@ class Command(BaseCommand):
             Membership.objects.get_or_create(
                 room=room, user=users[name], defaults={"role": role}
             )
+        for rule in POLICY:
+            policy_create(room=room, actor=users["demo"], data=rule)
         self.stdout.write(
-            f"Created room {ROOM_NAME!r} (/{ROOM_SLUG}): demo and alice approve, "
-            "bob is a member."
+            f"Created room {ROOM_NAME!r} (/{ROOM_SLUG}): demo, alice and carol "
+            "approve, bob is a member; deletes need two approvals, not the "
+            "requester's; updates wait 15 s for a retract; searches run at once."
         )

@@ -1,0 +1,119 @@
+"""The REST API of approval policies: rules per room, the tool catalogue, retract."""
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from chat import services
+from chat.http import AuthenticatedRequest
+from chat.models import Action
+from chat.serializers import ActionSerializer, PolicyRuleSerializer
+from chat.tools import TOOLS
+
+from .views import DenyIn, _refusals, _valid
+
+RULE_IN = inline_serializer(
+    "PolicyRuleIn",
+    {
+        "tool": serializers.CharField(max_length=120),
+        "arguments": serializers.DictField(required=False),
+        "mode": serializers.ChoiceField(["ask", "auto", "never"], required=False),
+        "approvals_required": serializers.IntegerField(
+            min_value=1, max_value=50, required=False
+        ),
+        "approvers": serializers.ListField(
+            child=serializers.CharField(), required=False
+        ),
+        "requester_may_approve": serializers.BooleanField(required=False),
+        "timeout": serializers.IntegerField(
+            min_value=1, allow_null=True, required=False
+        ),
+        "delay": serializers.IntegerField(min_value=0, required=False),
+    },
+)
+TOOL_OUT = inline_serializer(
+    "Tool",
+    {
+        "name": serializers.CharField(),
+        "description": serializers.CharField(),
+        "parameters": serializers.DictField(),
+        "pack": serializers.CharField(),
+        "requires_approval": serializers.BooleanField(),
+    },
+)
+
+
+class PoliciesView(APIView):
+    @extend_schema(responses={200: PolicyRuleSerializer(many=True), **_refusals(404)})
+    def get(self, request: AuthenticatedRequest, slug: str) -> Response:
+        room = services.room_get_for_member(slug=slug, user=request.user)
+        rules = services.policy_list(room=room)
+        return Response(PolicyRuleSerializer(rules, many=True).data)
+
+    @extend_schema(
+        request=RULE_IN,
+        responses={201: PolicyRuleSerializer, **_refusals(400, 403, 404)},
+    )
+    def post(self, request: AuthenticatedRequest, slug: str) -> Response:
+        room = services.room_get_for_member(slug=slug, user=request.user)
+        rule = services.policy_create(room=room, actor=request.user, data=request.data)
+        return Response(PolicyRuleSerializer(rule).data, status=status.HTTP_201_CREATED)
+
+
+class PolicyView(APIView):
+    @extend_schema(
+        request=RULE_IN,
+        responses={200: PolicyRuleSerializer, **_refusals(400, 403, 404)},
+    )
+    def patch(self, request: AuthenticatedRequest, slug: str, rule_id: str) -> Response:
+        room = services.room_get_for_member(slug=slug, user=request.user)
+        rule = services.policy_update(
+            room=room, actor=request.user, rule_id=rule_id, data=request.data
+        )
+        return Response(PolicyRuleSerializer(rule).data)
+
+    @extend_schema(responses={204: None, **_refusals(403, 404)})
+    def delete(
+        self, request: AuthenticatedRequest, slug: str, rule_id: str
+    ) -> Response:
+        room = services.room_get_for_member(slug=slug, user=request.user)
+        services.policy_delete(room=room, actor=request.user, rule_id=rule_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ToolsView(APIView):
+    @extend_schema(
+        responses={200: serializers.ListSerializer(child=TOOL_OUT), **_refusals()}
+    )
+    def get(self, request: AuthenticatedRequest) -> Response:
+        return Response([tool_entry(name) for name in TOOLS])
+
+
+def tool_entry(name: str) -> dict[str, Any]:
+    spec = TOOLS[name]
+    return {
+        "name": spec.name,
+        "description": spec.description,
+        "parameters": spec.parameters,
+        "pack": spec.pack,
+        "requires_approval": spec.needs_approval,
+    }
+
+
+class ActionRetractView(APIView):
+    @extend_schema(
+        request=DenyIn,
+        responses={200: ActionSerializer, **_refusals(400, 403, 404, 409)},
+    )
+    def post(self, request: AuthenticatedRequest, action_id: str) -> Response:
+        data = _valid(DenyIn, request.data)
+        action = services.action_retract(
+            action_id=action_id,
+            user=request.user,
+            reason=data.get("reason", ""),
+            via=Action.Via.API,
+        )
+        return Response(ActionSerializer(action).data)

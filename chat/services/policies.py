@@ -1,0 +1,231 @@
+"""A room's approval policy: rules as data, and which rule a tool call falls under.
+
+The REST API, the admin's inline and the room page's panel all write rules through
+`policy_create` / `policy_update`, which validate with `rule_clean`; the turn copies
+the resolved rule onto each action it creates (`rule_resolve`), so changing the
+policy later does not change actions already proposed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import transaction
+
+from chat.errors import Forbidden, Invalid, NotFound
+from chat.models import PolicyRule, Room
+from chat.tools import TOOLS, ToolSpec
+
+from .access import can_decide, id_or_none
+
+FIELDS = {
+    "tool",
+    "arguments",
+    "mode",
+    "approvals_required",
+    "approvers",
+    "requester_may_approve",
+    "timeout",
+    "delay",
+}
+MAX_SECONDS = 30 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The approval rule an action is created under, as copied onto it."""
+
+    mode: str
+    approvals_required: int = 1
+    approvers: list[str] | None = None
+    requester_may_approve: bool = True
+    timeout: int = 0
+    delay: int = 0
+    rule_id: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def rule_resolve(
+    *, room_id: int, spec: ToolSpec, arguments: dict[str, Any]
+) -> Resolution:
+    """The rule a call falls under: a named tool beats "*", then more matching
+    argument keys beat fewer, then the newest wins; with none, the tool's default."""
+    best: tuple[tuple[int, int, float], PolicyRule] | None = None
+    for rule in PolicyRule.objects.filter(room_id=room_id, tool__in=[spec.name, "*"]):
+        if not _matches(rule.arguments, arguments):
+            continue
+        rank = (rule.tool != "*", len(rule.arguments or {}), rule.created.timestamp())
+        if best is None or rank > best[0]:
+            best = (rank, rule)
+    timeout = settings.AGENT_APPROVAL_TIMEOUT
+    if best is None:
+        mode = PolicyRule.Mode.ASK if spec.needs_approval else PolicyRule.Mode.AUTO
+        return Resolution(mode=mode, timeout=timeout)
+    rule = best[1]
+    return Resolution(
+        mode=rule.mode,
+        approvals_required=rule.approvals_required,
+        approvers=list(rule.approvers) or None,
+        requester_may_approve=rule.requester_may_approve,
+        timeout=rule.timeout or timeout,
+        delay=rule.delay,
+        rule_id=str(rule.pk),
+    )
+
+
+def _matches(wanted: object, arguments: dict[str, Any]) -> bool:
+    if not wanted:
+        return True
+    assert isinstance(wanted, dict)
+    return all(key in arguments and arguments[key] == v for key, v in wanted.items())
+
+
+def rule_clean(data: object, *, partial: bool = False) -> dict[str, Any]:
+    """Check a rule's fields as a client sent them; the clean values, or Invalid."""
+    if not isinstance(data, dict):
+        raise Invalid("A rule is a JSON object.")
+    unknown = set(data) - FIELDS
+    if unknown:
+        raise Invalid(f"Unknown field(s): {', '.join(sorted(map(str, unknown)))}.")
+    if not partial and "tool" not in data:
+        raise Invalid('tool: a tool name (GET /api/tools) or "*" is required.')
+    clean: dict[str, Any] = {}
+    if "tool" in data:
+        tool = data["tool"]
+        if not isinstance(tool, str) or (tool != "*" and tool not in TOOLS):
+            raise Invalid(f'tool: unknown tool {tool!r}; see GET /api/tools, or "*".')
+        clean["tool"] = tool
+    if "arguments" in data:
+        arguments = data["arguments"]
+        if arguments is None:
+            arguments = {}
+        if not isinstance(arguments, dict) or len(str(arguments)) > 2000:
+            raise Invalid("arguments: an object of argument values to match.")
+        clean["arguments"] = arguments
+    if "mode" in data:
+        if data["mode"] not in PolicyRule.Mode.values:
+            raise Invalid("mode: one of ask, auto, never.")
+        clean["mode"] = data["mode"]
+    if "approvals_required" in data:
+        clean["approvals_required"] = _integer(data, "approvals_required", 1, 50)
+    if "approvers" in data:
+        clean["approvers"] = _usernames(data["approvers"])
+    if "requester_may_approve" in data:
+        if not isinstance(data["requester_may_approve"], bool):
+            raise Invalid("requester_may_approve: true or false.")
+        clean["requester_may_approve"] = data["requester_may_approve"]
+    if "timeout" in data:
+        clean["timeout"] = (
+            None
+            if data["timeout"] is None
+            else _integer(data, "timeout", 1, MAX_SECONDS)
+        )
+    if "delay" in data:
+        clean["delay"] = _integer(data, "delay", 0, 24 * 3600)
+    return clean
+
+
+def _integer(data: dict[str, Any], name: str, low: int, high: int) -> int:
+    value = data[name]
+    # bool is an int in Python, not in JSON.
+    if (
+        not isinstance(value, int)
+        or isinstance(value, bool)
+        or not low <= value <= high
+    ):
+        raise Invalid(f"{name}: an integer from {low} to {high}.")
+    return value
+
+
+def _usernames(value: object) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise Invalid("approvers: a list of usernames.")
+    names = sorted(set(value))
+    known = set(
+        User.objects.filter(username__in=names).values_list("username", flat=True)
+    )
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise Invalid(f"approvers: no user {', '.join(map(repr, missing))}.")
+    return names
+
+
+def policy_list(*, room: Room) -> list[PolicyRule]:
+    return list(room.policy_rules.order_by("created"))
+
+
+def policy_create(*, room: Room, actor: User, data: object) -> PolicyRule:
+    """Add a rule to the room's policy; approvers (and deciders) only."""
+    _check_may_edit(room, actor)
+    clean = rule_clean(data)
+    rule = PolicyRule(room=room, **clean)
+    _check_consistent(rule)
+    rule.save()
+    return rule
+
+
+def policy_update(*, room: Room, actor: User, rule_id: str, data: object) -> PolicyRule:
+    _check_may_edit(room, actor)
+    clean = rule_clean(data, partial=True)
+    with transaction.atomic():
+        rule = _rule_get(room, rule_id, lock=True)
+        for field, value in clean.items():
+            setattr(rule, field, value)
+        _check_consistent(rule)
+        rule.save()
+    return rule
+
+
+def policy_delete(*, room: Room, actor: User, rule_id: str) -> None:
+    _check_may_edit(room, actor)
+    _rule_get(room, rule_id).delete()
+
+
+def _rule_get(room: Room, rule_id: str, lock: bool = False) -> PolicyRule:
+    rules = room.policy_rules.all()
+    if lock:
+        rules = rules.select_for_update()
+    rule = rules.filter(pk=id_or_none(rule_id)).first()  # type: ignore[misc]
+    if rule is None:
+        raise NotFound("No such rule.")
+    return rule
+
+
+def _check_may_edit(room: Room, actor: User) -> None:
+    if not can_decide(room=room, user=actor):
+        raise Forbidden("Only approvers of this room may change its policy.")
+
+
+def _check_consistent(rule: PolicyRule) -> None:
+    if rule.approvers and rule.approvals_required > len(rule.approvers):
+        raise Invalid(
+            f"approvals_required is {rule.approvals_required} but only "
+            f"{len(rule.approvers)} approvers are named: no action could be approved."
+        )
+
+
+def rule_summary(rule: PolicyRule) -> str:
+    """A rule in words, for the model and the admin."""
+    target = "any tool" if rule.tool == "*" else rule.tool
+    if rule.arguments:
+        target += f" with {rule.arguments}"
+    return f"{target}: {rule.mode}"
+
+
+__all__ = [
+    "Resolution",
+    "policy_create",
+    "policy_delete",
+    "policy_list",
+    "policy_update",
+    "rule_clean",
+    "rule_resolve",
+    "rule_summary",
+]

@@ -1,0 +1,142 @@
+// Approval policies on the room page (static/js/approvals.js): who gets the vote
+// and retract buttons, votes and times in words, rules in words and the rule form's
+// body. Run with `node --test tests/js/`.
+
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import {
+  describeRule,
+  duration,
+  isWaiting,
+  mayRetract,
+  mayVote,
+  ruleFromForm,
+  untilText,
+  voteSummary,
+  waitingFor,
+} from "../../static/js/approvals.js";
+
+const NOW = Date.parse("2030-01-01T12:00:00Z");
+const alice = { username: "alice", canDecide: true };
+const bob = { username: "bob", canDecide: false };
+const sam = { username: "sam", canDecide: true }; // chat.decide_action, no room role
+
+function pending(fields) {
+  return {
+    status: "pending", approvals_required: 1, approvals: [], approvers: null,
+    requester_may_approve: true, eligible: ["alice", "carol"], ...fields,
+  };
+}
+
+function approved(fields) {
+  return {
+    status: "approved", approvals_required: 1, approvals: [{ username: "alice", at: "" }],
+    approvers: null, requester_may_approve: true, eligible: [],
+    runs_at: new Date(NOW + 12_000).toISOString(), ...fields,
+  };
+}
+
+test("an approver listed as eligible may vote, a member may not", () => {
+  assert.equal(mayVote(pending(), alice, "bob"), true);
+  assert.equal(mayVote(pending(), bob, "bob"), false);
+});
+
+test("an approver who voted already or is an excluded requester gets no buttons", () => {
+  const voted = pending({ eligible: ["carol"], approvals: [{ username: "alice", at: "" }] });
+  assert.equal(mayVote(voted, alice, "bob"), false);
+  const excluded = pending({ eligible: ["carol"], requester_may_approve: false });
+  assert.equal(mayVote(excluded, alice, "alice"), false);
+});
+
+test("a decider who is no approver of the room votes when the room's approvers decide", () => {
+  assert.equal(mayVote(pending(), sam, "bob"), true);
+  assert.equal(mayVote(pending({ approvers: ["carol"], eligible: ["carol"] }), sam, "bob"), false);
+});
+
+test("a named approver who is a member may vote", () => {
+  const action = pending({ approvers: ["bob"], eligible: ["bob"] });
+  assert.equal(mayVote(action, bob, "alice"), true);
+  assert.equal(mayVote(action, alice, "bob"), false);
+});
+
+test("nobody votes on an action that is not pending", () => {
+  assert.equal(mayVote(approved(), alice, "bob"), false);
+});
+
+test("retract: anyone who could vote, while the delay runs", () => {
+  assert.equal(mayRetract(approved(), alice, "bob", NOW), true);
+  assert.equal(mayRetract(approved(), bob, "bob", NOW), false);
+  assert.equal(mayRetract(approved({ approvers: ["bob"] }), bob, "alice", NOW), true);
+  assert.equal(mayRetract(approved({ approvers: ["bob"] }), alice, "bob", NOW), false);
+  assert.equal(mayRetract(approved({ requester_may_approve: false }), alice, "alice", NOW), false);
+  assert.equal(mayRetract(approved(), alice, "bob", NOW + 12_000), false);
+  assert.equal(mayRetract(approved({ runs_at: null }), alice, "bob", NOW), false);
+  assert.equal(isWaiting(approved(), NOW + 11_999), true);
+});
+
+test("the tally names who approved", () => {
+  assert.equal(voteSummary(pending({ approvals_required: 2 })), "0 of 2 approvals");
+  assert.equal(
+    voteSummary(pending({ approvals_required: 2, approvals: [{ username: "bob", at: "" }] })),
+    "1 of 2 approvals: bob",
+  );
+  assert.equal(waitingFor(pending()), "Waiting for: alice, carol");
+  assert.equal(waitingFor(pending({ eligible: [] })), null);
+  assert.equal(waitingFor(approved()), null);
+});
+
+test("times to come, rounded up, and none once past", () => {
+  assert.equal(untilText(new Date(NOW + 11_200).toISOString(), NOW), "in 12 s");
+  assert.equal(untilText(new Date(NOW + 23 * 3600_000).toISOString(), NOW), "in 23 h");
+  assert.equal(untilText(new Date(NOW).toISOString(), NOW), null);
+  assert.equal(untilText("not a time", NOW), null);
+  assert.equal(duration(90), "2 min");
+  assert.equal(duration(3 * 86400), "3 days");
+});
+
+test("rules in words", () => {
+  assert.equal(
+    describeRule({
+      tool: "delete_issue", arguments: {}, mode: "ask", approvals_required: 2,
+      approvers: [], requester_may_approve: false, timeout: null, delay: 30,
+    }),
+    "delete_issue asks for approval; 2 approvals from the room's approvers; "
+      + "not by the requester; starts 30 s after approval (may be retracted).",
+  );
+  assert.equal(
+    describeRule({ tool: "*", arguments: { team: "ENG" }, mode: "never" }),
+    'Any tool with team = "ENG" never runs.',
+  );
+  assert.equal(
+    describeRule({ tool: "get_issue", mode: "ask", approvals_required: 1, approvers: ["carol"], timeout: 3600 }),
+    "get_issue asks for approval; 1 approval from carol; expires after 1 h.",
+  );
+});
+
+const FORM = {
+  tool: "delete_issue", mode: "ask", approvalsRequired: "2", requesterMayApprove: false,
+  approvers: " carol, dave ,carol,", delay: "30", timeout: "", arguments: "",
+};
+
+test("the rule form becomes the POST body", () => {
+  assert.deepEqual(ruleFromForm(FORM), {
+    body: {
+      tool: "delete_issue", mode: "ask", approvals_required: 2,
+      requester_may_approve: false, delay: 30, approvers: ["carol", "dave"],
+    },
+  });
+  assert.deepEqual(ruleFromForm({ ...FORM, mode: "auto", arguments: '{"id": "ENG-3"}' }), {
+    body: { tool: "delete_issue", mode: "auto", arguments: { id: "ENG-3" } },
+  });
+  assert.equal(ruleFromForm({ ...FORM, timeout: "600" }).body.timeout, 600);
+});
+
+test("the rule form says what is wrong", () => {
+  assert.match(ruleFromForm({ ...FORM, approvalsRequired: "0" }).error, /Approvals required/);
+  assert.match(ruleFromForm({ ...FORM, delay: "-1" }).error, /Delay/);
+  assert.match(ruleFromForm({ ...FORM, timeout: "1.5" }).error, /Timeout/);
+  assert.match(ruleFromForm({ ...FORM, arguments: "{" }).error, /not valid JSON/);
+  assert.match(ruleFromForm({ ...FORM, arguments: "[1]" }).error, /JSON object/);
+  assert.match(ruleFromForm({ ...FORM, tool: "" }).error, /Choose a tool/);
+});
