@@ -38,7 +38,6 @@ def request_start(*, room: Room, user: User, text: object) -> Request:
             f"The message is longer than {settings.AGENT_MAX_INPUT_CHARS} characters."
         )
     with transaction.atomic():
-        _check_active_limit(user)
         request = Request.objects.create(room=room, user=user)
         message = Message.objects.create(
             room=room,
@@ -49,23 +48,32 @@ def request_start(*, room: Room, user: User, text: object) -> Request:
         )
         message_emit(message)
         request_emit(request)
+        # Last, so the user's row is locked only for the count and the commit: posts
+        # of one user in many rooms do not queue behind each other's room locks.
+        _check_active_limit(user, request)
         transaction.on_commit(
             lambda: enqueue.model_step(request_id=request.pk, step=request.step)
         )
     return request
 
 
-def _check_active_limit(user: User) -> None:
+def _check_active_limit(user: User, new: Request) -> None:
     """At most AGENT_MAX_ACTIVE_PER_USER requests queued or running per user.
 
     Each costs a model call and holds a worker's slot; one awaiting approval holds
-    neither. The user's row is locked so that a burst of posts is counted one by one.
+    neither. The user's row is locked so that a burst of posts is counted one by one;
+    a refusal rolls the new request back with everything it emitted (events are
+    published only after a commit).
     """
     get_user_model().objects.select_for_update().filter(pk=user.pk).first()
     limit = settings.AGENT_MAX_ACTIVE_PER_USER
-    active = Request.objects.filter(
-        user=user, status__in=[Request.Status.QUEUED, Request.Status.RUNNING]
-    ).count()
+    active = (
+        Request.objects.filter(
+            user=user, status__in=[Request.Status.QUEUED, Request.Status.RUNNING]
+        )
+        .exclude(pk=new.pk)
+        .count()
+    )
     if active >= limit:
         raise TooMany(
             f"You have {active} requests queued or running (the limit is {limit}); "
