@@ -109,6 +109,7 @@ def database_from_url(url: str, base_dir: Path, pool_size: int = 0) -> dict[str,
 def _pool(size: int) -> dict[str, Any]:
     if size <= 0:
         return {}
-    # min_size 1: an idle process keeps one connection, not `size`; a thread that
+    # min_size 4: an idle process keeps a few connections, not `size` (a burst of
+    # turns then finds them open: opening one costs 10-50 ms); a thread that
     # finds the pool empty waits up to `timeout` seconds for one to come back.
-    return {"pool": {"min_size": 1, "max_size": size, "timeout": 30}}
+    return {"pool": {"min_size": min(4, size), "max_size": size, "timeout": 30}}

@@ -24,7 +24,11 @@ def request_lock(
     its room comes with it, read in the same query, so no query follows the commit.
     """
     assert transaction.get_connection().in_atomic_block, "request_lock needs atomic()"
-    rows = Request.objects.select_for_update(of=("self",)).select_related("room")
+    # NO KEY: the id never changes, and inserts of the request's messages and actions
+    # (KEY SHARE on it) by the lock holder's peers must not queue behind us.
+    rows = Request.objects.select_for_update(of=("self",), no_key=True).select_related(
+        "room"
+    )
     if action_id is not None:
         rows = rows.filter(actions=id_or_none(action_id))
     else:

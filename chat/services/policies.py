@@ -191,7 +191,7 @@ def policy_delete(*, room: Room, actor: User, rule_id: str) -> None:
 def _rule_get(room: Room, rule_id: str, lock: bool = False) -> PolicyRule:
     rules = room.policy_rules.all()
     if lock:
-        rules = rules.select_for_update()
+        rules = rules.select_for_update(no_key=True)
     rule = rules.filter(pk=id_or_none(rule_id)).first()  # type: ignore[misc]
     if rule is None:
         raise NotFound("No such rule.")

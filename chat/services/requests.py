@@ -65,7 +65,11 @@ def _check_active_limit(user: User, new: Request) -> None:
     a refusal rolls the new request back with everything it emitted (events are
     published only after a commit).
     """
-    get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+    # FOR NO KEY UPDATE, not FOR UPDATE: rows that reference the user (this very
+    # request, its message) take KEY SHARE on its row, which FOR UPDATE would wait for
+    # (a deadlock under a burst of posts, seen on PostgreSQL); posts of one user still
+    # take this lock one at a time.
+    get_user_model().objects.select_for_update(no_key=True).filter(pk=user.pk).first()
     limit = settings.AGENT_MAX_ACTIVE_PER_USER
     active = (
         Request.objects.filter(
