@@ -206,6 +206,11 @@ class Proc:
         deadline = time.monotonic() + timeout
         while not (value := ready()):
             if (code := self.returncode) is not None:
+                # It may have printed what we wait for just before it ended: read
+                # the rest of its output before calling it a failure.
+                self.join_output()
+                if value := ready():
+                    return value
                 raise StartError(
                     f"{self.name} ended ({how(code)}) before it would {what}; "
                     + self._evidence()

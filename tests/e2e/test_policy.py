@@ -16,7 +16,7 @@ S = Request.Status
 
 def pending_delete(room, bob, text: str = "delete ENG-3") -> tuple[Request, Action]:
     request = services.request_start(room=room, user=bob, text=text)
-    reached(request, S.AWAITING_APPROVAL)
+    reached(request, S.AWAITING_APPROVAL, timeout=60)
     return request, Action.objects.get(request=request, status="pending")
 
 

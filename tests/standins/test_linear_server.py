@@ -78,6 +78,8 @@ def test_search_finds_issue_by_words(client: LinearClient) -> None:
         "assignee": "Maya Chen",
         "team": "ENG",
         "url": "https://linear.app/agentsite/issue/ENG-3/login-fails-on-safari",
+        # Linear's updatedAt, which a change's preview keeps to check at run time.
+        "updated_at": "2025-03-07T17:00:00.000Z",
     }
     assert "Safari 17" in found[0]["description"]
 
@@ -107,6 +109,7 @@ def test_preview_teams_and_viewer(client: LinearClient) -> None:
         "identifier": "ENG-3",
         "title": "Login fails on Safari",
         "state": "Todo",
+        "updated_at": "2025-03-07T17:00:00.000Z",
     }
     assert [team["key"] for team in client.teams()] == ["ENG", "DES"]
     assert client.viewer()["email"] == "agent@agentsite.example"
