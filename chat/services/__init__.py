@@ -35,7 +35,7 @@ from .requests import (
     request_get,
     request_start,
 )
-from .rooms import member_add, room_create
+from .rooms import LAST_APPROVER, member_add, room_create, room_keeps_an_approver
 from .sweep import sweep
 from .turns import (
     step_claim,
@@ -47,6 +47,7 @@ from .turns import (
 )
 
 __all__ = [
+    "LAST_APPROVER",
     "Conflict",
     "Forbidden",
     "Invalid",
@@ -77,6 +78,7 @@ __all__ = [
     "request_start",
     "room_create",
     "room_get_for_member",
+    "room_keeps_an_approver",
     "room_role",
     "step_claim",
     "step_end",

@@ -82,10 +82,7 @@ def action_decide(
         assert locked is not None  # actions are deleted only with their room
         action = locked[1]
         if action.status != Action.Status.PENDING:
-            who = f" by {action.decided_by}" if action.decided_by else ""
-            raise Conflict(
-                f"This action is no longer pending: it was {action.status}{who}."
-            )
+            raise Conflict(f"This action is no longer pending: {_state(action)}.")
         _record_decision(action, user, decision, reason, arguments, via)
         action_emit(action)
         if decision == "deny":
@@ -94,6 +91,25 @@ def action_decide(
             transaction.on_commit(lambda: enqueue.tool_call(action_id=action.pk))
     request_advance(request_id=action.request_id)
     return action
+
+
+def _state(action: Action) -> str:
+    """What became of an action, as a clause: "it is already executing (approved by
+    alice)", "it was already denied by bob", "it has expired"."""
+    by = action.decided_by.username if action.decided_by else None
+    status = Action.Status(action.status)
+    if status in (
+        Action.Status.APPROVED,
+        Action.Status.DENIED,
+        Action.Status.CANCELLED,
+    ):
+        return f"it was already {status.value}" + (f" by {by}" if by else "")
+    approved = f" (approved by {by})" if by else ""
+    if status == Action.Status.EXECUTING:
+        return f"it is already executing{approved}"
+    if status == Action.Status.EXPIRED:
+        return "it has expired"
+    return f"it has already {status.value}{approved}"  # succeeded, failed
 
 
 def _clean_reason(reason: object) -> str:
