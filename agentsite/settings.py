@@ -232,11 +232,10 @@ REST_FRAMEWORK = {
         "anon": env_str("API_THROTTLE_ANON", "60/min"),
         "user": env_str("API_THROTTLE_USER", "600/min"),
     },
-    "DEFAULT_PARSER_CLASSES": [
-        "chat.api.parsers.SafeJSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
-    ],
+    # JSON only: the admin and the pages post forms through Django, not DRF, and a
+    # JSON object (edited arguments) cannot be form-encoded; offering forms made
+    # generated clients send multipart. Anything else answers 415.
+    "DEFAULT_PARSER_CLASSES": ["chat.api.parsers.SafeJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
 }

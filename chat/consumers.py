@@ -267,8 +267,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if arguments is not None and not isinstance(arguments, dict):
             self._error("decide", "arguments must be a JSON object.")
             return
+        reason = frame.get("reason")
+        if reason is not None and not isinstance(reason, str):
+            self._error("decide", "reason must be a string.")
+            return
         await database_sync_to_async(self._decide)(
-            action_id, decision, frame.get("reason") or "", arguments
+            action_id, decision, reason or "", arguments
         )
 
     def _decide(

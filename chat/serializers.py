@@ -1,4 +1,8 @@
-"""How rooms, requests, messages and actions look on the wire (REST and WebSocket)."""
+"""How rooms, requests, messages and actions look on the wire (REST and WebSocket).
+
+Every field is always answered, so each Meta marks its fields read-only: the schema
+then lists them as `required`, and generated clients type them as present.
+"""
 
 from typing import Any
 
@@ -20,6 +24,7 @@ class MessageSerializer(serializers.ModelSerializer[Message]):
     class Meta:
         model = Message
         fields = ["id", "role", "content", "author", "request", "created"]
+        read_only_fields = fields
 
 
 class ActionSerializer(serializers.ModelSerializer[Action]):
@@ -40,6 +45,10 @@ class ActionSerializer(serializers.ModelSerializer[Action]):
     eligible = serializers.SerializerMethodField()
     rule = serializers.JSONField(read_only=True, allow_null=True)
     retractions = serializers.JSONField(read_only=True)
+    # "" until decided: read-only fields lose the model's blank choice in the schema.
+    decided_via = serializers.ChoiceField(
+        choices=Action.Via.choices, allow_blank=True, read_only=True
+    )
 
     class Meta:
         model = Action
@@ -70,6 +79,7 @@ class ActionSerializer(serializers.ModelSerializer[Action]):
             "rule",
             "retractions",
         ]
+        read_only_fields = fields
 
     def get_approvals(self, action: Action) -> list[dict[str, str]]:
         """The approvals for the current arguments: `[{username, at}]`."""
@@ -99,6 +109,7 @@ class RequestSerializer(serializers.ModelSerializer[Request]):
     class Meta:
         model = Request
         fields = ["id", "room", "user", "status", "error", "created", "usage"]
+        read_only_fields = fields
 
 
 class RequestDetailSerializer(RequestSerializer):
@@ -115,6 +126,7 @@ class MemberSerializer(serializers.ModelSerializer[Membership]):
     class Meta:
         model = Membership
         fields = ["username", "role"]
+        read_only_fields = fields
 
 
 class RoomSerializer(serializers.ModelSerializer[Room]):
@@ -123,6 +135,7 @@ class RoomSerializer(serializers.ModelSerializer[Room]):
     class Meta:
         model = Room
         fields = ["slug", "name", "role"]
+        read_only_fields = fields
 
     def get_role(self, room: Room) -> str | None:
         # Views annotate the caller's role; fall back to a lookup for single rooms.

@@ -5,7 +5,8 @@ when they run offline. Answers come from the deterministic `demo_model`;
 streaming, usage, errors and latency behave like the real API closely enough
 for the `openai` SDK. Tests steer it through `/_control/...` endpoints: queue
 faults (rate limits, dropped connections, slow answers), change the token
-delay, and read back every request the app sent.
+delay, and read back every request the app sent. `/_control/config {"dialect": ...}`
+makes it stream as other OpenAI-compatible servers do (see DIALECTS).
 
 Run it with `python -m standins.openai_server --port 8001`.
 """
@@ -45,7 +46,23 @@ ERRORS: dict[int, tuple[str, str | None, str]] = {
     500: ("server_error", None, "The server had an error (injected fault)."),
     503: ("server_error", None, "The engine is currently overloaded (injected)."),
 }
-FAULT_KINDS = ("status", "disconnect_after_chunks", "delay")
+FAULT_KINDS = ("status", "disconnect_after_chunks", "delay", "length_after_tokens")
+
+# How OpenAI-compatible servers stream differently from OpenAI; each is legal for a
+# client that reads chunks as the API reference describes them, and the model client
+# is tested against every one (tests/worker/test_model.py).
+DIALECTS = {
+    "openai": "as api.openai.com streams",
+    "usage-choices-null": 'the usage chunk says "choices": null',
+    "usage-without-choices": 'the usage chunk has no "choices" at all',
+    "no-usage": "no usage chunk, even when asked for one",
+    "role-only-first": "the first chunk carries the role only, no content",
+    "empty-choices": 'chunks with "choices": [] before and among the deltas',
+    "changing-ids": "a new chunk id in every chunk, the tool call's id and name "
+    "repeated (with new ids) in each of its pieces",
+    "split-anywhere": "text and arguments cut into one-character pieces, arguments "
+    "starting in the chunk that names the call",
+}
 
 
 class Abort(Exception):
@@ -58,6 +75,7 @@ class Settings:
 
     token_delay: float = DEFAULT_TOKEN_DELAY
     timestamp_tokens: bool = False
+    dialect: str = "openai"
 
 
 class State:
@@ -108,8 +126,16 @@ class State:
 
 def parse_config(body: Any) -> dict[str, Any]:
     """The settings a `/_control/config` body changes; ValueError when invalid."""
-    if not isinstance(body, dict) or set(body) - {"token_delay", "timestamp_tokens"}:
-        raise ValueError("expected {token_delay?: number, timestamp_tokens?: bool}")
+    if not isinstance(body, dict) or set(body) - {
+        "token_delay",
+        "timestamp_tokens",
+        "dialect",
+    }:
+        raise ValueError(
+            "expected {token_delay?: number, timestamp_tokens?: bool, dialect?: str}"
+        )
+    if body.get("dialect", "openai") not in DIALECTS:
+        raise ValueError(f"dialect must be one of {', '.join(DIALECTS)}")
     delay = body.get("token_delay", 0.0)
     if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
         raise ValueError("token_delay must be a number >= 0")
@@ -273,33 +299,73 @@ class Answer:
             "usage": self.usage(),
         }
 
+    @property
+    def dialect(self) -> str:
+        return self.settings.dialect
+
     def chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         """A `chat.completion.chunk` carrying `delta`."""
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        changing = self.dialect == "changing-ids"
         return {
-            "id": self.id,
+            "id": "chatcmpl-" + uuid.uuid4().hex[:24] if changing else self.id,
             "object": "chat.completion.chunk",
             "created": self.created,
             "model": self.model,
             "choices": [choice],
         }
 
-    def chunks(self, include_usage: bool) -> Iterator[dict[str, Any]]:
-        """The answer as the chunks of a stream, in OpenAI's order."""
-        yield self.chunk({"role": "assistant", "content": "", "refusal": None})
+    def chunks(
+        self, include_usage: bool, limit: float | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """The answer as the chunks of a stream, in OpenAI's order (or the dialect's).
+
+        After `limit` tokens the answer stops with `finish_reason: "length"`, as when
+        a model reaches its `max_tokens`.
+        """
+        if self.dialect == "empty-choices":
+            yield {**self.chunk({}), "choices": []}
+        if self.dialect == "role-only-first":
+            yield self.chunk({"role": "assistant"})
+        else:
+            yield self.chunk({"role": "assistant", "content": "", "refusal": None})
+        finish = self.finish_reason
+        for sent, chunk in enumerate(self.body_chunks()):
+            if limit is not None and sent >= limit:
+                finish = "length"
+                break
+            yield chunk
+            if self.dialect == "empty-choices" and sent == 1:
+                yield {**self.chunk({}), "choices": []}
+        yield self.chunk({}, finish)
+        if include_usage and self.dialect != "no-usage":
+            usage = {**self.chunk({}), "choices": [], "usage": self.usage()}
+            if self.dialect == "usage-choices-null":
+                usage["choices"] = None
+            elif self.dialect == "usage-without-choices":
+                del usage["choices"]
+            yield usage
+
+    def body_chunks(self) -> Iterator[dict[str, Any]]:
+        """The chunks that carry the answer: text, then the tool calls."""
         for token in self.tokens():
-            yield self.chunk({"content": token})
+            if self.dialect == "split-anywhere":
+                for character in token:
+                    yield self.chunk({"content": character})
+            else:
+                yield self.chunk({"content": token})
         for index, call in enumerate(self.calls):
             yield from self.call_chunks(index, *call)
-        yield self.chunk({}, self.finish_reason)
-        if include_usage:
-            yield {**self.chunk({}), "choices": [], "usage": self.usage()}
 
     def call_chunks(
         self, index: int, call_id: str, name: str, arguments: str
     ) -> Iterator[dict[str, Any]]:
         """One tool call: its name first, then its arguments in pieces."""
-        function = {"name": name, "arguments": ""}
+        pieces = split_arguments(arguments)
+        if self.dialect == "split-anywhere":
+            pieces = list(arguments) or [""]
+        head = pieces.pop(0) if self.dialect == "split-anywhere" else ""
+        function = {"name": name, "arguments": head}
         first = {
             "index": index,
             "id": call_id,
@@ -307,12 +373,15 @@ class Answer:
             "function": function,
         }
         yield self.chunk({"tool_calls": [first]})
-        for piece in split_arguments(arguments):
+        for piece in pieces:
             self.pause()
             self.completion_tokens += 1
-            yield self.chunk(
-                {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
-            )
+            part: dict[str, Any] = {"index": index, "function": {"arguments": piece}}
+            if self.dialect == "changing-ids":
+                part["id"] = "call_" + uuid.uuid4().hex[:24]
+                part["type"] = "function"
+                part["function"]["name"] = name
+            yield self.chunk({"tool_calls": [part]})
 
 
 # ---------------------------------------------------------------------------
@@ -437,7 +506,10 @@ class Handler(BaseHTTPRequestHandler):
         fault = self.server.state.next_fault()
         if fault and self.apply_fault(fault):
             return
-        self.answer(body, (fault or {}).get("disconnect_after_chunks"))
+        fault = fault or {}
+        self.answer(
+            body, fault.get("disconnect_after_chunks"), fault.get("length_after_tokens")
+        )
 
     def record(self, body: Any) -> None:
         """Add the request to the log that `GET /_control/requests` returns.
@@ -473,7 +545,12 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(float(fault["delay"]))
         return False
 
-    def answer(self, body: dict[str, Any], cut_after: float | None) -> None:
+    def answer(
+        self,
+        body: dict[str, Any],
+        cut_after: float | None,
+        length_after: float | None = None,
+    ) -> None:
         """Answer with the demo model, streamed or whole.
 
         A disconnect fault on a non-streamed request drops the connection before
@@ -483,20 +560,27 @@ class Handler(BaseHTTPRequestHandler):
         answer = Answer(body, state.snapshot(), state.next_reply())
         if body.get("stream"):
             options = body.get("stream_options") or {}
-            self.stream(answer, bool(options.get("include_usage")), cut_after)
+            usage = bool(options.get("include_usage"))
+            self.stream(answer, usage, cut_after, length_after)
         elif cut_after is not None:
             raise Abort
         else:
             self.send_json(200, answer.completion())
 
-    def stream(self, answer: Answer, usage: bool, cut_after: float | None) -> None:
+    def stream(
+        self,
+        answer: Answer,
+        usage: bool,
+        cut_after: float | None,
+        length_after: float | None = None,
+    ) -> None:
         """Send `answer` as server-sent events, one HTTP chunk per event."""
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        for sent, chunk in enumerate(answer.chunks(usage)):
+        for sent, chunk in enumerate(answer.chunks(usage, length_after)):
             if cut_after is not None and sent >= cut_after:
                 self.drop()
             self.write_event(json.dumps(chunk))

@@ -1,6 +1,13 @@
-"""Chat completions through the `openai` SDK, streamed, with errors sorted for retry."""
+"""Chat completions through the `openai` SDK, streamed, with errors sorted for retry.
+
+Any OpenAI-compatible server may be on the other end (OPENAI_BASE_URL), so chunks are
+read for what they must carry, not for OpenAI's exact shapes: `choices` may be null,
+missing or empty, the first chunk may hold the role only, ids may change per chunk,
+a tool call's name may come again with each piece of its arguments.
+"""
 
 import json
+import logging
 import socket
 import threading
 from collections.abc import Callable
@@ -12,7 +19,9 @@ import openai
 from django.conf import settings
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from .errors import PermanentError, TransientError
+from .errors import PermanentError, ServiceError, TransientError
+
+logger = logging.getLogger(__name__)
 
 
 class Stopped(Exception):
@@ -97,6 +106,13 @@ def stream_chat(
         raise _classify(exc) from exc
 
 
+LENGTH_CUT = (
+    "The model's answer was cut off: it reached its length limit (finish_reason "
+    '"length") before it finished{what}. Ask for something shorter, or raise the '
+    "model's output limit."
+)
+
+
 def _cut(stream: openai.Stream[ChatCompletionChunk]) -> None:
     """Stop a stream from another thread, even while its reader waits for a chunk.
 
@@ -121,30 +137,76 @@ def _assemble(
 ) -> Completion:
     completion = Completion()
     calls: dict[int, ToolCall] = {}
-    for chunk in stream:
-        if stop.is_set():
-            raise Stopped()
-        if chunk.usage:
-            completion.usage = chunk.usage.model_dump(
-                include={"prompt_tokens", "completion_tokens", "total_tokens"}
-            )
-        for choice in chunk.choices:
-            delta = choice.delta
-            if delta.content:
-                completion.text += delta.content
-                on_text(delta.content)
-            for part in delta.tool_calls or []:
-                call = calls.setdefault(part.index, ToolCall())
-                call.id = part.id or call.id
-                if part.function:
-                    call.name += part.function.name or ""
-                    call.arguments += part.function.arguments or ""
-            completion.finish_reason = choice.finish_reason or completion.finish_reason
+    chunks = iter(stream)
+    while True:
+        try:
+            chunk = next(chunks, None)
+            if stop.is_set():
+                raise Stopped()
+            if chunk is None:
+                break
+            _read_chunk(chunk, completion, calls, on_text)
+        except Stopped:
+            raise
+        except Exception as exc:
+            if completion.finish_reason is None:
+                raise
+            # The answer was whole before this (a trailing usage chunk we cannot
+            # read, a link dropped before [DONE]): keep it rather than retry it.
+            logger.warning("model stream: ignored what followed the answer: %r", exc)
+            break
     completion.tool_calls = [calls[i] for i in sorted(calls)]
+    if completion.finish_reason == "length":
+        what = " a tool call" if completion.tool_calls else ""
+        raise PermanentError(LENGTH_CUT.format(what=what and " writing" + what))
     return completion
 
 
-def _classify(exc: Exception) -> Exception:
+def _read_chunk(
+    chunk: ChatCompletionChunk,
+    completion: Completion,
+    calls: dict[int, ToolCall],
+    on_text: Callable[[str], None],
+) -> None:
+    """Fold one chunk into the completion. The SDK builds chunks without validating
+    them, so every field is read as possibly absent or null."""
+    usage = getattr(chunk, "usage", None)
+    if usage is not None:
+        completion.usage = {
+            name: value
+            for name in ("prompt_tokens", "completion_tokens", "total_tokens")
+            if isinstance(value := getattr(usage, name, None), int)
+        }
+    for choice in getattr(chunk, "choices", None) or []:
+        delta = getattr(choice, "delta", None)
+        content = getattr(delta, "content", None)
+        if isinstance(content, str) and content:
+            completion.text += content
+            on_text(content)
+        for position, part in enumerate(getattr(delta, "tool_calls", None) or []):
+            index = getattr(part, "index", None)
+            call = calls.setdefault(
+                index if isinstance(index, int) else position, ToolCall()
+            )
+            # The first id counts: some servers send a new one with every piece.
+            call.id = call.id or getattr(part, "id", None) or ""
+            function = getattr(part, "function", None)
+            name = getattr(function, "name", None)
+            if isinstance(name, str) and name != call.name:
+                # In pieces, or whole again with every piece (adding nothing).
+                call.name += name
+            arguments = getattr(function, "arguments", None)
+            if isinstance(arguments, str):
+                call.arguments += arguments
+        finish = getattr(choice, "finish_reason", None)
+        completion.finish_reason = finish or completion.finish_reason
+
+
+def _classify(exc: Exception) -> ServiceError:
+    """Every failure as transient (worth a retry) or permanent; an unknown one is
+    permanent: retrying a bug in reading the answer would only repeat it."""
+    if isinstance(exc, ServiceError):
+        return exc
     if isinstance(exc, openai.APIStatusError):
         message = _error_message(exc)
         if exc.status_code == 429 or exc.status_code >= 500 or exc.status_code == 408:
@@ -157,14 +219,22 @@ def _classify(exc: Exception) -> Exception:
     if isinstance(exc, openai.APIConnectionError | openai.APITimeoutError):
         return TransientError("The model service could not be reached or timed out.")
     if isinstance(exc, openai.APIError):
-        # A stream that broke off midway (dropped connection, bad chunk).
+        # A stream that broke off midway (dropped connection, an error chunk).
         return TransientError(f"The model's answer broke off: {type(exc).__name__}.")
-    if (
-        isinstance(exc, OSError | json.JSONDecodeError)
-        or "httpx" in type(exc).__module__
-    ):
+    if isinstance(exc, OSError | json.JSONDecodeError) or type(
+        exc
+    ).__module__.startswith(("httpx", "httpcore")):
         return TransientError(f"The model's answer broke off: {type(exc).__name__}.")
-    return exc
+    logger.exception("model client: unexpected %s", type(exc).__name__)
+    return PermanentError(
+        "The model's answer could not be read "
+        f"({type(exc).__name__}: {_redacted(str(exc))[:300]})."
+    )
+
+
+def _redacted(text: str) -> str:
+    key = settings.OPENAI_API_KEY
+    return text.replace(key, "[the API key]") if key else text
 
 
 def _error_message(exc: openai.APIStatusError) -> str:
@@ -172,4 +242,4 @@ def _error_message(exc: openai.APIStatusError) -> str:
     detail = (
         body.get("message") or body.get("error", {}).get("message") if body else None
     )
-    return str(detail or exc.message)[:300]
+    return _redacted(str(detail or exc.message))[:300]

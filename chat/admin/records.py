@@ -5,14 +5,16 @@ from collections.abc import Iterable
 from typing import Any
 
 from django import forms
-from django.contrib import admin
-from django.db.models import Q
-from django.http import HttpRequest
+from django.contrib import admin, messages
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 
-from chat.errors import Invalid
+from chat import services
+from chat.errors import Conflict, Invalid
 from chat.models import (
     Action,
     Membership,
@@ -156,8 +158,52 @@ class RoomEventAdmin(AgentRecordMixin, admin.ModelAdmin[RoomEvent]):
 # Rooms -------------------------------------------------------------------------------
 
 
+APPROVER = Membership.Role.APPROVER
+
+
+class MembershipFormSet(forms.BaseInlineFormSet):  # type: ignore[type-arg]
+    """A room's members as the admin edits them: the room keeps an approver."""
+
+    def clean(self) -> None:
+        super().clean()
+        if self.instance.pk is None:
+            return  # a new room: its members are all in the forms
+        leaving, joining = set(), set()
+        for form in self.forms:
+            data = getattr(form, "cleaned_data", None)
+            if not data:
+                continue
+            before, user = form.initial.get("role"), data.get("user")
+            after = None if data.get("DELETE") else data.get("role")
+            if before == APPROVER and after != APPROVER and form.instance.pk:
+                leaving.add(form.instance.user_id)
+            elif after == APPROVER and before != APPROVER and user is not None:
+                joining.add(user.pk)
+        _keep_an_approver(self.instance, leaving, joining)
+
+
+class MembershipForm(forms.ModelForm):  # type: ignore[type-arg]
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
+        membership = self.instance
+        demoted = data.get("role") != APPROVER or data.get("room") != membership.room
+        if membership.pk and membership.role == APPROVER and demoted:
+            _keep_an_approver(membership.room, {membership.user_id}, set())
+        return data
+
+
+def _keep_an_approver(room: Room, leaving: set[int], joining: set[int]) -> None:
+    """The service's rule, as a form error."""
+    try:
+        services.room_keeps_an_approver(room=room, leaving=leaving, joining=joining)
+    except Conflict as exc:
+        raise forms.ValidationError(exc.detail) from None
+
+
 class MembershipInline(DeciderMayViewMixin, admin.TabularInline[Membership, Room]):
     model = Membership
+    formset = MembershipFormSet
     extra = 0
     fields = ("user", "role", "created")
     readonly_fields = ("created",)
@@ -220,8 +266,50 @@ class RoomAdmin(DeciderMayViewMixin, admin.ModelAdmin[Room]):
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin[Membership]):
+    form = MembershipForm
     list_display = ("room", "user", "role", "created")
     list_filter = ("role", "room")
     list_select_related = ("room", "user")
     search_fields = ("room__slug", "user__username")
     raw_id_fields = ("user",)
+
+    def delete_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        membership = self.get_object(request, object_id)
+        if membership is not None and _is_last_approver(membership):
+            self.message_user(request, services.LAST_APPROVER, messages.ERROR)
+            return redirect("admin:chat_membership_change", membership.pk)
+        return super().delete_view(request, object_id, extra_context)
+
+    def delete_queryset(
+        self, request: HttpRequest, queryset: QuerySet[Membership]
+    ) -> None:
+        # "Delete selected": the rule holds for the whole selection at once.
+        for room in Room.objects.filter(memberships__in=queryset).distinct():
+            leaving = set(
+                queryset.filter(room=room, role=APPROVER).values_list(
+                    "user_id", flat=True
+                )
+            )
+            try:
+                services.room_keeps_an_approver(room=room, leaving=leaving)
+            except Conflict as exc:
+                self.message_user(request, f"{room.slug}: {exc.detail}", messages.ERROR)
+                queryset = queryset.exclude(room=room)
+        super().delete_queryset(request, queryset)
+
+
+def _is_last_approver(membership: Membership) -> bool:
+    if membership.role != APPROVER:
+        return False
+    try:
+        services.room_keeps_an_approver(
+            room=membership.room, leaving={membership.user_id}
+        )
+    except Conflict:
+        return True
+    return False

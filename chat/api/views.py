@@ -1,5 +1,6 @@
 """The REST API of the contract: thin views over chat.services."""
 
+import re
 from typing import Any
 
 from django.contrib.auth import authenticate
@@ -19,6 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chat import services
+from chat.api.fields import NOT_BLANK, SLUG_IN, MessageText, StrictCharField
 from chat.errors import Invalid
 from chat.http import AuthenticatedRequest
 from chat.models import Action, Membership, Room
@@ -32,13 +34,23 @@ from chat.serializers import (
     RoomSerializer,
 )
 
-ERROR = inline_serializer("Error", {"detail": serializers.CharField()})
+ERROR = inline_serializer(
+    "Error",
+    {
+        "detail": serializers.CharField(),
+        # Validation errors (400) also say which field failed, field by field.
+        "errors": serializers.JSONField(required=False),
+    },
+)
+SLUG = r"^[-a-zA-Z0-9_]+$"  # Django's slug path converter
+MAX_SEQ = 2**62
 REFUSALS = {
     400: "Invalid input.",
     401: "No credentials, or bad ones.",
     403: "Not allowed for this user.",
     404: "No such thing, or not visible to this user.",
     409: "Not possible in the current state.",
+    415: "The body is not JSON (`Content-Type: application/json`).",
     429: "Too many requests.",
 }
 
@@ -47,6 +59,11 @@ def _refusals(*codes: int, anonymous: bool = False) -> dict[int, OpenApiResponse
     """The error answers of an endpoint, for the schema: `{"detail": "..."}`."""
     codes = (*codes, 429) if anonymous else (*codes, 401, 429)
     return {code: OpenApiResponse(ERROR, description=REFUSALS[code]) for code in codes}
+
+
+def _integer(low: int, high: int) -> dict[str, Any]:
+    """A query parameter's schema: an integer within the limits the view checks."""
+    return {"type": "integer", "minimum": low, "maximum": high}
 
 
 def _valid(
@@ -59,8 +76,8 @@ def _valid(
 
 
 class TokenIn(serializers.Serializer[Any]):
-    username = serializers.CharField(max_length=150)
-    password = serializers.CharField(max_length=256, trim_whitespace=False)
+    username = StrictCharField(max_length=150)
+    password = StrictCharField(max_length=256, trim_whitespace=False)
 
 
 class TokenView(APIView):
@@ -71,7 +88,7 @@ class TokenView(APIView):
         request=TokenIn,
         responses={
             200: inline_serializer("TokenOut", {"token": serializers.CharField()}),
-            **_refusals(400, anonymous=True),
+            **_refusals(400, 415, anonymous=True),
         },
     )
     def post(self, request: HttpRequest) -> Response:
@@ -86,8 +103,10 @@ class TokenView(APIView):
 
 
 class RoomIn(serializers.Serializer[Any]):
-    name = serializers.CharField(max_length=120)
-    slug = serializers.CharField(max_length=60, required=False, allow_blank=True)
+    name = StrictCharField(max_length=120, validators=[NOT_BLANK])
+    slug = StrictCharField(
+        max_length=60, required=False, allow_blank=True, validators=[SLUG_IN]
+    )
 
 
 class RoomsView(APIView):
@@ -100,7 +119,8 @@ class RoomsView(APIView):
         return Response(RoomSerializer(rooms, many=True).data)
 
     @extend_schema(
-        request=RoomIn, responses={201: RoomSerializer, **_refusals(400, 409)}
+        request=RoomIn,
+        responses={201: RoomSerializer, **_refusals(400, 403, 409, 415)},
     )
     def post(self, request: AuthenticatedRequest) -> Response:
         data = _valid(RoomIn, request.data)
@@ -120,14 +140,14 @@ class RoomView(APIView):
 
 
 class MemberIn(serializers.Serializer[Any]):
-    username = serializers.CharField(max_length=150)
+    username = StrictCharField(max_length=150)
     role = serializers.ChoiceField(choices=Membership.Role.values)
 
 
 class MembersView(APIView):
     @extend_schema(
         request=MemberIn,
-        responses={201: MemberSerializer, **_refusals(400, 403, 404)},
+        responses={201: MemberSerializer, **_refusals(400, 403, 404, 409, 415)},
     )
     def post(self, request: AuthenticatedRequest, slug: str) -> Response:
         room = services.room_get_for_member(slug=slug, user=request.user)
@@ -138,14 +158,13 @@ class MembersView(APIView):
 
 
 class RequestIn(serializers.Serializer[Any]):
-    # Length is the service's rule (AGENT_MAX_INPUT_CHARS); checked there once.
-    text = serializers.CharField(trim_whitespace=False, allow_blank=True)
+    text = MessageText()
 
 
 class RoomRequestsView(APIView):
     @extend_schema(
         request=RequestIn,
-        responses={202: RequestSerializer, **_refusals(400, 404)},
+        responses={202: RequestSerializer, **_refusals(400, 403, 404, 415)},
     )
     def post(self, request: AuthenticatedRequest, slug: str) -> Response:
         room = services.room_get_for_member(slug=slug, user=request.user)
@@ -181,15 +200,21 @@ class ActionsView(APIView):
     @extend_schema(
         parameters=[
             OpenApiParameter("status", str, enum=Action.Status.values),
-            OpenApiParameter("room", str, description="A room's slug."),
-            OpenApiParameter("limit", int, description="At most this many (1-500)."),
+            OpenApiParameter(
+                "room",
+                {"type": "string", "pattern": SLUG},
+                description="A room's slug.",
+            ),
+            OpenApiParameter(
+                "limit", _integer(1, 500), description="At most this many (1-500)."
+            ),
         ],
         responses={200: ActionSerializer(many=True), **_refusals(400)},
     )
     def get(self, request: AuthenticatedRequest) -> Response:
         actions = services.action_list(
             user=request.user,
-            status=request.query_params.get("status") or None,
+            status=request.query_params.get("status"),
             room_slug=_slug_param(request, "room"),
             limit=_int_param(request, "limit", 200, 1, 500),
         )
@@ -204,8 +229,8 @@ class ActionView(APIView):
 
 
 class ApproveIn(serializers.Serializer[Any]):
-    arguments = serializers.JSONField(required=False)
-    reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+    arguments = serializers.DictField(required=False)
+    reason = StrictCharField(required=False, allow_blank=True, max_length=2000)
 
     def validate_arguments(self, value: object) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -214,13 +239,13 @@ class ApproveIn(serializers.Serializer[Any]):
 
 
 class DenyIn(serializers.Serializer[Any]):
-    reason = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+    reason = StrictCharField(required=False, allow_blank=True, max_length=2000)
 
 
 class ActionApproveView(APIView):
     @extend_schema(
         request=ApproveIn,
-        responses={200: ActionSerializer, **_refusals(400, 403, 404, 409)},
+        responses={200: ActionSerializer, **_refusals(400, 403, 404, 409, 415)},
     )
     def post(self, request: AuthenticatedRequest, action_id: str) -> Response:
         data = _valid(ApproveIn, request.data)
@@ -238,7 +263,7 @@ class ActionApproveView(APIView):
 class ActionDenyView(APIView):
     @extend_schema(
         request=DenyIn,
-        responses={200: ActionSerializer, **_refusals(400, 403, 404, 409)},
+        responses={200: ActionSerializer, **_refusals(400, 403, 404, 409, 415)},
     )
     def post(self, request: AuthenticatedRequest, action_id: str) -> Response:
         data = _valid(DenyIn, request.data)
@@ -255,8 +280,12 @@ class ActionDenyView(APIView):
 class RoomEventsView(APIView):
     @extend_schema(
         parameters=[
-            OpenApiParameter("after", int, description="Events after this seq."),
-            OpenApiParameter("limit", int, description="At most this many (1-1000)."),
+            OpenApiParameter(
+                "after", _integer(0, MAX_SEQ), description="Events after this seq."
+            ),
+            OpenApiParameter(
+                "limit", _integer(1, 1000), description="At most this many (1-1000)."
+            ),
         ],
         responses={
             200: inline_serializer(
@@ -272,7 +301,7 @@ class RoomEventsView(APIView):
     )
     def get(self, request: AuthenticatedRequest, slug: str) -> Response:
         room = services.room_get_for_member(slug=slug, user=request.user)
-        after = _int_param(request, "after", 0, 0, 2**62)
+        after = _int_param(request, "after", 0, 0, MAX_SEQ)
         limit = _int_param(request, "limit", 500, 1, 1000)
         events = events_after(room.pk, after, limit=limit)
         last_seq = Room.objects.values_list("last_seq", flat=True).get(pk=room.pk)
@@ -288,20 +317,20 @@ class RoomEventsView(APIView):
 def _int_param(
     request: HttpRequest, name: str, default: int, low: int, high: int
 ) -> int:
-    raw = request.query_params.get(name, "")
-    if raw == "":
+    if name not in request.query_params:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise Invalid(f"{name} must be an integer.") from None
+    raw = request.query_params[name]
+    # Digits only: Python's int() would also take " 5", "1_0" and other scripts' digits.
+    if not re.fullmatch(r"-?[0-9]{1,20}", raw):
+        raise Invalid(f"{name} must be an integer.")
+    value = int(raw)
     if not low <= value <= high:
         raise Invalid(f"{name} must be between {low} and {high}.")
     return value
 
 
 def _slug_param(request: HttpRequest, name: str) -> str | None:
-    raw = request.query_params.get(name, "")
-    if raw and not slug_re.fullmatch(raw):
+    raw = request.query_params.get(name)
+    if raw is not None and not slug_re.fullmatch(raw):
         raise Invalid(f"{name} must be a room's slug.")
-    return raw or None
+    return raw

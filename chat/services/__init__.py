@@ -49,7 +49,7 @@ from .requests import (
     request_get,
     request_start,
 )
-from .rooms import member_add, room_create
+from .rooms import LAST_APPROVER, member_add, room_create, room_keeps_an_approver
 from .sweep import sweep
 from .turns import (
     step_claim,
@@ -61,6 +61,7 @@ from .turns import (
 )
 
 __all__ = [
+    "LAST_APPROVER",
     "Conflict",
     "Forbidden",
     "Invalid",
@@ -96,6 +97,7 @@ __all__ = [
     "request_start",
     "room_create",
     "room_get_for_member",
+    "room_keeps_an_approver",
     "room_role",
     "rule_clean",
     "rule_resolve",

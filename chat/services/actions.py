@@ -90,7 +90,7 @@ def action_decide(
         request, action = locked
         _check_may_vote(action, request.user_id, user)
         if action.status != Action.Status.PENDING:
-            raise Conflict(f"This action is no longer pending: {_not_pending(action)}")
+            raise Conflict(f"This action is no longer pending: {_state(action)}.")
         if arguments is not None and arguments != action.arguments:
             _replace_arguments(action, arguments, preview)
         elif Vote.objects.filter(
@@ -141,7 +141,8 @@ def action_retract(
         if not waiting or action.runs_at <= timezone.now():  # type: ignore[operator]
             raise Conflict(
                 "Only an approval still waiting out its delay can be retracted: "
-                + _not_pending(action)
+                + _state(action)
+                + "."
             )
         action.move_to(Action.Status.PENDING)
         action.ballot += 1
@@ -185,22 +186,6 @@ def _check_may_vote(action: Action, requester_id: int | None, user: User) -> Non
     raise Forbidden("Only approvers of this room may decide its actions.")
 
 
-def _not_pending(action: Action) -> str:
-    if action.status == Action.Status.PENDING:
-        return "it is still pending."
-    who = f" by {action.decided_by}" if action.decided_by else ""
-    texts: dict[str, str] = {
-        Action.Status.APPROVED: f"it was already approved{who}.",
-        Action.Status.EXECUTING: f"it is already running (approved{who}).",
-        Action.Status.SUCCEEDED: "it already ran.",
-        Action.Status.FAILED: "it already ran and failed.",
-        Action.Status.DENIED: f"it was denied{who}.",
-        Action.Status.EXPIRED: "it expired.",
-        Action.Status.CANCELLED: "its request was cancelled.",
-    }
-    return texts.get(action.status, f"it is {action.status}.")
-
-
 def _replace_arguments(
     action: Action, arguments: dict[str, Any], preview: dict[str, Any] | None
 ) -> None:
@@ -220,6 +205,27 @@ def _schedule(action: Action) -> None:
     transaction.on_commit(
         lambda: enqueue.tool_call(action_id=action.pk, countdown=delay)
     )
+
+
+def _state(action: Action) -> str:
+    """What became of an action, as a clause: "it is already executing (approved by
+    alice)", "it was already denied by bob", "it has expired"."""
+    by = action.decided_by.username if action.decided_by else None
+    status = Action.Status(action.status)
+    if status == Action.Status.PENDING:
+        return "it is pending, not approved"
+    if status in (
+        Action.Status.APPROVED,
+        Action.Status.DENIED,
+        Action.Status.CANCELLED,
+    ):
+        return f"it was already {status.value}" + (f" by {by}" if by else "")
+    approved = f" (approved by {by})" if by else ""
+    if status == Action.Status.EXECUTING:
+        return f"it is already executing{approved}"
+    if status == Action.Status.EXPIRED:
+        return "it has expired"
+    return f"it has already {status.value}{approved}"  # succeeded, failed
 
 
 def _clean_reason(reason: object) -> str:

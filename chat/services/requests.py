@@ -29,7 +29,9 @@ def request_start(*, room: Room, user: User, text: object) -> Request:
     """
     if room_role(room=room, user=user) is None:
         raise NotFound("No such room.")
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str):
+        raise Invalid("text must be a string.")
+    if not text.strip():
         raise Invalid("The message is empty.")
     if not storable(text):
         raise Invalid("The message contains a NUL character or invalid Unicode.")

@@ -1,11 +1,14 @@
 """Rooms and who is in them."""
 
+import secrets
+from collections.abc import Collection
+
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils.text import slugify
 
-from chat.errors import Conflict, Forbidden, Invalid
+from chat.errors import Conflict, Forbidden, Invalid, NotFound
 from chat.models import Membership, Room
 from chat.text import storable
 
@@ -17,9 +20,11 @@ def room_create(*, user: User, name: str, slug: str = "") -> Room:
     name = name.strip()
     if not name or len(name) > 120 or not storable(name + slug):
         raise Invalid("A room needs a name of 1 to 120 characters.")
-    slug = slugify(slug or name)[:60]
-    if not slug:
+    if slug and not slugify(slug):
         raise Invalid("The slug must contain letters or digits.")
+    # A name in another script (or of symbols only) slugifies to nothing: such a
+    # room still gets an address.
+    slug = slugify(slug or name)[:60].strip("-_") or f"room-{secrets.token_hex(4)}"
     with transaction.atomic():
         if Room.objects.filter(slug=slug).exists():
             raise Conflict(f"A room with the slug {slug!r} already exists.")
@@ -36,8 +41,36 @@ def member_add(*, room: Room, actor: User, username: str, role: str) -> Membersh
         raise Invalid(f"role must be one of {', '.join(Membership.Role.values)}.")
     user = get_user_model().objects.filter(username=username).first()
     if user is None:
-        raise Invalid(f"There is no user {username!r}.")
-    membership, _ = Membership.objects.update_or_create(
-        room=room, user=user, defaults={"role": role}
-    )
+        # 404 like any other thing that is not there (the body is well formed).
+        raise NotFound(f"There is no user {username!r}.")
+    with transaction.atomic():
+        if role != Membership.Role.APPROVER:
+            room_keeps_an_approver(room=room, leaving={user.pk})
+        membership, _ = Membership.objects.update_or_create(
+            room=room, user=user, defaults={"role": role}
+        )
     return membership
+
+
+LAST_APPROVER = (
+    "A room keeps at least one approver: make someone else an approver first."
+)
+
+
+def room_keeps_an_approver(
+    *, room: Room, leaving: Collection[int], joining: Collection[int] = ()
+) -> None:
+    """Refuse (409) a change after which the room would have no approver.
+
+    `leaving` are the users (ids) who stop being approvers (demoted or removed),
+    `joining` those who become approvers in the same change. Call it inside the
+    transaction that makes the change: the room's row lock makes two approvers who
+    demote each other at once take turns, so the second sees the first's change.
+    """
+    if joining:
+        return
+    with transaction.atomic():
+        Room.objects.select_for_update().filter(pk=room.pk).first()
+        approvers = Membership.objects.filter(room=room, role=Membership.Role.APPROVER)
+        if not approvers.exclude(user_id__in=leaving).exists():
+            raise Conflict(LAST_APPROVER)

@@ -3,6 +3,7 @@ and the error bodies. Actions and their decisions are in test_api_actions.py."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 
@@ -389,11 +390,32 @@ def test_creating_a_room_without_slug_derives_it_from_the_name(bob: User) -> Non
 
 @pytest.mark.parametrize(
     "body",
-    [{}, {"name": ""}, {"name": "   "}, {"name": "x" * 121}, {"name": "!!!"}],
+    [
+        {},
+        {"name": ""},
+        {"name": "   "},
+        {"name": "x" * 121},
+        {"name": 2.2994177638905172e16},
+        {"name": "Ok", "slug": -9.44e-97},
+        {"name": "Ok", "slug": "--"},
+        {"name": "Ok", "slug": "no spaces"},
+    ],
 )
 def test_creating_a_room_with_bad_name_gets_400(bob: User, body: dict) -> None:
-    refusal(api(bob).post("/api/rooms", body, format="json"), 400)
+    detail = refusal(api(bob).post("/api/rooms", body, format="json"), 400)
+    assert ("slug" if "slug" in body else "name") in detail
     assert not Room.objects.exists()
+
+
+@pytest.mark.parametrize("name", ["!!!", "日本語の部屋"])
+def test_room_whose_name_slugifies_to_nothing_gets_a_generated_slug(
+    bob: User, name: str
+) -> None:
+    # The schema cannot say "a name with an ASCII letter": every name it allows works.
+    response = api(bob).post("/api/rooms", {"name": name}, format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["name"] == name
+    assert re.fullmatch(r"room-[0-9a-f]{8}", response.json()["slug"])
 
 
 def test_creating_a_room_with_a_taken_slug_gets_409(bob: User, room: Room) -> None:
@@ -505,8 +527,8 @@ def test_outsider_adding_herself_gets_404(mallory: User, room: Room) -> None:
 @pytest.mark.parametrize(
     "body",
     [
-        {"username": "nobody", "role": "member"},
         {"username": "mallory", "role": "owner"},
+        {"username": 7, "role": "member"},
         {"username": "mallory"},
         {"role": "member"},
     ],
@@ -516,6 +538,13 @@ def test_adding_a_member_with_bad_input_gets_400(
 ) -> None:
     refusal(api(alice).post("/api/rooms/triage/members", body, format="json"), 400)
     assert not Membership.objects.filter(user=mallory).exists()
+
+
+def test_adding_someone_who_does_not_exist_gets_404(alice: User, room: Room) -> None:
+    # A well-formed body naming nobody: like any other thing that is not there.
+    body = {"username": "nobody", "role": "member"}
+    response = api(alice).post("/api/rooms/triage/members", body, format="json")
+    assert "nobody" in refusal(response, 404)
 
 
 # Requests ---------------------------------------------------------------------------

@@ -163,7 +163,7 @@ def test_expired_action_can_no_longer_be_approved(
         created=_ago(settings.AGENT_APPROVAL_TIMEOUT + 1)
     )
     services.sweep()
-    with pytest.raises(services.Conflict, match="no longer pending: it expired"):
+    with pytest.raises(services.Conflict, match="no longer pending: it has expired"):
         services.action_decide(action_id=str(action.pk), user=alice, decision="approve")
 
 

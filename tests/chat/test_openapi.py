@@ -21,7 +21,7 @@ CONTRACT = {
     ("get", "/api/rooms"): {"200"},
     ("post", "/api/rooms"): {"201", "400"},
     ("get", "/api/rooms/{slug}"): {"200", "404"},
-    ("post", "/api/rooms/{slug}/members"): {"201", "403", "404"},
+    ("post", "/api/rooms/{slug}/members"): {"201", "403", "404", "409"},
     ("post", "/api/rooms/{slug}/requests"): {"202", "400", "404"},
     ("get", "/api/requests/{request_id}"): {"200", "404"},
     ("post", "/api/requests/{request_id}/cancel"): {"200", "404", "409"},

@@ -307,7 +307,7 @@ def test_retract_after_the_tool_started_gets_409(room, alice, bob) -> None:
     Action.objects.filter(pk=action.pk).update(runs_at=timezone.now())
     assert services.action_claim(action_id=action.pk) is not None  # it started
     response = api(alice).post(f"/api/actions/{action.pk}/retract", {}, format="json")
-    assert "already running" in refusal(response, 409)
+    assert "already executing" in refusal(response, 409)
 
 
 def test_members_may_not_retract(room, alice, bob) -> None:

@@ -14,9 +14,10 @@ from collections.abc import Callable
 
 import pytest
 
+from standins import openai_server
 from tests.worker.conftest import OPENAI_KEY, Model
 from worker.errors import PermanentError, TransientError
-from worker.model import Completion, Stopped, stream_chat
+from worker.model import Completion, Stopped, _classify, stream_chat
 
 HELLO = [{"role": "user", "content": "Say hello."}]
 TOOLS = [
@@ -147,3 +148,97 @@ def test_cancel_cuts_a_silent_stream_short(model: Model) -> None:
             HELLO, TOOLS, on_text=lambda t: None, stop=stop, on_open=cancel_soon
         )
     assert time.monotonic() - started < 1.0
+
+
+# OpenAI-compatible servers -----------------------------------------------------------
+
+DIALECTS = list(openai_server.DIALECTS)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_a_text_answer_arrives_whole_in_every_dialect(
+    model: Model, dialect: str
+) -> None:
+    model.config(dialect=dialect)
+    model.script({"text": "Hello from the model, Bob."})
+    pieces: list[str] = []
+    completion = _stream(pieces)
+    assert "".join(pieces) == completion.text == "Hello from the model, Bob."
+    assert completion.finish_reason == "stop"
+    assert completion.tool_calls == []
+    if dialect != "no-usage":
+        assert completion.usage["total_tokens"] > 0
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_parallel_tool_calls_arrive_whole_in_every_dialect(
+    model: Model, dialect: str
+) -> None:
+    model.config(dialect=dialect)
+    model.script(
+        {
+            "text": "Reading both.",
+            "tool_calls": [
+                {"name": "get_issue", "arguments": {"id": "ENG-3"}},
+                {"name": "get_issue", "arguments": {"id": "ENG-40"}},
+            ],
+        }
+    )
+    completion = _stream()
+    assert completion.finish_reason == "tool_calls"
+    assert [(c.name, json.loads(c.arguments)) for c in completion.tool_calls] == [
+        ("get_issue", {"id": "ENG-3"}),
+        ("get_issue", {"id": "ENG-40"}),
+    ]
+    ids = [c.id for c in completion.tool_calls]
+    assert all(ids) and len(set(ids)) == 2
+    assert all(i.startswith("call_") for i in ids)
+
+
+@pytest.mark.parametrize(
+    ("reply", "says"),
+    [
+        ({"text": "A long answer that the limit cuts short."}, "finished."),
+        (
+            {"tool_calls": [{"name": "get_issue", "arguments": {"id": "ENG-3"}}]},
+            "finished writing a tool call.",
+        ),
+    ],
+    ids=["text", "tool-call"],
+)
+def test_a_length_cut_off_is_a_readable_permanent_error(
+    model: Model, reply: dict, says: str
+) -> None:
+    model.script(reply)
+    model.faults({"length_after_tokens": 2})
+    with pytest.raises(PermanentError) as caught:
+        _stream()
+    message = str(caught.value)
+    assert message.startswith("The model's answer was cut off: it reached its length")
+    assert says in message
+    assert "not valid JSON" not in message
+
+
+def test_a_link_dropped_after_the_finish_keeps_the_answer(model: Model) -> None:
+    # Chunks: role, "Hi.", finish, usage. Cut after the finish: the answer is whole.
+    model.script({"text": "Hi."})
+    model.faults({"disconnect_after_chunks": 3})
+    completion = _stream()
+    assert completion.text == "Hi."
+    assert completion.finish_reason == "stop"
+
+
+def test_an_unknown_error_is_permanent_with_the_key_redacted(model: Model) -> None:
+    error = _classify(RuntimeError(f"boom near {OPENAI_KEY} in the parser"))
+    assert isinstance(error, PermanentError)
+    assert OPENAI_KEY not in str(error)
+    assert "RuntimeError" in str(error) and "[the API key]" in str(error)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [ConnectionResetError("reset"), json.JSONDecodeError("bad", "{", 0)],
+    ids=["os-error", "bad-json"],
+)
+def test_a_broken_link_is_transient(error: Exception) -> None:
+    assert isinstance(_classify(error), TransientError)
