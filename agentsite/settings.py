@@ -164,6 +164,21 @@ LOGGING = {
     },
 }
 
+# Sentry: errors of the web processes and the workers, when SENTRY_DSN is set (the
+# `sentry` extra installs sentry-sdk); not even imported otherwise.
+SENTRY_DSN = env_str("SENTRY_DSN")
+if SENTRY_DSN:
+    import sentry_sdk
+    from sentry_sdk.integrations.celery import CeleryIntegration
+    from sentry_sdk.integrations.django import DjangoIntegration
+
+    sentry_sdk.init(
+        dsn=SENTRY_DSN,
+        integrations=[DjangoIntegration(), CeleryIntegration()],
+        environment=env_str("SENTRY_ENVIRONMENT", "production"),
+        send_default_pii=False,
+    )
+
 # Redis: one server for the broker, the room channels and the live state.
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 # Keys and channels are prefixed so that several deployments (or a test run next to
