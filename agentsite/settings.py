@@ -42,6 +42,8 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    # Its configuration checks (the middleware does the serving).
+    "servestatic",
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
