@@ -1,26 +1,40 @@
-# Everyday commands; each installs what it needs first (only when pyproject.toml
-# changed since the last install).
+# Everyday commands; each installs what it needs first (only when the lock file
+# changed since the last install). `make run` installs what running needs
+# (requirements/run.txt); the tests, linters and the bench install the test set
+# (requirements/test.txt, which CI installs too). Both are pip-compile's locks of
+# pyproject.toml: `make lock` after changing a dependency there.
 
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+PIP := $(PY) -m pip --disable-pip-version-check
+RUN_STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install run test lint check bench clean
+.PHONY: install install-run run test lint check bench lock clean
 
-install: $(STAMP)
+install: $(TEST_STAMP)
+install-run: $(RUN_STAMP)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # Order-only on the interpreter: creating the venv is not a reason to reinstall,
-# a missing or older stamp is.
-$(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
-	touch $(STAMP)
+# a missing or older stamp is. The install is quiet, so it says what it does first.
+$(RUN_STAMP): requirements/run.txt pyproject.toml | $(PY)
+	@echo "installing what running needs into $(VENV) (requirements/run.txt; the first time takes a minute)"
+	$(PIP) install --quiet -r requirements/run.txt
+	$(PIP) install --quiet --no-deps -e .
+	touch $(RUN_STAMP)
+
+$(TEST_STAMP): requirements/test.txt pyproject.toml | $(PY)
+	@echo "installing the test set into $(VENV) (requirements/test.txt: Playwright, mypy, ...; the first time takes a few minutes)"
+	$(PIP) install --quiet -r requirements/test.txt
+	$(PIP) install --quiet --no-deps -e .
+	touch $(TEST_STAMP) $(RUN_STAMP)
 
 # The whole system on http://127.0.0.1:8000 (PORT=... to change); Ctrl-C stops it.
-run: install
+run: install-run
 	$(PY) -m stack run
 
 # Pytest next to a Redis of its own if none answers; make test ARGS="-k rooms -x"
@@ -39,6 +53,17 @@ check: lint
 
 bench: install
 	$(PY) -m bench
+
+# pip-compile (pip-tools) pins the dependencies of pyproject.toml, keeping the pins
+# it already has unless they no longer fit.
+lock:
+	$(PIP) install --quiet pip-tools
+	$(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url \
+		--no-emit-find-links --annotation-style line \
+		--output-file requirements/run.txt pyproject.toml
+	$(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url \
+		--no-emit-find-links --annotation-style line --extra test \
+		--output-file requirements/test.txt pyproject.toml
 
 # Generated files only: the venv and the database (db.sqlite3) stay.
 clean:

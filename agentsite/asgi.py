@@ -9,21 +9,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentsite.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from django.conf import settings  # noqa: E402
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from chat.auth import TokenAuthMiddleware  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 
-http_app = (
-    ASGIStaticFilesHandler(django_asgi_app)
-    if settings.SERVE_STATIC
-    else django_asgi_app
-)
-
 application = ProtocolTypeRouter(
     {
-        "http": http_app,
+        "http": django_asgi_app,
         # The consumer checks Origin itself: browsers (cookies) must send an allowed
         # one; token clients (scripts) may send none.
         # (URLRouter's stub wants its own URLPattern subclass, which path() never

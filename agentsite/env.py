@@ -5,24 +5,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import dotenv
 from django.core.exceptions import ImproperlyConfigured
 
 
 def load_dotenv(path: Path) -> None:
-    """Set variables from `path` that the real environment does not already set."""
-    if not path.is_file():
-        return
-    for number, raw in enumerate(path.read_text().splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        name, sep, value = line.removeprefix("export ").partition("=")
-        if not sep:
-            raise ImproperlyConfigured(f"{path}:{number}: expected NAME=value")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        os.environ.setdefault(name.strip(), value)
+    """Set variables from `path` that the real environment does not already set.
+
+    python-dotenv reads it as a shell would: quotes, `export`, and `# comments`
+    after a value (which are not part of it).
+    """
+    if path.is_file():
+        dotenv.load_dotenv(path, override=False)
 
 
 def env_str(name: str, default: str = "") -> str:

@@ -65,6 +65,10 @@ class System:
         )
         self.linear = self.add(Proc.standin("linear", self.env, self.log("linear")))
         setup = self._run("setup", [sys.executable, "-m", "bench.setup_db", *rooms])
+        self._run(
+            "collectstatic",
+            [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
+        )
         self.tokens = json.loads(setup.strip().splitlines()[-1])
         for standin in (self.openai, self.linear):
             standin.wait_listening()

@@ -117,6 +117,12 @@ class Runner:
         python = sys.executable
         self._run_task("migrate", [python, "manage.py", "migrate", "--noinput"])
         self._run_task("setup", [python, "manage.py", "demo_setup"])
+        # What a deployment does after migrate (docs/PROTOCOL.md): the web process
+        # serves the hashed files from STATIC_ROOT when DEBUG is off.
+        self._run_task(
+            "collectstatic",
+            [python, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"],
+        )
         for kind in processes:
             # Every process type of the Procfile; only web serves, on our port.
             port = self.port if kind == "web" else None

@@ -18,6 +18,14 @@ from .runner import DEFAULT_REDIS_URL, ROOT
 def main(pytest_args: list[str]) -> int:
     """Run pytest with `pytest_args` and return its exit code."""
     load_dotenv(ROOT / ".env")
+    # The web processes the tests start serve STATIC_ROOT as a deployment does.
+    collected = subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
+        cwd=ROOT,
+    )
+    if collected.returncode != 0:
+        print("error: manage.py collectstatic failed", file=sys.stderr)
+        return collected.returncode
     asked = os.environ.get("REDIS_URL", "").strip() or DEFAULT_REDIS_URL
     try:
         url, server = ensure_redis(asked, log=lambda text: print(text, flush=True))

@@ -1,5 +1,7 @@
+from csp.constants import UNSAFE_INLINE
+from csp.decorators import csp_update
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from . import policies, views
 
@@ -49,7 +51,14 @@ urlpatterns = [
     ),
     path("tools", policies.ToolsView.as_view(), name="api-tools"),
     path("schema", SpectacularAPIView.as_view(), name="api-schema"),
+    # The split view serves Swagger UI's set-up script as a file: the CSP allows no
+    # inline script. Swagger UI writes <style> elements of its own, so this page
+    # alone allows inline styles.
     path(
-        "docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"
+        "docs",
+        csp_update({"style-src": [UNSAFE_INLINE]})(
+            SpectacularSwaggerSplitView.as_view(url_name="api-schema")
+        ),
+        name="api-docs",
     ),
 ]

@@ -57,7 +57,8 @@ export function keepingScroll(change) {
   if (nearBottom) doc.scrollTop = doc.scrollHeight;
 }
 
-/* Untrusted Markdown as safe nodes (markdown.js, loaded before the modules). */
+/* Untrusted Markdown as safe nodes (markdown.js and the vendored markdown-it and
+   DOMPurify it uses, loaded before the modules). */
 export function markdown(source) {
   return window.SafeMarkdown.render(source);
 }

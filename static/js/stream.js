@@ -21,7 +21,10 @@ export function createStream({ timeline }) {
     const meta = el("div", "msg__meta");
     meta.append(el("span", "msg__author", "Agent"), el("span", "msg__typing", "writing…"));
     item.append(meta, el("div", "msg__body md"));
-    entry = { id: messageId, request: requestId, content: "", el: item, frame: 0 };
+    entry = {
+      id: messageId, request: requestId, content: "", el: item,
+      frame: 0, drawnAt: 0, cost: 0,
+    };
     entries.set(messageId, entry);
     keepingScroll(() => timeline.place(item, null));
     return entry;
@@ -34,18 +37,31 @@ export function createStream({ timeline }) {
     scheduleRender(entry);
   }
 
-  /* Re-rendering markdown on every token is wasteful: once per frame is enough. */
+  /* Re-rendering the whole answer on every token is wasteful, and a long answer
+     costs more to render each time: draw at most once a frame, and wait at least
+     four times as long as the last draw took, so that drawing never takes more
+     than a fifth of the page's time however long the answer grows. */
   function scheduleRender(entry) {
     if (entry.frame) return;
-    entry.frame = window.requestAnimationFrame(() => {
-      entry.frame = 0;
-      if (entries.get(entry.id) !== entry || entry.stopped) return;
-      const body = entry.el.querySelector(".msg__body");
-      keepingScroll(() => {
-        entry.el.hidden = !entry.content;
-        body.replaceChildren(markdown(entry.content));
+    const wait = Math.max(0, entry.drawnAt + 4 * entry.cost - performance.now());
+    entry.frame = window.setTimeout(() => {
+      window.requestAnimationFrame(() => {
+        entry.frame = 0;
+        if (entries.get(entry.id) !== entry || entry.stopped) return;
+        draw(entry);
       });
+    }, wait);
+  }
+
+  function draw(entry) {
+    const start = performance.now();
+    const body = entry.el.querySelector(".msg__body");
+    keepingScroll(() => {
+      entry.el.hidden = !entry.content;
+      body.replaceChildren(markdown(entry.content));
     });
+    entry.drawnAt = performance.now();
+    entry.cost = entry.drawnAt - start;
   }
 
   /* The bubble of a message whose final form arrived, taken out of the stream
@@ -69,8 +85,7 @@ export function createStream({ timeline }) {
       }
       entry.stopped = true;
       // The last text may still wait for its frame: draw it now.
-      entry.el.hidden = false;
-      entry.el.querySelector(".msg__body").replaceChildren(markdown(entry.content));
+      draw(entry);
       entry.el.classList.remove("msg--streaming");
       entry.el.classList.add("msg--stopped");
       const typing = entry.el.querySelector(".msg__typing");

@@ -180,3 +180,14 @@ def test_the_test_processes_run_the_procfile_command_lines(stack: Stack):
     assert "${WORKER_CONCURRENCY" in lines["worker"]
     assert "${BEAT_SCHEDULE_FILE" in lines["beat"]
     assert all(runs(proc) for proc in stack.procs)
+
+
+def test_the_web_process_binds_the_host_from_HOST_or_127_0_0_1():
+    web = read_procfile(PROCFILE)["web"]
+
+    def host(env: dict[str, str]) -> str:
+        argv = command_line(web, {"PORT": "8000", **env})
+        return argv[argv.index("--host") + 1]
+
+    assert host({}) == "127.0.0.1"
+    assert host({"HOST": "0.0.0.0"}) == "0.0.0.0"
