@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -15,25 +16,38 @@ from chat.tools import TOOLS
 
 from .views import DenyIn, _refusals, _valid
 
-RULE_IN = inline_serializer(
-    "PolicyRuleIn",
-    {
-        "tool": serializers.CharField(max_length=120),
-        "arguments": serializers.DictField(required=False),
-        "mode": serializers.ChoiceField(["ask", "auto", "never"], required=False),
-        "approvals_required": serializers.IntegerField(
-            min_value=1, max_value=50, required=False
-        ),
-        "approvers": serializers.ListField(
-            child=serializers.CharField(), required=False
-        ),
-        "requester_may_approve": serializers.BooleanField(required=False),
-        "timeout": serializers.IntegerField(
-            min_value=1, allow_null=True, required=False
-        ),
-        "delay": serializers.IntegerField(min_value=0, required=False),
-    },
-)
+
+def _rule_schema(*, partial: bool) -> dict[str, Any]:
+    """A rule as a client sends it, exactly as `rule_clean` checks it."""
+    schema: dict[str, Any] = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "tool": {"type": "string", "enum": ["*", *TOOLS]},
+            "arguments": {"type": "object", "nullable": True},
+            "mode": {"type": "string", "enum": ["ask", "auto", "never"]},
+            "approvals_required": {"type": "integer", "minimum": 1, "maximum": 50},
+            "approvers": {
+                "type": "array",
+                "nullable": True,
+                "items": {"type": "string"},
+                "description": "Usernames of existing users.",
+            },
+            "requester_may_approve": {"type": "boolean"},
+            "timeout": {
+                "type": "integer",
+                "nullable": True,
+                "minimum": 1,
+                "maximum": 2592000,
+            },
+            "delay": {"type": "integer", "minimum": 0, "maximum": 86400},
+        },
+    }
+    if not partial:
+        schema["required"] = ["tool"]
+    return {"application/json": schema}
+
+
 TOOL_OUT = inline_serializer(
     "Tool",
     {
@@ -46,7 +60,22 @@ TOOL_OUT = inline_serializer(
 )
 
 
+class _RuleBodySchema(AutoSchema):
+    """The raw rule schema is exact; drf-spectacular marks no raw body required."""
+
+    def _get_request_body(self, direction: str = "request") -> dict[str, Any] | None:
+        # drf-spectacular leaves this method unannotated.
+        body: dict[str, Any] | None = super()._get_request_body(  # type: ignore[no-untyped-call]
+            direction
+        )
+        if body is not None and self.method == "POST":
+            body["required"] = True
+        return body
+
+
 class PoliciesView(APIView):
+    schema = _RuleBodySchema()
+
     @extend_schema(responses={200: PolicyRuleSerializer(many=True), **_refusals(404)})
     def get(self, request: AuthenticatedRequest, slug: str) -> Response:
         room = services.room_get_for_member(slug=slug, user=request.user)
@@ -54,8 +83,8 @@ class PoliciesView(APIView):
         return Response(PolicyRuleSerializer(rules, many=True).data)
 
     @extend_schema(
-        request=RULE_IN,
-        responses={201: PolicyRuleSerializer, **_refusals(400, 403, 404)},
+        request=_rule_schema(partial=False),
+        responses={201: PolicyRuleSerializer, **_refusals(400, 403, 404, 415)},
     )
     def post(self, request: AuthenticatedRequest, slug: str) -> Response:
         room = services.room_get_for_member(slug=slug, user=request.user)
@@ -65,8 +94,8 @@ class PoliciesView(APIView):
 
 class PolicyView(APIView):
     @extend_schema(
-        request=RULE_IN,
-        responses={200: PolicyRuleSerializer, **_refusals(400, 403, 404)},
+        request=_rule_schema(partial=True),
+        responses={200: PolicyRuleSerializer, **_refusals(400, 403, 404, 415)},
     )
     def patch(self, request: AuthenticatedRequest, slug: str, rule_id: str) -> Response:
         room = services.room_get_for_member(slug=slug, user=request.user)
@@ -106,7 +135,7 @@ def tool_entry(name: str) -> dict[str, Any]:
 class ActionRetractView(APIView):
     @extend_schema(
         request=DenyIn,
-        responses={200: ActionSerializer, **_refusals(400, 403, 404, 409)},
+        responses={200: ActionSerializer, **_refusals(400, 403, 404, 409, 415)},
     )
     def post(self, request: AuthenticatedRequest, action_id: str) -> Response:
         data = _valid(DenyIn, request.data)
