@@ -299,3 +299,7 @@ AGENT_SWEEP_GRACE_SECONDS = env_int("AGENT_SWEEP_GRACE_SECONDS", 10)
 # model faster than that gets its tokens merged (`make bench`: merging at 30 ms cost
 # watchers 15 ms p50 while sending every token cost the web process little).
 AGENT_DELTA_INTERVAL_MS = env_int("AGENT_DELTA_INTERVAL_MS", 5)
+
+# Reaching approvers (contract: "Reaching approvers outside the room")
+# The origin of the links in mail and webhooks (`decide_url`).
+SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")

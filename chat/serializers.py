@@ -5,6 +5,7 @@ from typing import Any
 from rest_framework import serializers
 
 from .eligibility import eligible_voters
+from .links import decide_url
 from .models import Action, Membership, Message, PolicyRule, Request, Room, Vote
 
 
@@ -40,6 +41,7 @@ class ActionSerializer(serializers.ModelSerializer[Action]):
     eligible = serializers.SerializerMethodField()
     rule = serializers.JSONField(read_only=True, allow_null=True)
     retractions = serializers.JSONField(read_only=True)
+    decide_url = serializers.SerializerMethodField()
 
     class Meta:
         model = Action
@@ -69,7 +71,12 @@ class ActionSerializer(serializers.ModelSerializer[Action]):
             "eligible",
             "rule",
             "retractions",
+            "decide_url",
         ]
+
+    def get_decide_url(self, action: Action) -> str:
+        """The absolute link to the action's decision page (signed)."""
+        return decide_url(action)
 
     def get_approvals(self, action: Action) -> list[dict[str, str]]:
         """The approvals for the current arguments: `[{username, at}]`."""
