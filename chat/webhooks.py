@@ -45,15 +45,17 @@ def url_check(url: str) -> None:
     one public and one loopback address would otherwise pass. Called when a webhook
     is created and again before each send (the name may resolve elsewhere by then).
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # an unclosed [ of an IPv6 host, a port out of range
+        raise Invalid("url must be an http or https URL with a host.") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise Invalid("url must be an http or https URL with a host.")
     if private_allowed():
         return
     try:
-        infos = socket.getaddrinfo(
-            parts.hostname, parts.port or 443, type=socket.SOCK_STREAM
-        )
+        infos = socket.getaddrinfo(parts.hostname, port or 443, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
         raise Invalid(f"url's host {parts.hostname} does not resolve.") from None
     for info in infos:

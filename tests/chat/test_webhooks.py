@@ -115,6 +115,10 @@ def test_only_approvers_manage_webhooks(room, alice, bob, mallory, allow_private
     "body",
     [
         {"url": "ftp://example.com/"},
+        {"url": "http://[::1/hook"},
+        {"url": "http://example.com:99999/"},
+        {"url": ["http://example.com/"]},
+        {},
         {"url": "https://example.com/", "events": ["action.exploded"]},
         {"url": "https://example.com/", "events": []},
         {"url": "https://example.com/", "format": "xml"},
@@ -303,3 +307,37 @@ def test_the_sweep_resends_a_delivery_whose_task_was_lost(
     assert services.sweep()["deliveries"] == 1
     sent = [m for m in task_queue() if m["task"] == "notify.deliver"]
     assert len(sent) == 1 and str(delivery.pk) in sent[0]["argsrepr"]
+
+
+def test_the_admin_shows_a_failed_delivery_and_sends_it_again(
+    room,
+    alice,
+    bob,
+    receiver,
+    allow_private,
+    settings,
+    django_capture_on_commit_callbacks,
+):
+    from django.test import Client
+
+    settings.DELIVERY_MAX_ATTEMPTS = 1
+    _hook(room, alice, receiver.url, secret=SECRET, events=["action.pending"])
+    receiver.script = [500]
+    _becomes_pending(room, bob, django_capture_on_commit_callbacks)
+    _send_all()
+    delivery = Delivery.objects.get()
+    admin = Client()
+    admin.force_login(User.objects.create_superuser("root", "root@example.com", "x"))
+    page = admin.get("/admin/chat/delivery/?status__exact=failed").content.decode()
+    assert "HTTP 500" in page and "action.pending" in page
+    hooks = admin.get("/admin/chat/webhook/").content.decode()
+    assert receiver.url in hooks and SECRET not in hooks
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        response = admin.post(
+            "/admin/chat/delivery/",
+            {"action": "resend", "_selected_action": [str(delivery.pk)]},
+        )
+    assert response.status_code == 302 and len(queued) == 1
+    _send_all()
+    delivery.refresh_from_db()
+    assert delivery.status == "sent"
