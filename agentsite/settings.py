@@ -161,6 +161,8 @@ CELERY_TASK_ROUTES = {
     "agent.model_step": {"queue": CELERY_MODEL_QUEUE},
     "agent.tool_call": {"queue": CELERY_TOOLS_QUEUE},
     "agent.sweep": {"queue": CELERY_TOOLS_QUEUE},
+    # Webhook POSTs and mail: waiting on the network, like tool calls.
+    "notify.deliver": {"queue": CELERY_TOOLS_QUEUE},
 }
 CELERY_TASK_QUEUES = [
     Queue(name)
