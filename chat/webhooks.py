@@ -38,12 +38,15 @@ def private_allowed() -> bool:
     return bool(settings.DEBUG or settings.WEBHOOK_ALLOW_PRIVATE)
 
 
-def url_check(url: str) -> None:
-    """Refuse a URL that is not http(s) or whose host resolves to a private address.
+def url_check(url: str) -> str:
+    """Refuse a URL that is not http(s) or whose host resolves to a private address;
+    the address to connect to.
 
     Every address the name resolves to is checked, not only the first: a name with
     one public and one loopback address would otherwise pass. Called when a webhook
-    is created and again before each send (the name may resolve elsewhere by then).
+    is created and again before each send, whose connection goes to the address
+    returned here: a name that resolves elsewhere a moment later (DNS rebinding)
+    does not get the request there.
     """
     try:
         parts = urlsplit(url)
@@ -52,19 +55,17 @@ def url_check(url: str) -> None:
         raise Invalid("url must be an http or https URL with a host.") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise Invalid("url must be an http or https URL with a host.")
-    if private_allowed():
-        return
     try:
         infos = socket.getaddrinfo(parts.hostname, port or 443, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
         raise Invalid(f"url's host {parts.hostname} does not resolve.") from None
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        if _refused(address):
-            raise Invalid(
-                f"url's host {parts.hostname} resolves to a loopback, private, "
-                "link-local or metadata address; webhooks may not reach those."
-            )
+    addresses = [ipaddress.ip_address(str(i[4][0]).split("%")[0]) for i in infos]
+    if not private_allowed() and any(_refused(a) for a in addresses):
+        raise Invalid(
+            f"url's host {parts.hostname} resolves to a loopback, private, "
+            "link-local or metadata address; webhooks may not reach those."
+        )
+    return str(addresses[0])
 
 
 def signature(secret: str, body: bytes) -> str:

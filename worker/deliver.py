@@ -7,9 +7,12 @@ URL is itself a credential, and requests' messages name it.
 
 import logging
 import smtplib
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from django.core.mail import EmailMessage
+from requests.adapters import HTTPAdapter
 
 from chat import services
 from chat.errors import AppError
@@ -51,7 +54,7 @@ def _post(delivery: Delivery) -> None:
         raise SendError("the webhook was deleted")
     try:
         # Again at send time: the name may resolve elsewhere than at creation.
-        url_check(hook.url)
+        address = url_check(hook.url)
     except AppError as exc:
         raise SendError(exc.detail) from None
     body = delivery.body.encode()
@@ -62,20 +65,51 @@ def _post(delivery: Delivery) -> None:
         "X-Agentsite-Delivery": str(delivery.pk),
         "X-Agentsite-Signature": signature(hook.secret, body),
     }
+    url, session = _pinned(hook.url, address, headers)
     try:
-        response = requests.post(
-            hook.url, data=body, headers=headers, timeout=TIMEOUT, allow_redirects=False
-        )
+        with session:
+            response = session.post(
+                url, data=body, headers=headers, timeout=TIMEOUT, allow_redirects=False
+            )
     except requests.Timeout:
         raise SendError(f"no answer in {TIMEOUT} s") from None
     except requests.RequestException as exc:
-        raise SendError(
-            f"could not reach the receiver ({type(exc).__name__})"
-        ) from None
+        reason = type(exc).__name__
+        raise SendError(f"could not reach the receiver ({reason})") from None
     if response.is_redirect:
         raise SendError(f"HTTP {response.status_code}: redirects are not followed")
     if not 200 <= response.status_code < 300:
         raise SendError(f"HTTP {response.status_code}")
+
+
+def _pinned(
+    url: str, address: str, headers: dict[str, str]
+) -> tuple[str, requests.Session]:
+    """The URL with its host replaced by the vetted address, and a session that
+    still names the host (Host header; TLS's SNI and certificate check)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    literal = f"[{address}]" if ":" in address else address
+    netloc = literal + (f":{parts.port}" if parts.port else "")
+    headers["Host"] = parts.netloc.rsplit("@", 1)[-1]
+    session = requests.Session()
+    session.trust_env = False  # no proxy from the environment between us and it
+    if parts.scheme == "https":
+        session.mount("https://", _NamedTLS(host))
+    return urlunsplit(parts._replace(netloc=netloc)), session
+
+
+class _NamedTLS(HTTPAdapter):
+    """Connects to an address while TLS checks the certificate of the host name."""
+
+    def __init__(self, hostname: str) -> None:
+        self._hostname = hostname
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["server_hostname"] = self._hostname
+        kwargs["assert_hostname"] = self._hostname
+        super().init_poolmanager(*args, **kwargs)
 
 
 def _mail(delivery: Delivery) -> None:

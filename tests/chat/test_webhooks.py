@@ -341,3 +341,36 @@ def test_the_admin_shows_a_failed_delivery_and_sends_it_again(
     _send_all()
     delivery.refresh_from_db()
     assert delivery.status == "sent"
+
+
+def test_the_send_connects_to_the_address_it_checked(
+    room,
+    alice,
+    bob,
+    receiver,
+    allow_private,
+    monkeypatch,
+    django_capture_on_commit_callbacks,
+):
+    """DNS rebinding: the name is resolved once per attempt, by the guard, and the
+    connection goes to that address (the Host header still names the host)."""
+    import socket
+
+    real = socket.getaddrinfo
+    answers = {"rebind.test": 1}
+
+    def resolve(host, *args, **kwargs):
+        if host == "rebind.test":
+            if not answers["rebind.test"]:
+                raise socket.gaierror("resolved a second time")
+            answers["rebind.test"] -= 1
+            return real("127.0.0.1", *args, **kwargs)
+        return real(host, *args, **kwargs)
+
+    url = f"http://rebind.test:{receiver.port}/hook"
+    hook = Webhook.objects.create(room=room, url=url, events=["action.pending"])
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    _becomes_pending(room, bob, django_capture_on_commit_callbacks)
+    _send_all()
+    assert Delivery.objects.get(webhook=hook).status == "sent"
+    assert receiver.hits[0].headers["host"] == f"rebind.test:{receiver.port}"
