@@ -208,6 +208,8 @@ CELERY_TASK_ROUTES = {
     "agent.model_step": {"queue": CELERY_MODEL_QUEUE},
     "agent.tool_call": {"queue": CELERY_TOOLS_QUEUE},
     "agent.sweep": {"queue": CELERY_TOOLS_QUEUE},
+    # Webhook POSTs and mail: waiting on the network, like tool calls.
+    "notify.deliver": {"queue": CELERY_TOOLS_QUEUE},
 }
 CELERY_TASK_QUEUES = [
     Queue(name)
@@ -298,6 +300,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ActionStatusEnum": "chat.models.Action.Status",
         "RequestStatusEnum": "chat.models.Request.Status",
+        "WebhookFormatEnum": "chat.models.Webhook.Format",
     },
 }
 
@@ -345,3 +348,27 @@ AGENT_SWEEP_GRACE_SECONDS = env_int("AGENT_SWEEP_GRACE_SECONDS", 10)
 # model faster than that gets its tokens merged (`make bench`: merging at 30 ms cost
 # watchers 15 ms p50 while sending every token cost the web process little).
 AGENT_DELTA_INTERVAL_MS = env_int("AGENT_DELTA_INTERVAL_MS", 5)
+
+# Reaching approvers (contract: "Reaching approvers outside the room")
+# The origin of the links in mail and webhooks (`decide_url`).
+SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# Mail goes to the console unless an SMTP server is named.
+EMAIL_HOST = env_str("EMAIL_HOST")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "agentsite <agentsite@localhost>")
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend"
+)
+# Webhooks to loopback, private, link-local or metadata addresses are refused unless
+# this is set (or DEBUG is on): a room's approver must not reach the host's network.
+WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE", False)
+# Attempts of a delivery, the first included, and the backoff's base: the waits are
+# base * 2**n with jitter (4, 8, 16, 32, 64 s: six attempts over two minutes).
+DELIVERY_MAX_ATTEMPTS = env_int("DELIVERY_MAX_ATTEMPTS", 6)
+DELIVERY_RETRY_BASE = float(env_str("DELIVERY_RETRY_BASE", "4"))

@@ -38,3 +38,11 @@ def _send(name: str, *args: object, countdown: float = 0) -> None:
         current_app.send_task(name, args=args, countdown=countdown or None)
     except Exception:
         logger.exception("could not enqueue %s%r; the sweep will find it", name, args)
+
+
+DELIVER = "notify.deliver"
+
+
+def deliver(*, delivery_id: UUID | str, countdown: float = 0) -> None:
+    """Queue the sending of an outbox row (a webhook POST or an email)."""
+    _send(DELIVER, str(delivery_id), countdown=countdown)

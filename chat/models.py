@@ -1,5 +1,6 @@
 """Rooms, the people in them, the agent's requests and everything a room has seen."""
 
+import secrets
 import uuid
 from collections.abc import Collection, Mapping
 from typing import Any
@@ -268,6 +269,8 @@ class Action(models.Model):
     lease_token = models.CharField(max_length=32, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # When the voters who had not voted were reminded (at half the timeout).
+    reminded_at = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -375,3 +378,90 @@ class RoomEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.room_id}#{self.seq} {self.type}"
+
+
+def _webhook_secret() -> str:
+    return secrets.token_hex(32)
+
+
+def _all_events() -> list[str]:
+    return list(Webhook.EVENTS)
+
+
+class Webhook(models.Model):
+    """A URL of a room's that hears of its actions and requests (signed POSTs)."""
+
+    EVENTS = ("action.pending", "action.decided", "request.ended")
+
+    class Format(models.TextChoices):
+        JSON = "json"
+        SLACK = "slack"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="webhooks")
+    url = models.URLField(max_length=2000)
+    secret = models.CharField(max_length=200, default=_webhook_secret)
+    events = models.JSONField(default=_all_events)
+    format = models.CharField(
+        max_length=10, choices=Format.choices, default=Format.JSON
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created"]
+
+    def __str__(self) -> str:
+        return f"{self.url} ({self.format})"
+
+
+class Delivery(models.Model):
+    """One message to send outside the app (a webhook POST or an email): the outbox.
+
+    Written in the transaction of the change it reports, sent by a task after the
+    commit; `key` makes a change reported twice one row.
+    """
+
+    class Channel(models.TextChoices):
+        WEBHOOK = "webhook"
+        EMAIL = "email"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENT = "sent"
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    key = models.CharField(max_length=200, unique=True)
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    event = models.CharField(max_length=30)
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+")
+    webhook = models.ForeignKey(
+        Webhook, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    # An email's recipient, and its subject; a webhook's body is `body` as sent.
+    to = models.CharField(max_length=254, blank=True)
+    subject = models.CharField(max_length=200, blank=True)
+    body = models.TextField()
+    status = models.CharField(
+        max_length=10, choices=Status.choices, default=Status.PENDING
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    # When the next attempt is due; the sweep sends one again whose task was lost.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # A sender holds a delivery while it tries, so that a task run twice sends once.
+    lease_until = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created"]
+        verbose_name_plural = "deliveries"
+        indexes = [models.Index(fields=["status", "next_attempt_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.event} via {self.channel} ({self.status})"

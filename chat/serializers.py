@@ -9,6 +9,7 @@ from typing import Any
 from rest_framework import serializers
 
 from .eligibility import eligible_voters
+from .links import decide_url
 from .models import Action, Membership, Message, PolicyRule, Request, Room, Vote
 
 
@@ -49,6 +50,7 @@ class ActionSerializer(serializers.ModelSerializer[Action]):
     decided_via = serializers.ChoiceField(
         choices=Action.Via.choices, allow_blank=True, read_only=True
     )
+    decide_url = serializers.SerializerMethodField()
 
     class Meta:
         model = Action
@@ -78,8 +80,13 @@ class ActionSerializer(serializers.ModelSerializer[Action]):
             "eligible",
             "rule",
             "retractions",
+            "decide_url",
         ]
         read_only_fields = fields
+
+    def get_decide_url(self, action: Action) -> str:
+        """The absolute link to the action's decision page (signed)."""
+        return decide_url(action)
 
     def get_approvals(self, action: Action) -> list[dict[str, str]]:
         """The approvals for the current arguments: `[{username, at}]`."""

@@ -22,3 +22,6 @@ def redis_url() -> str:
 
 # The Celery messages a test enqueued, over every queue (tests/chat/queues.py).
 from tests.chat.queues import task_queue  # noqa: E402, F401
+
+# Real peers of the outbox: an HTTP receiver and an SMTP server (tests/peers.py).
+from tests.peers import receiver, smtp  # noqa: E402, F401

@@ -12,6 +12,7 @@ from celery.signals import worker_process_init, worker_ready
 
 from chat import enqueue, services
 
+from . import deliver as deliver_
 from . import model, steps
 from .errors import TransientError
 
@@ -65,3 +66,12 @@ def tool_call(self, action_id: str) -> None:  # type: ignore[no-untyped-def]
 @shared_task(name=enqueue.SWEEP, acks_late=True, ignore_result=True)
 def sweep() -> dict[str, Any]:
     return services.sweep()
+
+
+@shared_task(name=enqueue.DELIVER, bind=True, acks_late=True, max_retries=None)
+def deliver(self, delivery_id: str) -> None:  # type: ignore[no-untyped-def]
+    # The row counts the attempts and gives up (DELIVERY_MAX_ATTEMPTS), not Celery:
+    # its count survives a lost task, which the sweep sends again.
+    countdown = deliver_.deliver(delivery_id=delivery_id)
+    if countdown is not None:
+        raise self.retry(countdown=countdown)

@@ -3,7 +3,7 @@ from csp.decorators import csp_update
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from . import policies, views
+from . import policies, views, webhooks
 
 urlpatterns = [
     path("auth/token", views.TokenView.as_view(), name="api-token"),
@@ -48,6 +48,16 @@ urlpatterns = [
         "rooms/<slug:slug>/policies/<str:rule_id>",
         policies.PolicyView.as_view(),
         name="api-policy",
+    ),
+    path(
+        "rooms/<slug:slug>/webhooks",
+        webhooks.WebhooksView.as_view(),
+        name="api-webhooks",
+    ),
+    path(
+        "rooms/<slug:slug>/webhooks/<str:webhook_id>",
+        webhooks.WebhookView.as_view(),
+        name="api-webhook",
     ),
     path("tools", policies.ToolsView.as_view(), name="api-tools"),
     path("schema", SpectacularAPIView.as_view(), name="api-schema"),

@@ -208,15 +208,26 @@ class ActionsView(APIView):
             OpenApiParameter(
                 "limit", _integer(1, 500), description="At most this many (1-500)."
             ),
+            OpenApiParameter(
+                "awaiting",
+                str,
+                enum=["me"],
+                description="Only pending actions the caller may still vote on, "
+                "soonest to expire first.",
+            ),
         ],
         responses={200: ActionSerializer(many=True), **_refusals(400)},
     )
     def get(self, request: AuthenticatedRequest) -> Response:
+        awaiting = request.query_params.get("awaiting", "")
+        if awaiting not in ("", "me"):
+            raise Invalid("awaiting must be me.")
         actions = services.action_list(
             user=request.user,
             status=request.query_params.get("status"),
             room_slug=_slug_param(request, "room"),
             limit=_int_param(request, "limit", 200, 1, 500),
+            awaiting_me=awaiting == "me",
         )
         return Response(ActionSerializer(actions, many=True).data)
 

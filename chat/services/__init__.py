@@ -34,6 +34,13 @@ from .execution import (
     action_renew,
 )
 from .locks import action_lock, request_lock
+from .notify import (
+    action_remind_due,
+    deliveries_lost,
+    delivery_claim,
+    delivery_record,
+    delivery_resend,
+)
 from .policies import (
     policy_create,
     policy_delete,
@@ -59,6 +66,7 @@ from .turns import (
     step_release,
     step_renew,
 )
+from .webhooks import webhook_create, webhook_delete, webhook_list
 
 __all__ = [
     "LAST_APPROVER",
@@ -77,10 +85,15 @@ __all__ = [
     "action_list",
     "action_lock",
     "action_release",
+    "action_remind_due",
     "action_retract",
     "action_renew",
     "can_decide",
     "can_see",
+    "deliveries_lost",
+    "delivery_claim",
+    "delivery_record",
+    "delivery_resend",
     "id_or_none",
     "member_add",
     "message_emit",
@@ -110,4 +123,7 @@ __all__ = [
     "sweep",
     "tool_result_content",
     "tool_result_emit",
+    "webhook_create",
+    "webhook_delete",
+    "webhook_list",
 ]

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from chat import enqueue
@@ -36,19 +36,50 @@ def action_get(*, action_id: str, user: User) -> Action:
 
 
 def action_list(
-    *, user: User, status: str | None, room_slug: str | None, limit: int
+    *,
+    user: User,
+    status: str | None,
+    room_slug: str | None,
+    limit: int,
+    awaiting_me: bool = False,
 ) -> list[Action]:
-    """Actions the user may see, newest first: their rooms', or all for deciders."""
+    """Actions the user may see, newest first: their rooms', or all for deciders.
+
+    `awaiting_me`: only pending ones the user may still vote on, soonest to expire
+    first (the inbox).
+    """
     if status is not None and status not in Action.Status.values:
         raise Invalid(f"status must be one of {', '.join(Action.Status.values)}.")
-    actions = Action.objects.select_related("room", "decided_by")
+    actions = Action.objects.select_related("room", "decided_by", "request")
     if not user.has_perm("chat.decide_action"):
         actions = actions.filter(room__memberships__user=user)
     if status:
         actions = actions.filter(status=status)
     if room_slug:
         actions = actions.filter(room__slug=room_slug)
+    if awaiting_me:
+        return _awaiting(actions, user, limit)
     return list(actions.order_by("-created")[:limit])
+
+
+def _awaiting(actions: QuerySet[Action], user: User, limit: int) -> list[Action]:
+    voted = Vote.objects.filter(
+        action=OuterRef("pk"), user=user, ballot=OuterRef("ballot")
+    )
+    # The rule copied onto each action says who may vote; checked row by row, on
+    # the few pending actions the query leaves.
+    candidates = (
+        actions.filter(status=Action.Status.PENDING)
+        .exclude(Exists(voted))
+        .order_by(F("expires_at").asc(nulls_last=True), "created")
+    )
+    found: list[Action] = []
+    for action in candidates[: limit * 4]:
+        if may_vote(action=action, requester_id=action.request.user_id, user=user):
+            found.append(action)
+            if len(found) == limit:
+                break
+    return found
 
 
 def action_decide(

@@ -7,6 +7,8 @@ from chat.models import Action, Message, Request
 from chat.realtime import event_emit
 from chat.serializers import ActionSerializer, MessageSerializer, request_event
 
+from .notify import action_notify, request_notify
+
 
 def message_emit(message: Message) -> None:
     event_emit(
@@ -15,13 +17,15 @@ def message_emit(message: Message) -> None:
 
 
 def action_emit(action: Action) -> None:
-    event_emit(
-        room_id=action.room_id, type="action", payload=ActionSerializer(action).data
-    )
+    payload = ActionSerializer(action).data
+    event_emit(room_id=action.room_id, type="action", payload=payload)
+    # Approvers outside the room hear of it too (email, webhooks): same transaction.
+    action_notify(action, payload)
 
 
 def request_emit(request: Request) -> None:
     event_emit(room_id=request.room_id, type="request", payload=request_event(request))
+    request_notify(request)
 
 
 def tool_result_content(action: Action) -> str:

@@ -12,6 +12,7 @@ from chat.models import Action, Request
 
 from .actions import action_expire_overdue
 from .execution import action_abandon
+from .notify import action_remind_due, deliveries_lost
 
 BATCH = 500
 
@@ -52,9 +53,15 @@ def sweep() -> dict[str, Any]:
     for action_id in abandoned:
         action_abandon(action_id=action_id)
     expired = action_expire_overdue()
+    # Outbox rows whose task was lost (a worker restart, a failed enqueue).
+    lost = deliveries_lost()
+    for delivery_id in lost:
+        enqueue.deliver(delivery_id=delivery_id)
     return {
         "steps": len(steps),
         "actions": len(actions),
         "abandoned": len(abandoned),
         "expired": expired,
+        "reminded": action_remind_due(),
+        "deliveries": len(lost),
     }

@@ -38,7 +38,7 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from chat import services
-from chat.models import Action, Membership, PolicyRule, Request, Room
+from chat.models import Action, Membership, PolicyRule, Request, Room, Webhook
 from tests.chat.test_api import (  # noqa: F401  (autouse fixtures)
     fast_password_hashing,
     forget_throttle_counts,
@@ -67,6 +67,9 @@ OPERATIONS = [
     ("PATCH", "/api/rooms/{slug}/policies/{rule_id}"),
     ("DELETE", "/api/rooms/{slug}/policies/{rule_id}"),
     ("GET", "/api/tools"),
+    ("GET", "/api/rooms/{slug}/webhooks"),
+    ("POST", "/api/rooms/{slug}/webhooks"),
+    ("DELETE", "/api/rooms/{slug}/webhooks/{webhook_id}"),
 ]
 
 IDS = [f"{method} {path}" for method, path in OPERATIONS]
@@ -138,6 +141,7 @@ class World:
     requests: list[str]
     actions: list[str]
     rules: list[str]
+    webhooks: list[str]
 
 
 @pytest.fixture
@@ -194,12 +198,17 @@ def world(room: Room, alice: User, bob: User, mallory: User) -> World:
         PolicyRule.objects.create(room=room, tool="delete_issue", approvals_required=2),
         PolicyRule.objects.create(room=elsewhere, tool="*", mode="never"),
     ]
+    hooks = [
+        Webhook.objects.create(room=room, url="https://93.184.215.14/hook"),
+        Webhook.objects.create(room=elsewhere, url="https://93.184.215.14/other"),
+    ]
     return World(
         token=token_for(alice),
         slugs=[room.slug, elsewhere.slug],
         requests=[str(r) for r in (pending.request_id, finished.pk, hidden.request_id)],
         actions=[str(a) for a in (pending.pk, done.pk, hidden.pk)],
         rules=[str(r.pk) for r in rules],
+        webhooks=[str(h.pk) for h in hooks],
     )
 
 
@@ -210,6 +219,13 @@ def _known_path_parameters(world: World, path: str) -> st.SearchStrategy[dict]:
             {
                 "slug": st.sampled_from(world.slugs),
                 "rule_id": st.sampled_from(world.rules),
+            }
+        )
+    if "{webhook_id}" in path:
+        return st.fixed_dictionaries(
+            {
+                "slug": st.sampled_from(world.slugs),
+                "webhook_id": st.sampled_from(world.webhooks),
             }
         )
     if "{slug}" in path:
@@ -235,6 +251,18 @@ KNOWN_BODIES = {
             "username": st.sampled_from(["alice", "bob", "mallory", "nobody"]),
             "role": st.sampled_from(Membership.Role.values),
         }
+    ),
+    # Address literals: no DNS, and both sides of the SSRF guard.
+    ("POST", "/api/rooms/{slug}/webhooks"): st.fixed_dictionaries(
+        {
+            "url": st.sampled_from(
+                ["https://93.184.215.14/hook", "http://127.0.0.1/", "http://10.0.0.1/"]
+            ),
+        },
+        optional={
+            "events": st.lists(st.sampled_from(list(Webhook.EVENTS)), max_size=3),
+            "format": st.sampled_from(Webhook.Format.values),
+        },
     ),
 }
 

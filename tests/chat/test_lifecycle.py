@@ -45,7 +45,14 @@ def test_sweep_requeues_a_step_whose_lease_ran_out(
     turn = services.request_start(room=room, user=bob, text="Summarise ENG-3.")
     services.step_claim(request_id=turn.pk, step=0)
     Request.objects.filter(pk=turn.pk).update(lease_until=_ago(1))
-    assert services.sweep() == {"steps": 1, "actions": 0, "abandoned": 0, "expired": 0}
+    assert services.sweep() == {
+        "steps": 1,
+        "actions": 0,
+        "abandoned": 0,
+        "expired": 0,
+        "reminded": 0,
+        "deliveries": 0,
+    }
     assert _queued(task_queue) == [(enqueue.MODEL_STEP, repr((str(turn.pk), 0)))]
 
 
@@ -113,7 +120,14 @@ def test_sweep_does_not_requeue_a_turn_waiting_for_approval(
     Request.objects.filter(pk=action.request_id).update(
         updated=_ago(settings.AGENT_SWEEP_GRACE_SECONDS + 1)
     )
-    assert services.sweep() == {"steps": 0, "actions": 0, "abandoned": 0, "expired": 0}
+    assert services.sweep() == {
+        "steps": 0,
+        "actions": 0,
+        "abandoned": 0,
+        "expired": 0,
+        "reminded": 0,
+        "deliveries": 0,
+    }
     assert _queued(task_queue) == []
 
 

@@ -36,6 +36,10 @@ CONTRACT = {
     ("patch", "/api/rooms/{slug}/policies/{rule_id}"): {"200", "400", "403", "404"},
     ("delete", "/api/rooms/{slug}/policies/{rule_id}"): {"204", "403", "404"},
     ("get", "/api/tools"): {"200"},
+    # Reaching approvers outside the room
+    ("get", "/api/rooms/{slug}/webhooks"): {"200", "403", "404"},
+    ("post", "/api/rooms/{slug}/webhooks"): {"201", "400", "403", "404"},
+    ("delete", "/api/rooms/{slug}/webhooks/{webhook_id}"): {"204", "403", "404"},
     ("post", "/api/actions/{action_id}/retract"): {"200", "400", "403", "404", "409"},
 }
 

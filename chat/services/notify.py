@@ -1,0 +1,280 @@
+"""The outbox: what approvers outside the room are told, and how each send ends.
+
+Rows are written in the transaction of the change they report (so a rolled-back
+change tells nobody and a committed one is never lost) and sent by a task after the
+commit (`worker.deliver`). Each row's `key` names the change and the recipient, so a
+change reported twice (every vote emits its action again) is one row.
+"""
+
+import json
+import random
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from chat import enqueue
+from chat.eligibility import eligible_voters
+from chat.links import decide_url
+from chat.models import Action, Delivery, Request, Room, Webhook
+from chat.serializers import request_event
+from chat.webhooks import dumps, slack_message
+
+from .locks import action_lock
+
+DECIDED = (
+    Action.Status.APPROVED,
+    Action.Status.DENIED,
+    Action.Status.EXPIRED,
+    Action.Status.CANCELLED,
+)
+# Longer than a send may take (a 10 s timeout, SMTP's too): a claim outlives it.
+LEASE_SECONDS = 30
+
+
+def action_notify(action: Action, payload: dict[str, Any]) -> None:
+    """Write the outbox rows a change of `action` calls for (in its transaction).
+
+    `action.pending` when it starts to wait (again, after an edit or a retract: the
+    votes so far no longer count), `action.decided` when it is approved, denied,
+    expired, cancelled, or its approval retracted.
+    """
+    if action.status == Action.Status.PENDING:
+        changes = [("action.pending", f"{action.pk}:{action.ballot}")]
+        if action.retractions:
+            retracted = f"{action.pk}:retracted:{len(action.retractions)}"
+            changes.append(("action.decided", retracted))
+    elif action.status in DECIDED:
+        changes = [("action.decided", f"{action.pk}:{action.status}:{action.ballot}")]
+    else:
+        return
+    room = Room.objects.get(pk=action.room_id)
+    link = decide_url(action)
+    rows: list[Delivery] = []
+    for event, change in changes:
+        body = {"type": event, "room": _room(room), "action": payload}
+        body["decide_url"] = link
+        rows += _webhook_rows(room, event, change, body)
+    if action.status == Action.Status.PENDING:
+        rows += _email_rows(action, room, link, f"action.pending:{changes[0][1]}")
+    _store(rows)
+
+
+def request_notify(request: Request) -> None:
+    """`request.ended`, once, when a request completes, fails or is cancelled."""
+    if not request.ended:
+        return
+    room = Room.objects.get(pk=request.room_id)
+    body = {"type": "request.ended", "room": _room(room)}
+    body["request"] = request_event(request)
+    _store(_webhook_rows(room, "request.ended", str(request.pk), body))
+
+
+def action_remind_due() -> int:
+    """Email the voters who have not voted once more, at half an action's timeout."""
+    now = timezone.now()
+    candidates = Action.objects.filter(
+        status=Action.Status.PENDING,
+        reminded_at__isnull=True,
+        expires_at__isnull=False,
+    ).order_by("expires_at")
+    reminded = 0
+    for action_id, created, expires_at in candidates.values_list(
+        "id", "created", "expires_at"
+    )[:200]:
+        if expires_at is None or created + (expires_at - created) / 2 > now:
+            continue
+        with transaction.atomic():
+            locked = action_lock(action_id=action_id)
+            if locked is None:
+                continue
+            action = locked[1]
+            if action.status != Action.Status.PENDING or action.reminded_at:
+                continue
+            room = Room.objects.get(pk=action.room_id)
+            key = f"action.reminder:{action.pk}"
+            _store(_email_rows(action, room, decide_url(action), key, reminder=True))
+            action.reminded_at = now
+            action.save(update_fields=["reminded_at"])
+        reminded += 1
+    return reminded
+
+
+def _room(room: Room) -> dict[str, str]:
+    return {"slug": room.slug, "name": room.name}
+
+
+def _webhook_rows(
+    room: Room, event: str, change: str, body: dict[str, Any]
+) -> list[Delivery]:
+    rows = []
+    for hook in Webhook.objects.filter(room=room):
+        if event not in hook.events:
+            continue
+        row = Delivery(
+            key=f"{event}:{change}:{hook.pk}",
+            channel=Delivery.Channel.WEBHOOK,
+            event=event,
+            room=room,
+            webhook=hook,
+        )
+        message = {"id": str(row.pk), **body}
+        if hook.format == Webhook.Format.SLACK:
+            message = slack_message(message)
+        row.body = dumps(message)
+        rows.append(row)
+    return rows
+
+
+def _email_rows(
+    action: Action, room: Room, link: str, key: str, reminder: bool = False
+) -> list[Delivery]:
+    requester = (
+        Request.objects.filter(pk=action.request_id)
+        .values_list("user_id", flat=True)
+        .first()
+    )
+    names = eligible_voters(action, requester)
+    people = User.objects.filter(username__in=names, is_active=True).exclude(email="")
+    subject = f"[{room.name}] {action.tool} waits for your approval"
+    if reminder:
+        subject = f"Reminder: {subject}"
+    return [
+        Delivery(
+            key=f"email:{key}:{person.pk}",
+            channel=Delivery.Channel.EMAIL,
+            event="action.reminder" if reminder else "action.pending",
+            room=room,
+            to=person.email,
+            subject=subject[:200],
+            body=_email_text(action, room, link, person, reminder),
+        )
+        for person in people
+    ]
+
+
+def _email_text(
+    action: Action, room: Room, link: str, person: User, reminder: bool
+) -> str:
+    lines = [
+        f"Hello {person.username},",
+        "",
+        f"The agent in {room.name} wants to run {action.tool}, and you may approve "
+        "or deny it."
+        + (" It is still waiting, and half its time is gone." if reminder else ""),
+        "",
+        f"Room: {room.name} ({room.slug})",
+        f"Tool: {action.tool}",
+    ]
+    if action.preview:
+        lines.append("Preview: " + json.dumps(action.preview, ensure_ascii=False))
+    lines.append("Arguments: " + json.dumps(action.arguments, ensure_ascii=False))
+    if action.expires_at:
+        lines.append(f"Expires: {action.expires_at.isoformat()}")
+    lines += ["", f"Approve or deny: {link}", ""]
+    return "\n".join(lines)
+
+
+def _store(rows: list[Delivery]) -> None:
+    if not rows:
+        return
+    existing = set(
+        Delivery.objects.filter(key__in=[row.key for row in rows]).values_list(
+            "key", flat=True
+        )
+    )
+    fresh = [row for row in rows if row.key not in existing]
+    now = timezone.now()
+    for row in fresh:
+        row.next_attempt_at = now
+    Delivery.objects.bulk_create(fresh)
+    for row in fresh:
+        transaction.on_commit(partial(enqueue.deliver, delivery_id=row.pk))
+
+
+def delivery_claim(*, delivery_id: str) -> Delivery | None:
+    """Take a pending delivery for one attempt; None if it is sent, failed or held.
+
+    A conditional UPDATE, so that a task run twice (a redelivery, the sweep's copy)
+    sends once at a time.
+    """
+    now = timezone.now()
+    claimed = (
+        Delivery.objects.filter(pk=delivery_id, status=Delivery.Status.PENDING)
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .update(
+            lease_until=now + timedelta(seconds=LEASE_SECONDS),
+            attempts=F("attempts") + 1,
+        )
+    )
+    if not claimed:
+        return None
+    return Delivery.objects.select_related("webhook").get(pk=delivery_id)
+
+
+def delivery_record(*, delivery: Delivery, error: str | None) -> float | None:
+    """How an attempt ended; the seconds until the next one, or None if it is over.
+
+    Sent, or after `DELIVERY_MAX_ATTEMPTS` failed with the last error (the admin can
+    send it again).
+    """
+    now = timezone.now()
+    changes: dict[str, Any] = {"lease_until": None, "updated": now}
+    countdown = None
+    if error is None:
+        changes.update(status=Delivery.Status.SENT, sent_at=now, last_error="")
+    elif delivery.attempts >= settings.DELIVERY_MAX_ATTEMPTS:
+        changes.update(status=Delivery.Status.FAILED, last_error=error)
+    else:
+        countdown = backoff(delivery.attempts)
+        changes.update(
+            last_error=error, next_attempt_at=now + timedelta(seconds=countdown)
+        )
+    Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.PENDING).update(
+        **changes
+    )
+    return countdown
+
+
+def backoff(attempts: int) -> float:
+    # base * 2**n, with jitter so that a receiver coming back is not stampeded.
+    wait = settings.DELIVERY_RETRY_BASE * 2 ** (attempts - 1)
+    return float(wait * random.uniform(0.8, 1.2))
+
+
+def delivery_resend(*, delivery_ids: list[str]) -> int:
+    """Send failed (or stuck) deliveries again, from a fresh count of attempts."""
+    with transaction.atomic():
+        ids = list(
+            Delivery.objects.filter(pk__in=delivery_ids)
+            .exclude(status=Delivery.Status.SENT)
+            .values_list("pk", flat=True)
+        )
+        Delivery.objects.filter(pk__in=ids).update(
+            status=Delivery.Status.PENDING,
+            attempts=0,
+            lease_until=None,
+            next_attempt_at=timezone.now(),
+        )
+        for pk in ids:
+            transaction.on_commit(partial(enqueue.deliver, delivery_id=pk))
+    return len(ids)
+
+
+def deliveries_lost(*, limit: int = 500) -> list[str]:
+    """Pending deliveries due for a while and held by nobody: their task was lost."""
+    now = timezone.now()
+    settle = now - timedelta(seconds=settings.AGENT_SWEEP_GRACE_SECONDS)
+    return [
+        str(pk)
+        for pk in Delivery.objects.filter(
+            Q(lease_until__isnull=True) | Q(lease_until__lt=now),
+            status=Delivery.Status.PENDING,
+            next_attempt_at__lt=settle,
+        ).values_list("pk", flat=True)[:limit]
+    ]

@@ -1,0 +1,73 @@
+"""A room's webhooks, set by its approvers (contract: "Reaching approvers")."""
+
+from typing import Any
+
+from django.contrib.auth.models import User
+
+from chat.errors import Forbidden, Invalid, NotFound
+from chat.models import Room, Webhook
+from chat.webhooks import url_check
+
+from .access import can_decide, id_or_none, room_get_for_member
+
+
+def _room_for_approver(slug: str, user: User) -> Room:
+    room = room_get_for_member(slug=slug, user=user)
+    if not can_decide(room=room, user=user):
+        raise Forbidden("Only approvers of this room may manage its webhooks.")
+    return room
+
+
+def webhook_list(*, room_slug: str, user: User) -> list[Webhook]:
+    return list(Webhook.objects.filter(room=_room_for_approver(room_slug, user)))
+
+
+def webhook_create(
+    *,
+    room_slug: str,
+    user: User,
+    url: object,
+    secret: object = None,
+    events: object = None,
+    format: object = None,
+) -> Webhook:
+    """Add a webhook; its URL must not reach a private address (see url_check).
+
+    A secret is generated when none is given; it is shown in this answer only.
+    """
+    room = _room_for_approver(room_slug, user)
+    if not isinstance(url, str) or not url or len(url) > 2000:
+        raise Invalid("url must be a URL of at most 2000 characters.")
+    url_check(url)
+    hook = Webhook(room=room, url=url, created_by=user)
+    if secret is not None:
+        if not isinstance(secret, str) or not 16 <= len(secret) <= 200:
+            raise Invalid("secret must be text of 16 to 200 characters.")
+        hook.secret = secret
+    if events is not None:
+        hook.events = _clean_events(events)
+    if format is not None:
+        if format not in Webhook.Format.values:
+            raise Invalid(f"format must be one of {', '.join(Webhook.Format.values)}.")
+        hook.format = str(format)
+    hook.save()
+    return hook
+
+
+def _clean_events(events: Any) -> list[str]:
+    if (
+        not isinstance(events, list)
+        or not events
+        or any(event not in Webhook.EVENTS for event in events)
+    ):
+        raise Invalid(
+            "events must be a non-empty list of " + ", ".join(Webhook.EVENTS) + "."
+        )
+    return sorted(set(events), key=Webhook.EVENTS.index)
+
+
+def webhook_delete(*, room_slug: str, user: User, webhook_id: str) -> None:
+    room = _room_for_approver(room_slug, user)
+    deleted, _ = Webhook.objects.filter(room=room, pk=id_or_none(webhook_id)).delete()  # type: ignore[misc]
+    if not deleted:
+        raise NotFound("No such webhook.")

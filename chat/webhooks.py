@@ -1,0 +1,122 @@
+"""Webhook rules the domain and the sender share: the SSRF guard, the signature and
+the bodies (ours, and Slack's incoming-webhook message)."""
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import socket
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+
+from chat.errors import Invalid
+
+# Cloud metadata services that are not link-local (AWS's IPv6, Alibaba's).
+_METADATA = {
+    ipaddress.ip_address("fd00:ec2::254"),
+    ipaddress.ip_address("100.100.100.200"),
+}
+
+
+def _refused(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return (
+        address in _METADATA
+        or address.is_loopback
+        or address.is_private
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+    )
+
+
+def private_allowed() -> bool:
+    return bool(settings.DEBUG or settings.WEBHOOK_ALLOW_PRIVATE)
+
+
+def url_check(url: str) -> str:
+    """Refuse a URL that is not http(s) or whose host resolves to a private address;
+    the address to connect to.
+
+    Every address the name resolves to is checked, not only the first: a name with
+    one public and one loopback address would otherwise pass. Called when a webhook
+    is created and again before each send, whose connection goes to the address
+    returned here: a name that resolves elsewhere a moment later (DNS rebinding)
+    does not get the request there.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # an unclosed [ of an IPv6 host, a port out of range
+        raise Invalid("url must be an http or https URL with a host.") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise Invalid("url must be an http or https URL with a host.")
+    try:
+        infos = socket.getaddrinfo(parts.hostname, port or 443, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        raise Invalid(f"url's host {parts.hostname} does not resolve.") from None
+    addresses = [ipaddress.ip_address(str(i[4][0]).split("%")[0]) for i in infos]
+    if not private_allowed() and any(_refused(a) for a in addresses):
+        raise Invalid(
+            f"url's host {parts.hostname} resolves to a loopback, private, "
+            "link-local or metadata address; webhooks may not reach those."
+        )
+    return str(addresses[0])
+
+
+def signature(secret: str, body: bytes) -> str:
+    """`X-Agentsite-Signature`: sha256=<hex HMAC-SHA256 of the raw body>."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def dumps(value: dict[str, Any]) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def slack_message(body: dict[str, Any]) -> dict[str, Any]:
+    """A Slack incoming-webhook message (Block Kit) for one of our bodies."""
+    room = body["room"]["name"]
+    action = body.get("action")
+    if action is None:
+        request = body.get("request") or {}
+        text = f"A request in {room} ended: {request.get('status', '')}"
+        return {"text": text, "blocks": [_section(text)]}
+    tool, status = action["tool"], action["status"]
+    if body["type"] == "action.pending":
+        text = f"{tool} in {room} waits for approval"
+    else:
+        text = f"{tool} in {room}: {status}"
+    lines = [f"*{_escape(text)}*"]
+    preview = action.get("preview")
+    if preview:
+        lines.append(_escape(json.dumps(preview, ensure_ascii=False))[:2000])
+    blocks: list[dict[str, Any]] = [_section("\n".join(lines), mrkdwn=True)]
+    if body["type"] == "action.pending" and body.get("decide_url"):
+        blocks.append(
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "button",
+                        "text": {"type": "plain_text", "text": "Approve or deny"},
+                        "url": body["decide_url"],
+                        "style": "primary",
+                    }
+                ],
+            }
+        )
+    return {"text": text, "blocks": blocks}
+
+
+def _section(text: str, mrkdwn: bool = False) -> dict[str, Any]:
+    kind = "mrkdwn" if mrkdwn else "plain_text"
+    return {"type": "section", "text": {"type": kind, "text": text[:3000]}}
+
+
+def _escape(text: str) -> str:
+    # Slack's mrkdwn: only these three need escaping.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -1,0 +1,64 @@
+"""The webhook sender's pinned connection against a real TLS server (http.server with
+a self-signed certificate made by openssl): it connects to the vetted address, and
+TLS still checks the certificate of the host name."""
+
+import shutil
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+
+from worker.deliver import _pinned
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[int, str]]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=hooks.test",
+         "-addext", "subjectAltName=DNS:hooks.test"],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1], str(cert)
+    server.shutdown()
+    server.server_close()
+
+
+def test_https_goes_to_the_vetted_address_and_checks_the_hosts_certificate(
+    tls_server,
+):
+    port, cert = tls_server
+    headers: dict[str, str] = {}
+    url, session = _pinned(f"https://hooks.test:{port}/x", "127.0.0.1", headers)
+    session.verify = cert
+    assert session.post(url, data=b"{}", headers=headers, timeout=5).status_code == 204
+
+    headers = {}
+    url, session = _pinned(f"https://other.test:{port}/x", "127.0.0.1", headers)
+    session.verify = cert
+    with pytest.raises(requests.exceptions.SSLError):
+        session.post(url, data=b"{}", headers=headers, timeout=5)

@@ -1,0 +1,122 @@
+"""Sending the outbox: webhook POSTs (signed) and email, one attempt per call.
+
+The rules (claims, attempts, backoff, giving up) are in `chat.services.notify`; this
+is the wire. Errors are recorded without the URL or the secret: a Slack webhook's
+URL is itself a credential, and requests' messages name it.
+"""
+
+import logging
+import smtplib
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from django.core.mail import EmailMessage
+from requests.adapters import HTTPAdapter
+
+from chat import services
+from chat.errors import AppError
+from chat.models import Delivery
+from chat.webhooks import signature, url_check
+
+logger = logging.getLogger(__name__)
+
+TIMEOUT = 10
+
+
+def deliver(*, delivery_id: str) -> float | None:
+    """Try one delivery once; the seconds until it should be tried again, or None."""
+    delivery = services.delivery_claim(delivery_id=delivery_id)
+    if delivery is None:
+        return None
+    try:
+        if delivery.channel == Delivery.Channel.WEBHOOK:
+            _post(delivery)
+        else:
+            _mail(delivery)
+    except SendError as exc:
+        error: str | None = str(exc)
+        logger.info(
+            "delivery %s attempt %s failed: %s", delivery.pk, delivery.attempts, exc
+        )
+    else:
+        error = None
+    return services.delivery_record(delivery=delivery, error=error)
+
+
+class SendError(Exception):
+    """An attempt that did not get through; its text is safe to store and show."""
+
+
+def _post(delivery: Delivery) -> None:
+    hook = delivery.webhook
+    if hook is None:
+        raise SendError("the webhook was deleted")
+    try:
+        # Again at send time: the name may resolve elsewhere than at creation.
+        address = url_check(hook.url)
+    except AppError as exc:
+        raise SendError(exc.detail) from None
+    body = delivery.body.encode()
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "agentsite-webhooks",
+        "X-Agentsite-Event": delivery.event,
+        "X-Agentsite-Delivery": str(delivery.pk),
+        "X-Agentsite-Signature": signature(hook.secret, body),
+    }
+    url, session = _pinned(hook.url, address, headers)
+    try:
+        with session:
+            response = session.post(
+                url, data=body, headers=headers, timeout=TIMEOUT, allow_redirects=False
+            )
+    except requests.Timeout:
+        raise SendError(f"no answer in {TIMEOUT} s") from None
+    except requests.RequestException as exc:
+        reason = type(exc).__name__
+        raise SendError(f"could not reach the receiver ({reason})") from None
+    if response.is_redirect:
+        raise SendError(f"HTTP {response.status_code}: redirects are not followed")
+    if not 200 <= response.status_code < 300:
+        raise SendError(f"HTTP {response.status_code}")
+
+
+def _pinned(
+    url: str, address: str, headers: dict[str, str]
+) -> tuple[str, requests.Session]:
+    """The URL with its host replaced by the vetted address, and a session that
+    still names the host (Host header; TLS's SNI and certificate check)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    literal = f"[{address}]" if ":" in address else address
+    netloc = literal + (f":{parts.port}" if parts.port else "")
+    headers["Host"] = parts.netloc.rsplit("@", 1)[-1]
+    session = requests.Session()
+    session.trust_env = False  # no proxy from the environment between us and it
+    if parts.scheme == "https":
+        session.mount("https://", _NamedTLS(host))
+    return urlunsplit(parts._replace(netloc=netloc)), session
+
+
+class _NamedTLS(HTTPAdapter):
+    """Connects to an address while TLS checks the certificate of the host name."""
+
+    def __init__(self, hostname: str) -> None:
+        self._hostname = hostname
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["server_hostname"] = self._hostname
+        kwargs["assert_hostname"] = self._hostname
+        super().init_poolmanager(*args, **kwargs)
+
+
+def _mail(delivery: Delivery) -> None:
+    message = EmailMessage(
+        subject=delivery.subject, body=delivery.body, to=[delivery.to]
+    )
+    try:
+        message.send()
+    except (smtplib.SMTPException, OSError) as exc:
+        raise SendError(f"SMTP: {type(exc).__name__}: {exc}") from None
