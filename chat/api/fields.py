@@ -46,3 +46,8 @@ SLUG_IN = RegexValidator(
     message="A slug has letters, digits, hyphens and underscores (one letter or "
     "digit at least).",
 )
+
+
+# Text that PostgreSQL can store: no NUL character. DRF refuses NUL in every
+# CharField; this says so in the schema (a `pattern`), for fields without another.
+NO_NUL = RegexValidator(r"^[^\x00]*$", message="Null characters are not allowed.")

@@ -20,7 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chat import services
-from chat.api.fields import NOT_BLANK, SLUG_IN, MessageText, StrictCharField
+from chat.api.fields import NO_NUL, NOT_BLANK, SLUG_IN, MessageText, StrictCharField
 from chat.errors import Invalid
 from chat.http import AuthenticatedRequest
 from chat.models import Action, Membership, Room
@@ -250,7 +250,9 @@ class ApproveIn(serializers.Serializer[Any]):
 
 
 class DenyIn(serializers.Serializer[Any]):
-    reason = StrictCharField(required=False, allow_blank=True, max_length=2000)
+    reason = StrictCharField(
+        required=False, allow_blank=True, max_length=2000, validators=[NO_NUL]
+    )
 
 
 class ActionApproveView(APIView):

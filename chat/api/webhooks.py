@@ -52,7 +52,7 @@ class WebhooksView(APIView):
 
     @extend_schema(
         request=WEBHOOK_IN,
-        responses={201: CreatedWebhookSerializer, **_refusals(400, 403, 404)},
+        responses={201: CreatedWebhookSerializer, **_refusals(400, 403, 404, 415)},
     )
     def post(self, request: AuthenticatedRequest, slug: str) -> Response:
         data: Any = request.data if isinstance(request.data, dict) else {}

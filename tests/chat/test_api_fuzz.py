@@ -113,6 +113,12 @@ EXCEPTIONS: dict[tuple[str, str], dict[str, list]] = {
             _refused_only("approvers: no user", "approvals_required is")
         ],
     },
+    # A webhook's host must not resolve to a private or loopback address (SSRF):
+    # the schema cannot say which names resolve where.
+    ("POST", "/api/rooms/{slug}/webhooks"): {
+        "excluded_checks": [positive_data_acceptance],
+        "additional_checks": [_refused_only("url")],
+    },
     ("PATCH", "/api/rooms/{slug}/policies/{rule_id}"): {
         "excluded_checks": [positive_data_acceptance],
         "additional_checks": [
