@@ -35,7 +35,7 @@ def assert_clean(page: Page, errors: list[str]) -> None:
     assert errors == []
 
 
-def test_room_rooms_login_and_admin_pages_break_no_csp_rule(
+def test_room_rooms_login_inbox_and_admin_pages_break_no_csp_rule(
     stack, room, alice, contexts
 ):
     alice.is_staff = alice.is_superuser = True
@@ -59,7 +59,14 @@ def test_room_rooms_login_and_admin_pages_break_no_csp_rule(
     open_room(page, base, room.slug)
     assert_clean(page, errors)
 
-    for path in ("/admin/", "/admin/chat/action/", "/admin/chat/room/", "/api/docs"):
+    # The inbox (its header count polls the API) and the admin pages.
+    for path in (
+        "/inbox/",
+        "/admin/",
+        "/admin/chat/action/",
+        "/admin/chat/room/",
+        "/api/docs",
+    ):
         page.goto(f"{base}{path}")
         page.wait_for_load_state("networkidle")
         assert_clean(page, errors)

@@ -429,3 +429,34 @@ def test_a_process_subscribes_once_per_room_however_many_watch(room, alice, bob)
     during, after = run(scenario())
     assert during == 1
     assert after[-1] == 0
+
+
+def test_retract_frame_puts_an_approval_in_its_delay_back_to_pending(room, alice, bob):
+    from chat.models import PolicyRule
+    from tests.chat.test_policies import propose
+
+    PolicyRule.objects.create(room=room, tool="delete_issue", mode="ask", delay=60)
+    action = propose(room, bob)
+    services.action_decide(action_id=str(action.pk), user=alice, decision="approve")
+    headers_alice, headers_bob = token_headers(alice), token_headers(bob)
+
+    async def scenario():
+        member, _ = await connect(headers_bob)
+        await member.send_json_to({"type": "retract", "action": str(action.pk)})
+        refused = await receive_until(member, lambda f: f["type"] == "error")
+        approver, _ = await connect(headers_alice)
+        await approver.send_json_to(
+            {"type": "retract", "action": str(action.pk), "reason": "wrong one"}
+        )
+        frames = await receive_until(
+            approver,
+            lambda f: f["type"] == "action" and f["action"]["status"] == "pending",
+        )
+        await member.disconnect()
+        await approver.disconnect()
+        return refused[-1], frames[-1]["action"]
+
+    refused, retracted = run(scenario())
+    assert refused["frame"] == "retract"
+    assert (retracted["runs_at"], retracted["approvals"]) == (None, [])
+    assert retracted["retractions"][0]["reason"] == "wrong one"
