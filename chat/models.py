@@ -337,6 +337,18 @@ class PolicyRule(models.Model):
         AUTO = "auto"
         NEVER = "never"
 
+    # What a client sets on a rule, in the order the API and the admin show it.
+    FIELDS = (
+        "tool",
+        "arguments",
+        "mode",
+        "approvals_required",
+        "approvers",
+        "requester_may_approve",
+        "timeout",
+        "delay",
+    )
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     room = models.ForeignKey(
         Room, on_delete=models.CASCADE, related_name="policy_rules"

@@ -175,16 +175,5 @@ class PolicyRuleSerializer(serializers.ModelSerializer[PolicyRule]):
 
     class Meta:
         model = PolicyRule
-        fields = [
-            "id",
-            "tool",
-            "arguments",
-            "mode",
-            "approvals_required",
-            "approvers",
-            "requester_may_approve",
-            "timeout",
-            "delay",
-            "created",
-        ]
+        fields = ["id", *PolicyRule.FIELDS, "created"]
         read_only_fields = fields

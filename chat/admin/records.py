@@ -215,16 +215,7 @@ class PolicyRuleForm(forms.ModelForm[PolicyRule]):
 
     class Meta:
         model = PolicyRule
-        fields = [
-            "tool",
-            "arguments",
-            "mode",
-            "approvals_required",
-            "approvers",
-            "requester_may_approve",
-            "timeout",
-            "delay",
-        ]
+        fields = list(PolicyRule.FIELDS)
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

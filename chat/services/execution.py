@@ -7,7 +7,7 @@ whether the earlier attempt already took effect.
 """
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -17,7 +17,7 @@ from django.utils import timezone
 from chat.models import Action
 
 from .events import action_emit, tool_result_emit
-from .locks import action_lock
+from .locks import action_lock, lease_take
 from .requests import request_advance
 
 
@@ -48,19 +48,7 @@ def action_claim(*, action_id: uuid.UUID | str) -> Action | None:
             transaction.on_commit(lambda: request_advance(request_id=request.pk))
             return None
         previous = action.status
-        action.move_to(Action.Status.EXECUTING)
-        action.lease_token = uuid.uuid4().hex
-        action.lease_until = now + timedelta(seconds=settings.AGENT_LEASE_SECONDS)
-        action.attempts += 1
-        action.save(
-            update_fields=[
-                "status",
-                "lease_token",
-                "lease_until",
-                "attempts",
-                "updated",
-            ]
-        )
+        lease_take(action, Action.Status.EXECUTING)
         if previous != action.status:
             action_emit(action)
     return action

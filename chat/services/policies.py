@@ -21,16 +21,7 @@ from chat.tools import TOOLS, ToolSpec
 
 from .access import can_decide, id_or_none
 
-FIELDS = {
-    "tool",
-    "arguments",
-    "mode",
-    "approvals_required",
-    "approvers",
-    "requester_may_approve",
-    "timeout",
-    "delay",
-}
+FIELDS = set(PolicyRule.FIELDS)
 MAX_SECONDS = 30 * 24 * 3600
 
 

@@ -22,7 +22,7 @@ from chat.realtime import partial_clear
 from chat.tools import CheckedCall
 
 from .events import action_emit, message_emit, request_emit, tool_result_emit
-from .locks import request_lock
+from .locks import lease_take, request_lock
 from .policies import rule_resolve
 from .requests import request_advance, request_finish
 
@@ -60,19 +60,7 @@ def step_claim(*, request_id: uuid.UUID | str, step: int) -> Request | None:
             )
             return None
         previous = request.status
-        request.move_to(Status.RUNNING)
-        request.lease_token = uuid.uuid4().hex
-        request.lease_until = now + timedelta(seconds=settings.AGENT_LEASE_SECONDS)
-        request.attempts += 1
-        request.save(
-            update_fields=[
-                "status",
-                "lease_token",
-                "lease_until",
-                "attempts",
-                "updated",
-            ]
-        )
+        lease_take(request, Status.RUNNING)
         if previous != Status.RUNNING:
             request_emit(request)
     return request
