@@ -26,7 +26,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 load_dotenv(BASE_DIR / ".env")
 
 # Core
-DEBUG = env_bool("DEBUG", True)
+# Off unless asked for: a production box without the variable must not run the
+# development key nor show technical 500 pages. `make run` and the tests turn it on.
+DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY")
 if not SECRET_KEY:
     if not DEBUG:
