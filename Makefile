@@ -3,6 +3,8 @@
 
 PYTHON ?= python3
 VENV := .venv
+# Settings default DEBUG to off (production); these commands are for development.
+export DEBUG ?= 1
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
