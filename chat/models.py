@@ -30,6 +30,14 @@ class Room(models.Model):
     # The seq of the room's newest durable event; bumped under the row lock so that
     # seqs are gap-free and strictly increasing (see chat/realtime.py).
     last_seq = models.PositiveBigIntegerField(default=0)
+    # Linear team keys the room's agent may read and write; empty: every team the
+    # API key sees. Checked when a call is previewed and again when it runs.
+    linear_teams = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Linear team keys (e.g. ["ENG"]) this room\'s agent may touch; '
+        "empty allows every team the API key sees.",
+    )
 
     class Meta:
         ordering = ["name"]

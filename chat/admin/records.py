@@ -208,7 +208,7 @@ class PolicyRuleInline(admin.TabularInline[PolicyRule, Room]):
 
 @admin.register(Room)
 class RoomAdmin(DeciderMayViewMixin, admin.ModelAdmin[Room]):
-    list_display = ("name", "slug", "created_by", "created", "last_seq")
+    list_display = ("name", "slug", "linear_teams", "created_by", "created", "last_seq")
     search_fields = ("name", "slug")
     readonly_fields = ("created_by", "created", "last_seq")
     inlines = (MembershipInline, PolicyRuleInline)

@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chat import services
-from chat.errors import Invalid
+from chat.errors import Forbidden, Invalid
 from chat.http import AuthenticatedRequest
 from chat.models import Action, Membership, Room
 from chat.realtime import event_frame, events_after
@@ -100,9 +100,11 @@ class RoomsView(APIView):
         return Response(RoomSerializer(rooms, many=True).data)
 
     @extend_schema(
-        request=RoomIn, responses={201: RoomSerializer, **_refusals(400, 409)}
+        request=RoomIn, responses={201: RoomSerializer, **_refusals(400, 403, 409)}
     )
     def post(self, request: AuthenticatedRequest) -> Response:
+        if not services.can_create_room(user=request.user):
+            raise Forbidden("Creating rooms needs the permission chat.add_room.")
         data = _valid(RoomIn, request.data)
         room = services.room_create(
             user=request.user, name=data["name"], slug=data.get("slug", "")
@@ -111,10 +113,27 @@ class RoomsView(APIView):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
+class RoomPatch(serializers.Serializer[Any]):
+    linear_teams = serializers.ListField(
+        child=serializers.CharField(max_length=60), max_length=100
+    )
+
+
 class RoomView(APIView):
     @extend_schema(responses={200: RoomDetailSerializer, **_refusals(404)})
     def get(self, request: AuthenticatedRequest, slug: str) -> Response:
         room = services.room_get_for_member(slug=slug, user=request.user)
+        body = RoomDetailSerializer(room, context={"user": request.user}).data
+        return Response(body)
+
+    @extend_schema(
+        request=RoomPatch,
+        responses={200: RoomDetailSerializer, **_refusals(400, 403, 404)},
+    )
+    def patch(self, request: AuthenticatedRequest, slug: str) -> Response:
+        room = services.room_get_for_member(slug=slug, user=request.user)
+        data = _valid(RoomPatch, request.data)
+        room = services.room_update(room=room, actor=request.user, **data)
         body = RoomDetailSerializer(room, context={"user": request.user}).data
         return Response(body)
 

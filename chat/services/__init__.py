@@ -10,7 +10,14 @@ then the room row (taken by `event_emit`).
 
 from chat.errors import Conflict, Forbidden, Invalid, NotFound
 
-from .access import can_decide, can_see, id_or_none, room_get_for_member, room_role
+from .access import (
+    can_create_room,
+    can_decide,
+    can_see,
+    id_or_none,
+    room_get_for_member,
+    room_role,
+)
 from .actions import (
     action_decide,
     action_expire_overdue,
@@ -49,7 +56,7 @@ from .requests import (
     request_get,
     request_start,
 )
-from .rooms import member_add, room_create
+from .rooms import member_add, room_create, room_update
 from .sweep import sweep
 from .turns import (
     step_claim,
@@ -78,6 +85,7 @@ __all__ = [
     "action_release",
     "action_retract",
     "action_renew",
+    "can_create_room",
     "can_decide",
     "can_see",
     "id_or_none",
@@ -97,6 +105,7 @@ __all__ = [
     "room_create",
     "room_get_for_member",
     "room_role",
+    "room_update",
     "rule_clean",
     "rule_resolve",
     "step_claim",

@@ -28,6 +28,18 @@ def room_create(*, user: User, name: str, slug: str = "") -> Room:
     return room
 
 
+def room_update(*, room: Room, actor: User, linear_teams: list[str]) -> Room:
+    """Set the Linear teams the room's agent may touch; approvers only."""
+    if room_role(room=room, user=actor) != Membership.Role.APPROVER:
+        raise Forbidden("Only approvers of this room may change it.")
+    teams = [t.strip() for t in linear_teams]
+    if any(not t or len(t) > 60 or not storable(t) for t in teams):
+        raise Invalid("linear_teams must be team keys of 1 to 60 characters.")
+    room.linear_teams = list(dict.fromkeys(teams))
+    room.save(update_fields=["linear_teams"])
+    return room
+
+
 def member_add(*, room: Room, actor: User, username: str, role: str) -> Membership:
     """Add someone to a room, or change their role; approvers only."""
     if room_role(room=room, user=actor) != Membership.Role.APPROVER:

@@ -381,6 +381,12 @@ def test_creating_a_room_makes_the_creator_its_approver(bob: User) -> None:
     assert (membership.user, membership.role) == (bob, Membership.Role.APPROVER)
 
 
+def test_creating_a_room_without_the_permission_gets_403(mallory: User) -> None:
+    response = api(mallory).post("/api/rooms", {"name": "Mine"}, format="json")
+    assert "chat.add_room" in refusal(response, 403)
+    assert not Room.objects.exists()
+
+
 def test_creating_a_room_without_slug_derives_it_from_the_name(bob: User) -> None:
     response = api(bob).post("/api/rooms", {"name": "Release Crew"}, format="json")
     assert response.status_code == 201

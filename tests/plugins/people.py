@@ -29,14 +29,23 @@ def _user(username: str) -> User:
     return User.objects.create(username=username, password=_HASHES[password])
 
 
+def _may_create_rooms(user: User) -> User:
+    from django.contrib.auth.models import Permission
+
+    user.user_permissions.add(
+        Permission.objects.get(content_type__app_label="chat", codename="add_room")
+    )
+    return user
+
+
 @pytest.fixture
 def alice(db) -> User:
-    return _user("alice")
+    return _may_create_rooms(_user("alice"))
 
 
 @pytest.fixture
 def bob(db) -> User:
-    return _user("bob")
+    return _may_create_rooms(_user("bob"))
 
 
 @pytest.fixture
