@@ -79,7 +79,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         except AppError:
             await self.close(code=4404)
             return
-        self.room_id, self.username = self.room.pk, user.username
+        self.room_id, self.username, self.user_id = self.room.pk, user.username, user.pk
         self.connection = uuid.uuid4().hex
         self.tokens, self.refill_at = BURST, time.monotonic()
         self.refused, self.refused_since = 0, time.monotonic()
@@ -124,6 +124,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
             self.last_seq = seq
         self._write(text)
 
+    def evict(self) -> None:
+        # Not one more frame: the socket is let go now, and closed as soon as the
+        # loop gets to it.
+        self._gone()
+        asyncio.create_task(self.close(code=4403))
+
     def resync(self) -> None:
         if self.catching_up:
             self.stale = True
@@ -144,9 +150,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
         try:
             while True:
                 if after is None:
-                    snapshot = await database_sync_to_async(snapshot_build)(
-                        room=self.member_room, user=self.user
-                    )
+                    snapshot = await database_sync_to_async(self._member_snapshot)()
+                    if snapshot is None:
+                        # Removed while this process could not hear it (Redis away).
+                        self.evict()
+                        return
                     self.last_seq = snapshot["seq"]
                     self._write(encode(snapshot))
                 else:
@@ -334,8 +342,16 @@ class RoomConsumer(AsyncWebsocketConsumer):
         else:
             await self._catch_up(after)
 
+    def _member_snapshot(self) -> dict[str, Any] | None:
+        """The room's snapshot if the user is still in it and active, else None."""
+        if not self._still_member():
+            return None
+        return snapshot_build(room=self.member_room, user=self.user)
+
     def _still_member(self) -> bool:
-        return Membership.objects.filter(room=self.room, user=self.user).exists()
+        return Membership.objects.filter(
+            room=self.room, user=self.user, user__is_active=True
+        ).exists()
 
     FRAME_HANDLERS = {
         "chat": frame_chat,

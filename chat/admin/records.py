@@ -6,6 +6,8 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.models import User
 from django.db.models import Q
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
@@ -22,6 +24,8 @@ from chat.models import (
     Room,
     RoomEvent,
 )
+from chat.realtime import member_evict
+from chat.services import user_deactivated
 from chat.services.policies import FIELDS as RULE_FIELDS
 from chat.services.policies import rule_clean
 
@@ -217,6 +221,26 @@ class RoomAdmin(DeciderMayViewMixin, admin.ModelAdmin[Room]):
         # Deleting a room deletes its whole history.
         return request.user.is_superuser
 
+    def save_formset(
+        self, request: HttpRequest, form: Any, formset: Any, change: bool
+    ) -> None:
+        if formset.model is not Membership:
+            super().save_formset(request, form, formset, change)
+            return
+        changed = [
+            f.instance
+            for f in formset.initial_forms
+            if f.instance.pk and ("role" in f.changed_data or "user" in f.changed_data)
+        ]
+        before = {m.pk: (m.room_id, m.user_id) for m in changed}
+        super().save_formset(request, form, formset, change)
+        # Removed or changed members lose their open sockets, as through the API.
+        for membership in [*formset.deleted_objects, *changed]:
+            room_id, user_id = before.get(
+                membership.pk, (membership.room_id, membership.user_id)
+            )
+            member_evict(room_id=room_id, user_id=user_id)
+
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin[Membership]):
@@ -225,3 +249,36 @@ class MembershipAdmin(admin.ModelAdmin[Membership]):
     list_select_related = ("room", "user")
     search_fields = ("room__slug", "user__username")
     raw_id_fields = ("user",)
+
+    def save_model(
+        self, request: HttpRequest, obj: Membership, form: Any, change: bool
+    ) -> None:
+        if change and form.changed_data:
+            old = Membership.objects.get(pk=obj.pk)
+            member_evict(room_id=old.room_id, user_id=old.user_id)
+        super().save_model(request, obj, form, change)
+
+    def delete_model(self, request: HttpRequest, obj: Membership) -> None:
+        super().delete_model(request, obj)
+        member_evict(room_id=obj.room_id, user_id=obj.user_id)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        pairs = list(queryset.values_list("room_id", "user_id"))
+        super().delete_queryset(request, queryset)
+        for room_id, user_id in pairs:
+            member_evict(room_id=room_id, user_id=user_id)
+
+
+class DeactivatingUserAdmin(UserAdmin[User]):
+    """Django's user admin, closing a user's sockets when they are deactivated."""
+
+    def save_model(
+        self, request: HttpRequest, obj: Any, form: Any, change: bool
+    ) -> None:
+        super().save_model(request, obj, form, change)
+        if change and "is_active" in form.changed_data and not obj.is_active:
+            user_deactivated(obj)
+
+
+admin.site.unregister(User)
+admin.site.register(User, DeactivatingUserAdmin)

@@ -156,6 +156,16 @@ class MembersView(APIView):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
+class MemberView(APIView):
+    @extend_schema(responses={204: None, **_refusals(403, 404, 409)})
+    def delete(
+        self, request: AuthenticatedRequest, slug: str, username: str
+    ) -> Response:
+        room = services.room_get_for_member(slug=slug, user=request.user)
+        services.member_remove(room=room, actor=request.user, username=username)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
 class RequestIn(serializers.Serializer[Any]):
     # Length is the service's rule (AGENT_MAX_INPUT_CHARS); checked there once.
     text = serializers.CharField(trim_whitespace=False, allow_blank=True)

@@ -56,7 +56,14 @@ from .requests import (
     request_get,
     request_start,
 )
-from .rooms import member_add, room_create, room_update
+from .rooms import (
+    member_add,
+    member_changed,
+    member_remove,
+    room_create,
+    room_update,
+    user_deactivated,
+)
 from .sweep import sweep
 from .turns import (
     step_claim,
@@ -90,6 +97,8 @@ __all__ = [
     "can_see",
     "id_or_none",
     "member_add",
+    "member_changed",
+    "member_remove",
     "message_emit",
     "policy_create",
     "policy_delete",
@@ -117,4 +126,5 @@ __all__ = [
     "sweep",
     "tool_result_content",
     "tool_result_emit",
+    "user_deactivated",
 ]

@@ -5,8 +5,9 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils.text import slugify
 
-from chat.errors import Conflict, Forbidden, Invalid
+from chat.errors import Conflict, Forbidden, Invalid, NotFound
 from chat.models import Membership, Room
+from chat.realtime import member_evict
 from chat.text import storable
 
 from .access import room_role
@@ -49,7 +50,53 @@ def member_add(*, room: Room, actor: User, username: str, role: str) -> Membersh
     user = get_user_model().objects.filter(username=username).first()
     if user is None:
         raise Invalid(f"There is no user {username!r}.")
-    membership, _ = Membership.objects.update_or_create(
-        room=room, user=user, defaults={"role": role}
-    )
+    with transaction.atomic():
+        membership, created = Membership.objects.select_for_update().get_or_create(
+            room=room, user=user, defaults={"role": role}
+        )
+        if not created and membership.role != role:
+            if membership.role == Membership.Role.APPROVER:
+                _keep_an_approver(room, user)
+            membership.role = role
+            membership.save(update_fields=["role"])
+            member_changed(membership)
     return membership
+
+
+def member_remove(*, room: Room, actor: User, username: str) -> None:
+    """Take someone out of a room; approvers only. Their open sockets close."""
+    if room_role(room=room, user=actor) != Membership.Role.APPROVER:
+        raise Forbidden("Only approvers of this room may remove members.")
+    with transaction.atomic():
+        membership = (
+            Membership.objects.select_for_update()
+            .filter(room=room, user__username=username)
+            .first()
+        )
+        if membership is None:
+            raise NotFound(f"{username!r} is not in this room.")
+        if membership.role == Membership.Role.APPROVER:
+            _keep_an_approver(room, membership.user)
+        membership.delete()
+        member_changed(membership)
+
+
+def member_changed(membership: Membership) -> None:
+    """After a membership's deletion or role change (the API's, the admin's): close
+    the user's sockets in the room on every web process; they reconnect under the
+    new role, or get 4404."""
+    member_evict(room_id=membership.room_id, user_id=membership.user_id)
+
+
+def user_deactivated(user: User) -> None:
+    """Close a deactivated user's sockets in every room they are in."""
+    for room_id in Membership.objects.filter(user=user).values_list(
+        "room_id", flat=True
+    ):
+        member_evict(room_id=room_id, user_id=user.pk)
+
+
+def _keep_an_approver(room: Room, leaving: User) -> None:
+    others = Membership.objects.filter(room=room, role=Membership.Role.APPROVER)
+    if not others.exclude(user=leaving).exists():
+        raise Conflict("A room keeps at least one approver.")

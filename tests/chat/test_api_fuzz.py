@@ -77,6 +77,8 @@ OPERATIONS = [
     ("PATCH", "/api/rooms/{slug}/policies/{rule_id}"),
     ("DELETE", "/api/rooms/{slug}/policies/{rule_id}"),
     ("GET", "/api/tools"),
+    ("PATCH", "/api/rooms/{slug}"),
+    ("DELETE", "/api/rooms/{slug}/members/{username}"),
 ]
 
 IDS = [f"{method} {path}" for method, path in OPERATIONS]

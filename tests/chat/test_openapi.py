@@ -19,7 +19,7 @@ from tests.chat.test_api import forget_throttle_counts  # noqa: F401  (autouse)
 CONTRACT = {
     ("post", "/api/auth/token"): {"200", "400"},
     ("get", "/api/rooms"): {"200"},
-    ("post", "/api/rooms"): {"201", "400"},
+    ("post", "/api/rooms"): {"201", "400", "403"},
     ("get", "/api/rooms/{slug}"): {"200", "404"},
     ("post", "/api/rooms/{slug}/members"): {"201", "403", "404"},
     ("post", "/api/rooms/{slug}/requests"): {"202", "400", "404"},
@@ -37,6 +37,9 @@ CONTRACT = {
     ("delete", "/api/rooms/{slug}/policies/{rule_id}"): {"204", "403", "404"},
     ("get", "/api/tools"): {"200"},
     ("post", "/api/actions/{action_id}/retract"): {"200", "400", "403", "404", "409"},
+    ("delete", "/api/rooms/{slug}/members/{username}"): {"204", "403", "404", "409"},
+    # agentsite's extension: the Linear teams a room's agent may touch.
+    ("patch", "/api/rooms/{slug}"): {"200", "400", "403", "404"},
 }
 
 
