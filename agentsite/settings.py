@@ -284,6 +284,11 @@ AGENT_MAX_STEPS = env_int("AGENT_MAX_STEPS", 10)
 # Requests one user may have queued or running at once (contract: "Limits").
 AGENT_MAX_ACTIVE_PER_USER = env_int("AGENT_MAX_ACTIVE_PER_USER", 5)
 AGENT_MAX_INPUT_CHARS = env_int("AGENT_MAX_INPUT_CHARS", 10_000)
+# Tool calls one model answer may make; the rest are answered with an error.
+AGENT_MAX_TOOL_CALLS = env_int("AGENT_MAX_TOOL_CALLS", 8)
+# Model tokens (`usage.total_tokens`) one user's requests may spend per UTC day;
+# 0: no limit. Past it a new request answers 429.
+AGENT_DAILY_TOKENS_PER_USER = env_int("AGENT_DAILY_TOKENS_PER_USER", 0)
 # Characters of conversation (history and this turn) sent to the model at most.
 AGENT_CONTEXT_CHARS = env_int("AGENT_CONTEXT_CHARS", 24_000)
 AGENT_HISTORY_MESSAGES = env_int("AGENT_HISTORY_MESSAGES", 30)

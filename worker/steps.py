@@ -81,10 +81,13 @@ def model_step(*, request_id: str, step: int) -> None:
 
 
 def _record(request: Request, completion: Completion) -> None:
-    calls = [
-        tools.check_call(call_id=c.id, name=c.name, arguments=c.arguments)
-        for c in completion.tool_calls
-    ]
+    # Capped before the previews: a call past the cap costs no Linear read either.
+    calls = services.calls_within_cap(
+        [
+            tools.check_call(call_id=c.id, name=c.name, arguments=c.arguments)
+            for c in completion.tool_calls
+        ]
+    )
     # Read before the request's lock is taken: a preview is a call to the service.
     scope = tools.Scope.of(request.room)
     previews = {

@@ -66,6 +66,7 @@ from .rooms import (
 )
 from .sweep import sweep
 from .turns import (
+    calls_within_cap,
     step_claim,
     step_end,
     step_gave_up,
@@ -92,6 +93,7 @@ __all__ = [
     "action_release",
     "action_retract",
     "action_renew",
+    "calls_within_cap",
     "can_create_room",
     "can_decide",
     "can_see",
