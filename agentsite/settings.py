@@ -59,6 +59,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "chat.lockout.LoginLockoutMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -216,6 +217,14 @@ CELERY_BEAT_SCHEDULE = {
 # A watcher whose socket stops draining is closed (4408) past this many queued frames.
 WS_MAX_BACKLOG = env_int("WS_MAX_BACKLOG", 1000)
 
+# Proxies in front of the web processes (load balancer, nginx): the client's address
+# is X-Forwarded-For's entry this many from the right; 0 trusts none of it.
+TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0)
+# Failed logins per client address and username before a lockout (four times as many
+# per address, whatever the username), and how long it lasts.
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 900)
+
 # REST
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -230,6 +239,8 @@ REST_FRAMEWORK = {
         "rest_framework.throttling.AnonRateThrottle",
         "rest_framework.throttling.UserRateThrottle",
     ],
+    # Throttles key anonymous clients on their address: never on what they claim.
+    "NUM_PROXIES": TRUSTED_PROXIES,
     "DEFAULT_THROTTLE_RATES": {
         "anon": env_str("API_THROTTLE_ANON", "60/min"),
         "user": env_str("API_THROTTLE_USER", "600/min"),
