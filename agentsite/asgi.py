@@ -15,6 +15,8 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 from chat.auth import TokenAuthMiddleware  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 
+from .limits import BodySizeLimit  # noqa: E402
+
 http_app = (
     ASGIStaticFilesHandler(django_asgi_app)
     if settings.SERVE_STATIC
@@ -23,7 +25,7 @@ http_app = (
 
 application = ProtocolTypeRouter(
     {
-        "http": http_app,
+        "http": BodySizeLimit(http_app, settings.REQUEST_MAX_BYTES),
         # The consumer checks Origin itself: browsers (cookies) must send an allowed
         # one; token clients (scripts) may send none.
         # (URLRouter's stub wants its own URLPattern subclass, which path() never

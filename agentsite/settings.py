@@ -111,6 +111,10 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 # The ASGI server serves /static/ itself unless a proxy or CDN does (SERVE_STATIC=0).
 SERVE_STATIC = env_bool("SERVE_STATIC", True)
 
+# Request bodies past this many bytes answer 413 before the app reads them (0: no
+# limit; a proxy in front may set its own, smaller one).
+REQUEST_MAX_BYTES = env_int("REQUEST_MAX_BYTES", 1024 * 1024)
+
 # Production hardening: only where DEBUG is off, so local http works.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
 SESSION_COOKIE_SECURE = not DEBUG
