@@ -1,6 +1,7 @@
 """Chat completions through the `openai` SDK, streamed, with errors sorted for retry."""
 
 import json
+import re
 import socket
 import threading
 from collections.abc import Callable
@@ -144,6 +145,9 @@ def _assemble(
     return completion
 
 
+_KEY_SHAPED = re.compile(r"\bsk-[A-Za-z0-9_*\-]{6,}")
+
+
 def _classify(exc: Exception) -> Exception:
     if isinstance(exc, openai.APIStatusError):
         message = _error_message(exc)
@@ -168,8 +172,14 @@ def _classify(exc: Exception) -> Exception:
 
 
 def _error_message(exc: openai.APIStatusError) -> str:
+    """The service's explanation, for the room: never our key, even when echoed."""
     body = exc.body if isinstance(exc.body, dict) else {}
     detail = (
         body.get("message") or body.get("error", {}).get("message") if body else None
     )
-    return str(detail or exc.message)[:300]
+    text = str(detail or exc.message)
+    if settings.OPENAI_API_KEY:
+        text = text.replace(settings.OPENAI_API_KEY, "[redacted]")
+    # OpenAI names the key it was sent, partly masked ("sk-proj-****abcd"): any
+    # key-shaped word goes, whosever it is.
+    return _KEY_SHAPED.sub("[redacted]", text)[:300]

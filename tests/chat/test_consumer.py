@@ -544,3 +544,25 @@ def test_the_snapshot_after_a_lost_redis_checks_membership(room, bob):
         return await closed_with(ws)
 
     assert run(scenario()) == 4403
+
+
+def _with_host(headers: list, host: bytes) -> list:
+    return [*headers, (b"host", host)]
+
+
+def test_origin_of_another_scheme_or_port_is_refused(room, bob):
+    same = _with_host(session_headers(bob, "http://127.0.0.1:8000"), b"127.0.0.1:8000")
+    other_port = _with_host(
+        session_headers(bob, "http://127.0.0.1:9999"), b"127.0.0.1:8000"
+    )
+    other_scheme = _with_host(
+        session_headers(bob, "https://127.0.0.1:8000"), b"127.0.0.1:8000"
+    )
+    bad_port = _with_host(session_headers(bob, "http://127.0.0.1:x"), b"127.0.0.1")
+
+    async def scenario():
+        ws, _ = await connect(same)
+        await ws.disconnect()
+        return [await refused(h) for h in (other_port, other_scheme, bad_port)]
+
+    assert run(scenario()) == [4403, 4403, 4403]
