@@ -45,7 +45,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
@@ -229,11 +228,15 @@ TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0)
 LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
 LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 900)
 
+# Days an API token (POST /api/auth/token) works; DELETE /api/auth/token ends it
+# sooner, as does deleting it in the admin.
+API_TOKEN_DAYS = env_int("API_TOKEN_DAYS", 30)
+
 # REST
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: an unauthenticated call then answers 401 with a challenge.
-        "rest_framework.authentication.TokenAuthentication",
+        "chat.auth.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

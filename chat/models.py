@@ -383,3 +383,27 @@ class RoomEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.room_id}#{self.seq} {self.type}"
+
+
+class ApiToken(models.Model):
+    """A key for `Authorization: Token <key>`, stored only as its SHA-256 digest.
+
+    A leaked database dump holds no usable key; each expires, and deleting the row
+    (DELETE /api/auth/token, the admin) revokes it at once.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    # The key's first characters, to tell a user's tokens apart; not enough to use.
+    prefix = models.CharField(max_length=8, editable=False)
+    created = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… of {self.user}"

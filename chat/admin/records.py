@@ -17,6 +17,7 @@ from django.utils.text import Truncator
 from chat.errors import Invalid
 from chat.models import (
     Action,
+    ApiToken,
     Membership,
     Message,
     PolicyRule,
@@ -267,6 +268,23 @@ class MembershipAdmin(admin.ModelAdmin[Membership]):
         super().delete_queryset(request, queryset)
         for room_id, user_id in pairs:
             member_evict(room_id=room_id, user_id=user_id)
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin[ApiToken]):
+    """Tokens by owner and age; deleting one revokes it. Keys are never stored, so
+    none is shown and none can be added here (POST /api/auth/token issues them)."""
+
+    list_display = ("prefix", "user", "created", "expires_at")
+    list_select_related = ("user",)
+    search_fields = ("user__username", "prefix")
+    readonly_fields = ("user", "prefix", "created", "expires_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 class DeactivatingUserAdmin(UserAdmin[User]):

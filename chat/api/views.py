@@ -12,7 +12,6 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers, status
-from rest_framework.authtoken.models import Token
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request as HttpRequest
 from rest_framework.response import Response
@@ -21,7 +20,7 @@ from rest_framework.views import APIView
 from chat import services
 from chat.errors import Forbidden, Invalid
 from chat.http import AuthenticatedRequest
-from chat.models import Action, Membership, Room
+from chat.models import Action, ApiToken, Membership, Room
 from chat.realtime import event_frame, events_after
 from chat.serializers import (
     ActionSerializer,
@@ -64,13 +63,31 @@ class TokenIn(serializers.Serializer[Any]):
 
 
 class TokenView(APIView):
-    permission_classes = [AllowAny]
-    authentication_classes: list[Any] = []
+    def _logging_in(self) -> bool:
+        # The schema generator asks without a request: it documents both methods.
+        return getattr(getattr(self, "request", None), "method", None) == "POST"
+
+    def get_authenticators(self) -> list[Any]:
+        # Logging in needs no credentials (a stale header must not refuse it);
+        # revoking is done with the token itself.
+        return [] if self._logging_in() else super().get_authenticators()
+
+    def get_permissions(self) -> list[Any]:
+        if self._logging_in():
+            return [AllowAny()]
+        return list(super().get_permissions())
 
     @extend_schema(
         request=TokenIn,
+        auth=[],
         responses={
-            200: inline_serializer("TokenOut", {"token": serializers.CharField()}),
+            200: inline_serializer(
+                "TokenOut",
+                {
+                    "token": serializers.CharField(),
+                    "expires_at": serializers.DateTimeField(),
+                },
+            ),
             **_refusals(400, anonymous=True),
         },
     )
@@ -81,8 +98,15 @@ class TokenView(APIView):
         )
         if user is None:
             raise Invalid("Unable to log in with these credentials.")
-        token, _ = Token.objects.get_or_create(user=user)
-        return Response({"token": token.key})
+        token, key = services.token_issue(user=user)
+        return Response({"token": key, "expires_at": token.expires_at})
+
+    @extend_schema(request=None, responses={204: None, **_refusals()})
+    def delete(self, request: AuthenticatedRequest) -> Response:
+        """Revoke the token this call carries (with a session: all of the user's)."""
+        token = request.auth if isinstance(request.auth, ApiToken) else None
+        services.token_revoke(user=request.user, token=token)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class RoomIn(serializers.Serializer[Any]):

@@ -65,6 +65,7 @@ from .rooms import (
     user_deactivated,
 )
 from .sweep import sweep
+from .tokens import token_authenticate, token_issue, token_revoke
 from .turns import (
     calls_within_cap,
     step_claim,
@@ -126,6 +127,9 @@ __all__ = [
     "step_release",
     "step_renew",
     "sweep",
+    "token_authenticate",
+    "token_issue",
+    "token_revoke",
     "tool_result_content",
     "tool_result_emit",
     "user_deactivated",
