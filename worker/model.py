@@ -178,8 +178,8 @@ def _error_message(exc: openai.APIStatusError) -> str:
         body.get("message") or body.get("error", {}).get("message") if body else None
     )
     text = str(detail or exc.message)
-    if settings.OPENAI_API_KEY:
-        text = text.replace(settings.OPENAI_API_KEY, "[redacted]")
+    # The key the client sent: the stand-in's placeholder too, when none is set.
+    text = text.replace(_client().api_key, "[redacted]")
     # OpenAI names the key it was sent, partly masked ("sk-proj-****abcd"): any
     # key-shaped word goes, whosever it is.
     return _KEY_SHAPED.sub("[redacted]", text)[:300]

@@ -78,6 +78,7 @@ OPERATIONS = [
     ("DELETE", "/api/rooms/{slug}/policies/{rule_id}"),
     ("GET", "/api/tools"),
     ("PATCH", "/api/rooms/{slug}"),
+    ("DELETE", "/api/auth/token"),
     ("DELETE", "/api/rooms/{slug}/members/{username}"),
 ]
 
