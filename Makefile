@@ -6,6 +6,8 @@
 
 PYTHON ?= python3
 VENV := .venv
+# Settings default DEBUG to off (production); these commands are for development.
+export DEBUG ?= 1
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 RUN_STAMP := $(VENV)/.installed-run

@@ -9,13 +9,16 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentsite.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from chat.auth import TokenAuthMiddleware  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 
+from .limits import BodySizeLimit  # noqa: E402
+
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": BodySizeLimit(django_asgi_app, settings.REQUEST_MAX_BYTES),
         # The consumer checks Origin itself: browsers (cookies) must send an allowed
         # one; token clients (scripts) may send none.
         # (URLRouter's stub wants its own URLPattern subclass, which path() never

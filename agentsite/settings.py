@@ -27,7 +27,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 load_dotenv(BASE_DIR / ".env")
 
 # Core
-DEBUG = env_bool("DEBUG", True)
+# Off unless asked for: a production box without the variable must not run the
+# development key nor show technical 500 pages. `make run` and the tests turn it on.
+DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY")
 if not SECRET_KEY:
     if not DEBUG:
@@ -46,7 +48,6 @@ INSTALLED_APPS = [
     "servestatic",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
@@ -63,6 +64,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "chat.lockout.LoginLockoutMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -119,6 +121,10 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "agentsite.storage.StaticStorage"},
 }
+
+# Request bodies past this many bytes answer 413 before the app reads them (0: no
+# limit; a proxy in front may set its own, smaller one).
+REQUEST_MAX_BYTES = env_int("REQUEST_MAX_BYTES", 1024 * 1024)
 
 # Production hardening: only where DEBUG is off, so local http works.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
@@ -263,11 +269,23 @@ CELERY_BEAT_SCHEDULE = {
 # A watcher whose socket stops draining is closed (4408) past this many queued frames.
 WS_MAX_BACKLOG = env_int("WS_MAX_BACKLOG", 1000)
 
+# Proxies in front of the web processes (load balancer, nginx): the client's address
+# is X-Forwarded-For's entry this many from the right; 0 trusts none of it.
+TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0)
+# Failed logins per client address and username before a lockout (four times as many
+# per address, whatever the username), and how long it lasts.
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 900)
+
+# Days an API token (POST /api/auth/token) works; DELETE /api/auth/token ends it
+# sooner, as does deleting it in the admin.
+API_TOKEN_DAYS = env_int("API_TOKEN_DAYS", 30)
+
 # REST
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: an unauthenticated call then answers 401 with a challenge.
-        "rest_framework.authentication.TokenAuthentication",
+        "chat.auth.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -277,6 +295,8 @@ REST_FRAMEWORK = {
         "rest_framework.throttling.AnonRateThrottle",
         "rest_framework.throttling.UserRateThrottle",
     ],
+    # Throttles key anonymous clients on their address: never on what they claim.
+    "NUM_PROXIES": TRUSTED_PROXIES,
     "DEFAULT_THROTTLE_RATES": {
         "anon": env_str("API_THROTTLE_ANON", "60/min"),
         "user": env_str("API_THROTTLE_USER", "600/min"),
@@ -331,6 +351,11 @@ AGENT_MAX_STEPS = env_int("AGENT_MAX_STEPS", 10)
 # Requests one user may have queued or running at once (contract: "Limits").
 AGENT_MAX_ACTIVE_PER_USER = env_int("AGENT_MAX_ACTIVE_PER_USER", 5)
 AGENT_MAX_INPUT_CHARS = env_int("AGENT_MAX_INPUT_CHARS", 10_000)
+# Tool calls one model answer may make; the rest are answered with an error.
+AGENT_MAX_TOOL_CALLS = env_int("AGENT_MAX_TOOL_CALLS", 8)
+# Model tokens (`usage.total_tokens`) one user's requests may spend per UTC day;
+# 0: no limit. Past it a new request answers 429.
+AGENT_DAILY_TOKENS_PER_USER = env_int("AGENT_DAILY_TOKENS_PER_USER", 0)
 # Characters of conversation (history and this turn) sent to the model at most.
 AGENT_CONTEXT_CHARS = env_int("AGENT_CONTEXT_CHARS", 24_000)
 AGENT_HISTORY_MESSAGES = env_int("AGENT_HISTORY_MESSAGES", 30)

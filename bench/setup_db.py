@@ -19,10 +19,9 @@ def main(slugs: list[str]) -> None:
     django.setup()
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
-    from rest_framework.authtoken.models import Token
 
     from chat.models import Membership
-    from chat.services import member_add, room_create
+    from chat.services import member_add, room_create, token_issue
 
     call_command("migrate", interactive=False, verbosity=0)
     users = get_user_model().objects
@@ -37,8 +36,8 @@ def main(slugs: list[str]) -> None:
             role=Membership.Role.MEMBER,
         )
     tokens = {
-        "approver": Token.objects.create(user=approver).key,
-        "watcher": Token.objects.create(user=users.get(username="bench-watcher")).key,
+        "approver": token_issue(user=approver)[1],
+        "watcher": token_issue(user=users.get(username="bench-watcher"))[1],
     }
     print(json.dumps(tokens))
 

@@ -7,16 +7,33 @@ from asgiref.typing import ASGIReceiveCallable, ASGISendCallable
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from django.contrib.auth.models import AnonymousUser, User
-from rest_framework.authtoken.models import Token
+from rest_framework.authentication import TokenAuthentication
+from rest_framework.exceptions import AuthenticationFailed
+
+from chat.models import ApiToken
 
 # An ASGI 3 application; this middleware hands it the scope as a dict plus `user`.
 ASGIApp = Callable[[Any, ASGIReceiveCallable, ASGISendCallable], Awaitable[None]]
 
 
+class ApiTokenAuthentication(TokenAuthentication):
+    """DRF's `Authorization: Token <key>`, against hashed, expiring tokens."""
+
+    def authenticate_credentials(self, key: str) -> tuple[User, ApiToken]:
+        from chat.services import token_authenticate
+
+        token = token_authenticate(key=key)
+        if token is None:
+            raise AuthenticationFailed("Invalid, expired or revoked token.")
+        return token.user, token
+
+
 @database_sync_to_async
 def _user_for_token(key: str) -> User | AnonymousUser:
-    token = Token.objects.select_related("user").filter(key=key).first()
-    if token is None or not token.user.is_active:
+    from chat.services import token_authenticate
+
+    token = token_authenticate(key=key)
+    if token is None:
         return AnonymousUser()
     user: User = token.user
     return user

@@ -37,6 +37,19 @@ FLOOD_CLOSE_AFTER = 300
 FLOOD_WINDOW_SECONDS = 10.0
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _host_port(headers: dict[bytes, bytes], scheme: str) -> int | None:
+    """The port the client says it reached (Host header); the scheme's default."""
+    host = headers.get(b"host", b"").decode("latin1")
+    try:
+        port = urlsplit(f"//{host}").port if host else None
+    except ValueError:
+        return None
+    return port or DEFAULT_PORTS[scheme]
+
+
 def _frame(text: str) -> WebSocketSendEvent:
     # ASGI lets a send event leave "bytes" out; asgiref's TypedDict requires it.
     return cast(WebSocketSendEvent, {"type": "websocket.send", "text": text})
@@ -79,7 +92,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         except AppError:
             await self.close(code=4404)
             return
-        self.room_id, self.username = self.room.pk, user.username
+        self.room_id, self.username, self.user_id = self.room.pk, user.username, user.pk
         self.connection = uuid.uuid4().hex
         self.tokens, self.refill_at = BURST, time.monotonic()
         self.refused, self.refused_since = 0, time.monotonic()
@@ -124,6 +137,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
             self.last_seq = seq
         self._write(text)
 
+    def evict(self) -> None:
+        # Not one more frame: the socket is let go now, and closed as soon as the
+        # loop gets to it.
+        self._gone()
+        asyncio.create_task(self.close(code=4403))
+
     def resync(self) -> None:
         if self.catching_up:
             self.stale = True
@@ -144,9 +163,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
         try:
             while True:
                 if after is None:
-                    snapshot = await database_sync_to_async(snapshot_build)(
-                        room=self.member_room, user=self.user
-                    )
+                    snapshot = await database_sync_to_async(self._member_snapshot)()
+                    if snapshot is None:
+                        # Removed while this process could not hear it (Redis away).
+                        self.evict()
+                        return
                     self.last_seq = snapshot["seq"]
                     self._write(encode(snapshot))
                 else:
@@ -338,8 +359,16 @@ class RoomConsumer(AsyncWebsocketConsumer):
         else:
             await self._catch_up(after)
 
+    def _member_snapshot(self) -> dict[str, Any] | None:
+        """The room's snapshot if the user is still in it and active, else None."""
+        if not self._still_member():
+            return None
+        return snapshot_build(room=self.member_room, user=self.user)
+
     def _still_member(self) -> bool:
-        return Membership.objects.filter(room=self.room, user=self.user).exists()
+        return Membership.objects.filter(
+            room=self.room, user=self.user, user__is_active=True
+        ).exists()
 
     FRAME_HANDLERS = {
         "chat": frame_chat,
@@ -371,9 +400,35 @@ class RoomConsumer(AsyncWebsocketConsumer):
         return False
 
     def _origin_allowed(self) -> bool:
-        origin = dict(self.scope.get("headers", [])).get(b"origin")
+        """A browser's socket must come from this site: an allowed host, and the
+        scheme and port this socket was reached on (or a CSRF_TRUSTED_ORIGINS one)."""
+        headers = dict(self.scope.get("headers", []))
+        origin = headers.get(b"origin")
         if origin is None:
             # Browsers always send Origin; only token clients (scripts) may omit it.
             return self.scope.get("auth_method") == "token"
-        host = urlsplit(origin.decode("latin1")).hostname or ""
-        return bool(host) and validate_host(host, settings.ALLOWED_HOSTS)
+        text = origin.decode("latin1")
+        if text in settings.CSRF_TRUSTED_ORIGINS:
+            return True
+        try:
+            parts = urlsplit(text)
+            port = parts.port
+        except ValueError:
+            return False
+        host = parts.hostname or ""
+        if not host or not validate_host(host, settings.ALLOWED_HOSTS):
+            return False
+        scheme = "https" if self._secure(headers) else "http"
+        if parts.scheme != scheme:
+            return False
+        return (port or DEFAULT_PORTS[scheme]) == _host_port(headers, scheme)
+
+    def _secure(self, headers: dict[bytes, bytes]) -> bool:
+        if self.scope.get("scheme") == "wss":
+            return True
+        # Behind a proxy that ends TLS, as Django decides it for HTTP requests.
+        proxy = settings.SECURE_PROXY_SSL_HEADER
+        if proxy:
+            name = proxy[0].removeprefix("HTTP_").replace("_", "-").lower()
+            return headers.get(name.encode(), b"").decode("latin1") == proxy[1]
+        return False

@@ -24,7 +24,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from . import presence
-from .realtime import ephemeral_send, room_channel
+from .realtime import CONTROL_PREFIX, ephemeral_send, room_channel
 from .redis_client import redis_key
 
 logger = logging.getLogger(__name__)
@@ -39,12 +39,16 @@ class Watcher(Protocol):
     room_id: int
     connection: str  # unique per connection, for presence
     username: str
+    user_id: int
 
     def deliver(self, seq: int | None, text: str) -> None:
         """Take one frame of the room; must not block (called for every watcher)."""
 
     def resync(self) -> None:
         """Frames may have been lost (Redis went away): catch up from the database."""
+
+    def evict(self) -> None:
+        """The user left the room (or their role changed): stop and close (4403)."""
 
 
 class RoomHub:
@@ -185,6 +189,9 @@ class RoomHub:
             if room_id is None:
                 continue  # a room just left
             seq, _, text = message["data"].partition(" ")
+            if text.startswith(CONTROL_PREFIX):
+                self._control(room_id, text)
+                continue
             seq = int(seq) if seq else None
             for watcher in tuple(rooms.get(room_id, ())):
                 try:
@@ -192,6 +199,15 @@ class RoomHub:
                 except Exception:
                     # One watcher's bug must not cost the others their stream.
                     logger.exception("room hub: a watcher failed a frame")
+
+    def _control(self, room_id: int, text: str) -> None:
+        command, _, argument = text.removeprefix(CONTROL_PREFIX).partition(" ")
+        if command != "evict" or not argument.isdigit():
+            logger.warning("room hub: unknown control message %r", text[:80])
+            return
+        for watcher in tuple(self._rooms.get(room_id, ())):
+            if watcher.user_id == int(argument):
+                watcher.evict()
 
     # Presence ---------------------------------------------------------------------
 

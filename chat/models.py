@@ -31,6 +31,14 @@ class Room(models.Model):
     # The seq of the room's newest durable event; bumped under the row lock so that
     # seqs are gap-free and strictly increasing (see chat/realtime.py).
     last_seq = models.PositiveBigIntegerField(default=0)
+    # Linear team keys the room's agent may read and write; empty: every team the
+    # API key sees. Checked when a call is previewed and again when it runs.
+    linear_teams = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Linear team keys (e.g. ["ENG"]) this room\'s agent may touch; '
+        "empty allows every team the API key sees.",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -477,3 +485,27 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} via {self.channel} ({self.status})"
+
+
+class ApiToken(models.Model):
+    """A key for `Authorization: Token <key>`, stored only as its SHA-256 digest.
+
+    A leaked database dump holds no usable key; each expires, and deleting the row
+    (DELETE /api/auth/token, the admin) revokes it at once.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    # The key's first characters, to tell a user's tokens apart; not enough to use.
+    prefix = models.CharField(max_length=8, editable=False)
+    created = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… of {self.user}"

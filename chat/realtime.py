@@ -77,6 +77,21 @@ def ephemeral_send(room_id: int, frame: dict[str, Any]) -> None:
     publisher.submit(room_id, None, encode(frame))
 
 
+# A control message for the web processes, not a frame for watchers: frames are JSON
+# objects, so a leading "!" cannot be one.
+CONTROL_PREFIX = "!"
+
+
+def member_evict(*, room_id: int, user_id: int) -> None:
+    """After commit, have every web process close `user_id`'s sockets in the room.
+
+    Sent on the room's channel, which every process with a watcher there hears; a
+    process that misses it (Redis away) checks membership in the snapshot it resends.
+    """
+    text = f"{CONTROL_PREFIX}evict {user_id}"
+    transaction.on_commit(lambda: publisher.submit(room_id, None, text))
+
+
 def delta_send(
     *,
     room_id: int,

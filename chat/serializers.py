@@ -160,7 +160,7 @@ class RoomDetailSerializer(RoomSerializer):
     members = MemberSerializer(source="memberships", many=True, read_only=True)
 
     class Meta(RoomSerializer.Meta):
-        fields = [*RoomSerializer.Meta.fields, "members"]
+        fields = [*RoomSerializer.Meta.fields, "members", "linear_teams"]
 
 
 def request_event(request: Request) -> dict[str, Any]:

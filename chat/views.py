@@ -51,7 +51,10 @@ def _check_redis() -> str:
 @login_required
 @require_http_methods(["GET", "POST"])
 def room_list(request: AuthenticatedHttpRequest) -> HttpResponse:
-    if request.method == "POST":
+    may_create = services.can_create_room(user=request.user)
+    if request.method == "POST" and not may_create:
+        messages.error(request, "Creating rooms needs the permission chat.add_room.")
+    elif request.method == "POST":
         try:
             room = services.room_create(
                 user=request.user,
@@ -67,7 +70,11 @@ def room_list(request: AuthenticatedHttpRequest) -> HttpResponse:
         .select_related("room")
         .order_by("room__name")
     )
-    return render(request, "chat/room_list.html", {"memberships": memberships})
+    return render(
+        request,
+        "chat/room_list.html",
+        {"memberships": memberships, "may_create": may_create},
+    )
 
 
 @login_required

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import FrameType
 
@@ -244,10 +245,18 @@ class Runner:
             self.out.say(f"stopped redis (pid {self.redis.pid})")
 
 
+def run_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The processes' environment: development settings unless `.env` or the shell
+    says otherwise (settings default `DEBUG` to off, for production)."""
+    env = child_env(environ)
+    env.setdefault("DEBUG", "1")
+    return env
+
+
 def main() -> int:
     """Entry point of `python -m stack run`."""
     load_dotenv(ROOT / ".env")
-    code = Runner(child_env(os.environ), Output()).run()
+    code = Runner(run_env(os.environ), Output()).run()
     try:
         sys.stdout.flush()
     except BrokenPipeError:

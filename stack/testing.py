@@ -37,6 +37,9 @@ def main(pytest_args: list[str]) -> int:
         # Redis stay apart from the ones the tests create and flush.
         prefix = f"agentsite-test-{os.getpid()}"
         env = dict(os.environ, REDIS_URL=url, REDIS_PREFIX=prefix)
+        # Development settings (the demo's passwords, private webhook hosts) unless a
+        # test run asks for production ones.
+        env.setdefault("DEBUG", "1")
         return run_pytest(pytest_args, env)
     finally:
         if server is not None:

@@ -538,7 +538,14 @@ class Handler(BaseHTTPRequestHandler):
     def apply_fault(self, fault: dict[str, Any]) -> bool:
         """Act out `fault`; True when it answered the request itself."""
         if "status" in fault:
-            self.send_error_body(int(fault["status"]))
+            status = int(fault["status"])
+            message = None
+            if status == 401:
+                # As OpenAI does, naming the key it was given (compatible servers
+                # may not mask it): the app must not pass that on to the room.
+                key = (self.headers.get("Authorization") or "")[7:].strip()
+                message = f"Incorrect API key provided: {key}."
+            self.send_error_body(status, message)
             return True
         if "delay" in fault:
             # Long enough and the client times out; then writing fails quietly.

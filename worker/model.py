@@ -8,6 +8,7 @@ a tool call's name may come again with each piece of its arguments.
 
 import json
 import logging
+import re
 import socket
 import threading
 from collections.abc import Callable
@@ -162,6 +163,9 @@ def _assemble(
     return completion
 
 
+_KEY_SHAPED = re.compile(r"\bsk-[A-Za-z0-9_*\-]{6,}")
+
+
 def _read_chunk(
     chunk: ChatCompletionChunk,
     completion: Completion,
@@ -233,11 +237,16 @@ def _classify(exc: Exception) -> ServiceError:
 
 
 def _redacted(text: str) -> str:
-    key = settings.OPENAI_API_KEY
-    return text.replace(key, "[the API key]") if key else text
+    """Text that may reach the room, with no API key in it: ours (the stand-in's
+    placeholder too, when none is set), and any key-shaped word, whosever it is
+    (OpenAI names the key it was sent, partly masked: "sk-proj-****abcd")."""
+    for key in {settings.OPENAI_API_KEY, _client().api_key} - {""}:
+        text = text.replace(key, "[the API key]")
+    return _KEY_SHAPED.sub("[redacted]", text)
 
 
 def _error_message(exc: openai.APIStatusError) -> str:
+    """The service's explanation, for the room: never our key, even when echoed."""
     body = exc.body if isinstance(exc.body, dict) else {}
     detail = (
         body.get("message") or body.get("error", {}).get("message") if body else None

@@ -81,13 +81,17 @@ def model_step(*, request_id: str, step: int) -> None:
 
 
 def _record(request: Request, completion: Completion) -> None:
-    calls = [
-        tools.check_call(call_id=c.id, name=c.name, arguments=c.arguments)
-        for c in completion.tool_calls
-    ]
+    # Capped before the previews: a call past the cap costs no Linear read either.
+    calls = services.calls_within_cap(
+        [
+            tools.check_call(call_id=c.id, name=c.name, arguments=c.arguments)
+            for c in completion.tool_calls
+        ]
+    )
     # Read before the request's lock is taken: a preview is a call to the service.
+    scope = tools.Scope.of(request.room)
     previews = {
-        c.id: _preview(c)
+        c.id: _preview(c, scope)
         for c in calls
         if c.spec and c.spec.preview != tools.Preview.NONE
     }
@@ -100,9 +104,9 @@ def _record(request: Request, completion: Completion) -> None:
     )
 
 
-def _preview(call: CheckedCall) -> dict[str, Any] | None:
+def _preview(call: CheckedCall, scope: tools.Scope) -> dict[str, Any] | None:
     assert call.spec is not None and call.parsed is not None
-    return preview_for_domain(call.spec, call.parsed)
+    return preview_for_domain(call.spec, call.parsed, scope)
 
 
 # One tool call ---------------------------------------------------------------------
@@ -118,7 +122,7 @@ def tool_call(*, action_id: str) -> None:
     if action is None:
         return
     spec = tools.TOOLS[action.tool]
-    executor = executor_for(spec)
+    executor = executor_for(spec, tools.Scope.of(action.room))
     lease = Lease(renew=lambda until: services.action_renew(action=action, until=until))
     try:
         with keeper().hold(lease):

@@ -336,11 +336,31 @@ class ActionAdmin(AgentRecordMixin, admin.ModelAdmin[Action]):
             user=admin_user(request), role=approver
         ).exists()
 
-    @admin.action(description="Approve selected actions", permissions=["decide"])
+    @admin.action(
+        description="Approve selected actions (shows what will run first)",
+        permissions=["decide"],
+    )
     def approve_selected(
         self, request: HttpRequest, queryset: QuerySet[Action]
-    ) -> None:
-        self._decide_many(request, queryset, "approve")
+    ) -> HttpResponse | None:
+        if request.POST.get("post") == "yes":
+            self._decide_many(request, queryset, "approve")
+            return None
+        # Every row in full (arguments and preview), so nothing runs unread.
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Approve actions",
+            "opts": self.opts,
+            "approve_rows": [
+                (a, action_summary(a), pretty(a.arguments), pretty(a.preview))
+                for a in queryset.select_related("room")
+            ],
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "media": self.media,
+        }
+        return TemplateResponse(
+            request, "admin/chat/action/approve_selected.html", context
+        )
 
     @admin.action(
         description="Deny selected actions (asks for a reason)", permissions=["decide"]

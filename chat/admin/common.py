@@ -17,6 +17,9 @@ from chat.models import Action
 
 DECIDE_PERM = "chat.decide_action"
 SUMMARY_CHARS = 120
+# Each value in a summary line is cut on its own, so a long one never hides the
+# fields after it (the whole line used to be cut at SUMMARY_CHARS).
+VALUE_CHARS = 60
 # Statuses an action reaches only after someone approved it.
 APPROVED_LIKE = (
     Action.Status.APPROVED,
@@ -35,9 +38,13 @@ PENDING_FIRST = Case(
 
 
 def short(value: Any) -> str:
-    if isinstance(value, str):
-        return f"'{value}'"
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    text = (
+        value
+        if isinstance(value, str)
+        else json.dumps(value, ensure_ascii=False, sort_keys=True)
+    )
+    text = Truncator(" ".join(text.split())).chars(VALUE_CHARS)
+    return f"'{text}'" if isinstance(value, str) else text
 
 
 def action_summary(action: Action) -> str:
@@ -60,8 +67,9 @@ def action_summary(action: Action) -> str:
     if preview.get("missing"):
         parts.append("(no such issue)")
     parts.extend(f"{key}={short(value)}" for key, value in sorted(arguments.items()))
-    line = " ".join(" ".join(parts).split())  # one line: no newlines from arguments
-    return Truncator(line).chars(SUMMARY_CHARS)
+    if preview.get("refused"):
+        parts.append("(outside the room's teams)")
+    return " ".join(" ".join(parts).split())  # one line: no newlines from arguments
 
 
 def pretty(value: Any) -> SafeString | str:

@@ -6,6 +6,8 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.models import User
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -17,6 +19,7 @@ from chat import services
 from chat.errors import Conflict, Invalid
 from chat.models import (
     Action,
+    ApiToken,
     Membership,
     Message,
     PolicyRule,
@@ -24,6 +27,8 @@ from chat.models import (
     Room,
     RoomEvent,
 )
+from chat.realtime import member_evict
+from chat.services import user_deactivated
 from chat.services.policies import FIELDS as RULE_FIELDS
 from chat.services.policies import rule_clean
 
@@ -245,7 +250,7 @@ class PolicyRuleInline(admin.TabularInline[PolicyRule, Room]):
 
 @admin.register(Room)
 class RoomAdmin(DeciderMayViewMixin, admin.ModelAdmin[Room]):
-    list_display = ("name", "slug", "created_by", "created", "last_seq")
+    list_display = ("name", "slug", "linear_teams", "created_by", "created", "last_seq")
     search_fields = ("name", "slug")
     readonly_fields = ("created_by", "created", "last_seq")
     inlines = (MembershipInline, PolicyRuleInline)
@@ -253,6 +258,26 @@ class RoomAdmin(DeciderMayViewMixin, admin.ModelAdmin[Room]):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Deleting a room deletes its whole history.
         return request.user.is_superuser
+
+    def save_formset(
+        self, request: HttpRequest, form: Any, formset: Any, change: bool
+    ) -> None:
+        if formset.model is not Membership:
+            super().save_formset(request, form, formset, change)
+            return
+        changed = [
+            f.instance
+            for f in formset.initial_forms
+            if f.instance.pk and ("role" in f.changed_data or "user" in f.changed_data)
+        ]
+        before = {m.pk: (m.room_id, m.user_id) for m in changed}
+        super().save_formset(request, form, formset, change)
+        # Removed or changed members lose their open sockets, as through the API.
+        for membership in [*formset.deleted_objects, *changed]:
+            room_id, user_id = before.get(
+                membership.pk, (membership.room_id, membership.user_id)
+            )
+            member_evict(room_id=room_id, user_id=user_id)
 
 
 @admin.register(Membership)
@@ -276,6 +301,18 @@ class MembershipAdmin(admin.ModelAdmin[Membership]):
             return redirect("admin:chat_membership_change", membership.pk)
         return super().delete_view(request, object_id, extra_context)
 
+    def save_model(
+        self, request: HttpRequest, obj: Membership, form: Any, change: bool
+    ) -> None:
+        if change and form.changed_data:
+            old = Membership.objects.get(pk=obj.pk)
+            member_evict(room_id=old.room_id, user_id=old.user_id)
+        super().save_model(request, obj, form, change)
+
+    def delete_model(self, request: HttpRequest, obj: Membership) -> None:
+        super().delete_model(request, obj)
+        member_evict(room_id=obj.room_id, user_id=obj.user_id)
+
     def delete_queryset(
         self, request: HttpRequest, queryset: QuerySet[Membership]
     ) -> None:
@@ -291,7 +328,10 @@ class MembershipAdmin(admin.ModelAdmin[Membership]):
             except Conflict as exc:
                 self.message_user(request, f"{room.slug}: {exc.detail}", messages.ERROR)
                 queryset = queryset.exclude(room=room)
+        pairs = list(queryset.values_list("room_id", "user_id"))
         super().delete_queryset(request, queryset)
+        for room_id, user_id in pairs:
+            member_evict(room_id=room_id, user_id=user_id)
 
 
 def _is_last_approver(membership: Membership) -> bool:
@@ -304,3 +344,35 @@ def _is_last_approver(membership: Membership) -> bool:
     except Conflict:
         return True
     return False
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin[ApiToken]):
+    """Tokens by owner and age; deleting one revokes it. Keys are never stored, so
+    none is shown and none can be added here (POST /api/auth/token issues them)."""
+
+    list_display = ("prefix", "user", "created", "expires_at")
+    list_select_related = ("user",)
+    search_fields = ("user__username", "prefix")
+    readonly_fields = ("user", "prefix", "created", "expires_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class DeactivatingUserAdmin(UserAdmin[User]):
+    """Django's user admin, closing a user's sockets when they are deactivated."""
+
+    def save_model(
+        self, request: HttpRequest, obj: Any, form: Any, change: bool
+    ) -> None:
+        super().save_model(request, obj, form, change)
+        if change and "is_active" in form.changed_data and not obj.is_active:
+            user_deactivated(obj)
+
+
+admin.site.unregister(User)
+admin.site.register(User, DeactivatingUserAdmin)

@@ -11,6 +11,11 @@ urlpatterns = [
     path("rooms/<slug:slug>", views.RoomView.as_view(), name="api-room"),
     path("rooms/<slug:slug>/members", views.MembersView.as_view(), name="api-members"),
     path(
+        "rooms/<slug:slug>/members/<str:username>",
+        views.MemberView.as_view(),
+        name="api-member",
+    ),
+    path(
         "rooms/<slug:slug>/requests",
         views.RoomRequestsView.as_view(),
         name="api-room-requests",

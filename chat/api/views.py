@@ -13,7 +13,6 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers, status
-from rest_framework.authtoken.models import Token
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request as HttpRequest
 from rest_framework.response import Response
@@ -21,9 +20,10 @@ from rest_framework.views import APIView
 
 from chat import services
 from chat.api.fields import NO_NUL, NOT_BLANK, SLUG_IN, MessageText, StrictCharField
-from chat.errors import Invalid
+from chat.api.parsers import SafeJSONParser
+from chat.errors import Forbidden, Invalid
 from chat.http import AuthenticatedRequest
-from chat.models import Action, Membership, Room
+from chat.models import Action, ApiToken, Membership, Room
 from chat.realtime import event_frame, events_after
 from chat.serializers import (
     ActionSerializer,
@@ -81,13 +81,32 @@ class TokenIn(serializers.Serializer[Any]):
 
 
 class TokenView(APIView):
-    permission_classes = [AllowAny]
-    authentication_classes: list[Any] = []
+    def _logging_in(self) -> bool:
+        # The schema generator asks without a request: it documents both methods.
+        return getattr(getattr(self, "request", None), "method", None) == "POST"
+
+    def get_authenticators(self) -> list[Any]:
+        # Logging in needs no credentials (a stale header must not refuse it);
+        # revoking is done with the token itself.
+        return [] if self._logging_in() else super().get_authenticators()
+
+    def get_permissions(self) -> list[Any]:
+        if self._logging_in():
+            return [AllowAny()]
+        return list(super().get_permissions())
 
     @extend_schema(
         request=TokenIn,
+        # No credentials needed to log in; the stub types this as names only.
+        auth=[{}],  # type: ignore[list-item]
         responses={
-            200: inline_serializer("TokenOut", {"token": serializers.CharField()}),
+            200: inline_serializer(
+                "TokenOut",
+                {
+                    "token": serializers.CharField(),
+                    "expires_at": serializers.DateTimeField(),
+                },
+            ),
             **_refusals(400, 415, anonymous=True),
         },
     )
@@ -98,8 +117,15 @@ class TokenView(APIView):
         )
         if user is None:
             raise Invalid("Unable to log in with these credentials.")
-        token, _ = Token.objects.get_or_create(user=user)
-        return Response({"token": token.key})
+        token, key = services.token_issue(user=user)
+        return Response({"token": key, "expires_at": token.expires_at})
+
+    @extend_schema(request=None, responses={204: None, **_refusals()})
+    def delete(self, request: AuthenticatedRequest) -> Response:
+        """Revoke the token this call carries (with a session: all of the user's)."""
+        token = request.auth if isinstance(request.auth, ApiToken) else None
+        services.token_revoke(user=request.user, token=token)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class RoomIn(serializers.Serializer[Any]):
@@ -123,6 +149,8 @@ class RoomsView(APIView):
         responses={201: RoomSerializer, **_refusals(400, 403, 409, 415)},
     )
     def post(self, request: AuthenticatedRequest) -> Response:
+        if not services.can_create_room(user=request.user):
+            raise Forbidden("Creating rooms needs the permission chat.add_room.")
         data = _valid(RoomIn, request.data)
         room = services.room_create(
             user=request.user, name=data["name"], slug=data.get("slug", "")
@@ -131,10 +159,30 @@ class RoomsView(APIView):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
+class RoomPatch(serializers.Serializer[Any]):
+    linear_teams = serializers.ListField(
+        child=serializers.CharField(max_length=60), max_length=100
+    )
+
+
 class RoomView(APIView):
+    # A list of team keys has no form encoding worth offering.
+    parser_classes = [SafeJSONParser]
+
     @extend_schema(responses={200: RoomDetailSerializer, **_refusals(404)})
     def get(self, request: AuthenticatedRequest, slug: str) -> Response:
         room = services.room_get_for_member(slug=slug, user=request.user)
+        body = RoomDetailSerializer(room, context={"user": request.user}).data
+        return Response(body)
+
+    @extend_schema(
+        request=RoomPatch,
+        responses={200: RoomDetailSerializer, **_refusals(400, 403, 404)},
+    )
+    def patch(self, request: AuthenticatedRequest, slug: str) -> Response:
+        room = services.room_get_for_member(slug=slug, user=request.user)
+        data = _valid(RoomPatch, request.data)
+        room = services.room_update(room=room, actor=request.user, **data)
         body = RoomDetailSerializer(room, context={"user": request.user}).data
         return Response(body)
 
@@ -155,6 +203,16 @@ class MembersView(APIView):
         membership = services.member_add(room=room, actor=request.user, **data)
         body = MemberSerializer(membership).data
         return Response(body, status=status.HTTP_201_CREATED)
+
+
+class MemberView(APIView):
+    @extend_schema(responses={204: None, **_refusals(403, 404, 409)})
+    def delete(
+        self, request: AuthenticatedRequest, slug: str, username: str
+    ) -> Response:
+        room = services.room_get_for_member(slug=slug, user=request.user)
+        services.member_remove(room=room, actor=request.user, username=username)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class RequestIn(serializers.Serializer[Any]):

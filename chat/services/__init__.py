@@ -10,7 +10,14 @@ then the room row (taken by `event_emit`).
 
 from chat.errors import Conflict, Forbidden, Invalid, NotFound
 
-from .access import can_decide, can_see, id_or_none, room_get_for_member, room_role
+from .access import (
+    can_create_room,
+    can_decide,
+    can_see,
+    id_or_none,
+    room_get_for_member,
+    room_role,
+)
 from .actions import (
     action_decide,
     action_expire_overdue,
@@ -56,9 +63,20 @@ from .requests import (
     request_get,
     request_start,
 )
-from .rooms import LAST_APPROVER, member_add, room_create, room_keeps_an_approver
+from .rooms import (
+    LAST_APPROVER,
+    member_add,
+    member_changed,
+    member_remove,
+    room_create,
+    room_keeps_an_approver,
+    room_update,
+    user_deactivated,
+)
 from .sweep import sweep
+from .tokens import token_authenticate, token_issue, token_revoke
 from .turns import (
+    calls_within_cap,
     step_claim,
     step_end,
     step_gave_up,
@@ -88,6 +106,8 @@ __all__ = [
     "action_remind_due",
     "action_retract",
     "action_renew",
+    "calls_within_cap",
+    "can_create_room",
     "can_decide",
     "can_see",
     "deliveries_lost",
@@ -96,6 +116,8 @@ __all__ = [
     "delivery_resend",
     "id_or_none",
     "member_add",
+    "member_changed",
+    "member_remove",
     "message_emit",
     "policy_create",
     "policy_delete",
@@ -112,6 +134,7 @@ __all__ = [
     "room_get_for_member",
     "room_keeps_an_approver",
     "room_role",
+    "room_update",
     "rule_clean",
     "rule_resolve",
     "step_claim",
@@ -121,9 +144,13 @@ __all__ = [
     "step_release",
     "step_renew",
     "sweep",
+    "token_authenticate",
+    "token_issue",
+    "token_revoke",
     "tool_result_content",
     "tool_result_emit",
     "webhook_create",
     "webhook_delete",
     "webhook_list",
+    "user_deactivated",
 ]

@@ -26,6 +26,11 @@ def room_get_for_member(*, slug: str, user: User) -> Room:
     return room
 
 
+def can_create_room(*, user: User) -> bool:
+    # Whoever creates a room approves in it; a permission keeps that to trusted users.
+    return user.has_perm("chat.add_room")
+
+
 def can_decide(*, room: Room, user: User) -> bool:
     if user.has_perm("chat.decide_action"):
         return True

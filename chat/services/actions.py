@@ -15,7 +15,7 @@ from chat.eligibility import may_vote
 from chat.errors import Conflict, Forbidden, Invalid, NotFound
 from chat.models import Action, Vote
 from chat.text import storable
-from chat.tools import InvalidCall, preview_call, validate
+from chat.tools import InvalidCall, Scope, preview_call, validate
 
 from .access import can_see, id_or_none
 from .events import action_emit, tool_result_emit
@@ -114,7 +114,7 @@ def action_decide(
         if arguments != action.arguments:
             # Read before the lock: approvers see the edited call's target, not the
             # model's, before this vote counts.
-            preview = preview_call(spec, arguments)
+            preview = preview_call(spec, arguments, Scope.of(action.room))
     with transaction.atomic():
         locked = action_lock(action_id=action.pk)
         assert locked is not None  # actions are deleted only with their room

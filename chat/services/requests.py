@@ -7,6 +7,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.utils import timezone
 
 from chat import enqueue
 from chat.errors import Conflict, Forbidden, Invalid, NotFound, TooMany
@@ -39,6 +40,7 @@ def request_start(*, room: Room, user: User, text: object) -> Request:
         raise Invalid(
             f"The message is longer than {settings.AGENT_MAX_INPUT_CHARS} characters."
         )
+    _check_daily_tokens(user)
     with transaction.atomic():
         request = Request.objects.create(room=room, user=user)
         message = Message.objects.create(
@@ -84,6 +86,29 @@ def _check_active_limit(user: User, new: Request) -> None:
         raise TooMany(
             f"You have {active} requests queued or running (the limit is {limit}); "
             "wait for one to finish or cancel one."
+        )
+
+
+def _check_daily_tokens(user: User) -> None:
+    """At most AGENT_DAILY_TOKENS_PER_USER model tokens per user per UTC day (0: no
+    limit), as the model reported them (`usage`) on the user's requests of the day.
+
+    A turn under way may take the user past it; the next one is refused.
+    """
+    budget = settings.AGENT_DAILY_TOKENS_PER_USER
+    if budget <= 0:
+        return
+    today = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    spent = sum(
+        int(usage.get("total_tokens", 0))
+        for usage in Request.objects.filter(user=user, created__gte=today)
+        .exclude(usage={})
+        .values_list("usage", flat=True)
+    )
+    if spent >= budget:
+        raise TooMany(
+            f"You have used {spent} of your {budget} model tokens for today "
+            "(AGENT_DAILY_TOKENS_PER_USER); the budget renews at midnight UTC."
         )
 
 

@@ -10,6 +10,7 @@ from django.utils.text import slugify
 
 from chat.errors import Conflict, Forbidden, Invalid, NotFound
 from chat.models import Membership, Room
+from chat.realtime import member_evict
 from chat.text import storable
 
 from .access import room_role
@@ -33,6 +34,18 @@ def room_create(*, user: User, name: str, slug: str = "") -> Room:
     return room
 
 
+def room_update(*, room: Room, actor: User, linear_teams: list[str]) -> Room:
+    """Set the Linear teams the room's agent may touch; approvers only."""
+    if room_role(room=room, user=actor) != Membership.Role.APPROVER:
+        raise Forbidden("Only approvers of this room may change it.")
+    teams = [t.strip() for t in linear_teams]
+    if any(not t or len(t) > 60 or not storable(t) for t in teams):
+        raise Invalid("linear_teams must be team keys of 1 to 60 characters.")
+    room.linear_teams = list(dict.fromkeys(teams))
+    room.save(update_fields=["linear_teams"])
+    return room
+
+
 def member_add(*, room: Room, actor: User, username: str, role: str) -> Membership:
     """Add someone to a room, or change their role; approvers only."""
     if room_role(room=room, user=actor) != Membership.Role.APPROVER:
@@ -44,12 +57,49 @@ def member_add(*, room: Room, actor: User, username: str, role: str) -> Membersh
         # 404 like any other thing that is not there (the body is well formed).
         raise NotFound(f"There is no user {username!r}.")
     with transaction.atomic():
-        if role != Membership.Role.APPROVER:
-            room_keeps_an_approver(room=room, leaving={user.pk})
-        membership, _ = Membership.objects.update_or_create(
+        membership, created = Membership.objects.select_for_update().get_or_create(
             room=room, user=user, defaults={"role": role}
         )
+        if not created and membership.role != role:
+            if membership.role == Membership.Role.APPROVER:
+                room_keeps_an_approver(room=room, leaving={user.pk})
+            membership.role = role
+            membership.save(update_fields=["role"])
+            member_changed(membership)
     return membership
+
+
+def member_remove(*, room: Room, actor: User, username: str) -> None:
+    """Take someone out of a room; approvers only. Their open sockets close."""
+    if room_role(room=room, user=actor) != Membership.Role.APPROVER:
+        raise Forbidden("Only approvers of this room may remove members.")
+    with transaction.atomic():
+        membership = (
+            Membership.objects.select_for_update()
+            .filter(room=room, user__username=username)
+            .first()
+        )
+        if membership is None:
+            raise NotFound(f"{username!r} is not in this room.")
+        if membership.role == Membership.Role.APPROVER:
+            room_keeps_an_approver(room=room, leaving={membership.user_id})
+        membership.delete()
+        member_changed(membership)
+
+
+def member_changed(membership: Membership) -> None:
+    """After a membership's deletion or role change (the API's, the admin's): close
+    the user's sockets in the room on every web process; they reconnect under the
+    new role, or get 4404."""
+    member_evict(room_id=membership.room_id, user_id=membership.user_id)
+
+
+def user_deactivated(user: User) -> None:
+    """Close a deactivated user's sockets in every room they are in."""
+    for room_id in Membership.objects.filter(user=user).values_list(
+        "room_id", flat=True
+    ):
+        member_evict(room_id=room_id, user_id=user.pk)
 
 
 LAST_APPROVER = (

@@ -115,6 +115,7 @@ def step_record(
     an action. With no calls the turn is complete; otherwise the request advances:
     approval-free actions are queued, the rest wait for a person.
     """
+    calls = calls_within_cap(calls)
     with transaction.atomic():
         locked = _locked_if_ours(request)
         if locked is None:
@@ -139,6 +140,21 @@ def step_record(
         transaction.on_commit(lambda: partial_clear(request.draft_message_id))
     if calls:
         request_advance(request_id=request.pk)
+
+
+def calls_within_cap(calls: list[CheckedCall]) -> list[CheckedCall]:
+    """The answer's calls, those past AGENT_MAX_TOOL_CALLS turned into errors: each
+    one costs a tool run (or a person's attention), and a model in a loop must not
+    make hundreds of them at once. The model is told, and may ask again."""
+    cap = settings.AGENT_MAX_TOOL_CALLS
+    for call in calls[cap:]:
+        call.spec, call.parsed = None, None
+        call.error = (
+            f"Not run: one answer may make at most {cap} tool calls "
+            "(AGENT_MAX_TOOL_CALLS). Make this call again in a later answer if it "
+            "is still needed."
+        )
+    return calls
 
 
 def _locked_if_ours(request: Request) -> Request | None:

@@ -13,7 +13,15 @@ from collections.abc import Callable
 from typing import Any
 
 from .linear import LINEAR_TOOLS
-from .spec import Args, CheckedCall, InvalidCall, Preview, ToolSpec, unstorable
+from .spec import (
+    Args,
+    CheckedCall,
+    InvalidCall,
+    Preview,
+    Scope,
+    ToolSpec,
+    unstorable,
+)
 
 __all__ = [
     "TOOLS",
@@ -21,6 +29,7 @@ __all__ = [
     "CheckedCall",
     "InvalidCall",
     "Preview",
+    "Scope",
     "ToolSpec",
     "check_call",
     "openai_tools",
@@ -36,7 +45,7 @@ TOOLS: dict[str, ToolSpec] = {spec.name: spec for spec in LINEAR_TOOLS}
 # How each pack reads a call's target for the approvers, registered by the worker
 # package when its app loads (the domain never imports it): a preview of an edited
 # call is taken where the edit is made, in the web process.
-Previewer = Callable[[ToolSpec, Args], "dict[str, Any] | None"]
+Previewer = Callable[[ToolSpec, Args, Scope], "dict[str, Any] | None"]
 PREVIEWERS: dict[str, Previewer] = {}
 
 
@@ -44,10 +53,13 @@ def register_previewer(pack: str, previewer: Previewer) -> None:
     PREVIEWERS[pack] = previewer
 
 
-def preview_call(spec: ToolSpec, arguments: Args) -> dict[str, Any] | None:
-    """What the call touches, read now; None when its pack shows nothing more."""
+def preview_call(
+    spec: ToolSpec, arguments: Args, scope: Scope
+) -> dict[str, Any] | None:
+    """What the call touches, read now, within the room's `scope`; None when its
+    pack shows nothing more."""
     previewer = PREVIEWERS.get(spec.pack)
-    return previewer(spec, arguments) if previewer else None
+    return previewer(spec, arguments, scope) if previewer else None
 
 
 def openai_tools() -> list[dict[str, Any]]:

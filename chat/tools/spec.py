@@ -63,6 +63,23 @@ class ToolSpec:
         return [_describe(error) for error in found]
 
 
+@dataclass(frozen=True)
+class Scope:
+    """What a room lets its agent touch outside: Linear team keys (empty: any)."""
+
+    linear_teams: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, room: Any) -> Scope:
+        return cls(linear_teams=tuple(room.linear_teams or ()))
+
+    def allows_team(self, key: str | None) -> bool:
+        if not self.linear_teams:
+            return True
+        allowed = {t.casefold() for t in self.linear_teams}
+        return key is not None and key.casefold() in allowed
+
+
 class InvalidCall(Exception):
     """A tool call the model (or an approver's edit) got wrong; the text says how."""
 

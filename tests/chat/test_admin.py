@@ -176,6 +176,44 @@ def test_summary_is_one_line_for_every_tool(room, bob):
     assert action_summary(search) == "search issues query='x'"
 
 
+def test_a_long_value_does_not_hide_the_fields_after_it(room, bob):
+    update = make_action(
+        room,
+        bob,
+        tool="update_issue",
+        arguments={"id": "ENG-7", "description": "x" * 500, "state": "Canceled"},
+    )
+    summary = action_summary(update)
+    assert "state='Canceled'" in summary
+    assert len(summary) < 150
+
+
+def test_approve_selected_first_shows_what_will_run(room, bob, staff_decider):
+    long = make_action(
+        room,
+        bob,
+        tool="update_issue",
+        arguments={"id": "ENG-7", "description": "d" * 300, "assignee": "mallory"},
+        preview={"identifier": "ENG-7", "title": "Crash", "state": "Todo"},
+    )
+    client = client_for(staff_decider)
+    body = {"action": "approve_selected", "_selected_action": [long.pk], "index": 0}
+
+    page = client.post(CHANGELIST, body)
+
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Approve 1 action" in html
+    # The whole call: every argument in full, and what the preview read.
+    assert "d" * 300 in html and "mallory" in html and "Crash" in html
+    long.refresh_from_db()
+    assert long.status == "pending"
+    confirmed = client.post(CHANGELIST, {**body, "post": "yes"}, follow=True)
+    assert confirmed.status_code == 200
+    long.refresh_from_db()
+    assert long.status == "approved"
+
+
 @pytest.fixture
 def assorted(room, ops, bob, mallory):
     return {
@@ -263,6 +301,7 @@ def test_approve_selected_reports_each_row(room, ops, bob, alice, mallory, vera)
             "action": "approve_selected",
             "_selected_action": [a.pk for a in selected],
             "index": 0,
+            "post": "yes",  # past the confirmation page
         },
         follow=True,
     )
@@ -516,6 +555,7 @@ def test_viewers_who_approve_nowhere_are_not_offered_decisions(delete_eng3):
             "action": "approve_selected",
             "_selected_action": [delete_eng3.pk],
             "index": 0,
+            "post": "yes",
         },
     )
     delete_eng3.refresh_from_db()

@@ -37,6 +37,7 @@ def bulk_approve(user: User, *actions: Action):
             "action": "approve_selected",
             "_selected_action": [a.pk for a in actions],
             "index": 0,
+            "post": "yes",  # past the confirmation page
         },
         follow=True,
     )

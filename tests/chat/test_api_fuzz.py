@@ -70,6 +70,9 @@ OPERATIONS = [
     ("GET", "/api/rooms/{slug}/webhooks"),
     ("POST", "/api/rooms/{slug}/webhooks"),
     ("DELETE", "/api/rooms/{slug}/webhooks/{webhook_id}"),
+    ("PATCH", "/api/rooms/{slug}"),
+    ("DELETE", "/api/auth/token"),
+    ("DELETE", "/api/rooms/{slug}/members/{username}"),
 ]
 
 IDS = [f"{method} {path}" for method, path in OPERATIONS]

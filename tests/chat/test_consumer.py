@@ -460,3 +460,141 @@ def test_retract_frame_puts_an_approval_in_its_delay_back_to_pending(room, alice
     assert refused["frame"] == "retract"
     assert (retracted["runs_at"], retracted["approvals"]) == (None, [])
     assert retracted["retractions"][0]["reason"] == "wrong one"
+
+
+# Removal (contract semantic 8) --------------------------------------------------------
+
+
+async def closed_with(ws, timeout: float = 2) -> int | None:
+    """The close code the server sends within `timeout`, skipping other frames."""
+    async with asyncio.timeout(timeout):
+        while True:
+            output = await ws.receive_output(timeout=timeout)
+            if output["type"] == "websocket.close":
+                return output.get("code")
+
+
+def _as(user):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token_for(user)}")
+    return client
+
+
+def test_removed_member_is_closed_with_4403_and_later_calls_get_404(room, alice, bob):
+    headers_bob = token_headers(bob)
+    approver, member = _as(alice), _as(bob)
+
+    async def scenario():
+        ws, _ = await connect(headers_bob)
+        refused = await database_sync_to_async(member.delete)(
+            "/api/rooms/triage/members/alice"
+        )
+        assert refused.status_code == 403
+        removed = await database_sync_to_async(approver.delete)(
+            "/api/rooms/triage/members/bob"
+        )
+        assert removed.status_code == 204
+        return await closed_with(ws)
+
+    assert run(scenario()) == 4403
+    assert member.get("/api/rooms/triage").status_code == 404
+    assert approver.delete("/api/rooms/triage/members/bob").status_code == 404
+
+
+def test_the_last_approver_cannot_be_removed(room, alice):
+    response = _as(alice).delete("/api/rooms/triage/members/alice")
+    assert response.status_code == 409
+    assert room.memberships.filter(user=alice).exists()
+
+
+def test_a_role_change_closes_the_members_sockets(room, alice, bob):
+    headers_bob = token_headers(bob)
+    approver = _as(alice)
+
+    async def scenario():
+        ws, _ = await connect(headers_bob)
+        changed = await database_sync_to_async(approver.post)(
+            "/api/rooms/triage/members",
+            {"username": "bob", "role": "approver"},
+            format="json",
+        )
+        assert changed.status_code == 201
+        return await closed_with(ws)
+
+    assert run(scenario()) == 4403
+
+
+def _staff(admin_user):
+    client = Client()
+    client.force_login(admin_user)
+    return client
+
+
+def test_the_admins_delete_and_a_deactivation_close_the_sockets(
+    room, alice, bob, admin_user
+):
+    headers_bob, headers_alice = token_headers(bob), token_headers(alice)
+    staff = _staff(admin_user)
+    membership = room.memberships.get(user=bob)
+
+    async def scenario():
+        ws_bob, _ = await connect(headers_bob)
+        ws_alice, _ = await connect(headers_alice)
+        deleted = await database_sync_to_async(staff.post)(
+            f"/admin/chat/membership/{membership.pk}/delete/", {"post": "yes"}
+        )
+        assert deleted.status_code == 302
+        bob_code = await closed_with(ws_bob)
+        form = {
+            "username": "alice",
+            "date_joined_0": "2026-01-01",
+            "date_joined_1": "00:00:00",
+            # is_active left out: the checkbox unticked.
+        }
+        changed = await database_sync_to_async(staff.post)(
+            f"/admin/auth/user/{alice.pk}/change/", form
+        )
+        assert changed.status_code == 302, changed.content[:2000]
+        return bob_code, await closed_with(ws_alice)
+
+    assert run(scenario()) == (4403, 4403)
+
+
+def test_the_snapshot_after_a_lost_redis_checks_membership(room, bob):
+    from chat.hub import hub
+
+    headers_bob = token_headers(bob)
+
+    async def scenario():
+        ws, _ = await connect(headers_bob)
+        # Removed while this process heard nothing (Redis away): no control message.
+        await database_sync_to_async(room.memberships.filter(user=bob).delete)()
+        for watcher in list(hub()._rooms[room.pk]):
+            watcher.resync()  # what the hub does once Redis is back
+        return await closed_with(ws)
+
+    assert run(scenario()) == 4403
+
+
+def _with_host(headers: list, host: bytes) -> list:
+    return [*headers, (b"host", host)]
+
+
+def test_origin_of_another_scheme_or_port_is_refused(room, bob):
+    same = _with_host(session_headers(bob, "http://127.0.0.1:8000"), b"127.0.0.1:8000")
+    other_port = _with_host(
+        session_headers(bob, "http://127.0.0.1:9999"), b"127.0.0.1:8000"
+    )
+    other_scheme = _with_host(
+        session_headers(bob, "https://127.0.0.1:8000"), b"127.0.0.1:8000"
+    )
+    bad_port = _with_host(session_headers(bob, "http://127.0.0.1:x"), b"127.0.0.1")
+
+    async def scenario():
+        ws, _ = await connect(same)
+        await ws.disconnect()
+        return [await refused(h) for h in (other_port, other_scheme, bad_port)]
+
+    assert run(scenario()) == [4403, 4403, 4403]

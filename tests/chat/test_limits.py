@@ -107,3 +107,51 @@ def test_a_chat_frame_past_the_limit_answers_an_error_frame(
     assert error["frame"] == "chat"
     assert f"the limit is {LIMIT}" in error["detail"]
     assert not Message.objects.filter(content="one too many").exists()
+
+
+# Spend: a daily token budget per user ---------------------------------------------
+
+
+def _spent(user: User, room: Room, tokens: int) -> None:
+    Request.objects.create(
+        room=room,
+        user=user,
+        status=Request.Status.COMPLETED,
+        usage={"prompt_tokens": tokens - 10, "total_tokens": tokens},
+    )
+
+
+@pytest.mark.django_db
+def test_a_spent_daily_token_budget_answers_429(
+    room: Room, alice: User, bob: User, settings
+) -> None:
+    settings.AGENT_DAILY_TOKENS_PER_USER = 1000
+    _spent(bob, room, 600)
+    assert post(bob, room).status_code == 202
+    _spent(bob, room, 400)
+    detail = refusal(post(bob, room, "over budget"), 429)
+    assert "1000 of your 1000 model tokens" in detail
+    assert not Message.objects.filter(content="over budget").exists()
+    # Others' budgets are their own; 0 means no budget.
+    assert post(alice, room).status_code == 202
+    settings.AGENT_DAILY_TOKENS_PER_USER = 0
+    assert post(bob, room).status_code == 202
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chat_frame_over_the_token_budget_answers_an_error_frame(
+    room: Room, bob: User, settings
+) -> None:
+    settings.AGENT_DAILY_TOKENS_PER_USER = 100
+    _spent(bob, room, 100)
+    headers = token_headers(bob)
+
+    async def scenario() -> dict:
+        ws, _ = await connect(headers)
+        await ws.send_json_to({"type": "chat", "text": "over budget"})
+        frames = await receive_until(ws, lambda f: f["type"] == "error")
+        await ws.disconnect()
+        return frames[-1]
+
+    error = asyncio.run(scenario())
+    assert error["frame"] == "chat" and "model tokens" in error["detail"]

@@ -19,7 +19,7 @@ from tests.chat.test_api import forget_throttle_counts  # noqa: F401  (autouse)
 CONTRACT = {
     ("post", "/api/auth/token"): {"200", "400"},
     ("get", "/api/rooms"): {"200"},
-    ("post", "/api/rooms"): {"201", "400"},
+    ("post", "/api/rooms"): {"201", "400", "403"},
     ("get", "/api/rooms/{slug}"): {"200", "404"},
     ("post", "/api/rooms/{slug}/members"): {"201", "403", "404", "409"},
     ("post", "/api/rooms/{slug}/requests"): {"202", "400", "404"},
@@ -41,6 +41,9 @@ CONTRACT = {
     ("post", "/api/rooms/{slug}/webhooks"): {"201", "400", "403", "404"},
     ("delete", "/api/rooms/{slug}/webhooks/{webhook_id}"): {"204", "403", "404"},
     ("post", "/api/actions/{action_id}/retract"): {"200", "400", "403", "404", "409"},
+    ("delete", "/api/rooms/{slug}/members/{username}"): {"204", "403", "404", "409"},
+    # agentsite's extension: the Linear teams a room's agent may touch.
+    ("patch", "/api/rooms/{slug}"): {"200", "400", "403", "404"},
 }
 
 

@@ -274,3 +274,41 @@ class RawSocket:
             self.buffer += chunk
         out, self.buffer = self.buffer[:n], self.buffer[n:]
         return out
+
+
+def test_a_removed_member_is_closed_on_every_web_process_within_two_seconds(
+    stack, room, alice, bob
+):
+    """Contract semantic 8: the removal reaches the sockets on every web process."""
+    web1, web2 = stack.web("web-1"), stack.web("web-2")
+    alice_token, bob_token = token_for(alice), token_for(bob)
+
+    async def scenario() -> tuple[list[int | None], float, int]:
+        async with Watcher(web1, bob_token) as a, Watcher(web2, bob_token) as b:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            removed = await asyncio.to_thread(
+                requests.delete,
+                f"{web1}/api/rooms/triage/members/bob",
+                headers={"Authorization": f"Token {alice_token}"},
+                timeout=10,
+            )
+            assert removed.status_code == 204, removed.text
+            codes = []
+            for watcher in (a, b):
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    await watcher.until(lambda f: False, timeout=2)
+                codes.append(closed.value.rcvd.code if closed.value.rcvd else None)
+            took = loop.time() - started
+            later = await asyncio.to_thread(
+                requests.get,
+                f"{web2}/api/rooms/triage",
+                headers={"Authorization": f"Token {bob_token}"},
+                timeout=10,
+            )
+            return codes, took, later.status_code
+
+    codes, took, later = asyncio.run(scenario())
+    assert codes == [4403, 4403]
+    assert took < 2
+    assert later == 404

@@ -29,14 +29,23 @@ def _user(username: str) -> User:
     return User.objects.create(username=username, password=_HASHES[password])
 
 
+def _may_create_rooms(user: User) -> User:
+    from django.contrib.auth.models import Permission
+
+    user.user_permissions.add(
+        Permission.objects.get(content_type__app_label="chat", codename="add_room")
+    )
+    return user
+
+
 @pytest.fixture
 def alice(db) -> User:
-    return _user("alice")
+    return _may_create_rooms(_user("alice"))
 
 
 @pytest.fixture
 def bob(db) -> User:
-    return _user("bob")
+    return _may_create_rooms(_user("bob"))
 
 
 @pytest.fixture
@@ -68,6 +77,6 @@ def room(alice: User, bob: User) -> Room:
 
 
 def token_for(user: User) -> str:
-    from rest_framework.authtoken.models import Token
+    from chat.services import token_issue
 
-    return Token.objects.get_or_create(user=user)[0].key
+    return token_issue(user=user)[1]

@@ -16,6 +16,13 @@ import requests
 from stack.procs import free_port
 from stack.supervisor import WORKER_READY, Proc, stop_all
 
+# Plain `pytest` too gets development settings (settings default DEBUG to off); set
+# before pytest-django imports them. The processes below inherit it.
+os.environ.setdefault("DEBUG", "1")
+# Every test client logs in from 127.0.0.1: tests of wrong passwords must not lock out
+# the rest of the run. The lockout's own tests set a small limit.
+os.environ.setdefault("LOGIN_FAILURE_LIMIT", "100000")
+
 ROOT = Path(__file__).resolve().parents[2]
 # One folder per test run: runs side by side must not write into each other's logs.
 LOG_DIR = ROOT / "test-output" / "logs" / str(os.getpid())

@@ -90,7 +90,7 @@ def test_busy_model_service_is_a_transient_error(model: Model, status: int) -> N
 
 @pytest.mark.parametrize(
     ("status", "says"),
-    [(400, "Invalid request"), (401, "Incorrect API key provided.")],
+    [(400, "Invalid request"), (401, "Incorrect API key provided: [redacted].")],
 )
 def test_refused_request_is_a_permanent_error(
     model: Model, status: int, says: str
@@ -101,6 +101,7 @@ def test_refused_request_is_a_permanent_error(
     message = str(caught.value)
     assert message.startswith(f"The model service refused the request ({status}): ")
     assert says in message
+    # The stand-in names the key it was sent, as OpenAI does: the room never sees it.
     assert OPENAI_KEY not in message
 
 

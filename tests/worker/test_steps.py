@@ -373,3 +373,20 @@ def test_stream_cut_midway_is_replaced_not_repeated_for_watchers(
     answer = Message.objects.get(role=Message.Role.ASSISTANT)
     assert answer.content == text
     assert {f["message"] for f in frames if f["type"] == "delta"} == {str(answer.pk)}
+
+
+def test_calls_past_the_cap_answer_the_model_with_an_error_not_actions(
+    model: Model, turn: Request, settings
+) -> None:
+    settings.AGENT_MAX_TOOL_CALLS = 3
+    searches = [
+        {"name": "search_issues", "arguments": {"query": f"bug {n}"}} for n in range(5)
+    ]
+    model.script({"text": "", "tool_calls": searches})
+    steps.model_step(request_id=str(turn.pk), step=0)
+    assert _fresh(turn).actions.count() == 3
+    answer = Message.objects.get(role=Message.Role.ASSISTANT)
+    for call in answer.tool_calls[3:]:
+        told = _tool_message(call["id"])
+        assert told["status"] == "invalid"
+        assert "at most 3 tool calls" in told["error"]

@@ -9,7 +9,7 @@ or `PermanentError` (not); their texts are safe to show to the room.
 from typing import Any, Protocol
 from uuid import UUID
 
-from chat.tools import Args, ToolSpec
+from chat.tools import Args, Scope, ToolSpec
 
 from ..errors import ServiceError
 from .linear import LinearExecutor
@@ -44,13 +44,16 @@ class Executor(Protocol):
 EXECUTORS: dict[str, type[Executor]] = {"linear": LinearExecutor}
 
 
-def executor_for(spec: ToolSpec) -> Executor:
-    return EXECUTORS[spec.pack]()
+def executor_for(spec: ToolSpec, scope: Scope) -> Executor:
+    """The pack's executor, held to what the room lets its agent touch."""
+    return EXECUTORS[spec.pack](scope)  # type: ignore[call-arg]
 
 
-def preview_for_domain(spec: ToolSpec, arguments: Args) -> dict[str, Any] | None:
+def preview_for_domain(
+    spec: ToolSpec, arguments: Args, scope: Scope
+) -> dict[str, Any] | None:
     """A preview as approvers see it; a service that fails says so in the preview."""
     try:
-        return executor_for(spec).preview(spec, arguments)
+        return executor_for(spec, scope).preview(spec, arguments)
     except ServiceError as exc:
         return {"unavailable": str(exc)}

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.conf import settings
 
-from chat.tools import Args, Preview, ToolSpec
+from chat.tools import Args, Preview, Scope, ToolSpec
 
 from ..errors import PermanentError
 from ..linear import LinearClient
@@ -108,8 +108,9 @@ RECOVER: dict[str, Recover] = {
 
 
 class LinearExecutor:
-    def __init__(self) -> None:
+    def __init__(self, scope: Scope | None = None) -> None:
         self.client = linear_client()
+        self.scope = scope or Scope()
 
     def run(
         self,
@@ -118,9 +119,59 @@ class LinearExecutor:
         action_id: uuid.UUID,
         seen: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        if spec.preview == Preview.CREATES:
+            # The team the preview named, so the run cannot pick another one.
+            arguments = {**arguments, "team": self._team(arguments.get("team"))}
+        elif spec.preview == Preview.TARGET:
+            self._check_in_scope(arguments[spec.target_argument])
         if seen and spec.name in FRESHNESS_CHECKED:
             self._check_unchanged(arguments[spec.target_argument], seen)
-        return RUN[spec.name](self.client, arguments, action_id)
+        return self._within_scope(RUN[spec.name](self.client, arguments, action_id))
+
+    def _team(self, asked: str | None) -> str:
+        """The key of the team a new issue goes to: the one asked for, else the
+        room's first, else Linear's first; refused outside the room's teams."""
+        teams = self.client.teams()
+        if asked is None:
+            found = [t for t in teams if self.scope.allows_team(t["key"])]
+        else:
+            wanted = asked.strip().casefold()
+            found = [t for t in teams if wanted in (v.casefold() for v in t.values())]
+        if not found:
+            keys = ", ".join(t["key"] for t in teams)
+            raise PermanentError(f"No team {asked!r} in Linear; teams are {keys}.")
+        key = str(found[0]["key"])
+        if not self.scope.allows_team(key):
+            raise PermanentError(self._outside(key))
+        return key
+
+    def _outside(self, key: str | None) -> str:
+        allowed = ", ".join(self.scope.linear_teams)
+        return (
+            f"Team {key} is outside the teams this room's agent may touch "
+            f"({allowed}); nothing was done there."
+        )
+
+    def _check_in_scope(self, target: str) -> None:
+        if not self.scope.linear_teams:
+            return
+        issue = self.client.get_issue(target)
+        if issue is not None and not self.scope.allows_team(issue.get("team")):
+            raise PermanentError(f"{target}: {self._outside(issue.get('team'))}")
+
+    def _within_scope(self, result: dict[str, Any]) -> dict[str, Any]:
+        """Reads leave out what lies outside the room's teams."""
+        if not self.scope.linear_teams:
+            return result
+        if "issues" in result:
+            issues = [
+                i for i in result["issues"] if self.scope.allows_team(i.get("team"))
+            ]
+            return {**result, "issues": issues, "count": len(issues)}
+        issue = result.get("issue")
+        if issue is not None and not self.scope.allows_team(issue.get("team")):
+            return {"error": f"{issue['identifier']}: {self._outside(issue['team'])}"}
+        return result
 
     def _check_unchanged(self, target: str, seen: dict[str, Any]) -> None:
         """Refuse when the issue changed since the approvers saw it (`updatedAt`)."""
@@ -143,8 +194,23 @@ class LinearExecutor:
 
     def preview(self, spec: ToolSpec, arguments: Args) -> dict[str, Any] | None:
         if spec.preview == Preview.CREATES:
-            return {"creates": arguments["title"], "team": arguments.get("team")}
+            asked = arguments.get("team")
+            try:
+                return {"creates": arguments["title"], "team": self._team(asked)}
+            except PermanentError as exc:
+                return {
+                    "creates": arguments["title"],
+                    "team": asked,
+                    "refused": str(exc),
+                }
         if spec.preview != Preview.TARGET:
             return None
         target = arguments[spec.target_argument]
-        return self.client.preview(target) or {"identifier": target, "missing": True}
+        preview = self.client.preview(target)
+        if preview is None:
+            return {"identifier": target, "missing": True}
+        try:
+            self._check_in_scope(target)
+        except PermanentError as exc:
+            preview["refused"] = str(exc)
+        return preview

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
@@ -71,13 +71,21 @@ class Command(BaseCommand):
         user = model.objects.filter(username=username).first()
         if user is not None:
             self.stdout.write(f"User {username} exists (password left as it is).")
+            user.user_permissions.add(self.add_room())
             return user
         user = model(username=username, is_staff=superuser, is_superuser=superuser)
         user.set_password(PASSWORD)
         user.save()
+        # Trying the demo includes making a room of one's own.
+        user.user_permissions.add(self.add_room())
         kind = "superuser" if superuser else "user"
         self.stdout.write(f"Created {kind} {username} (password {PASSWORD}).")
         return user
+
+    def add_room(self) -> Permission:
+        return Permission.objects.get(
+            content_type__app_label="chat", codename="add_room"
+        )
 
     def ensure_room(self, users: dict[str, User]) -> None:
         """The Demo room with its members, created only if the slug is free.
