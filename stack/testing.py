@@ -18,6 +18,9 @@ from .runner import DEFAULT_REDIS_URL, ROOT
 def main(pytest_args: list[str]) -> int:
     """Run pytest with `pytest_args` and return its exit code."""
     load_dotenv(ROOT / ".env")
+    # Development settings (the demo's passwords, private webhook hosts) unless a
+    # test run asks for production ones; settings default DEBUG to off.
+    os.environ.setdefault("DEBUG", "1")
     # The web processes the tests start serve STATIC_ROOT as a deployment does.
     collected = subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
@@ -37,9 +40,6 @@ def main(pytest_args: list[str]) -> int:
         # Redis stay apart from the ones the tests create and flush.
         prefix = f"agentsite-test-{os.getpid()}"
         env = dict(os.environ, REDIS_URL=url, REDIS_PREFIX=prefix)
-        # Development settings (the demo's passwords, private webhook hosts) unless a
-        # test run asks for production ones.
-        env.setdefault("DEBUG", "1")
         return run_pytest(pytest_args, env)
     finally:
         if server is not None:

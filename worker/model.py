@@ -241,7 +241,7 @@ def _redacted(text: str) -> str:
     placeholder too, when none is set), and any key-shaped word, whosever it is
     (OpenAI names the key it was sent, partly masked: "sk-proj-****abcd")."""
     for key in {settings.OPENAI_API_KEY, _client().api_key} - {""}:
-        text = text.replace(key, "[the API key]")
+        text = text.replace(key, "[redacted]")
     return _KEY_SHAPED.sub("[redacted]", text)
 
 

@@ -4,7 +4,7 @@ import re
 from typing import Any
 
 from django.contrib.auth import authenticate
-from django.core.validators import slug_re
+from django.core.validators import RegexValidator, slug_re
 from django.db.models import OuterRef, Subquery
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -159,9 +159,15 @@ class RoomsView(APIView):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
+# A team key: something besides whitespace, no NUL (what room_update keeps).
+TEAM_KEY = RegexValidator(r"^[^\x00]*[^\x00\s][^\x00]*$", message="A team key.")
+
+
 class RoomPatch(serializers.Serializer[Any]):
     linear_teams = serializers.ListField(
-        child=serializers.CharField(max_length=60), max_length=100
+        child=StrictCharField(max_length=60, validators=[TEAM_KEY]),
+        max_length=100,
+        required=False,
     )
 
 
@@ -177,7 +183,7 @@ class RoomView(APIView):
 
     @extend_schema(
         request=RoomPatch,
-        responses={200: RoomDetailSerializer, **_refusals(400, 403, 404)},
+        responses={200: RoomDetailSerializer, **_refusals(400, 403, 404, 415)},
     )
     def patch(self, request: AuthenticatedRequest, slug: str) -> Response:
         room = services.room_get_for_member(slug=slug, user=request.user)

@@ -19,7 +19,9 @@ WEBHOOK_IN = inline_serializer(
         "url": serializers.URLField(max_length=2000),
         "secret": serializers.CharField(required=False, min_length=16, max_length=200),
         "events": serializers.ListField(
-            child=serializers.ChoiceField(list(Webhook.EVENTS)), required=False
+            child=serializers.ChoiceField(list(Webhook.EVENTS)),
+            required=False,
+            allow_empty=False,
         ),
         "format": serializers.ChoiceField(Webhook.Format.values, required=False),
     },

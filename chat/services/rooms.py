@@ -34,10 +34,14 @@ def room_create(*, user: User, name: str, slug: str = "") -> Room:
     return room
 
 
-def room_update(*, room: Room, actor: User, linear_teams: list[str]) -> Room:
+def room_update(
+    *, room: Room, actor: User, linear_teams: list[str] | None = None
+) -> Room:
     """Set the Linear teams the room's agent may touch; approvers only."""
     if room_role(room=room, user=actor) != Membership.Role.APPROVER:
         raise Forbidden("Only approvers of this room may change it.")
+    if linear_teams is None:
+        return room
     teams = [t.strip() for t in linear_teams]
     if any(not t or len(t) > 60 or not storable(t) for t in teams):
         raise Invalid("linear_teams must be team keys of 1 to 60 characters.")

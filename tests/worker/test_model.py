@@ -233,7 +233,7 @@ def test_an_unknown_error_is_permanent_with_the_key_redacted(model: Model) -> No
     error = _classify(RuntimeError(f"boom near {OPENAI_KEY} in the parser"))
     assert isinstance(error, PermanentError)
     assert OPENAI_KEY not in str(error)
-    assert "RuntimeError" in str(error) and "[the API key]" in str(error)
+    assert "RuntimeError" in str(error) and "[redacted]" in str(error)
 
 
 @pytest.mark.parametrize(
