@@ -22,6 +22,7 @@ WEBHOOK_IN = inline_serializer(
             child=serializers.ChoiceField(list(Webhook.EVENTS)),
             required=False,
             allow_empty=False,
+            min_length=1,
         ),
         "format": serializers.ChoiceField(Webhook.Format.values, required=False),
     },

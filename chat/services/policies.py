@@ -18,6 +18,7 @@ from django.db import transaction
 from chat.errors import Forbidden, Invalid, NotFound
 from chat.models import PolicyRule, Room
 from chat.tools import TOOLS, ToolSpec
+from chat.tools.spec import unstorable
 
 from .access import can_decide, id_or_none
 
@@ -97,6 +98,9 @@ def rule_clean(data: object, *, partial: bool = False) -> dict[str, Any]:
             arguments = {}
         if not isinstance(arguments, dict) or len(str(arguments)) > 2000:
             raise Invalid("arguments: an object of argument values to match.")
+        if unstorable(arguments):
+            # PostgreSQL's jsonb cannot hold NUL or broken Unicode; no tool takes it.
+            raise Invalid("arguments: NUL characters or invalid Unicode.")
         clean["arguments"] = arguments
     if "mode" in data:
         if data["mode"] not in PolicyRule.Mode.values:

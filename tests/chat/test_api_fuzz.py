@@ -113,7 +113,9 @@ EXCEPTIONS: dict[tuple[str, str], dict[str, list]] = {
     ("POST", "/api/rooms/{slug}/policies"): {
         "excluded_checks": [positive_data_acceptance],
         "additional_checks": [
-            _refused_only("approvers: no user", "approvals_required is")
+            _refused_only(
+                "approvers: no user", "approvals_required is", "arguments: NUL"
+            )
         ],
     },
     # A webhook's host must not resolve to a private or loopback address (SSRF):
@@ -125,7 +127,9 @@ EXCEPTIONS: dict[tuple[str, str], dict[str, list]] = {
     ("PATCH", "/api/rooms/{slug}/policies/{rule_id}"): {
         "excluded_checks": [positive_data_acceptance],
         "additional_checks": [
-            _refused_only("approvers: no user", "approvals_required is")
+            _refused_only(
+                "approvers: no user", "approvals_required is", "arguments: NUL"
+            )
         ],
     },
 }
