@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chat import services
+from chat.api.fields import NO_NUL
 from chat.http import AuthenticatedRequest
 from chat.models import Webhook
 
@@ -17,7 +18,9 @@ WEBHOOK_IN = inline_serializer(
     "WebhookIn",
     {
         "url": serializers.URLField(max_length=2000),
-        "secret": serializers.CharField(required=False, min_length=16, max_length=200),
+        "secret": serializers.CharField(
+            required=False, min_length=16, max_length=200, validators=[NO_NUL]
+        ),
         "events": serializers.ListField(
             child=serializers.ChoiceField(list(Webhook.EVENTS)),
             required=False,
