@@ -6,6 +6,7 @@ from django.contrib.auth.models import User
 
 from chat.errors import Forbidden, Invalid, NotFound
 from chat.models import Room, Webhook
+from chat.text import storable
 from chat.webhooks import url_check
 
 from .access import can_decide, id_or_none, room_get_for_member
@@ -41,7 +42,12 @@ def webhook_create(
     url_check(url)
     hook = Webhook(room=room, url=url, created_by=user)
     if secret is not None:
-        if not isinstance(secret, str) or not 16 <= len(secret) <= 200:
+        # storable: PostgreSQL cannot hold NUL or broken Unicode (a 500 otherwise).
+        if (
+            not isinstance(secret, str)
+            or not 16 <= len(secret) <= 200
+            or not storable(secret)
+        ):
             raise Invalid("secret must be text of 16 to 200 characters.")
         hook.secret = secret
     if events is not None:

@@ -118,11 +118,12 @@ EXCEPTIONS: dict[tuple[str, str], dict[str, list]] = {
             )
         ],
     },
-    # A webhook's host must not resolve to a private or loopback address (SSRF):
-    # the schema cannot say which names resolve where.
+    # A webhook's host must resolve, and not to a private or loopback address (SSRF):
+    # the schema cannot say which names resolve where. Its secret is also checked
+    # once trimmed. A refusal of valid data must still name the field.
     ("POST", "/api/rooms/{slug}/webhooks"): {
         "excluded_checks": [positive_data_acceptance],
-        "additional_checks": [_refused_only("url")],
+        "additional_checks": [_refused_only("url", "secret")],
     },
     ("PATCH", "/api/rooms/{slug}/policies/{rule_id}"): {
         "excluded_checks": [positive_data_acceptance],
