@@ -274,7 +274,9 @@ KNOWN_BODIES = {
             ),
         },
         optional={
-            "events": st.lists(st.sampled_from(list(Webhook.EVENTS)), max_size=3),
+            "events": st.lists(
+                st.sampled_from(list(Webhook.EVENTS)), min_size=1, max_size=3
+            ),
             "format": st.sampled_from(Webhook.Format.values),
         },
     ),
