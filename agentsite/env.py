@@ -1,6 +1,8 @@
 """Reading settings from the environment and an optional `.env` file."""
 
+import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -49,6 +51,65 @@ def env_int(name: str, default: int) -> int:
 def env_list(name: str, default: list[str]) -> list[str]:
     value = os.environ.get(name, "").strip()
     return [item.strip() for item in value.split(",") if item.strip()] or default
+
+
+MCP_SERVER_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
+
+
+def mcp_servers(raw: str) -> list[dict[str, Any]]:
+    """`AGENT_MCP_SERVERS` checked: a JSON list of {"name", "url", "headers"?} or
+    {"name", "command": [...], "env"?}; a mistake stops the start with its reason."""
+    if not raw:
+        return []
+    try:
+        servers = json.loads(raw)
+    except ValueError:
+        raise ImproperlyConfigured("AGENT_MCP_SERVERS must be a JSON list") from None
+    if not isinstance(servers, list):
+        raise ImproperlyConfigured("AGENT_MCP_SERVERS must be a JSON list")
+    names: set[str] = set()
+    for server in servers:
+        _check_mcp_server(server, names)
+    return servers
+
+
+def _check_mcp_server(server: object, names: set[str]) -> None:
+    def refuse(why: str) -> ImproperlyConfigured:
+        return ImproperlyConfigured(f"AGENT_MCP_SERVERS: {why}")
+
+    if not isinstance(server, dict):
+        raise refuse("each server is a JSON object")
+    name = server.get("name")
+    if not isinstance(name, str) or not MCP_SERVER_NAME.fullmatch(name):
+        raise refuse(
+            f"name {name!r} must be lowercase letters, digits and '-' (tools are "
+            "offered as <name>__<tool>)"
+        )
+    if name in names:
+        raise refuse(f"two servers are named {name!r}")
+    names.add(name)
+    url, command = server.get("url"), server.get("command")
+    if (url is None) == (command is None):
+        raise refuse(f"{name}: give either url (Streamable HTTP) or command (stdio)")
+    if url is not None and not (
+        isinstance(url, str) and url.startswith(("http://", "https://"))
+    ):
+        raise refuse(f"{name}: url must be an http(s) URL")
+    if command is not None and not (
+        isinstance(command, list)
+        and command
+        and all(isinstance(word, str) for word in command)
+    ):
+        raise refuse(f"{name}: command must be a non-empty list of strings")
+    for key in ("headers", "env"):
+        value = server.get(key, {})
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise refuse(f"{name}: {key} must be an object of strings")
+    unknown = set(server) - {"name", "url", "headers", "command", "env"}
+    if unknown:
+        raise refuse(f"{name}: unknown fields {sorted(unknown)}")
 
 
 def database_from_url(url: str, base_dir: Path, pool_size: int = 0) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from .env import (
     env_list,
     env_str,
     load_dotenv,
+    mcp_servers,
 )
 
 # Lets the admin classes name their model (`admin.ModelAdmin[Room]`) for mypy; Django's
@@ -342,6 +343,17 @@ LINEAR_API_URL = env_str(
     else "http://127.0.0.1:8002/graphql",
 )
 LINEAR_TIMEOUT = float(env_int("LINEAR_TIMEOUT", 15))
+# GitHub issues of one repository (contract: "Tool packs"): on when both the token
+# and the repository are set; `make run` points them at `standins/github_server.py`.
+GITHUB_TOKEN = env_str("GITHUB_TOKEN")
+GITHUB_REPOSITORY = env_str("GITHUB_REPOSITORY")
+GITHUB_API_URL = env_str("GITHUB_API_URL", "https://api.github.com").rstrip("/")
+GITHUB_TIMEOUT = float(env_int("GITHUB_TIMEOUT", 15))
+# MCP servers whose tools the agent is offered, as `<name>__<tool>`: a JSON list of
+# {"name", "url", "headers"?} (Streamable HTTP) or {"name", "command", "env"?} (stdio).
+AGENT_MCP_SERVERS = mcp_servers(env_str("AGENT_MCP_SERVERS"))
+# Seconds for one MCP call (connecting, listing, a tool call) before it fails.
+MCP_TIMEOUT = float(env_int("MCP_TIMEOUT", 30))
 # The stand-ins still want a credential on the wire, like the real services.
 DEMO_MODE = not (OPENAI_API_KEY and LINEAR_API_KEY)
 

@@ -238,7 +238,10 @@ class Action(models.Model):
     )
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="actions")
     step = models.PositiveIntegerField()
-    tool = models.CharField(max_length=60)
+    # As offered to the model: OpenAI allows 64 characters (`<server>__<tool>`).
+    tool = models.CharField(max_length=64)
+    # The pack the tool came from (`linear`, `github`, `mcp`), as it was then.
+    pack = models.CharField(max_length=20, default="linear")
     tool_call_id = models.CharField(max_length=100)
     arguments = models.JSONField(default=dict)
     # What the model asked for, kept when an approver edits the arguments.
@@ -509,3 +512,24 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… of {self.user}"
+
+
+class McpListing(models.Model):
+    """The tools an MCP server listed, as a worker last read them.
+
+    Workers list each server of `AGENT_MCP_SERVERS` when they start and again when
+    the server says its tools changed; web processes read the listing from here to
+    check rules, edits and `GET /api/tools` against the same catalogue.
+    """
+
+    server = models.CharField(max_length=31, unique=True)
+    # [{name, description, inputSchema, annotations}] as the server sent them.
+    tools = models.JSONField(default=list)
+    listed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["server"]
+        verbose_name = "MCP listing"
+
+    def __str__(self) -> str:
+        return f"{self.server}: {len(self.tools)} tools"

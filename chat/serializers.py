@@ -59,6 +59,7 @@ class ActionSerializer(serializers.ModelSerializer[Action]):
             "request",
             "room",
             "tool",
+            "pack",
             "arguments",
             "proposed_arguments",
             "requires_approval",

@@ -7,11 +7,12 @@ Redis last, because the app processes need it to shut down cleanly.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import FrameType
 
@@ -37,11 +38,21 @@ from .supervisor import (
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_PORT = 8000
 STANDIN_TIMEOUT = 20.0
+# The repository of the GitHub stand-in's seeded issues.
+DEMO_REPO = "demo/agentsite"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class Interrupted(Exception):
     """A stop was asked for while the system was still starting."""
+
+
+def _same(url: str) -> str:
+    return url
+
+
+def _notes_server(url: str) -> str:
+    return json.dumps([{"name": "notes", "url": url}])
 
 
 @dataclass(frozen=True)
@@ -53,11 +64,27 @@ class Standin:
     key_var: str
     url_var: str
     port: int
+    # What `url_var` is set to, from the URL the stand-in listens on.
+    value: Callable[[str], str] = _same
+    # Set as well when the stand-in is used, unless already set.
+    also: tuple[tuple[str, str], ...] = ()
 
 
 STANDINS = (
     Standin("openai", "OpenAI", "OPENAI_API_KEY", "OPENAI_BASE_URL", 8001),
     Standin("linear", "Linear", "LINEAR_API_KEY", "LINEAR_API_URL", 8002),
+    Standin(
+        "github",
+        "GitHub",
+        "GITHUB_TOKEN",
+        "GITHUB_API_URL",
+        8003,
+        also=(("GITHUB_TOKEN", "demo-github-token"), ("GITHUB_REPOSITORY", DEMO_REPO)),
+    ),
+    # One local MCP server (notes), offered as the tools notes__*.
+    Standin(
+        "mcp", "MCP", "AGENT_MCP_SERVERS", "AGENT_MCP_SERVERS", 8004, _notes_server
+    ),
 )
 
 
@@ -167,7 +194,10 @@ class Runner:
             self.standins.append(self._started(proc))
         for standin, proc in zip(wanted, self.standins, strict=True):
             url = proc.wait_listening(STANDIN_TIMEOUT, poll=self._checkpoint)
-            self.env[standin.url_var] = self.demo[standin.label] = url
+            self.env[standin.url_var] = standin.value(url)
+            self.demo[standin.label] = url
+            for name, value in standin.also:
+                self.env.setdefault(name, value)
 
     def _run_task(self, name: str, argv: list[str]) -> None:
         """Run a one-off command to its end; its failure stops the start."""
@@ -193,7 +223,7 @@ class Runner:
             urls = ", ".join(f"{k} stand-in at {v}" for k, v in self.demo.items())
             demo = f"on: {urls}"
         else:
-            demo = "off: the real OpenAI and Linear APIs (keys are set)"
+            demo = "off: the real services (their keys are set)"
         rule = "-" * 64
         for text in (
             rule,

@@ -120,6 +120,21 @@ def answer_user(text: str, available: set[str]) -> Reply:
     count = COUNT.fullmatch(text)
     if count:
         return count_reply(int(count.group(1)))
+    direct = direct_call(text)
+    if direct is not None:
+        return (
+            calls_or_refusal(direct.tool_calls, available)
+            if direct.tool_calls
+            else direct
+        )
+    for pack_intent in (github_intent, notes_intent):
+        reply = pack_intent(text, available)
+        if reply is not None:
+            return (
+                calls_or_refusal(reply.tool_calls, available)
+                if reply.tool_calls
+                else reply
+            )
     handler = intent_handler(text)
     reply = handler(text) if handler else None
     if reply is None:
@@ -154,10 +169,92 @@ def general_answer(text: str) -> Reply:
     opening = f'You asked: "{quote}".' if quote else "You did not ask anything yet."
     return Reply(
         text=f"{opening} I am the demo assistant for this room. I can search, show, "
-        "create, update, delete and comment on Linear issues for you. Try "
+        "create, update, delete and comment on Linear and GitHub issues for you. Try "
         '"find issues about login", "show ENG-3" or "create an issue titled '
         'Fix the build", and I will take it from there.'
     )
+
+
+# Other packs' tools: a direct call, GitHub issues, and an MCP notes server.
+
+DIRECT = re.compile(r"call\s+([A-Za-z0-9_-]{1,64})(?:\s+with)?\s*(\{.*\})?\s*", re.S)
+
+
+def direct_call(text: str) -> Reply | None:
+    """ "call notes__add_note {"title": "x", "text": "y"}": exactly that call."""
+    match = DIRECT.fullmatch(text)
+    if not match:
+        return None
+    try:
+        args = json.loads(match.group(2) or "{}")
+    except ValueError:
+        return Reply(text="Those arguments are not valid JSON.")
+    if not isinstance(args, dict):
+        return Reply(text="The arguments of a call are a JSON object.")
+    return Reply(tool_calls=[(match.group(1), args)])
+
+
+NUMBER = re.compile(r"#(\d+)")
+
+
+def github_intent(text: str, available: set[str]) -> Reply | None:
+    """Commands that say "github" (or name an issue like #12) -> the github_ tools."""
+    if not re.search(r"\bgithub\b", text, re.I):
+        return None
+    number = NUMBER.search(text)
+    n = {"number": int(number.group(1))} if number else {}
+    if re.match(r"\s*(?:create|open)\b", text, re.I):
+        title = re.search(r"(?:titled|called|named|:)\s*(.+)", text, re.I | re.S)
+        if not title or not clean(title.group(1)):
+            return Reply(text="What should the new GitHub issue be called?")
+        return Reply(
+            tool_calls=[("github_create_issue", {"title": clean(title.group(1))})]
+        )
+    if re.match(r"\s*comment\b", text, re.I) and number:
+        body = re.split(r":|\bsaying\b", text[number.end() :], maxsplit=1)
+        if len(body) < 2 or not clean(body[1]):
+            return Reply(text=f"What should the comment on #{n['number']} say?")
+        return Reply(
+            tool_calls=[("github_add_comment", {**n, "body": unquote(body[1])})]
+        )
+    if re.match(r"\s*(?:close|reopen)\b", text, re.I) and number:
+        state = "closed" if re.match(r"\s*close", text, re.I) else "open"
+        return Reply(tool_calls=[("github_update_issue", {**n, "state": state})])
+    if re.match(r"\s*(?:show|get|read)\b", text, re.I) and number:
+        return Reply(tool_calls=[("github_get_issue", n)])
+    if re.match(r"\s*(?:find|search|list|show)\b", text, re.I):
+        about = re.search(r"\b(?:about|for|matching|mentioning)\s+(.+)", text, re.I)
+        query = clean(about.group(1)) if about else ""
+        return Reply(tool_calls=[("github_search_issues", {"query": query})])
+    return None
+
+
+def notes_intent(text: str, available: set[str]) -> Reply | None:
+    """ "add a note titled X: text", "search notes for X", "delete note n2" -> the
+    tools of an MCP notes server, whatever it is named."""
+    tools = {name.partition("__")[2]: name for name in available if "__" in name}
+    if not re.search(r"\bnotes?\b", text, re.I) or not tools:
+        return None
+    add = re.match(
+        r"\s*(?:add|write|take)\s+(?:a\s+)?note\s+(?:titled\s+)?(.+?)\s*:\s*(.+)",
+        text,
+        re.I | re.S,
+    )
+    if add and "add_note" in tools:
+        args = {"title": clean(add.group(1)), "text": unquote(add.group(2))}
+        return Reply(tool_calls=[(tools["add_note"], args)])
+    delete = re.match(r"\s*delete\s+note\s+(\S+)", text, re.I)
+    if delete and "delete_note" in tools:
+        return Reply(
+            tool_calls=[(tools["delete_note"], {"id": clean(delete.group(1))})]
+        )
+    search = re.match(r"\s*(?:search|find|list)\s+(?:my\s+)?notes?\b(.*)", text, re.I)
+    if search and "search_notes" in tools:
+        query = re.sub(
+            r"^\s*(?:for|about|matching)\s+", "", search.group(1), flags=re.I
+        )
+        return Reply(tool_calls=[(tools["search_notes"], {"query": clean(query)})])
+    return None
 
 
 CREATE = re.compile(
@@ -380,6 +477,9 @@ VERBS = {
     "add_comment": "comment on",
     "get_issue": "look up",
     "search_issues": "search for",
+    "github_create_issue": "create",
+    "github_update_issue": "update",
+    "github_add_comment": "comment on",
 }
 
 
@@ -464,6 +564,11 @@ def error_text(error: Any) -> str:
 
 def success_sentence(name: str, args: dict[str, Any], data: Any) -> str:
     """Words about a successful result, chosen by the tool and the result's shape."""
+    if isinstance(data, dict) and isinstance(data.get("text"), str) and "__" in name:
+        return f"{name} answered: {short(data['text'])}."
+    if name.startswith("github_"):
+        name = name.removeprefix("github_")
+        args = {**args, "id": f"#{args['number']}"} if "number" in args else args
     issues = issue_list(data)
     if name == "search_issues" or (issues is not None and not name):
         return search_sentence(args, issues or [])
@@ -526,7 +631,7 @@ def issue_label(issue: dict[str, Any] | None, args: dict[str, Any]) -> str:
 
 def change_summary(args: dict[str, Any]) -> str:
     """ ": state is now Done, priority is now 1" for the fields an update set."""
-    changes = [f"{k} is now {v}" for k, v in args.items() if k != "id"]
+    changes = [f"{k} is now {v}" for k, v in args.items() if k not in ("id", "number")]
     return ": " + ", ".join(changes) if changes else ""
 
 

@@ -12,5 +12,5 @@ class WorkerConfig(AppConfig):
 
         from .packs import preview_for_domain
 
-        for pack in ("linear",):
+        for pack in ("linear", "github"):
             register_previewer(pack, preview_for_domain)

@@ -15,7 +15,7 @@ from django.db import connection
 
 from chat import services, tools
 from chat.models import Action, Request
-from chat.redis_client import redis_key
+from chat.redis_client import redis_client, redis_key
 from chat.tools import CheckedCall
 
 from .context import build_context
@@ -23,7 +23,7 @@ from .delta import DeltaRelay
 from .errors import PermanentError, TransientError
 from .heartbeat import Lease, keeper
 from .model import Completion, Stopped, stream_chat
-from .packs import Executor, executor_for, preview_for_domain
+from .packs import Executor, executor_for, preview_for_domain, turn_tools
 
 logger = logging.getLogger(__name__)
 Status = Request.Status
@@ -54,6 +54,9 @@ def model_step(*, request_id: str, step: int) -> None:
         on_lost=relay.halt,
     )
     messages = build_context(request)
+    offered, left_out = turn_tools()
+    for text in left_out:
+        _notice_once(request, text)
     # The stream takes seconds to minutes and needs no database: the connection goes
     # back to the pool meanwhile, so hundreds of streams share a few connections.
     connection.close()
@@ -63,7 +66,7 @@ def model_step(*, request_id: str, step: int) -> None:
                 relay.reset()
             completion = stream_chat(
                 messages,
-                tools.openai_tools(),
+                tools.openai_tools(offered),
                 on_text=relay.add,
                 stop=relay.stop,
                 on_open=relay.set_closer,
@@ -78,6 +81,13 @@ def model_step(*, request_id: str, step: int) -> None:
         services.step_end(request=request, status=Status.FAILED, error=str(exc))
         return
     _record(request, completion)
+
+
+def _notice_once(request: Request, text: str) -> None:
+    """Say in the room what a turn goes without, once per request and reason."""
+    key = redis_key("notice", request.pk, text[:60])
+    if redis_client().set(key, "1", nx=True, ex=24 * 3600):
+        services.request_notice(request=request, text=text)
 
 
 def _record(request: Request, completion: Completion) -> None:
@@ -121,11 +131,18 @@ def tool_call(*, action_id: str) -> None:
     action = services.action_claim(action_id=action_id)
     if action is None:
         return
-    spec = tools.TOOLS[action.tool]
-    executor = executor_for(spec, tools.Scope.of(action.room))
+    spec = tools.catalogue().get(action.tool)
+    if spec is None:
+        services.action_finish(
+            action=action,
+            status=Action.Status.FAILED,
+            error=f"The tool {action.tool} is no longer offered; it did not run.",
+        )
+        return
     lease = Lease(renew=lambda until: services.action_renew(action=action, until=until))
     try:
         with keeper().hold(lease):
+            executor = executor_for(spec, tools.Scope.of(action.room))
             result = _run(executor, spec, action)
     except TransientError:
         services.action_release(action=action)

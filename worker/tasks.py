@@ -13,7 +13,7 @@ from celery.signals import worker_process_init, worker_ready
 from chat import enqueue, services
 
 from . import deliver as deliver_
-from . import model, steps
+from . import mcp, model, steps
 from .errors import TransientError
 
 MAX_RETRIES = 5
@@ -25,6 +25,8 @@ def _warm(**kwargs: object) -> None:
     # The model client is built once, at start, so that the first turn does not
     # wait for it (~50 ms).
     model.warm()
+    # Each MCP server is connected and its tools listed now, not at the first turn.
+    mcp.hub()
 
 
 def _backoff(retries: int) -> float:

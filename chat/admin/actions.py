@@ -35,9 +35,17 @@ from .common import (
 
 @admin.register(Action)
 class ActionAdmin(AgentRecordMixin, admin.ModelAdmin[Action]):
-    list_display = ("tool", "summary", "room", "requested_by", "age", "status_display")
+    list_display = (
+        "tool",
+        "pack",
+        "summary",
+        "room",
+        "requested_by",
+        "age",
+        "status_display",
+    )
     list_display_links = ("tool", "summary")
-    list_filter = ("status", "tool", "room", "requires_approval")
+    list_filter = ("status", "pack", "tool", "room", "requires_approval")
     list_select_related = ("room", "request__user", "decided_by")
     search_fields = ("tool", "arguments", "preview", "room__slug", "room__name")
     # The stubs allow field names only; Django's admin also orders by expressions.
@@ -51,6 +59,7 @@ class ActionAdmin(AgentRecordMixin, admin.ModelAdmin[Action]):
                     "summary",
                     "status_display",
                     "tool",
+                    "pack",
                     "requires_approval",
                     "request_link",
                     "room_link",

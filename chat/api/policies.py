@@ -12,9 +12,21 @@ from chat import services
 from chat.http import AuthenticatedRequest
 from chat.models import Action
 from chat.serializers import ActionSerializer, PolicyRuleSerializer
-from chat.tools import TOOLS
+from chat.tools import ToolSpec, catalogue, mcp
 
 from .views import DenyIn, _refusals, _valid
+
+
+def _tool_schema() -> dict[str, Any]:
+    """The tools a rule may name: exactly the catalogue's, unless MCP servers are
+    configured, whose tools change while the schema is served."""
+    if mcp.configured():
+        return {
+            "type": "string",
+            "pattern": r"^(\*|[A-Za-z0-9_-]{1,64})$",
+            "description": 'A tool name from GET /api/tools, or "*".',
+        }
+    return {"type": "string", "enum": ["*", *catalogue()]}
 
 
 def _rule_schema(*, partial: bool) -> dict[str, Any]:
@@ -23,7 +35,7 @@ def _rule_schema(*, partial: bool) -> dict[str, Any]:
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "tool": {"type": "string", "enum": ["*", *TOOLS]},
+            "tool": _tool_schema(),
             "arguments": {"type": "object", "nullable": True},
             "mode": {"type": "string", "enum": ["ask", "auto", "never"]},
             "approvals_required": {"type": "integer", "minimum": 1, "maximum": 50},
@@ -118,11 +130,10 @@ class ToolsView(APIView):
         responses={200: serializers.ListSerializer(child=TOOL_OUT), **_refusals()}
     )
     def get(self, request: AuthenticatedRequest) -> Response:
-        return Response([tool_entry(name) for name in TOOLS])
+        return Response([tool_entry(spec) for spec in catalogue().values()])
 
 
-def tool_entry(name: str) -> dict[str, Any]:
-    spec = TOOLS[name]
+def tool_entry(spec: ToolSpec) -> dict[str, Any]:
     return {
         "name": spec.name,
         "description": spec.description,

@@ -17,7 +17,7 @@ from django.db import transaction
 
 from chat.errors import Forbidden, Invalid, NotFound
 from chat.models import PolicyRule, Room
-from chat.tools import TOOLS, ToolSpec
+from chat.tools import ToolSpec, catalogue
 from chat.tools.spec import unstorable
 
 from .access import can_decide, id_or_none
@@ -89,7 +89,7 @@ def rule_clean(data: object, *, partial: bool = False) -> dict[str, Any]:
     clean: dict[str, Any] = {}
     if "tool" in data:
         tool = data["tool"]
-        if not isinstance(tool, str) or (tool != "*" and tool not in TOOLS):
+        if not isinstance(tool, str) or (tool != "*" and tool not in catalogue()):
             raise Invalid(f'tool: unknown tool {tool!r}; see GET /api/tools, or "*".')
         clean["tool"] = tool
     if "arguments" in data:

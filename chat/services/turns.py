@@ -207,6 +207,7 @@ def _create_action(
         room_id=request.room_id,
         step=request.step,
         tool=call.spec.name,
+        pack=call.spec.pack,
         tool_call_id=call.id,
         arguments=call.parsed,
         requires_approval=rule.mode == PolicyRule.Mode.ASK,

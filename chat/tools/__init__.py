@@ -1,17 +1,20 @@
 """The tool catalogue: every tool offered to the model, as data.
 
-A tool belongs to a pack (Linear today); the pack's executor, which talks to the
-outside service, lives in the worker package (`worker.packs`) and is looked up there
-by the pack's name. The domain needs only what is here: the name, the schema the
-arguments must fit, whether the tool asks for approval by default, and how its
-preview is made, so that approval rules and an approver's edit are checked without
-the worker.
+A tool belongs to a pack (Linear, GitHub, MCP servers); the pack's executor, which
+talks to the outside service, lives in the worker package (`worker.packs`) and is
+looked up there by the pack's name. The domain needs only what is here: the name,
+the schema the arguments must fit, whether the tool asks for approval by default,
+and how its preview is made, so that approval rules and an approver's edit are
+checked without the worker.
 """
 
 import json
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from . import github, mcp
+from .github import GITHUB_TOOLS
 from .linear import LINEAR_TOOLS
 from .spec import (
     Args,
@@ -24,22 +27,53 @@ from .spec import (
 )
 
 __all__ = [
-    "TOOLS",
     "Args",
     "CheckedCall",
     "InvalidCall",
     "Preview",
     "Scope",
     "ToolSpec",
+    "catalogue",
     "check_call",
+    "forget_listings",
     "openai_tools",
     "preview_call",
     "register_previewer",
     "validate",
 ]
 
-# Every tool offered to the model, by name, in the order offered.
-TOOLS: dict[str, ToolSpec] = {spec.name: spec for spec in LINEAR_TOOLS}
+# How long a process trusts the MCP listings it read from the database: a worker
+# that relists a server writes the new listing and forgets its own copy at once.
+LISTINGS_TTL = 2.0
+_listings: tuple[float, dict[str, list[dict[str, Any]]]] | None = None
+
+
+def _mcp_listings() -> dict[str, list[dict[str, Any]]]:
+    global _listings
+    if not mcp.configured():
+        return {}
+    if _listings is None or _listings[0] < time.monotonic():
+        from chat.models import McpListing
+
+        rows = McpListing.objects.filter(server__in=list(mcp.configured()))
+        read = {row.server: list(row.tools) for row in rows}
+        _listings = (time.monotonic() + LISTINGS_TTL, read)
+    return _listings[1]
+
+
+def forget_listings() -> None:
+    global _listings
+    _listings = None
+
+
+def catalogue() -> dict[str, ToolSpec]:
+    """Every tool offered to the model, by name, in the order offered: Linear's,
+    GitHub's when its pack is on, then each MCP server's as last listed."""
+    specs: list[ToolSpec] = list(LINEAR_TOOLS)
+    if github.enabled():
+        specs += GITHUB_TOOLS
+    specs += mcp.specs(_mcp_listings())
+    return {spec.name: spec for spec in specs}
 
 
 # How each pack reads a call's target for the approvers, registered by the worker
@@ -62,15 +96,17 @@ def preview_call(
     return previewer(spec, arguments, scope) if previewer else None
 
 
-def openai_tools() -> list[dict[str, Any]]:
-    return [spec.openai_spec() for spec in TOOLS.values()]
+def openai_tools(specs: Iterable[ToolSpec] | None = None) -> list[dict[str, Any]]:
+    chosen = catalogue().values() if specs is None else specs
+    return [spec.openai_spec() for spec in chosen]
 
 
 def validate(name: str, arguments: object) -> ToolSpec:
     """Return the tool if `arguments` fit its schema, else raise InvalidCall."""
-    spec = TOOLS.get(name)
+    tools = catalogue()
+    spec = tools.get(name)
     if spec is None:
-        raise InvalidCall(f"Unknown tool {name!r}. Available: {', '.join(TOOLS)}.")
+        raise InvalidCall(f"Unknown tool {name!r}. Available: {', '.join(tools)}.")
     if not isinstance(arguments, dict):
         raise InvalidCall(f"Arguments of {name} must be a JSON object.")
     errors = spec.errors(arguments)

@@ -1,8 +1,6 @@
 """The Linear pack's tools as the model sees them; `worker.packs.linear` runs them."""
 
-from typing import Any
-
-from .spec import Preview, ToolSpec
+from .spec import Preview, ToolSpec, object_schema
 
 PACK = "linear"
 
@@ -17,21 +15,12 @@ DESCRIPTION = {"type": "string", "maxLength": 10000}
 PRIORITY = {"type": "integer", "minimum": 0, "maximum": 4}
 
 
-def _object(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": required,
-        "additionalProperties": False,
-    }
-
-
 LINEAR_TOOLS = [
     ToolSpec(
         name="search_issues",
         pack=PACK,
         description="Search Linear issues by text; an empty query lists recent.",
-        parameters=_object(
+        parameters=object_schema(
             {
                 "query": {"type": "string", "maxLength": 200},
                 "limit": {"type": "integer", "minimum": 1, "maximum": 50},
@@ -44,14 +33,14 @@ LINEAR_TOOLS = [
         name="get_issue",
         pack=PACK,
         description="Read one Linear issue with its description.",
-        parameters=_object({"id": IDENTIFIER}, ["id"]),
+        parameters=object_schema({"id": IDENTIFIER}, ["id"]),
         approval_free=True,
     ),
     ToolSpec(
         name="create_issue",
         pack=PACK,
         description="Create a Linear issue.",
-        parameters=_object(
+        parameters=object_schema(
             {
                 "title": TITLE,
                 "description": DESCRIPTION,
@@ -74,7 +63,7 @@ LINEAR_TOOLS = [
             "Change an issue's title, description, state, priority or assignee."
         ),
         parameters={
-            **_object(
+            **object_schema(
                 {
                     "id": IDENTIFIER,
                     "title": TITLE,
@@ -98,14 +87,14 @@ LINEAR_TOOLS = [
         name="delete_issue",
         pack=PACK,
         description="Delete a Linear issue.",
-        parameters=_object({"id": IDENTIFIER}, ["id"]),
+        parameters=object_schema({"id": IDENTIFIER}, ["id"]),
         preview=Preview.TARGET,
     ),
     ToolSpec(
         name="add_comment",
         pack=PACK,
         description="Add a comment to a Linear issue.",
-        parameters=_object(
+        parameters=object_schema(
             {
                 "id": IDENTIFIER,
                 "body": {"type": "string", "minLength": 1, "maxLength": 10000},

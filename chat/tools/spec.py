@@ -32,6 +32,9 @@ class ToolSpec:
     target_argument: str = "id"
     # Declared by the pack for tools that only read: they need no approval by default.
     approval_free: bool = False
+    # Safe to repeat when a crash cut a call off (MCP's `idempotentHint`); packs
+    # that read back what an interrupted call did (`recover`) need not say.
+    idempotent: bool = False
     _validator: Draft202012Validator = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -94,6 +97,16 @@ class CheckedCall:
     spec: ToolSpec | None = None
     parsed: Args | None = None
     error: str = ""
+
+
+def object_schema(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    """The parameters of a tool: exactly these properties, the `required` ones."""
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": False,
+    }
 
 
 def unstorable(value: object) -> bool:

@@ -178,6 +178,7 @@ export function createActions({ timeline, config, send, requesterOf = () => null
     const title = el("div", "action__title");
     title.append(el("span", "action__kicker", data.requires_approval ? "Action" : "Tool call"));
     title.append(el("code", "action__tool", data.tool));
+    if (data.pack) title.append(el("span", "action__pack", data.pack));
     const badge = el("span", `badge badge--${cssToken(data.status)}`,
                      ACTION_LABELS[data.status] || data.status);
     badge.dataset.status = data.status;

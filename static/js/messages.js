@@ -46,6 +46,18 @@ export function createMessages({ timeline, config, cancelRequest }) {
     messages.set(data.id, entry);
   }
 
+  /* Something the room is told about a turn that is not the agent's answer, such
+     as a tool pack left out ({id, request, text, created}). */
+  function showNotice(data) {
+    if (messages.has(data.id)) return;
+    const item = el("li", "msg msg--notice");
+    item.setAttribute("role", "status");
+    item.dataset.noticeId = data.id;
+    item.append(el("span", "msg__notice", String(data.text || "")));
+    keepingScroll(() => timeline.place(item, timeOf(data.created)));
+    messages.set(data.id, { data, el: item });
+  }
+
   /* The text so far of an answer that streams ({message, request, content}). */
   function showText(update) {
     if (!messages.has(update.message)) stream.show(update);
@@ -145,5 +157,5 @@ export function createMessages({ timeline, config, cancelRequest }) {
     return requesters.get(requestId) || null;
   }
 
-  return { upsertMessage, upsertRequest, showText, requesterOf };
+  return { upsertMessage, upsertRequest, showText, showNotice, requesterOf };
 }

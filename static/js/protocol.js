@@ -21,7 +21,7 @@ export const MAX_HELD = 1000;
 export const FINAL_CLOSE_CODES = new Set([4401, 4403, 4404]);
 export const ENDED = new Set(["completed", "failed", "cancelled"]);
 
-const DURABLE = new Set(["message", "action", "request"]);
+const DURABLE = new Set(["message", "action", "request", "notice"]);
 const SNAPSHOT_LISTS = ["messages", "requests", "actions", "recent_actions", "recent_requests"];
 const OPEN = 1; // WebSocket.OPEN
 
@@ -262,6 +262,8 @@ export function createRoomSocket({
     } else if (frame.type === "request") {
       if (ENDED.has(payload.status)) endStreams(payload.id);
       on.request(payload);
+    } else if (frame.type === "notice") {
+      if (on.notice) on.notice(payload);
     } else {
       on.action(payload);
     }

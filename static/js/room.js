@@ -93,6 +93,7 @@ function start(root) {
       message: messages.upsertMessage,
       request: messages.upsertRequest,
       action: actions.upsertAction,
+      notice: messages.showNotice,
       text: messages.showText,
       presence: (users) => renderPresence(dom.presence, users, config.username),
       error: onError,

@@ -146,8 +146,46 @@ def test_tools_lists_every_tool_with_its_pack_and_default(alice) -> None:
     tools = {t["name"]: t for t in api(alice).get("/api/tools").json()}
     assert tools["search_issues"]["requires_approval"] is False
     assert tools["delete_issue"]["requires_approval"] is True
-    assert {t["pack"] for t in tools.values()} == {"linear"}
     assert tools["delete_issue"]["parameters"]["required"] == ["id"]
+    # GitHub's pack is on (the tests set GITHUB_TOKEN and GITHUB_REPOSITORY).
+    packs = {name: t["pack"] for name, t in tools.items()}
+    assert {packs[n] for n in packs if n.startswith("github_")} == {"github"}
+    assert {packs[n] for n in packs if not n.startswith("github_")} == {"linear"}
+    assert tools["github_get_issue"]["requires_approval"] is False
+    assert tools["github_create_issue"]["requires_approval"] is True
+
+
+def test_tools_lists_mcp_tools_by_their_annotations(alice, settings) -> None:
+    from chat import services
+    from chat import tools as catalogue
+
+    settings.AGENT_MCP_SERVERS = [{"name": "notes", "url": "http://127.0.0.1:9/mcp"}]
+    services.mcp_listing_store(
+        server="notes",
+        tools=[
+            {
+                "name": "search",
+                "description": "Find notes.",
+                "inputSchema": {"type": "object", "properties": {}},
+                "annotations": {"readOnlyHint": True},
+            },
+            {"name": "wipe", "inputSchema": {"type": "object"}},
+            # Not offerable: the name breaks OpenAI's rule, the schema is no object.
+            {"name": "bad name", "inputSchema": {"type": "object"}},
+            {"name": "list", "inputSchema": {"type": "string"}},
+        ],
+    )
+    # A listing of a server that is no longer configured is not offered.
+    services.mcp_listing_store(server="gone", tools=[{"name": "x"}])
+    try:
+        tools = {t["name"]: t for t in api(alice).get("/api/tools").json()}
+    finally:
+        catalogue.forget_listings()
+    mcp = {name: t for name, t in tools.items() if t["pack"] == "mcp"}
+    assert sorted(mcp) == ["notes__search", "notes__wipe"]
+    assert mcp["notes__search"]["requires_approval"] is False
+    assert mcp["notes__wipe"]["requires_approval"] is True
+    assert mcp["notes__search"]["description"] == "Find notes."
 
 
 # Resolution --------------------------------------------------------------------------

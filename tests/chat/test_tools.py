@@ -15,20 +15,21 @@ from chat.tools import InvalidCall, check_call, validate
 
 def test_catalogue_offers_every_tool_with_its_schema() -> None:
     offered = tools.openai_tools()
-    assert [t["function"]["name"] for t in offered] == list(tools.TOOLS)
+    assert [t["function"]["name"] for t in offered] == list(tools.catalogue())
     assert {t["type"] for t in offered} == {"function"}
     assert all(t["function"]["parameters"]["type"] == "object" for t in offered)
 
 
 def test_changing_tools_ask_for_approval_and_reads_do_not() -> None:
-    asks = {name for name, spec in tools.TOOLS.items() if spec.needs_approval}
-    assert asks == set(settings.AGENT_APPROVAL_TOOLS)
-    assert not tools.TOOLS["search_issues"].needs_approval
-    assert not tools.TOOLS["get_issue"].needs_approval
+    asks = {name for name, spec in tools.catalogue().items() if spec.needs_approval}
+    github_writes = {"github_create_issue", "github_update_issue", "github_add_comment"}
+    assert asks == set(settings.AGENT_APPROVAL_TOOLS) | github_writes
+    assert not tools.catalogue()["search_issues"].needs_approval
+    assert not tools.catalogue()["get_issue"].needs_approval
 
 
 def test_valid_call_gives_its_tool() -> None:
-    assert validate("get_issue", {"id": "ENG-3"}) is tools.TOOLS["get_issue"]
+    assert validate("get_issue", {"id": "ENG-3"}) is tools.catalogue()["get_issue"]
 
 
 def test_unknown_tool_is_refused_and_the_available_ones_named() -> None:
@@ -88,7 +89,7 @@ def test_key_with_a_nul_is_refused() -> None:
 def test_checked_call_keeps_the_parsed_arguments() -> None:
     call = check_call(call_id="c1", name="get_issue", arguments='{"id": "ENG-3"}')
     assert (call.spec, call.parsed, call.error) == (
-        tools.TOOLS["get_issue"],
+        tools.catalogue()["get_issue"],
         {"id": "ENG-3"},
         "",
     )

@@ -1,6 +1,7 @@
-"""Real processes for end-to-end tests: the local OpenAI and Linear servers, and the
-Procfile's web, worker and beat processes, all against the test database and the
-Redis that `make test` chose, started by the supervisor `make run` uses."""
+"""Real processes for end-to-end tests: the local OpenAI, Linear, GitHub and MCP
+servers, and the Procfile's web, worker and beat processes, all against the test
+database and the Redis that `make test` chose, started by the supervisor `make run`
+uses."""
 
 import json
 import os
@@ -22,6 +23,10 @@ os.environ.setdefault("DEBUG", "1")
 # Every test client logs in from 127.0.0.1: tests of wrong passwords must not lock out
 # the rest of the run. The lockout's own tests set a small limit.
 os.environ.setdefault("LOGIN_FAILURE_LIMIT", "100000")
+# The GitHub pack is on in every test, as in `make run`, against the local stand-in
+# (the `github_standin` fixture points this process at it).
+os.environ.setdefault("GITHUB_TOKEN", "test-github-token")
+os.environ.setdefault("GITHUB_REPOSITORY", "demo/agentsite")
 
 ROOT = Path(__file__).resolve().parents[2]
 # One folder per test run: runs side by side must not write into each other's logs.
@@ -60,7 +65,7 @@ class Standin:
     def __init__(self, api: str) -> None:
         self.proc = Proc.standin(api, os.environ, LOG_DIR / f"{api}.log")
         self.url = self.proc.wait_listening(timeout=20)
-        self.base = re.sub(r"/(v1|graphql)$", "", self.url)
+        self.base = re.sub(r"/(v1|graphql|mcp)$", "", self.url)
 
     def control(self, path: str, body: dict | None = None) -> dict:
         if body is None:
@@ -78,7 +83,7 @@ class Standin:
 
 @pytest.fixture(scope="session")
 def standins() -> Iterator[dict[str, Standin]]:
-    servers = {api: Standin(api) for api in ("openai", "linear")}
+    servers = {api: Standin(api) for api in ("openai", "linear", "github", "mcp")}
     yield servers
     stop_all(server.proc for server in servers.values())
 
@@ -94,6 +99,25 @@ def openai_standin(standins: dict[str, Standin]) -> Standin:
 def linear_standin(standins: dict[str, Standin]) -> Standin:
     standins["linear"].reset()
     return standins["linear"]
+
+
+@pytest.fixture
+def github_standin(standins: dict[str, Standin], settings) -> Standin:
+    standins["github"].reset()
+    # Previews of edited calls are read in this process too.
+    settings.GITHUB_API_URL = standins["github"].url
+    return standins["github"]
+
+
+@pytest.fixture
+def mcp_standin(standins: dict[str, Standin]) -> Standin:
+    standins["mcp"].reset()
+    return standins["mcp"]
+
+
+def mcp_servers(*servers: dict) -> str:
+    """`AGENT_MCP_SERVERS` for a worker: `stack.worker(AGENT_MCP_SERVERS=...)`."""
+    return json.dumps(list(servers))
 
 
 def _database_url() -> str:
@@ -173,6 +197,7 @@ def stack(
         "REDIS_PREFIX": settings.REDIS_PREFIX,
         "OPENAI_BASE_URL": standins["openai"].url,
         "LINEAR_API_URL": standins["linear"].url,
+        "GITHUB_API_URL": standins["github"].url,
         # Short leases and a fast sweep, so recovery from a killed worker is quick.
         "AGENT_LEASE_SECONDS": "3",
         "AGENT_SWEEP_SECONDS": "1",

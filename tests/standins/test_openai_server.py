@@ -158,7 +158,7 @@ def test_streamed_text_assembles(client: openai.OpenAI) -> None:
 def test_streamed_general_answer_is_words(client: openai.OpenAI) -> None:
     out = collect(stream(client, user("How do I use this room?")))
     assert 'You asked: "How do I use this room?"' in out.text
-    assert "delete and comment on Linear issues" in out.text
+    assert "delete and comment on Linear and GitHub issues" in out.text
     assert out.text_chunks == len(out.text.split())
 
 

@@ -9,10 +9,17 @@ or `PermanentError` (not); their texts are safe to show to the room.
 from typing import Any, Protocol
 from uuid import UUID
 
-from chat.tools import Args, Scope, ToolSpec
+from chat.tools import Args, Scope, ToolSpec, catalogue
+from chat.tools.mcp import split_name
 
 from ..errors import ServiceError
+from ..mcp import hub
+from .github import GitHubExecutor
 from .linear import LinearExecutor
+from .mcp import McpExecutor
+
+# How long a turn waits for an MCP server that is still connecting.
+CONNECT_WAIT = 3.0
 
 
 class Executor(Protocol):
@@ -41,7 +48,11 @@ class Executor(Protocol):
         ...
 
 
-EXECUTORS: dict[str, type[Executor]] = {"linear": LinearExecutor}
+EXECUTORS: dict[str, type[Executor]] = {
+    "linear": LinearExecutor,
+    "github": GitHubExecutor,
+    "mcp": McpExecutor,
+}
 
 
 def executor_for(spec: ToolSpec, scope: Scope) -> Executor:
@@ -57,3 +68,27 @@ def preview_for_domain(
         return executor_for(spec, scope).preview(spec, arguments)
     except ServiceError as exc:
         return {"unavailable": str(exc)}
+
+
+def turn_tools() -> tuple[list[ToolSpec], list[str]]:
+    """The tools to offer a model call now, and why any were left out: an MCP
+    server that cannot be reached leaves its tools out, never the whole turn."""
+    offered = list(catalogue().values())
+    found = hub()
+    if found is None:
+        return offered, []
+    down = []
+    for server in found.servers:
+        if found.tools(server, wait=CONNECT_WAIT) is None:
+            down.append(server)
+    left_out = [
+        f"The MCP server {server} cannot be reached ({found.error(server)}); its "
+        "tools are left out of this turn."
+        for server in down
+    ]
+    offered = [s for s in offered if not (s.pack == "mcp" and _server(s) in down)]
+    return offered, left_out
+
+
+def _server(spec: ToolSpec) -> str:
+    return split_name(spec.name)[0]

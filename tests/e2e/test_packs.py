@@ -1,0 +1,394 @@
+"""The tool packs beside Linear, end to end: GitHub issues through the local GitHub
+server, and MCP servers' tools through a real MCP server (the SDK's server side),
+each behind the approval gate, with real workers, Redis and the local model."""
+
+import json
+import sys
+import time
+
+import pytest
+
+from chat import services, tools
+from chat.models import Action, McpListing, Message, Request, RoomEvent
+from stack.procs import free_port
+from tests.plugins.stack import mcp_servers, reached, wait_for
+
+pytestmark = pytest.mark.e2e
+S = Request.Status
+
+
+def pending(request: Request) -> Action:
+    reached(request, S.AWAITING_APPROVAL)
+    [action] = Action.objects.filter(request=request, status="pending")
+    return action
+
+
+def last_answer(request: Request) -> str:
+    return Message.objects.filter(request=request, role="assistant").last().content
+
+
+def github_effects(github, op: str | None = None) -> list[dict]:
+    found = github.control("effects")["effects"]
+    return [e for e in found if op is None or e["op"] == op]
+
+
+def assert_documented(github) -> None:
+    """Every request we sent GitHub's stand-in matched the endpoint's documented
+    shape (body, query parameters, API version header)."""
+    sent = github.control("requests")["requests"]
+    assert sent, "nothing was sent to GitHub"
+    strays = [(r["method"], r["path"], r["problems"]) for r in sent if r["problems"]]
+    assert strays == []
+
+
+def executing(action: Action, attempts: int = 1) -> None:
+    def started() -> bool:
+        action.refresh_from_db()
+        return action.status == "executing" and action.attempts >= attempts
+
+    wait_for(started, timeout=20, what="the tool call to start")
+
+
+# GitHub -------------------------------------------------------------------------
+
+
+def test_github_create_asks_runs_once_on_approval_with_documented_requests(
+    stack, room, alice, bob, github_standin
+):
+    stack.worker()
+    request = services.request_start(
+        room=room, user=bob, text="create a github issue titled Flaky login on main"
+    )
+    action = pending(request)
+    assert (action.tool, action.pack) == ("github_create_issue", "github")
+    assert action.preview == {
+        "creates": "Flaky login on main",
+        "repository": "demo/agentsite",
+        "labels": [],
+    }
+
+    services.action_decide(action_id=str(action.pk), user=alice, decision="approve")
+    reached(request, S.COMPLETED)
+
+    [created] = github_effects(github_standin, "create_issue")
+    assert created["fields"]["title"] == "Flaky login on main"
+    action.refresh_from_db()
+    assert action.status == "succeeded"
+    number = action.result["created"]["number"]
+    # The hidden marker stays out of what the model and the room read.
+    assert "agentsite-action" not in json.dumps(action.result)
+    assert f"#{number}" in last_answer(request)
+    assert_documented(github_standin)
+
+
+def test_github_denied_update_never_runs(stack, room, alice, bob, github_standin):
+    stack.worker()
+    request = services.request_start(room=room, user=bob, text="close github issue #2")
+    action = pending(request)
+    assert action.preview["identifier"] == "#2"
+    assert action.preview["state"] == "open"
+
+    services.action_decide(
+        action_id=str(action.pk), user=alice, decision="deny", reason="not fixed yet"
+    )
+    reached(request, S.COMPLETED)
+
+    assert github_effects(github_standin, "update_issue") == []
+    assert "not fixed yet" in last_answer(request)
+
+
+def test_github_comment_edited_by_the_approver_runs_as_edited(
+    stack, room, alice, bob, github_standin
+):
+    stack.worker()
+    request = services.request_start(
+        room=room, user=bob, text="comment on github issue #4: looks fine"
+    )
+    action = pending(request)
+
+    services.action_decide(
+        action_id=str(action.pk),
+        user=alice,
+        decision="approve",
+        arguments={"number": 4, "body": "Reproduced on Safari 18."},
+    )
+    reached(request, S.COMPLETED)
+
+    [comment] = github_effects(github_standin, "add_comment")
+    assert comment["number"] == 4
+    assert comment["fields"]["body"].startswith("Reproduced on Safari 18.")
+    assert "edited" in last_answer(request)
+    assert_documented(github_standin)
+
+
+def test_github_reads_run_at_once(stack, room, bob, github_standin):
+    stack.worker()
+    request = services.request_start(room=room, user=bob, text="show github issue #3")
+    reached(request, S.COMPLETED)
+
+    [action] = Action.objects.filter(request=request)
+    assert (action.status, action.requires_approval) == ("succeeded", False)
+    assert action.result["issue"]["number"] == 3
+    assert github_effects(github_standin) == []
+    assert_documented(github_standin)
+
+
+def test_a_github_create_cut_off_by_a_killed_worker_is_not_duplicated(
+    stack, room, alice, bob, github_standin
+):
+    """The create reaches GitHub, the worker dies before the answer: the retry
+    finds the issue by its marker instead of opening a second one."""
+    github_standin.control(
+        "faults", {"faults": [{"op": "create_issue", "delay": 2.0, "count": 1}]}
+    )
+    stack.beat()
+    worker = stack.worker("worker-1")
+    request = services.request_start(
+        room=room, user=bob, text="create a github issue titled Crash-proof create"
+    )
+    action = pending(request)
+    services.action_decide(action_id=str(action.pk), user=alice, decision="approve")
+    executing(action)
+    time.sleep(0.5)  # the POST is in flight, held by the fault's delay
+    worker.kill()
+    wait_for(
+        lambda: len(github_effects(github_standin, "create_issue")) == 1,
+        timeout=10,
+        what="the interrupted create to land",
+    )
+    stack.worker("worker-2")
+    reached(request, S.COMPLETED, timeout=40)
+
+    action.refresh_from_db()
+    assert (action.status, action.attempts) == ("succeeded", 2)
+    assert action.result["created"]["title"] == "Crash-proof create"
+    assert len(github_effects(github_standin, "create_issue")) == 1
+    assert_documented(github_standin)
+
+
+def test_a_github_create_whose_answer_was_lost_is_read_back(
+    stack, room, alice, bob, github_standin
+):
+    github_standin.control(
+        "faults",
+        {"faults": [{"op": "create_issue", "status": 502, "after_apply": True}]},
+    )
+    stack.worker()
+    request = services.request_start(
+        room=room, user=bob, text="create a github issue titled Lost answer"
+    )
+    action = pending(request)
+    services.action_decide(action_id=str(action.pk), user=alice, decision="approve")
+    reached(request, S.COMPLETED, timeout=40)
+
+    action.refresh_from_db()
+    assert action.status == "succeeded"
+    assert len(github_effects(github_standin, "create_issue")) == 1
+
+
+# MCP ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def notes(mcp_standin, settings) -> dict:
+    """The local MCP server as `notes`, in the worker and in this process."""
+    server = {"name": "notes", "url": mcp_standin.url}
+    settings.AGENT_MCP_SERVERS = [server]
+    tools.forget_listings()
+    yield server
+    tools.forget_listings()
+
+
+def notes_worker(stack, *servers: dict, name: str = "worker"):
+    worker = stack.worker(name, AGENT_MCP_SERVERS=mcp_servers(*servers))
+    wait_for(
+        lambda: McpListing.objects.filter(server=servers[0]["name"]).exists(),
+        timeout=20,
+        what="the worker to list the MCP server's tools",
+    )
+    tools.forget_listings()
+    return worker
+
+
+def mcp_effects(mcp, tool: str | None = None) -> list[dict]:
+    found = mcp.control("effects")["effects"]
+    return [e for e in found if tool is None or e["tool"] == tool]
+
+
+def mcp_calls(mcp, tool: str) -> list[dict]:
+    return [c for c in mcp.control("calls")["calls"] if c["tool"] == tool]
+
+
+def test_a_read_only_mcp_tool_runs_without_approval(
+    stack, room, bob, notes, mcp_standin
+):
+    notes_worker(stack, notes)
+    request = services.request_start(
+        room=room, user=bob, text="search notes for standup"
+    )
+    reached(request, S.COMPLETED)
+
+    [action] = Action.objects.filter(request=request)
+    assert (action.tool, action.pack) == ("notes__search_notes", "mcp")
+    assert (action.status, action.requires_approval) == ("succeeded", False)
+    assert action.result["text"]
+    assert "notes" in action.result["structured"]
+    assert "notes__search_notes answered" in last_answer(request)
+
+
+def test_an_mcp_tool_that_is_not_read_only_asks_and_runs_once(
+    stack, room, alice, bob, notes, mcp_standin
+):
+    notes_worker(stack, notes)
+    request = services.request_start(
+        room=room, user=bob, text="add a note titled Standup: ship the packs"
+    )
+    action = pending(request)
+    assert action.tool == "notes__add_note"
+
+    services.action_decide(action_id=str(action.pk), user=alice, decision="approve")
+    reached(request, S.COMPLETED)
+
+    [effect] = mcp_effects(mcp_standin, "add_note")
+    assert effect["arguments"] == {"title": "Standup", "text": "ship the packs"}
+    assert Action.objects.get(pk=action.pk).status == "succeeded"
+
+
+def test_a_denied_mcp_call_never_reaches_the_server(
+    stack, room, alice, bob, notes, mcp_standin
+):
+    notes_worker(stack, notes)
+    request = services.request_start(room=room, user=bob, text="delete note n2")
+    action = pending(request)
+
+    services.action_decide(
+        action_id=str(action.pk), user=alice, decision="deny", reason="keep it"
+    )
+    reached(request, S.COMPLETED)
+
+    assert mcp_calls(mcp_standin, "delete_note") == []
+    assert "keep it" in last_answer(request)
+
+
+def test_an_edited_mcp_call_runs_with_the_edited_arguments(
+    stack, room, alice, bob, notes, mcp_standin
+):
+    notes_worker(stack, notes)
+    request = services.request_start(
+        room=room, user=bob, text="add a note titled Draft: first try"
+    )
+    action = pending(request)
+
+    services.action_decide(
+        action_id=str(action.pk),
+        user=alice,
+        decision="approve",
+        arguments={"title": "Final", "text": "second try"},
+    )
+    reached(request, S.COMPLETED)
+
+    [effect] = mcp_effects(mcp_standin, "add_note")
+    assert effect["arguments"] == {"title": "Final", "text": "second try"}
+
+
+def test_a_non_idempotent_mcp_call_cut_off_by_a_crash_is_not_repeated(
+    stack, room, alice, bob, notes, mcp_standin
+):
+    mcp_standin.control(
+        "faults", {"faults": [{"tool": "add_note", "delay": 3.0, "count": 1}]}
+    )
+    stack.beat()
+    worker = notes_worker(stack, notes, name="worker-1")
+    request = services.request_start(
+        room=room, user=bob, text="add a note titled Once: only once"
+    )
+    action = pending(request)
+    services.action_decide(action_id=str(action.pk), user=alice, decision="approve")
+    executing(action)
+    wait_for(lambda: mcp_calls(mcp_standin, "add_note"), what="the call to arrive")
+    worker.kill()
+    notes_worker(stack, notes, name="worker-2")
+    reached(request, S.COMPLETED, timeout=40)
+
+    action.refresh_from_db()
+    assert action.status == "failed"
+    assert "may or may not have run" in action.error
+    assert len(mcp_calls(mcp_standin, "add_note")) == 1
+
+
+def test_an_idempotent_mcp_call_cut_off_by_a_crash_is_repeated(
+    stack, room, alice, bob, notes, mcp_standin
+):
+    mcp_standin.control(
+        "faults", {"faults": [{"tool": "delete_note", "delay": 3.0, "count": 1}]}
+    )
+    stack.beat()
+    worker = notes_worker(stack, notes, name="worker-1")
+    request = services.request_start(room=room, user=bob, text="delete note n1")
+    action = pending(request)
+    services.action_decide(action_id=str(action.pk), user=alice, decision="approve")
+    executing(action)
+    wait_for(lambda: mcp_calls(mcp_standin, "delete_note"), what="the call to arrive")
+    worker.kill()
+    notes_worker(stack, notes, name="worker-2")
+    reached(request, S.COMPLETED, timeout=40)
+
+    action.refresh_from_db()
+    assert action.status == "succeeded"
+    assert len(mcp_calls(mcp_standin, "delete_note")) == 2
+
+
+def test_an_mcp_server_that_is_down_leaves_its_tools_out_not_the_turn(
+    stack, room, bob, notes, mcp_standin, openai_standin, settings
+):
+    ghost = {"name": "ghost", "url": f"http://127.0.0.1:{free_port()}/mcp"}
+    settings.AGENT_MCP_SERVERS = [notes, ghost]
+    notes_worker(stack, notes, ghost)
+    request = services.request_start(
+        room=room, user=bob, text="search notes for standup"
+    )
+    reached(request, S.COMPLETED, timeout=40)
+
+    assert Action.objects.get(request=request).status == "succeeded"
+    [notice] = RoomEvent.objects.filter(room=room, type="notice")
+    assert "ghost" in notice.payload["text"]
+    assert notice.payload["request"] == str(request.pk)
+    offered = openai_standin.control("requests")["requests"][0]["body"]["tools"]
+    names = {t["function"]["name"] for t in offered}
+    assert "notes__search_notes" in names
+    assert not any(name.startswith("ghost__") for name in names)
+
+
+def test_tools_are_listed_again_when_the_server_says_they_changed(
+    stack, notes, mcp_standin
+):
+    notes_worker(stack, notes)
+    mcp_standin.control(
+        "tools", {"add": [{"name": "echo", "description": "Echo the arguments."}]}
+    )
+
+    def listed() -> bool:
+        listing = McpListing.objects.get(server="notes")
+        return "echo" in {tool["name"] for tool in listing.tools}
+
+    wait_for(listed, timeout=20, what="the new tool in the listing")
+    tools.forget_listings()
+    assert tools.catalogue()["notes__echo"].needs_approval
+
+
+def test_a_stdio_mcp_server_works_the_same(stack, room, bob, settings, tmp_path):
+    local = {
+        "name": "local",
+        "command": [sys.executable, "-m", "standins.mcp_server", "--stdio"],
+        "env": {"MCP_STANDIN_EFFECTS": str(tmp_path / "effects.jsonl")},
+    }
+    settings.AGENT_MCP_SERVERS = [local]
+    notes_worker(stack, local)
+    request = services.request_start(
+        room=room, user=bob, text='call local__search_notes {"query": ""}'
+    )
+    reached(request, S.COMPLETED)
+
+    [action] = Action.objects.filter(request=request)
+    assert (action.status, action.requires_approval) == ("succeeded", False)
+    assert action.result["structured"]["notes"]

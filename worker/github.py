@@ -1,0 +1,302 @@
+"""The GitHub REST client behind the GitHub pack: issues of one repository.
+
+Plain HTTP through httpx2 (the transport the OpenAI and MCP SDKs ship on), one
+pooled client per executor. Failures surface as `TransientError` (rate limits, 5xx,
+timeouts, dropped links) or `PermanentError` (bad credentials, refused input), with
+messages safe to show to the room: they name the operation and never the token.
+
+What the agent reads comes back trimmed to the fields people and the model use, so
+a tool result stays small.
+"""
+
+import re
+from typing import Any
+from urllib.parse import quote
+
+import httpx2
+
+from .errors import PermanentError, TransientError
+
+API_VERSION = "2022-11-28"
+# A hidden line in the body of an issue the agent creates: after a crash, the
+# action's create is found by it instead of being made twice.
+MARKER = "<!-- agentsite-action: {} -->"
+MARKER_FOUND = re.compile(r"\n*<!-- agentsite-action: [0-9a-f-]{36} -->\s*$")
+BODY_CHARS = 4000
+COMMENTS_SHOWN = 5
+
+
+class NotFoundError(PermanentError):
+    """The issue (or the repository) does not exist, or the token cannot see it."""
+
+
+class GitHubClient:
+    def __init__(
+        self, api_url: str, token: str, repository: str, timeout: float = 15
+    ) -> None:
+        self.repository = repository
+        self._repo_path = "/repos/" + "/".join(
+            quote(part, safe="") for part in repository.split("/", 1)
+        )
+        self._http = httpx2.Client(
+            base_url=api_url.rstrip("/"),
+            timeout=timeout,
+            headers={
+                "Accept": "application/vnd.github+json",
+                "Authorization": f"Bearer {token}",
+                "X-GitHub-Api-Version": API_VERSION,
+                "User-Agent": "agentsite",
+            },
+        )
+        self._timeout = timeout
+
+    def close(self) -> None:
+        self._http.close()
+
+    # Reading
+
+    def search_issues(
+        self, query: str, *, state: str = "open", limit: int = 10
+    ) -> list[dict[str, Any]]:
+        """Issues whose title or body holds every word of `query`; without words,
+        the most recently updated ones."""
+        if not query.strip():
+            issues = self._call(
+                "list_issues",
+                "GET",
+                f"{self._repo_path}/issues",
+                params={
+                    "state": state,
+                    "sort": "updated",
+                    "direction": "desc",
+                    "per_page": limit,
+                },
+            )
+        else:
+            qualifiers = f"repo:{self.repository} is:issue"
+            if state != "all":
+                qualifiers += f" state:{state}"
+            found = self._call(
+                "search_issues",
+                "GET",
+                "/search/issues",
+                params={"q": f"{query} {qualifiers}", "per_page": limit},
+            )
+            issues = found.get("items", []) if isinstance(found, dict) else []
+        # The issues endpoint lists pull requests too; the tools are about issues.
+        return [_summary(i) for i in issues if "pull_request" not in i][:limit]
+
+    def get_issue(self, number: int) -> dict[str, Any] | None:
+        """The issue with its body and latest comments; None when there is none."""
+        try:
+            issue = self._call("get_issue", "GET", f"{self._repo_path}/issues/{number}")
+        except NotFoundError:
+            return None
+        if "pull_request" in issue:
+            return None
+        found = _detail(issue)
+        if issue.get("comments"):
+            comments = self._call(
+                "list_comments",
+                "GET",
+                f"{self._repo_path}/issues/{number}/comments",
+                params={"per_page": 100},
+            )
+            found["comments"] = [_comment(c) for c in comments[-COMMENTS_SHOWN:]]
+        return found
+
+    def preview(self, number: int) -> dict[str, Any] | None:
+        """What an action on issue `number` touches, for approvers; None if missing."""
+        try:
+            issue = self._call("get_issue", "GET", f"{self._repo_path}/issues/{number}")
+        except NotFoundError:
+            return None
+        return {
+            "identifier": f"#{issue['number']}",
+            "title": issue["title"],
+            "state": issue["state"],
+            "labels": _label_names(issue),
+            "updated_at": issue["updated_at"],
+        }
+
+    def find_created(self, action_id: str) -> dict[str, Any] | None:
+        """The issue this token created for `action_id`, found by its marker.
+
+        Read from the repository's issue list (newest first, by our own user),
+        not from search, whose index lags behind a create by seconds to minutes.
+        """
+        me = self._call("get_user", "GET", "/user")["login"]
+        marker = MARKER.format(action_id)
+        issues = self._call(
+            "list_issues",
+            "GET",
+            f"{self._repo_path}/issues",
+            params={
+                "creator": me,
+                "state": "all",
+                "sort": "created",
+                "direction": "desc",
+                "per_page": 100,
+            },
+        )
+        for issue in issues:
+            if marker in (issue.get("body") or ""):
+                return _detail(issue)
+        return None
+
+    # Writing
+
+    def create_issue(
+        self,
+        *,
+        action_id: str,
+        title: str,
+        body: str = "",
+        labels: list[str] | None = None,
+    ) -> dict[str, Any]:
+        marked = (
+            f"{body}\n\n{MARKER.format(action_id)}"
+            if body
+            else MARKER.format(action_id)
+        )
+        document: dict[str, Any] = {"title": title, "body": marked}
+        if labels:
+            document["labels"] = labels
+        issue = self._call(
+            "create_issue", "POST", f"{self._repo_path}/issues", json=document
+        )
+        return _detail(issue)
+
+    def update_issue(self, number: int, **fields: Any) -> dict[str, Any]:
+        document = {
+            k: v for k, v in fields.items() if k in ("title", "body", "state", "labels")
+        }
+        if document.get("state") == "closed":
+            document["state_reason"] = "completed"
+        issue = self._call(
+            "update_issue",
+            "PATCH",
+            f"{self._repo_path}/issues/{number}",
+            json=document,
+        )
+        return _detail(issue)
+
+    def add_comment(self, number: int, body: str, *, action_id: str) -> dict[str, Any]:
+        comment = self._call(
+            "add_comment",
+            "POST",
+            f"{self._repo_path}/issues/{number}/comments",
+            json={"body": f"{body}\n\n{MARKER.format(action_id)}"},
+        )
+        return {"issue": f"#{number}", **_comment(comment)}
+
+    def find_comment(self, number: int, action_id: str) -> dict[str, Any] | None:
+        """The comment made for `action_id` on issue `number`, by its marker (among
+        the issue's first hundred)."""
+        marker = MARKER.format(action_id)
+        comments = self._call(
+            "list_comments",
+            "GET",
+            f"{self._repo_path}/issues/{number}/comments",
+            params={"per_page": 100},
+        )
+        for comment in comments:
+            if marker in (comment.get("body") or ""):
+                return {"issue": f"#{number}", **_comment(comment)}
+        return None
+
+    # Transport
+
+    def _call(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: dict[str, Any] | None = None,
+    ) -> Any:
+        try:
+            response = self._http.request(method, path, params=params, json=json)
+        except httpx2.TimeoutException:
+            detail = f"no answer within {self._timeout:g} s"
+            raise TransientError(_message(operation, detail)) from None
+        except httpx2.HTTPError as exc:
+            detail = f"could not reach GitHub ({type(exc).__name__})"
+            raise TransientError(_message(operation, detail)) from None
+        return _answer(operation, response)
+
+
+def _answer(operation: str, response: httpx2.Response) -> Any:
+    status = response.status_code
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if status < 300 and body is not None:
+        return body
+    detail = f"HTTP {status}"
+    if isinstance(body, dict) and body.get("message"):
+        detail += f": {str(body['message'])[:200]}"
+        errors = body.get("errors")
+        if isinstance(errors, list) and errors:
+            detail += " (" + "; ".join(_error(e) for e in errors[:3]) + ")"
+    limited = response.headers.get("x-ratelimit-remaining") == "0"
+    if status == 429 or status >= 500 or (status == 403 and limited):
+        raise TransientError(_message(operation, detail))
+    if status == 404:
+        raise NotFoundError(_message(operation, detail))
+    if status < 300:
+        raise PermanentError(_message(operation, "an answer that is not JSON"))
+    raise PermanentError(_message(operation, detail))
+
+
+def _message(operation: str, detail: str) -> str:
+    return f"GitHub {operation} failed: {detail}."
+
+
+def _error(error: object) -> str:
+    if not isinstance(error, dict):
+        return str(error)[:100]
+    if error.get("message"):
+        return str(error["message"])[:100]
+    return f"{error.get('field', '?')} {error.get('code', 'invalid')}"
+
+
+def _label_names(issue: dict[str, Any]) -> list[str]:
+    return [
+        label["name"] if isinstance(label, dict) else str(label)
+        for label in issue.get("labels") or []
+    ]
+
+
+def _summary(issue: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "identifier": f"#{issue['number']}",
+        "number": issue["number"],
+        "title": issue["title"],
+        "state": issue["state"],
+        "labels": _label_names(issue),
+        "url": issue.get("html_url"),
+        "updated_at": issue.get("updated_at"),
+    }
+
+
+def _detail(issue: dict[str, Any]) -> dict[str, Any]:
+    body = MARKER_FOUND.sub("", issue.get("body") or "")
+    return {
+        **_summary(issue),
+        "body": body[:BODY_CHARS],
+        "author": (issue.get("user") or {}).get("login"),
+        "comments_count": issue.get("comments", 0),
+    }
+
+
+def _comment(comment: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": comment["id"],
+        "author": (comment.get("user") or {}).get("login"),
+        "body": MARKER_FOUND.sub("", comment.get("body") or "")[:BODY_CHARS],
+        "url": comment.get("html_url"),
+        "created_at": comment.get("created_at"),
+    }

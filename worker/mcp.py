@@ -1,0 +1,272 @@
+"""The worker's MCP client: one session per server of `AGENT_MCP_SERVERS`.
+
+The official SDK (`mcp`) is asyncio; the worker runs tasks on threads. So each
+worker process has one hub: a daemon thread running an event loop that keeps a
+session to every server open, lists its tools when it connects (so at worker start)
+and again whenever the server says they changed, and stores each listing through
+the domain (`chat.services.mcp_listing_store`) for every process to read. Task
+threads call tools through `McpHub.call`, which waits for the loop's answer.
+
+A server that is down is retried in the background with backoff; meanwhile
+`McpHub.tools` answers None for it and turns go on without its tools.
+"""
+
+import asyncio
+import logging
+import threading
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import AsyncExitStack
+from typing import Any
+
+import httpx2
+from django.conf import settings
+from django.db import close_old_connections
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+from mcp.client.subscriptions import ListenNotSupportedError
+from mcp_types import CallToolResult
+
+from .errors import PermanentError, TransientError
+
+logger = logging.getLogger(__name__)
+
+RETRY_FIRST, RETRY_MAX = 1.0, 30.0
+# A session without change events (servers before the 2026-07-28 protocol that
+# sent no notification yet) is pinged this often, so a dead one is noticed.
+PING_SECONDS = 15.0
+MAX_PAGES = 20
+
+
+class Unreachable(TransientError):
+    """The server cannot be reached now; nothing was sent to it."""
+
+
+class _Server:
+    """One configured server: its session, kept open by `run` on the hub's loop."""
+
+    def __init__(self, config: dict[str, Any], timeout: float) -> None:
+        self.name: str = config["name"]
+        self.config = config
+        self.timeout = timeout
+        self.client: Client | None = None
+        self.tools: list[dict[str, Any]] | None = None
+        self.error = "not connected yet"
+        self.up = asyncio.Event()
+        self.broken = asyncio.Event()
+        self.changed = asyncio.Event()
+
+    def _transport(self, stack: AsyncExitStack) -> Any:
+        if "url" in self.config:
+            http = httpx2.AsyncClient(
+                headers=self.config.get("headers") or {},
+                timeout=httpx2.Timeout(self.timeout, read=None),
+            )
+            stack.push_async_callback(http.aclose)
+            return streamable_http_client(self.config["url"], http_client=http)
+        command = self.config["command"]
+        return StdioServerParameters(
+            command=command[0], args=command[1:], env=self.config.get("env") or None
+        )
+
+    async def run(self) -> None:
+        """Connect, list, follow changes; on any failure wait and start over."""
+        delay = RETRY_FIRST
+        while True:
+            try:
+                await self._session()
+                delay = RETRY_FIRST
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # every failure of a session: retry it
+                self.error = _describe(exc)
+                logger.warning("MCP server %s: %s", self.name, self.error)
+            self._down()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
+
+    async def _session(self) -> None:
+        async with AsyncExitStack() as stack:
+            client = Client(
+                self._transport(stack),
+                read_timeout_seconds=self.timeout,
+                message_handler=self._on_message,
+            )
+            await asyncio.wait_for(
+                stack.enter_async_context(client), timeout=self.timeout
+            )
+            self.client = client
+            self.broken.clear()
+            await self._relist()
+            self.up.set()
+            logger.info("MCP server %s: %d tools", self.name, len(self.tools or []))
+            await self._follow(client)
+
+    async def _follow(self, client: Client) -> None:
+        """Relist on every change the server reports, until the session breaks."""
+        try:
+            async with client.listen(tools_list_changed=True) as events:
+                watcher = asyncio.ensure_future(self.broken.wait())
+                try:
+                    async for _event in events:
+                        await self._relist()
+                finally:
+                    watcher.cancel()
+            raise ConnectionError("the server closed its change stream")
+        except ListenNotSupportedError:
+            pass
+        # An older protocol: the server notifies unasked (`_on_message`).
+        while not self.broken.is_set():
+            try:
+                await asyncio.wait_for(self.changed.wait(), timeout=PING_SECONDS)
+            except TimeoutError:
+                await asyncio.wait_for(client.send_ping(), timeout=self.timeout)
+                continue
+            self.changed.clear()
+            await self._relist()
+        raise ConnectionError("a call found the session broken")
+
+    async def _on_message(self, message: Any) -> None:
+        method = getattr(getattr(message, "root", message), "method", None)
+        if method == "notifications/tools/list_changed":
+            self.changed.set()
+
+    async def _relist(self) -> None:
+        assert self.client is not None
+        listed: list[dict[str, Any]] = []
+        cursor: str | None = None
+        for _ in range(MAX_PAGES):
+            page = await self.client.list_tools(cursor=cursor, cache_mode="refresh")
+            listed += [
+                tool.model_dump(mode="json", by_alias=True, exclude_none=True)
+                for tool in page.tools
+            ]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        self.tools = listed
+        await asyncio.to_thread(_store, self.name, listed)
+
+    def _down(self) -> None:
+        self.up.clear()
+        self.client = None
+
+    async def call(
+        self, tool: str, arguments: dict[str, Any], sent: Any
+    ) -> CallToolResult:
+        client = await self.connected(self.timeout)
+        sent()
+        try:
+            return await asyncio.wait_for(
+                client.call_tool(tool, arguments), timeout=self.timeout
+            )
+        except TimeoutError:
+            raise TransientError(
+                f"MCP server {self.name}: no answer to {tool} within {self.timeout:g} s"
+            ) from None
+        except Exception as exc:
+            # The session may be gone: let `run` reconnect.
+            self.broken.set()
+            raise TransientError(
+                f"MCP server {self.name}: {tool} failed: {_describe(exc)}"
+            ) from None
+
+    async def connected(self, wait: float) -> Client:
+        try:
+            await asyncio.wait_for(self.up.wait(), timeout=wait)
+        except TimeoutError:
+            raise Unreachable(
+                f"MCP server {self.name} cannot be reached ({self.error})"
+            ) from None
+        assert self.client is not None
+        return self.client
+
+
+class McpHub:
+    """The process's sessions to every configured MCP server, on one loop thread."""
+
+    def __init__(self, servers: list[dict[str, Any]], timeout: float) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.servers = {s["name"]: _Server(s, timeout) for s in servers}
+        self.timeout = timeout
+        self._thread = threading.Thread(target=self._serve, name="mcp-hub", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        for server in self.servers.values():
+            self.loop.create_task(server.run())
+        self.loop.run_forever()
+
+    def _wait(self, future: "Future[Any]", limit: float) -> Any:
+        try:
+            return future.result(timeout=limit)
+        except FutureTimeout:
+            future.cancel()
+            raise TransientError("the MCP client did not answer in time") from None
+
+    def tools(self, name: str, wait: float) -> list[dict[str, Any]] | None:
+        """The server's tools, waiting up to `wait` s for it to connect; None while
+        it cannot be reached."""
+        server = self.servers[name]
+
+        async def listed() -> list[dict[str, Any]] | None:
+            try:
+                await server.connected(wait)
+            except Unreachable:
+                return None
+            return server.tools
+
+        future = asyncio.run_coroutine_threadsafe(listed(), self.loop)
+        found: list[dict[str, Any]] | None = self._wait(future, wait + 5)
+        return found
+
+    def error(self, name: str) -> str:
+        return self.servers[name].error
+
+    def call(
+        self, name: str, tool: str, arguments: dict[str, Any], sent: Any
+    ) -> CallToolResult:
+        """Call `tool`; `sent()` runs just before the request leaves (after the
+        session is known to be up), so a crash after it is known to be ambiguous."""
+        server = self.servers.get(name)
+        if server is None:
+            raise PermanentError(f"No MCP server {name!r} is configured.")
+        future = asyncio.run_coroutine_threadsafe(
+            server.call(tool, arguments, sent), self.loop
+        )
+        answer: CallToolResult = self._wait(future, 2 * self.timeout + 5)
+        return answer
+
+
+def _store(name: str, tools: list[dict[str, Any]]) -> None:
+    from chat import services
+
+    try:
+        services.mcp_listing_store(server=name, tools=tools)
+    finally:
+        close_old_connections()
+
+
+def _describe(exc: BaseException) -> str:
+    # Exception groups (anyio task groups) hide the cause one level down.
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+_hub: McpHub | None = None
+_hub_lock = threading.Lock()
+
+
+def hub() -> McpHub | None:
+    """The process's hub, started on first use; None without MCP servers."""
+    global _hub
+    if not settings.AGENT_MCP_SERVERS:
+        return None
+    with _hub_lock:
+        if _hub is None or not _hub._thread.is_alive():
+            _hub = McpHub(settings.AGENT_MCP_SERVERS, settings.MCP_TIMEOUT)
+        return _hub

@@ -1,0 +1,130 @@
+"""The GitHub pack's executor: each tool of `chat.tools.github` as REST calls.
+
+A create carries a hidden marker naming the action, so `recover` finds an issue an
+interrupted attempt already made instead of opening a second one; a comment carries
+the marker too. Updates and comments refuse to act on an issue that changed since
+the approvers saw it.
+"""
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+
+from chat.tools import Args, Preview, Scope, ToolSpec
+
+from ..errors import PermanentError
+from ..github import GitHubClient
+
+Run = Callable[[GitHubClient, Args, uuid.UUID], dict[str, Any]]
+
+
+def github_client() -> GitHubClient:
+    return GitHubClient(
+        settings.GITHUB_API_URL,
+        settings.GITHUB_TOKEN,
+        settings.GITHUB_REPOSITORY,
+        timeout=settings.GITHUB_TIMEOUT,
+    )
+
+
+def _search(client: GitHubClient, args: Args, action_id: uuid.UUID) -> dict[str, Any]:
+    issues = client.search_issues(
+        args["query"], state=args.get("state", "open"), limit=args.get("limit", 10)
+    )
+    return {"issues": issues, "count": len(issues)}
+
+
+def _get(client: GitHubClient, args: Args, action_id: uuid.UUID) -> dict[str, Any]:
+    issue = client.get_issue(args["number"])
+    if issue is None:
+        return {"error": f"No issue #{args['number']} in {client.repository}."}
+    return {"issue": issue}
+
+
+def _create(client: GitHubClient, args: Args, action_id: uuid.UUID) -> dict[str, Any]:
+    issue = client.create_issue(
+        action_id=str(action_id),
+        title=args["title"],
+        body=args.get("body", ""),
+        labels=args.get("labels"),
+    )
+    return {"created": issue}
+
+
+def _update(client: GitHubClient, args: Args, action_id: uuid.UUID) -> dict[str, Any]:
+    fields = {k: v for k, v in args.items() if k != "number"}
+    return {"updated": client.update_issue(args["number"], **fields)}
+
+
+def _comment(client: GitHubClient, args: Args, action_id: uuid.UUID) -> dict[str, Any]:
+    comment = client.add_comment(args["number"], args["body"], action_id=str(action_id))
+    return {"commented": comment}
+
+
+RUN: dict[str, Run] = {
+    "github_search_issues": _search,
+    "github_get_issue": _get,
+    "github_create_issue": _create,
+    "github_update_issue": _update,
+    "github_add_comment": _comment,
+}
+
+
+class GitHubExecutor:
+    def __init__(self, scope: Scope | None = None) -> None:
+        self.client = github_client()
+
+    def run(
+        self,
+        spec: ToolSpec,
+        arguments: Args,
+        action_id: uuid.UUID,
+        seen: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        try:
+            if seen and spec.preview == Preview.TARGET:
+                self._check_unchanged(arguments[spec.target_argument], seen)
+            return RUN[spec.name](self.client, arguments, action_id)
+        finally:
+            self.client.close()
+
+    def recover(
+        self, spec: ToolSpec, arguments: Args, action_id: uuid.UUID
+    ) -> dict[str, Any] | None:
+        if spec.name == "github_create_issue":
+            created = self.client.find_created(str(action_id))
+            return {"created": created} if created else None
+        if spec.name == "github_add_comment":
+            comment = self.client.find_comment(arguments["number"], str(action_id))
+            return {"commented": comment} if comment else None
+        # Reads and updates (which set fields) change nothing more when repeated.
+        return None
+
+    def preview(self, spec: ToolSpec, arguments: Args) -> dict[str, Any] | None:
+        try:
+            if spec.preview == Preview.CREATES:
+                return {
+                    "creates": arguments["title"],
+                    "repository": self.client.repository,
+                    "labels": arguments.get("labels", []),
+                }
+            if spec.preview != Preview.TARGET:
+                return None
+            number = arguments[spec.target_argument]
+            found = self.client.preview(number)
+            return found or {"identifier": f"#{number}", "missing": True}
+        finally:
+            self.client.close()
+
+    def _check_unchanged(self, number: int, seen: dict[str, Any]) -> None:
+        if not seen.get("updated_at"):
+            return
+        now = self.client.preview(number)
+        if now is not None and now["updated_at"] != seen["updated_at"]:
+            raise PermanentError(
+                f"#{number} changed after it was shown for approval (last updated "
+                f"{now['updated_at']}, shown as of {seen['updated_at']}); nothing was "
+                "done. Propose the change again so people approve what it is now."
+            )
