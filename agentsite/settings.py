@@ -169,7 +169,9 @@ LOGGING = {
     "loggers": {
         # httpx logs every request line at INFO; one line per model call is noise.
         "httpx": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},
         "openai": {"level": "WARNING"},
+        "mcp": {"level": "WARNING"},
     },
 }
 

@@ -35,6 +35,9 @@ class Plan:
     concurrent_k: list[int] = field(default_factory=lambda: [50, 200, 500])
     concurrent_text: str = "count to 100"
     concurrent_delay: float = 0.05
+    # All K turns posted by one user (whose row lock, the per-user cap's, orders
+    # them) instead of one user per room.
+    concurrent_one_user: bool = False
     memory_watchers: int | None = field(init=False)
 
     def __post_init__(self) -> None:
@@ -125,6 +128,11 @@ def options(argv: list[str] | None) -> argparse.Namespace:
         help="concurrent turns K instead, e.g. 50,200 (default 50,200,500; smoke 5)",
     )
     parser.add_argument(
+        "--one-user",
+        action="store_true",
+        help="concurrent turns all posted by one user (default: one user per room)",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="py-spy the web and worker processes while measuring (OUT/profiles)",
@@ -153,6 +161,8 @@ def options(argv: list[str] | None) -> argparse.Namespace:
     if args.concurrent_k:
         ks = [int(k) for k in args.concurrent_k.split(",")]
         args.plan = replace(args.plan, concurrent_k=ks)
+    if args.one_user:
+        args.plan = replace(args.plan, concurrent_one_user=True)
     Window.patience = args.patience if args.patience is not None else 15.0
     if args.smoke and args.patience is None:
         Window.patience = 0.0
@@ -206,6 +216,7 @@ def measure_concurrent(
                 k,
                 the_plan.concurrent_text,
                 the_plan.concurrent_delay,
+                the_plan.concurrent_one_user,
             )
         ours["machine"] = window.summary
         say(f"concurrent turns K={k}: the limit ({k} bare streams)")

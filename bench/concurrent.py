@@ -143,10 +143,13 @@ async def client_turns(args: argparse.Namespace) -> dict:
         feed.frames.clear()
     print("posting", flush=True)
     go = asyncio.Event()
-    headers = {"Authorization": f"Token {args.token}"}
+    # Each room's own member posts (K people), unless --one-user.
+    tokens = json.loads(Path(args.tokens).read_text()) if args.tokens else {}
     body = json.dumps({"text": args.text}).encode()
 
     async def post(slug: str) -> dict:
+        token = tokens.get(f"room:{slug}", args.token)
+        headers = {"Authorization": f"Token {token}"}
         await go.wait()
         return await http(
             f"{args.http}/api/rooms/{slug}/requests", body, headers, False
@@ -205,6 +208,9 @@ def client_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ws", help="turns: the web process's ws:// base")
     parser.add_argument("--token", help="turns: the poster's API token")
     parser.add_argument("--watcher", help="turns: the watcher's API token")
+    parser.add_argument(
+        "--tokens", help="turns: a JSON file of each room's poster (room:<slug>)"
+    )
     parser.add_argument("--text", default="count to 100")
     parser.add_argument("--timeout", type=float, default=120)
     args = parser.parse_args(argv)
@@ -319,7 +325,13 @@ def _cpu(groups: dict[str, list[int]]) -> dict[str, float]:
 
 
 def run_ours(
-    system: System, web: Proc, worker: Proc, k: int, text: str, delay: float
+    system: System,
+    web: Proc,
+    worker: Proc,
+    k: int,
+    text: str,
+    delay: float,
+    one_user: bool = False,
 ) -> dict:
     model_config(system, token_delay=delay)
     api = f"{web.url}/api/rooms/c-warm/requests"
@@ -331,6 +343,10 @@ def run_ours(
     argv = ["turns", "--k", str(k), "--out", str(out), "--http", web.url]
     argv += ["--ws", ws_url(web).rstrip("/"), "--token", system.tokens["approver"]]
     argv += ["--watcher", system.tokens["watcher"], "--text", text]
+    if not one_user:
+        tokens = system.log_dir / "concurrent-tokens.json"
+        tokens.write_text(json.dumps(system.tokens))
+        argv += ["--tokens", str(tokens)]
     rss_before = sum(rss_kb(pid) for pid in worker_pids)
     sampler = Sampler(worker_pids, system.env["DATABASE_URL"])
     sampler.start()
@@ -360,6 +376,7 @@ def run_ours(
     peak = max([rss_before, *sampler.rss])
     return {
         "k": k,
+        "posters": 1 if one_user else k,
         "text": text,
         "token_delay": delay,
         "post_to_first_delta_ms": spread(first),

@@ -1,8 +1,10 @@
 """`python -m bench.setup_db SLUG...`: migrate, then the people, rooms and tokens.
 
 Migrating and the setup share one process, so Django starts once. Prints
-`{"approver": token, "watcher": token}`; the approver creates every room (so it
-may decide actions), the watcher is a member of each.
+`{"approver": token, "watcher": token, "room:<slug>": token...}`; the approver
+creates every room (so it may decide actions), the watcher is a member of each, and
+each concurrent-turns room `c-N` has a member of its own (`bench-c-N`), so K turns
+are K people, as in production, not one person's K requests.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ def main(slugs: list[str]) -> None:
     users = get_user_model().objects
     approver = users.create_user("bench-approver", password="bench-password")
     users.create_user("bench-watcher", password="bench-password")
+    tokens = {
+        "approver": token_issue(user=approver)[1],
+        "watcher": token_issue(user=users.get(username="bench-watcher"))[1],
+    }
     for slug in slugs:
         room = room_create(user=approver, name=slug, slug=slug)
         member_add(
@@ -35,10 +41,16 @@ def main(slugs: list[str]) -> None:
             username="bench-watcher",
             role=Membership.Role.MEMBER,
         )
-    tokens = {
-        "approver": token_issue(user=approver)[1],
-        "watcher": token_issue(user=users.get(username="bench-watcher"))[1],
-    }
+        if slug.startswith("c-") and slug[2:].isdigit():
+            # No password: hashing hundreds would take minutes; a token suffices.
+            person = users.create(username=f"bench-{slug}")
+            member_add(
+                room=room,
+                actor=approver,
+                username=person.username,
+                role=Membership.Role.MEMBER,
+            )
+            tokens[f"room:{slug}"] = token_issue(user=person)[1]
     print(json.dumps(tokens))
 
 

@@ -35,6 +35,7 @@ def make_action(
     user: User,
     *,
     tool: str = "delete_issue",
+    pack: str = "linear",
     arguments: dict | None = None,
     preview: dict | None = None,
     status: str = Action.Status.PENDING,
@@ -51,6 +52,7 @@ def make_action(
         room=room,
         step=0,
         tool=tool,
+        pack=pack,
         tool_call_id=f"call_{uuid.uuid4().hex[:12]}",
         arguments={"id": "ENG-3"} if arguments is None else arguments,
         preview=preview,
@@ -133,6 +135,7 @@ def test_list_row_has_summary_requester_room_age_and_status(delete_eng3, staff_d
     assert escape(summary) in html
     for column in (
         "field-tool",
+        "field-pack",
         "field-summary",
         "field-room",
         "field-requested_by",
@@ -141,6 +144,7 @@ def test_list_row_has_summary_requester_room_age_and_status(delete_eng3, staff_d
     ):
         assert column in html
     assert '<td class="field-requested_by">bob</td>' in html
+    assert '<td class="field-pack">linear</td>' in html
     assert '<td class="field-room nowrap">Triage</td>' in html
     assert '<td class="field-status_display">pending</td>' in html
 
@@ -239,6 +243,14 @@ def assorted(room, ops, bob, mallory):
             arguments={"query": "safari"},
             requires_approval=False,
         ),
+        "github_comment": make_action(
+            room,
+            bob,
+            tool="github_add_comment",
+            pack="github",
+            status="succeeded",
+            arguments={"number": 4, "body": "On it"},
+        ),
     }
 
 
@@ -248,11 +260,12 @@ def assorted(room, ops, bob, mallory):
         ({"status__exact": "pending"}, {"pending_delete", "ops_update"}),
         ({"status__exact": "denied"}, {"denied_comment"}),
         ({"tool": "add_comment"}, {"denied_comment"}),
+        ({"pack": "github"}, {"github_comment"}),
         ({"room": "ops"}, {"ops_update"}),
         ({"requires_approval__exact": "0"}, {"search"}),
         (
             {"requires_approval__exact": "1"},
-            {"pending_delete", "denied_comment", "ops_update"},
+            {"pending_delete", "denied_comment", "ops_update", "github_comment"},
         ),
     ],
 )
@@ -271,7 +284,7 @@ def test_list_filters(assorted, staff_decider, query, expected):
     [
         ("ENG-3", {"pending_delete"}),  # in the arguments
         ("OPS-9", {"ops_update"}),
-        ("add_comment", {"denied_comment"}),  # the tool
+        ("add_comment", {"denied_comment", "github_comment"}),  # the tool
         ("ops", {"ops_update"}),  # the room's slug
         ("safari", {"search"}),
     ],

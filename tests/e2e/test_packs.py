@@ -392,3 +392,36 @@ def test_a_stdio_mcp_server_works_the_same(stack, room, bob, settings, tmp_path)
     [action] = Action.objects.filter(request=request)
     assert (action.status, action.requires_approval) == ("succeeded", False)
     assert action.result["structured"]["notes"]
+
+
+def test_pack_secrets_reach_no_event_result_model_input_or_log(
+    stack, room, alice, bob, notes, github_standin, mcp_standin, openai_standin
+):
+    """The GitHub token and an MCP server's headers travel only as credentials."""
+    github_token, mcp_secret = "ghp_SECRET_pack_token_789", "mcp-SECRET-header-012"
+    server = {**notes, "headers": {"Authorization": f"Bearer {mcp_secret}"}}
+    stack.env.update(GITHUB_TOKEN=github_token)
+    notes_worker(stack, server)
+    searched = services.request_start(
+        room=room, user=bob, text="search notes for launch"
+    )
+    reached(searched, S.COMPLETED)
+    created = services.request_start(
+        room=room, user=bob, text="create a github issue titled Secret-free"
+    )
+    action = pending(created)
+    services.action_decide(action_id=str(action.pk), user=alice, decision="approve")
+    reached(created, S.COMPLETED)
+
+    seen = json.dumps(
+        [
+            list(RoomEvent.objects.filter(room=room).values_list("payload", flat=True)),
+            list(Action.objects.values_list("result", "preview", "error")),
+            [r["body"] for r in openai_standin.control("requests")["requests"]],
+        ],
+        default=str,
+    )
+    logs = "".join(proc.output() for proc in stack.procs)
+    for secret in (github_token, mcp_secret):
+        assert secret not in seen and secret not in logs
+    assert Action.objects.get(pk=action.pk).status == "succeeded"

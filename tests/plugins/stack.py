@@ -55,7 +55,17 @@ def reached(request, *statuses: str, timeout: float = 30):
         request.refresh_from_db()
         return request.status in statuses
 
-    wait_for(check, timeout=timeout, what=f"request in {statuses}")
+    try:
+        wait_for(check, timeout=timeout, what=f"request in {statuses}")
+    except AssertionError as timed_out:
+        # Say where it stood: a turn that ended otherwise, or never started.
+        said = [(m.role, m.content[:200]) for m in request.messages.order_by("created")]
+        actions = list(request.actions.values_list("tool", "status", "error"))
+        raise AssertionError(
+            f"{timed_out}; it is {request.status} (error {request.error!r}, step "
+            f"{request.step}, attempts {request.attempts}); messages {said}; "
+            f"actions {actions}"
+        ) from None
     return request
 
 

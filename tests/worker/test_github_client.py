@@ -1,0 +1,122 @@
+"""The GitHub pack's client against the local GitHub stand-in: what it reads, what it
+writes, how failures are sorted, and that every request it sends has the shape the
+endpoints document."""
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from standins.github_server import GitHubStandin, make_server, serve_in_thread
+from worker.errors import PermanentError, TransientError
+from worker.github import GitHubClient
+
+TOKEN = "ghp_ClientTest0123456789abcdefABCDEF"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[GitHubStandin]:
+    standin = make_server("127.0.0.1", 0, token=TOKEN)
+    serve_in_thread(standin)
+    yield standin
+    standin.shutdown()
+    standin.server_close()
+
+
+def control(server: GitHubStandin, path: str, body: dict | None = None) -> dict:
+    url = f"{server.url}/_control/{path}"
+    answer = (
+        requests.post(url, json=body, timeout=5)
+        if body is not None
+        else (requests.get(url, timeout=5))
+    )
+    answer.raise_for_status()
+    return answer.json()
+
+
+@pytest.fixture
+def client(server: GitHubStandin) -> Iterator[GitHubClient]:
+    control(server, "reset", {})
+    found = GitHubClient(server.url, TOKEN, "demo/agentsite", timeout=2)
+    yield found
+    found.close()
+    # Whatever the test did, each request matched the documented shape.
+    sent = control(server, "requests")["requests"]
+    assert [
+        (r["method"], r["path"], r["problems"]) for r in sent if r["problems"]
+    ] == []
+
+
+def test_search_finds_by_words_and_lists_recent_without_any(client) -> None:
+    found = client.search_issues("safari")
+    assert [(i["identifier"], i["title"]) for i in found] == [
+        ("#1", "Login page times out on Safari")
+    ]
+    recent = client.search_issues("", state="all", limit=3)
+    assert len(recent) == 3
+    assert {"number", "title", "state", "labels", "url"} <= set(recent[0])
+
+
+def test_get_reads_body_and_comments_and_none_when_missing(client) -> None:
+    issue = client.get_issue(2)
+    assert issue["title"] == "Flaky CI on main"
+    assert [c["author"] for c in issue["comments"]] == ["hubot", "octocat"]
+    assert client.get_issue(999) is None
+
+
+def test_create_marks_the_issue_and_find_created_reads_it_back(client, server):
+    action = str(uuid.uuid4())
+    created = client.create_issue(
+        action_id=action, title="Pack test", body="Details.", labels=["bug"]
+    )
+    assert created["body"] == "Details."  # the marker stays out of results
+    assert created["labels"] == ["bug"]
+    [effect] = control(server, "effects")["effects"]
+    assert f"agentsite-action: {action}" in effect["fields"]["body"]
+
+    assert client.find_created(action)["number"] == created["number"]
+    assert client.find_created(str(uuid.uuid4())) is None
+
+
+def test_update_closes_as_completed_and_comments_are_found_by_marker(client) -> None:
+    closed = client.update_issue(1, state="closed")
+    assert closed["state"] == "closed"
+    action = str(uuid.uuid4())
+    comment = client.add_comment(3, "On it.", action_id=action)
+    assert comment["body"] == "On it."
+    assert client.find_comment(3, action)["id"] == comment["id"]
+    assert client.find_comment(3, str(uuid.uuid4())) is None
+
+
+def test_preview_names_the_issue_as_approvers_see_it(client) -> None:
+    preview = client.preview(4)
+    assert preview["identifier"] == "#4"
+    assert preview["labels"] == ["documentation", "good first issue"]
+    assert preview["updated_at"]
+    assert client.preview(999) is None
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [(502, TransientError), (429, TransientError), (422, PermanentError)],
+)
+def test_failures_are_sorted_transient_or_permanent(client, server, status, kind):
+    control(server, "faults", {"faults": [{"op": "get_issue", "status": status}]})
+    with pytest.raises(kind, match=f"GitHub get_issue failed: HTTP {status}"):
+        client.get_issue(1)
+
+
+def test_a_bad_token_is_permanent_and_never_in_the_message(server) -> None:
+    control(server, "reset", {})
+    wrong = GitHubClient(server.url, "ghp_wrong-token-value", "demo/agentsite")
+    with pytest.raises(PermanentError) as caught:
+        wrong.search_issues("")
+    assert "Bad credentials" in str(caught.value)
+    assert "ghp_wrong" not in str(caught.value)
+
+
+def test_no_answer_in_time_is_transient(client, server) -> None:
+    control(server, "faults", {"faults": [{"op": "list_issues", "delay": 3}]})
+    with pytest.raises(TransientError, match="no answer within 2 s"):
+        client.search_issues("")
