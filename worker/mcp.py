@@ -22,11 +22,16 @@ from typing import Any
 import httpx2
 from django.conf import settings
 from django.db import close_old_connections
-from mcp import Client
+from mcp import Client, MCPError
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.client.subscriptions import ListenNotSupportedError
-from mcp_types import CallToolResult
+from mcp_types import (
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    CallToolResult,
+)
 
 from .errors import PermanentError, TransientError
 
@@ -37,6 +42,8 @@ RETRY_FIRST, RETRY_MAX = 1.0, 30.0
 # sent no notification yet) is pinged this often, so a dead one is noticed.
 PING_SECONDS = 15.0
 MAX_PAGES = 20
+# Errors with which a server refuses a call it understood: repeating cannot help.
+REFUSALS = {INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND}
 
 
 class Unreachable(TransientError):
@@ -107,12 +114,8 @@ class _Server:
         """Relist on every change the server reports, until the session breaks."""
         try:
             async with client.listen(tools_list_changed=True) as events:
-                watcher = asyncio.ensure_future(self.broken.wait())
-                try:
-                    async for _event in events:
-                        await self._relist()
-                finally:
-                    watcher.cancel()
+                async for _event in events:
+                    await self._relist()
             raise ConnectionError("the server closed its change stream")
         except ListenNotSupportedError:
             pass
@@ -164,6 +167,17 @@ class _Server:
         except TimeoutError:
             raise TransientError(
                 f"MCP server {self.name}: no answer to {tool} within {self.timeout:g} s"
+            ) from None
+        except MCPError as exc:
+            if exc.code in REFUSALS:
+                # The server understood the call and refused it (an unknown tool,
+                # arguments it does not take): repeating cannot help.
+                raise PermanentError(
+                    f"MCP server {self.name} refused {tool}: {_describe(exc)}"
+                ) from None
+            self.broken.set()
+            raise TransientError(
+                f"MCP server {self.name}: {tool} failed: {_describe(exc)}"
             ) from None
         except Exception as exc:
             # The session may be gone: let `run` reconnect.

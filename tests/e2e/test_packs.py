@@ -254,6 +254,22 @@ def test_an_mcp_tool_that_is_not_read_only_asks_and_runs_once(
     assert Action.objects.get(pk=action.pk).status == "succeeded"
 
 
+def test_an_mcp_tool_error_fails_the_action_and_the_turn_goes_on(
+    stack, room, bob, notes, mcp_standin
+):
+    mcp_standin.control(
+        "faults", {"faults": [{"tool": "search_notes", "error": "index offline"}]}
+    )
+    notes_worker(stack, notes)
+    request = services.request_start(room=room, user=bob, text="search notes for x")
+    reached(request, S.COMPLETED)
+
+    action = Action.objects.get(request=request)
+    assert action.status == "failed"
+    assert "index offline" in action.error
+    assert "index offline" in last_answer(request)
+
+
 def test_a_denied_mcp_call_never_reaches_the_server(
     stack, room, alice, bob, notes, mcp_standin
 ):

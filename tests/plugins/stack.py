@@ -195,7 +195,7 @@ class Stack:
 
 @pytest.fixture
 def stack(
-    transactional_db, standins, openai_standin, linear_standin
+    request, transactional_db, standins, openai_standin, linear_standin
 ) -> Iterator[Stack]:
     """A function-scoped set of processes on the test database; start what you need."""
     from django.conf import settings
@@ -218,8 +218,22 @@ def stack(
     for name in ("OPENAI_API_KEY", "LINEAR_API_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE"):
         env.pop(name, None)
     stack = Stack(env=env)
+    request.node.stack = stack  # for the report of a failure (below)
     yield stack
     stack.stop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test that started processes reports the end of each one's output:
+    their logs are overwritten by the next test's processes of the same name."""
+    report = yield
+    stack = getattr(item, "stack", None)
+    if report.failed and call.when == "call" and stack is not None:
+        for proc in stack.procs:
+            tail = "\n".join(proc.output().splitlines()[-80:])
+            report.sections.append((f"output of {proc.name}", tail))
+    return report
 
 
 @pytest.fixture(scope="session", autouse=True)
