@@ -217,10 +217,24 @@ def stack(
     # when a browser test had to lift it in this one for Playwright's event loop.
     for name in ("OPENAI_API_KEY", "LINEAR_API_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE"):
         env.pop(name, None)
+    _empty_the_broker(settings.REDIS_URL, settings.REDIS_PREFIX)
     stack = Stack(env=env)
     request.node.stack = stack  # for the report of a failure (below)
     yield stack
     stack.stop()
+
+
+def _empty_the_broker(url: str, prefix: str) -> None:
+    """Drop the messages earlier tests left queued (duplicates they sent on purpose,
+    retries): a new test's worker would otherwise drain them first, about one a
+    second, before it reaches the test's own."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    for pattern in (f"{prefix}:{prefix}.*", f"{prefix}:unacked*"):
+        for key in client.scan_iter(match=pattern, count=500):
+            client.delete(key)
+    client.close()
 
 
 @pytest.hookimpl(wrapper=True)
