@@ -53,6 +53,12 @@ class GitHubClient:
     def close(self) -> None:
         self._http.close()
 
+    def __enter__(self) -> "GitHubClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # Reading
 
     def search_issues(

@@ -55,8 +55,8 @@ def model_step(*, request_id: str, step: int) -> None:
     )
     messages = build_context(request)
     offered, left_out = turn_tools()
-    for text in left_out:
-        _notice_once(request, text)
+    for server, text in left_out.items():
+        _notice_once(request, server, text)
     # The stream takes seconds to minutes and needs no database: the connection goes
     # back to the pool meanwhile, so hundreds of streams share a few connections.
     connection.close()
@@ -83,9 +83,9 @@ def model_step(*, request_id: str, step: int) -> None:
     _record(request, completion)
 
 
-def _notice_once(request: Request, text: str) -> None:
-    """Say in the room what a turn goes without, once per request and reason."""
-    key = redis_key("notice", request.pk, text[:60])
+def _notice_once(request: Request, server: str, text: str) -> None:
+    """Say in the room that a turn goes without a server, once per request."""
+    key = redis_key("notice", request.pk, server)
     if redis_client().set(key, "1", nx=True, ex=24 * 3600):
         services.request_notice(request=request, text=text)
 

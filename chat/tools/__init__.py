@@ -44,20 +44,21 @@ __all__ = [
 
 # How long a process trusts the MCP listings it read from the database: a worker
 # that relists a server writes the new listing and forgets its own copy at once.
+# The specs are built once per read (each compiles its schema's validator).
 LISTINGS_TTL = 2.0
-_listings: tuple[float, dict[str, list[dict[str, Any]]]] | None = None
+_listings: tuple[float, list[ToolSpec]] | None = None
 
 
-def _mcp_listings() -> dict[str, list[dict[str, Any]]]:
+def _mcp_specs() -> list[ToolSpec]:
     global _listings
     if not mcp.configured():
-        return {}
+        return []
     if _listings is None or _listings[0] < time.monotonic():
         from chat.models import McpListing
 
         rows = McpListing.objects.filter(server__in=list(mcp.configured()))
-        read = {row.server: list(row.tools) for row in rows}
-        _listings = (time.monotonic() + LISTINGS_TTL, read)
+        specs = mcp.specs({row.server: list(row.tools) for row in rows})
+        _listings = (time.monotonic() + LISTINGS_TTL, specs)
     return _listings[1]
 
 
@@ -72,7 +73,7 @@ def catalogue() -> dict[str, ToolSpec]:
     specs: list[ToolSpec] = list(LINEAR_TOOLS)
     if github.enabled():
         specs += GITHUB_TOOLS
-    specs += mcp.specs(_mcp_listings())
+    specs += _mcp_specs()
     return {spec.name: spec for spec in specs}
 
 

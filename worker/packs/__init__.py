@@ -70,25 +70,20 @@ def preview_for_domain(
         return {"unavailable": str(exc)}
 
 
-def turn_tools() -> tuple[list[ToolSpec], list[str]]:
-    """The tools to offer a model call now, and why any were left out: an MCP
-    server that cannot be reached leaves its tools out, never the whole turn."""
+def turn_tools() -> tuple[list[ToolSpec], dict[str, str]]:
+    """The tools to offer a model call now, and why any were left out (by MCP
+    server): a server that cannot be reached leaves its tools out, never the turn."""
     offered = list(catalogue().values())
     found = hub()
     if found is None:
-        return offered, []
-    down = []
-    for server in found.servers:
-        if found.tools(server, wait=CONNECT_WAIT) is None:
-            down.append(server)
-    left_out = [
-        f"The MCP server {server} cannot be reached ({found.error(server)}); its "
-        "tools are left out of this turn."
-        for server in down
+        return offered, {}
+    left_out = {
+        server: f"The MCP server {server} cannot be reached ({found.error(server)}); "
+        "its tools are left out of this turn."
+        for server in found.servers
+        if found.tools(server, wait=CONNECT_WAIT) is None
+    }
+    offered = [
+        s for s in offered if s.pack != "mcp" or split_name(s.name)[0] not in left_out
     ]
-    offered = [s for s in offered if not (s.pack == "mcp" and _server(s) in down)]
     return offered, left_out
-
-
-def _server(spec: ToolSpec) -> str:
-    return split_name(spec.name)[0]

@@ -73,8 +73,11 @@ RUN: dict[str, Run] = {
 
 
 class GitHubExecutor:
+    """Each method opens its own pooled client and closes it (a retry's `recover`
+    is not always followed by `run`)."""
+
     def __init__(self, scope: Scope | None = None) -> None:
-        self.client = github_client()
+        pass
 
     def run(
         self,
@@ -83,48 +86,46 @@ class GitHubExecutor:
         action_id: uuid.UUID,
         seen: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        try:
+        with github_client() as client:
             if seen and spec.preview == Preview.TARGET:
-                self._check_unchanged(arguments[spec.target_argument], seen)
-            return RUN[spec.name](self.client, arguments, action_id)
-        finally:
-            self.client.close()
+                _check_unchanged(client, arguments[spec.target_argument], seen)
+            return RUN[spec.name](client, arguments, action_id)
 
     def recover(
         self, spec: ToolSpec, arguments: Args, action_id: uuid.UUID
     ) -> dict[str, Any] | None:
-        if spec.name == "github_create_issue":
-            created = self.client.find_created(str(action_id))
-            return {"created": created} if created else None
-        if spec.name == "github_add_comment":
-            comment = self.client.find_comment(arguments["number"], str(action_id))
-            return {"commented": comment} if comment else None
+        with github_client() as client:
+            if spec.name == "github_create_issue":
+                created = client.find_created(str(action_id))
+                return {"created": created} if created else None
+            if spec.name == "github_add_comment":
+                comment = client.find_comment(arguments["number"], str(action_id))
+                return {"commented": comment} if comment else None
         # Reads and updates (which set fields) change nothing more when repeated.
         return None
 
     def preview(self, spec: ToolSpec, arguments: Args) -> dict[str, Any] | None:
-        try:
-            if spec.preview == Preview.CREATES:
-                return {
-                    "creates": arguments["title"],
-                    "repository": self.client.repository,
-                    "labels": arguments.get("labels", []),
-                }
-            if spec.preview != Preview.TARGET:
-                return None
-            number = arguments[spec.target_argument]
-            found = self.client.preview(number)
-            return found or {"identifier": f"#{number}", "missing": True}
-        finally:
-            self.client.close()
+        if spec.preview == Preview.CREATES:
+            return {
+                "creates": arguments["title"],
+                "repository": settings.GITHUB_REPOSITORY,
+                "labels": arguments.get("labels", []),
+            }
+        if spec.preview != Preview.TARGET:
+            return None
+        number = arguments[spec.target_argument]
+        with github_client() as client:
+            found = client.preview(number)
+        return found or {"identifier": f"#{number}", "missing": True}
 
-    def _check_unchanged(self, number: int, seen: dict[str, Any]) -> None:
-        if not seen.get("updated_at"):
-            return
-        now = self.client.preview(number)
-        if now is not None and now["updated_at"] != seen["updated_at"]:
-            raise PermanentError(
-                f"#{number} changed after it was shown for approval (last updated "
-                f"{now['updated_at']}, shown as of {seen['updated_at']}); nothing was "
-                "done. Propose the change again so people approve what it is now."
-            )
+
+def _check_unchanged(client: GitHubClient, number: int, seen: dict[str, Any]) -> None:
+    if not seen.get("updated_at"):
+        return
+    now = client.preview(number)
+    if now is not None and now["updated_at"] != seen["updated_at"]:
+        raise PermanentError(
+            f"#{number} changed after it was shown for approval (last updated "
+            f"{now['updated_at']}, shown as of {seen['updated_at']}); nothing was "
+            "done. Propose the change again so people approve what it is now."
+        )
