@@ -38,6 +38,10 @@ class Plan:
     # All K turns posted by one user (whose row lock, the per-user cap's, orders
     # them) instead of one user per room.
     concurrent_one_user: bool = False
+    # Web processes and worker processes for the concurrent turns: rooms are spread
+    # over the webs (a balancer's round robin), the workers share the queues.
+    concurrent_webs: int = 1
+    concurrent_workers: int = 1
     memory_watchers: int | None = field(init=False)
 
     def __post_init__(self) -> None:
@@ -133,6 +137,11 @@ def options(argv: list[str] | None) -> argparse.Namespace:
         help="concurrent turns all posted by one user (default: one user per room)",
     )
     parser.add_argument(
+        "--concurrent-procs",
+        metavar="WEBSxWORKERS",
+        help="concurrent turns on this many web and worker processes (default 1x1)",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="py-spy the web and worker processes while measuring (OUT/profiles)",
@@ -161,6 +170,11 @@ def options(argv: list[str] | None) -> argparse.Namespace:
     if args.concurrent_k:
         ks = [int(k) for k in args.concurrent_k.split(",")]
         args.plan = replace(args.plan, concurrent_k=ks)
+    if args.concurrent_procs:
+        webs, _, workers = args.concurrent_procs.partition("x")
+        args.plan = replace(
+            args.plan, concurrent_webs=int(webs), concurrent_workers=int(workers or 1)
+        )
     if args.one_user:
         args.plan = replace(args.plan, concurrent_one_user=True)
     Window.patience = args.patience if args.patience is not None else 15.0
@@ -203,16 +217,20 @@ def measure_concurrent(
     system: System, the_plan: Plan, say: Callable[[str], None], profile: Path | None
 ) -> dict:
     worker = next((p for p in system.procs if p.name == "worker"), None)
-    worker = worker or system.worker("worker")
-    web = system.web("web-concurrent")
+    workers = [worker or system.worker("worker")]
+    for n in range(2, the_plan.concurrent_workers + 1):
+        workers.append(system.worker(f"worker-{n}"))
+    names = [f"web-concurrent-{n}" for n in range(1, the_plan.concurrent_webs + 1)]
+    webs = system.webs(names)
     cases = []
     for k in the_plan.concurrent_k:
         say(f"concurrent turns K={k}: ours")
-        with Profiler(profile, [web, worker], f"concurrent-{k}"), Window() as window:
+        spied = [*webs, *workers]
+        with Profiler(profile, spied, f"concurrent-{k}"), Window() as window:
             ours = concurrent.run_ours(
                 system,
-                web,
-                worker,
+                webs,
+                workers,
                 k,
                 the_plan.concurrent_text,
                 the_plan.concurrent_delay,
@@ -230,7 +248,10 @@ def measure_concurrent(
             f"{loadavg()}"
         )
         cases.append({"k": k, "ours": ours, "limit": limit, "loadavg": loadavg()})
-    system.dismiss(web)
+    for web in webs:
+        system.dismiss(web)
+    for extra in workers[1:]:
+        system.dismiss(extra)
     return {"concurrent": cases}
 
 

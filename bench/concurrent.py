@@ -124,8 +124,14 @@ async def client_turns(args: argparse.Namespace) -> dict:
     slugs = rooms(args.k)
     gate = asyncio.Semaphore(CONNECT_PARALLEL)
 
+    # Room i is served by web i mod n, its watcher and its poster alike.
+    https, wss = args.http.split(","), args.ws.split(",")
+
+    def served(slug: str, bases: list[str]) -> str:
+        return bases[(int(slug.rpartition("-")[2]) - 1) % len(bases)]
+
     async def watch(slug: str) -> Connection:
-        url = f"{args.ws}/ws/rooms/{slug}/"
+        url = f"{served(slug, wss)}/ws/rooms/{slug}/"
         parts = urlsplit(url)
         async with gate:
             _, conn = await loop.create_connection(
@@ -152,7 +158,7 @@ async def client_turns(args: argparse.Namespace) -> dict:
         headers = {"Authorization": f"Token {token}"}
         await go.wait()
         return await http(
-            f"{args.http}/api/rooms/{slug}/requests", body, headers, False
+            f"{served(slug, https)}/api/rooms/{slug}/requests", body, headers, False
         )
 
     tasks = [asyncio.create_task(post(s)) for s in slugs]
@@ -204,8 +210,8 @@ def client_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--url", help="limit: the stand-in's chat/completions")
     parser.add_argument("--body", help="limit: a file with the request body")
-    parser.add_argument("--http", help="turns: the web process's base URL")
-    parser.add_argument("--ws", help="turns: the web process's ws:// base")
+    parser.add_argument("--http", help="turns: the web processes' base URLs (a,b)")
+    parser.add_argument("--ws", help="turns: the web processes' ws:// bases (a,b)")
     parser.add_argument("--token", help="turns: the poster's API token")
     parser.add_argument("--watcher", help="turns: the watcher's API token")
     parser.add_argument(
@@ -233,6 +239,7 @@ class Sampler(threading.Thread):
     def __init__(self, worker_pids: list[int], database_url: str) -> None:
         super().__init__(daemon=True)
         self.pids, self.url = worker_pids, database_url
+        self.pg_port = urlsplit(database_url).port or 5432
         self.rss: list[int] = []
         self.pg: list[int] = []
         self.pg_worker: list[int] = []
@@ -252,7 +259,7 @@ class Sampler(threading.Thread):
                     "current_database() AND pid <> pg_backend_pid()"
                 ).fetchall()
                 self.pg.append(len(ports))
-                mine = local_ports(self.pids)
+                mine = local_ports(self.pids, self.pg_port)
                 self.pg_worker.append(sum(p in mine for (p,) in ports))
             self.halt.wait(SAMPLE_S)
         if conn is not None:
@@ -263,8 +270,11 @@ class Sampler(threading.Thread):
         self.join(10)
 
 
-def local_ports(pids: list[int]) -> set[int]:
-    """The local TCP ports of the processes' sockets (/proc/<pid>/fd, /proc/net)."""
+def local_ports(pids: list[int], remote_port: int) -> set[int]:
+    """The local TCP ports of the processes' sockets to `remote_port` (/proc/<pid>/fd,
+    /proc/net). Only those: one local port may serve connections to different
+    servers, so a worker's socket to the model server can share its number with
+    a web process's database connection."""
     inodes = set()
     for pid in pids:
         try:
@@ -278,7 +288,8 @@ def local_ports(pids: list[int]) -> set[int]:
     for table in ("tcp", "tcp6"):
         for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
             fields = line.split()
-            if fields[9] in inodes:
+            remote = int(fields[2].rpartition(":")[2], 16)
+            if fields[9] in inodes and remote == remote_port:
                 ports.add(int(fields[1].rpartition(":")[2], 16))
     return ports
 
@@ -326,22 +337,26 @@ def _cpu(groups: dict[str, list[int]]) -> dict[str, float]:
 
 def run_ours(
     system: System,
-    web: Proc,
-    worker: Proc,
+    webs: list[Proc],
+    workers: list[Proc],
     k: int,
     text: str,
     delay: float,
     one_user: bool = False,
 ) -> dict:
     model_config(system, token_delay=delay)
-    api = f"{web.url}/api/rooms/c-warm/requests"
     headers = {"Authorization": f"Token {system.tokens['approver']}"}
-    requests.post(api, json={"text": "count to 3"}, headers=headers, timeout=60)
-    time.sleep(1.5)  # the warm-up turn ends
-    worker_pids = group_members(worker.pid)
+    for _ in workers:  # each web and (likely) each worker serves a turn first
+        for web in webs:
+            api = f"{web.url}/api/rooms/c-warm/requests"
+            requests.post(api, json={"text": "count to 3"}, headers=headers, timeout=60)
+    time.sleep(1.5)  # the warm-up turns end
+    worker_pids = [pid for w in workers for pid in group_members(w.pid)]
     out = system.log_dir / f"concurrent-{k}-ours.json"
-    argv = ["turns", "--k", str(k), "--out", str(out), "--http", web.url]
-    argv += ["--ws", ws_url(web).rstrip("/"), "--token", system.tokens["approver"]]
+    argv = ["turns", "--k", str(k), "--out", str(out)]
+    argv += ["--http", ",".join(web.url for web in webs)]
+    argv += ["--ws", ",".join(ws_url(web).rstrip("/") for web in webs)]
+    argv += ["--token", system.tokens["approver"]]
     argv += ["--watcher", system.tokens["watcher"], "--text", text]
     if not one_user:
         tokens = system.log_dir / "concurrent-tokens.json"
@@ -358,7 +373,7 @@ def run_ours(
         raise RuntimeError(f"concurrent client failed: {line!r}")
     groups = {
         "worker": worker_pids,
-        "web": group_members(web.pid),
+        "web": [pid for web in webs for pid in group_members(web.pid)],
         "standin": group_members(system.openai.pid),
     }
     cpu, started = _cpu(groups), time.monotonic()
@@ -377,6 +392,8 @@ def run_ours(
     return {
         "k": k,
         "posters": 1 if one_user else k,
+        "webs": len(webs),
+        "workers": len(workers),
         "text": text,
         "token_delay": delay,
         "post_to_first_delta_ms": spread(first),

@@ -135,7 +135,8 @@ def concurrent_rows(case: dict) -> list[dict]:
             "others": others,
         },
     ]
-    pg, pool = ours["pg_worker_connections_max"], ours["pg_pool_size"]
+    pg, workers = ours["pg_worker_connections_max"], ours.get("workers", 1)
+    pool = ours["pg_pool_size"] * workers
     if pg is not None:
         out.append(
             {
@@ -143,7 +144,8 @@ def concurrent_rows(case: dict) -> list[dict]:
                 "ours": pg,
                 "ours_text": f"{pg} ({ours['pg_connections_max']} with the web's)",
                 "limit": pool,
-                "limit_text": f"{pool} (DB_POOL_SIZE)",
+                "limit_text": f"{pool} (DB_POOL_SIZE"
+                + (f" x {workers} workers)" if workers > 1 else ")"),
                 "ratio": _ratio(pg, pool),
                 "target": "<= pool size",
                 "met": pg <= pool,

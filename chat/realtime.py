@@ -105,18 +105,6 @@ def delta_send(
     Clients apply a delta as `content = content[:offset] + text`; a delta at offset 0
     with empty text therefore clears a message whose model call is being retried.
     """
-    partial = redis_key("partial", message_id)
-    try:
-        with redis_client().pipeline(transaction=False) as pipe:
-            if offset == 0:
-                pipe.set(partial, text, ex=PARTIAL_TTL_SECONDS)
-            else:
-                pipe.append(partial, text)
-            pipe.execute()
-    except RedisError as exc:
-        # Live text is best effort: while Redis is away the answer goes on streaming
-        # into the database's final message, and late joiners miss only the partial.
-        logger.warning("realtime: could not store partial text: %r", exc)
     frame = {
         "type": "delta",
         "request": str(request_id),
@@ -124,7 +112,9 @@ def delta_send(
         "offset": offset,
         "text": text,
     }
-    ephemeral_send(room_id, frame)
+    # Stored in the publisher's batch, just before the frame: no round trip here.
+    store = ("set" if offset == 0 else "append", redis_key("partial", message_id), text)
+    publisher.submit(room_id, None, encode(frame), store=store)
 
 
 def partial_text(message_id: uuid.UUID) -> str | None:
@@ -137,10 +127,16 @@ def partial_text(message_id: uuid.UUID) -> str | None:
 
 
 def partial_clear(message_id: uuid.UUID) -> None:
-    try:
-        redis_client().delete(redis_key("partial", message_id))
-    except RedisError:
-        pass  # it expires on its own (PARTIAL_TTL_SECONDS)
+    """Forget a message's partial text, after any delta of it still on its way (a
+    lost delete leaves it to expire: PARTIAL_TTL_SECONDS)."""
+    publisher.store(("delete", redis_key("partial", message_id), ""))
+
+
+# A write of a message's partial text: ("set" | "append" | "delete", key, text).
+Store = tuple[str, str, str]
+# What the publisher's thread sends: a frame for a channel (none for a bare store),
+# its seq (none for ephemeral events), and a partial-text write to make before it.
+Item = tuple[str | None, int | None, str, Store | None]
 
 
 class Publisher:
@@ -149,6 +145,8 @@ class Publisher:
     Each event is published once, already encoded as the frame watchers receive, as
     `"<seq> <frame>"` (no seq for ephemeral events) on the room's channel. Under load
     the thread sends everything queued in one pipeline: one round trip per batch.
+    A delta's partial text for late joiners is written in the same pipeline, so a
+    streaming thread never waits on Redis.
     """
 
     BATCH = 500
@@ -159,9 +157,15 @@ class Publisher:
         # Replaced with the thread's own queue in each process by _ensure_started.
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
 
-    def submit(self, room_id: int, seq: int | None, text: str) -> None:
+    def submit(
+        self, room_id: int, seq: int | None, text: str, store: Store | None = None
+    ) -> None:
         self._ensure_started()
-        self._queue.put((room_channel(room_id), seq, text))
+        self._queue.put((room_channel(room_id), seq, text, store))
+
+    def store(self, store: Store) -> None:
+        self._ensure_started()
+        self._queue.put((None, None, "", store))
 
     def flush(self, timeout: float = 2.0) -> None:
         """Wait until everything submitted so far has been handed to Redis."""
@@ -198,24 +202,42 @@ class Publisher:
                 if isinstance(item, threading.Event):
                     item.set()
 
-    def _publish(self, events: list[tuple[str, int | None, str]]) -> None:
+    def _publish(self, events: list[Item]) -> None:
         deadline, delay = time.monotonic() + DURABLE_RETRY_SECONDS, 0.1
         while events:
             try:
                 with redis_client().pipeline(transaction=False) as pipe:
-                    for channel, seq, text in events:
-                        pipe.publish(channel, f"{'' if seq is None else seq} {text}")
+                    for channel, seq, text, store in events:
+                        if store is not None:
+                            _stage(pipe, store)
+                        if channel is not None:
+                            pipe.publish(
+                                channel, f"{'' if seq is None else seq} {text}"
+                            )
                     pipe.execute()
                 return
             except RedisError as exc:
-                # Deltas are stale a moment later; durable events wait for Redis, in
+                # Deltas and partial text are stale a moment later (the final
+                # message is in the database); durable events wait for Redis, in
                 # order (and the database keeps them for resync regardless).
+                if any(event[1] is None for event in events):
+                    logger.warning("realtime: dropped live text: %r", exc)
                 events = [event for event in events if event[1] is not None]
                 if time.monotonic() > deadline:
                     logger.warning("realtime: dropped %d events: %r", len(events), exc)
                     return
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+
+def _stage(pipe: Any, store: Store) -> None:
+    op, key, text = store
+    if op == "set":
+        pipe.set(key, text, ex=PARTIAL_TTL_SECONDS)
+    elif op == "append":
+        pipe.append(key, text)
+    else:
+        pipe.delete(key)
 
 
 publisher = Publisher()
