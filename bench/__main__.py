@@ -40,8 +40,14 @@ class Plan:
     concurrent_one_user: bool = False
     # Web processes and worker processes for the concurrent turns: rooms are spread
     # over the webs (a balancer's round robin), the workers share the queues.
-    concurrent_webs: int = 1
-    concurrent_workers: int = 1
+    concurrent_webs: int = 2
+    concurrent_workers: int = 2
+    # Fairness: one user posts `burst` turns at once (the cap lets 5 in) beside
+    # `fair_k` other users' turns, compared with `fair_k` turns alone.
+    concurrent_fair_k: int = 50
+    concurrent_burst: int = 10
+    # SIGKILL every worker once `kill_k` turns all stream; all must complete once.
+    concurrent_kill_k: int = 200
     memory_watchers: int | None = field(init=False)
 
     def __post_init__(self) -> None:
@@ -61,6 +67,9 @@ def plan(smoke: bool) -> Plan:
             ref_samples=5,
             concurrent_k=[5],
             concurrent_text="count to 20",
+            concurrent_fair_k=5,
+            concurrent_burst=7,
+            concurrent_kill_k=3,
         )
     cases = [
         Case(100, 1, 200, 100, 100),
@@ -96,7 +105,15 @@ def main(argv: list[str] | None = None) -> int:
     say(f"load average before the run: {meta['loadavg_start']}")
     rooms = [f"fanout-{c.watchers}" for c in args.plan.cases]
     if args.only in (None, "concurrent"):
-        rooms += ["c-warm", *concurrent.rooms(max(args.plan.concurrent_k))]
+        biggest = max(
+            [
+                *args.plan.concurrent_k,
+                args.plan.concurrent_fair_k,
+                args.plan.concurrent_kill_k,
+            ]
+        )
+        rooms += ["c-warm", *concurrent.rooms(biggest)]
+        rooms += [f"f-{n}" for n in range(1, args.plan.concurrent_burst + 1)]
     try:
         system.start([*rooms, "turns", "decisions", "throughput"])
         # The Celery reference tasks are sent from this process.
@@ -139,7 +156,8 @@ def options(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--concurrent-procs",
         metavar="WEBSxWORKERS",
-        help="concurrent turns on this many web and worker processes (default 1x1)",
+        help="concurrent turns on this many web and worker processes (default 2x2: "
+        "one of each per core here)",
     )
     parser.add_argument(
         "--profile",
@@ -221,21 +239,28 @@ def measure_concurrent(
     for n in range(2, the_plan.concurrent_workers + 1):
         workers.append(system.worker(f"worker-{n}"))
     names = [f"web-concurrent-{n}" for n in range(1, the_plan.concurrent_webs + 1)]
-    webs = system.webs(names)
+    # The per-user cap as deployed (5), except when one user posts every turn.
+    cap = "100000" if the_plan.concurrent_one_user else "5"
+    webs = system.webs(names, env={"AGENT_MAX_ACTIVE_PER_USER": cap})
+
+    def turns(k: int, extras: concurrent.Extras) -> dict:
+        return concurrent.run_ours(
+            system,
+            webs,
+            workers,
+            k,
+            the_plan.concurrent_text,
+            the_plan.concurrent_delay,
+            the_plan.concurrent_one_user,
+            extras,
+        )
+
     cases = []
     for k in the_plan.concurrent_k:
-        say(f"concurrent turns K={k}: ours")
+        say(f"concurrent turns K={k}: ours (room 1's turn cancelled mid-stream)")
         spied = [*webs, *workers]
         with Profiler(profile, spied, f"concurrent-{k}"), Window() as window:
-            ours = concurrent.run_ours(
-                system,
-                webs,
-                workers,
-                k,
-                the_plan.concurrent_text,
-                the_plan.concurrent_delay,
-                the_plan.concurrent_one_user,
-            )
+            ours = turns(k, concurrent.Extras(cancel=True))
         ours["machine"] = window.summary
         say(f"concurrent turns K={k}: the limit ({k} bare streams)")
         with Window() as window:
@@ -248,11 +273,36 @@ def measure_concurrent(
             f"{loadavg()}"
         )
         cases.append({"k": k, "ours": ours, "limit": limit, "loadavg": loadavg()})
+    out: dict = {"concurrent": cases}
+    k, burst = the_plan.concurrent_fair_k, the_plan.concurrent_burst
+    if k and burst:
+        say(f"fairness: {k} users' turns alone, then beside one user's {burst}")
+        with Window() as window:
+            alone = turns(k, concurrent.Extras(tag="-alone"))
+        alone["machine"] = window.summary
+        with Window() as window:
+            beside = turns(k, concurrent.Extras(burst=burst, tag="-burst"))
+        beside["machine"] = window.summary
+        out["fairness"] = {"k": k, "burst": burst, "alone": alone, "beside": beside}
+    if k := the_plan.concurrent_kill_k:
+        say(f"SIGKILL: every worker killed with {k} turns streaming, then restarted")
+        system.beat()  # its sweep requeues the turns whose leases ran out
+        with Window() as window:
+            killed = turns(
+                k, concurrent.Extras(kill=lambda: system.crash(workers), tag="-kill")
+            )
+        killed["machine"] = window.summary
+        # What recovery waits for: a lease to run out, the sweep, a stream again.
+        lease = int(system.env.get("AGENT_LEASE_SECONDS") or 20)
+        sweep = int(system.env.get("AGENT_SWEEP_SECONDS") or 5)
+        stream = int(the_plan.concurrent_text.split()[-1]) * the_plan.concurrent_delay
+        killed["expected_s"] = round(lease + sweep + stream, 1)
+        out["kill"] = killed
     for web in webs:
         system.dismiss(web)
     for extra in workers[1:]:
         system.dismiss(extra)
-    return {"concurrent": cases}
+    return out
 
 
 def measure_turns(

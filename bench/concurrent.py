@@ -27,6 +27,8 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -162,9 +164,21 @@ async def client_turns(args: argparse.Namespace) -> dict:
         )
 
     tasks = [asyncio.create_task(post(s)) for s in slugs]
+    # A user over the cap posts as many more at the same moment (fairness).
+    burst_body = json.dumps({"text": args.text}).encode()
+
+    async def burst(n: int) -> int:
+        headers = {"Authorization": f"Token {args.burst_token}"}
+        await go.wait()
+        url = f"{https[0]}/api/rooms/f-{n}/requests"
+        return (await http(url, burst_body, headers, False))["status"]
+
+    bursts = [asyncio.create_task(burst(n)) for n in range(1, args.burst + 1)]
     await asyncio.sleep(0.2)
     go.set()
     posts = await asyncio.gather(*tasks, return_exceptions=True)
+    burst_status = await asyncio.gather(*bursts, return_exceptions=True)
+    ids = [json.loads(p["body"])["id"] if _accepted(p) else "" for p in posts]
 
     def ended(feed: Connection) -> bool:
         return any(
@@ -172,13 +186,44 @@ async def client_turns(args: argparse.Namespace) -> dict:
             for _, data in feed.frames
         )
 
+    def streaming(feed: Connection, rid: str) -> bool:
+        mark = f'"request":"{rid}"'.encode()
+        return any(
+            data.startswith(b'{"type":"delta"') and mark in data
+            for _, data in feed.frames
+        )
+
     deadline = time.monotonic() + args.timeout
+    cancelled: dict = {}
+    if args.cancel and ids[0]:
+        # The first room's turn, once it has streamed a moment, by its author.
+        while time.monotonic() < deadline and not streaming(feeds[0], ids[0]):
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        token = tokens.get(f"room:{slugs[0]}", args.token)
+        url = f"{served(slugs[0], https)}/api/requests/{ids[0]}/cancel"
+        answer = await http(url, b"", {"Authorization": f"Token {token}"}, False)
+        cancelled = {"sent": answer["sent"], "status": answer["status"]}
+    if args.announce:
+        # Every turn streaming: the runner may now kill the workers.
+        while time.monotonic() < deadline and not all(
+            streaming(f, rid) for f, rid in zip(feeds, ids, strict=True) if rid
+        ):
+            await asyncio.sleep(0.05)
+        print("streaming", flush=True)
     while time.monotonic() < deadline and not all(map(ended, feeds)):
         await asyncio.sleep(0.2)
     rows = []
     for slug, feed, p in zip(slugs, feeds, posts, strict=True):
         rows.append(parse_turn(slug, feed.frames, p))
-    return {"k": args.k, "turns": rows}
+    statuses: dict[str, int] = {}
+    for status in burst_status:
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+    return {"k": args.k, "turns": rows, "cancel": cancelled, "burst": statuses}
+
+
+def _accepted(post: object) -> bool:
+    return isinstance(post, dict) and post["status"] == 202
 
 
 def parse_turn(slug: str, frames: list[tuple[int, bytes]], post: object) -> dict:
@@ -193,6 +238,7 @@ def parse_turn(slug: str, frames: list[tuple[int, bytes]], post: object) -> dict
     for received, data in frames:
         frame = json.loads(data)
         if frame["type"] == "delta" and frame.get("request") == rid:
+            row["last_delta_at"] = received
             if "first_delta_ms" not in row:
                 row["first_delta_ms"] = (received - sent) / 1e6
             for k, stamp in TOKEN.findall(frame.get("text", "").encode()):
@@ -200,6 +246,7 @@ def parse_turn(slug: str, frames: list[tuple[int, bytes]], post: object) -> dict
                     row["model_token_ms"] = (int(stamp) - sent) / 1e6
         elif frame["type"] == "request" and frame["request"]["id"] == rid:
             row["status"] = frame["request"]["status"]
+            row["status_at"] = received
     return row
 
 
@@ -218,6 +265,16 @@ def client_main(argv: list[str] | None = None) -> None:
         "--tokens", help="turns: a JSON file of each room's poster (room:<slug>)"
     )
     parser.add_argument("--text", default="count to 100")
+    parser.add_argument(
+        "--cancel", action="store_true", help="turns: cancel room 1's mid-stream"
+    )
+    parser.add_argument(
+        "--announce",
+        action="store_true",
+        help="turns: print `streaming` once every turn has streamed",
+    )
+    parser.add_argument("--burst", type=int, default=0, help="turns: burst posts")
+    parser.add_argument("--burst-token", help="turns: the burst poster's API token")
     parser.add_argument("--timeout", type=float, default=120)
     args = parser.parse_args(argv)
     import uvloop
@@ -236,9 +293,9 @@ def client_main(argv: list[str] | None = None) -> None:
 class Sampler(threading.Thread):
     """Every 0.5 s: the worker's RSS and the bench database's connections."""
 
-    def __init__(self, worker_pids: list[int], database_url: str) -> None:
+    def __init__(self, workers: list[Proc], database_url: str) -> None:
         super().__init__(daemon=True)
-        self.pids, self.url = worker_pids, database_url
+        self.workers, self.url = workers, database_url
         self.pg_port = urlsplit(database_url).port or 5432
         self.rss: list[int] = []
         self.pg: list[int] = []
@@ -252,14 +309,16 @@ class Sampler(threading.Thread):
 
             conn = psycopg.connect(self.url, autocommit=True)
         while not self.halt.is_set():
-            self.rss.append(sum(rss_kb(pid) for pid in self.pids))
+            # Read anew each time: the kill case starts the workers again.
+            pids = [pid for w in self.workers for pid in group_members(w.pid)]
+            self.rss.append(sum(_rss_or_none(pid) or 0 for pid in pids))
             if conn is not None:
                 ports = conn.execute(
                     "SELECT client_port FROM pg_stat_activity WHERE datname = "
                     "current_database() AND pid <> pg_backend_pid()"
                 ).fetchall()
                 self.pg.append(len(ports))
-                mine = local_ports(self.pids, self.pg_port)
+                mine = local_ports(pids, self.pg_port)
                 self.pg_worker.append(sum(p in mine for (p,) in ports))
             self.halt.wait(SAMPLE_S)
         if conn is not None:
@@ -268,6 +327,13 @@ class Sampler(threading.Thread):
     def stop(self) -> None:
         self.halt.set()
         self.join(10)
+
+
+def _rss_or_none(pid: int) -> int | None:
+    try:
+        return rss_kb(pid)
+    except OSError:
+        return None  # it ended between the listing and the reading
 
 
 def local_ports(pids: list[int], remote_port: int) -> set[int]:
@@ -335,6 +401,18 @@ def _cpu(groups: dict[str, list[int]]) -> dict[str, float]:
     return {name: cpu_seconds(pids) for name, pids in groups.items()}
 
 
+@dataclass
+class Extras:
+    """What a concurrent-turns run does besides K turns: cancel room 1's turn
+    mid-stream, post a burst of one more user's turns beside them, or call `kill`
+    once every turn streams (it kills the workers and starts them again)."""
+
+    cancel: bool = False
+    burst: int = 0
+    kill: Callable[[], None] | None = None
+    tag: str = ""
+
+
 def run_ours(
     system: System,
     webs: list[Proc],
@@ -343,7 +421,9 @@ def run_ours(
     text: str,
     delay: float,
     one_user: bool = False,
+    extras: Extras | None = None,
 ) -> dict:
+    extras = extras or Extras()
     model_config(system, token_delay=delay)
     headers = {"Authorization": f"Token {system.tokens['approver']}"}
     for _ in workers:  # each web and (likely) each worker serves a turn first
@@ -352,7 +432,8 @@ def run_ours(
             requests.post(api, json={"text": "count to 3"}, headers=headers, timeout=60)
     time.sleep(1.5)  # the warm-up turns end
     worker_pids = [pid for w in workers for pid in group_members(w.pid)]
-    out = system.log_dir / f"concurrent-{k}-ours.json"
+    tag = f"concurrent-{k}{extras.tag}"
+    out = system.log_dir / f"{tag}-ours.json"
     argv = ["turns", "--k", str(k), "--out", str(out)]
     argv += ["--http", ",".join(web.url for web in webs)]
     argv += ["--ws", ",".join(ws_url(web).rstrip("/") for web in webs)]
@@ -362,10 +443,16 @@ def run_ours(
         tokens = system.log_dir / "concurrent-tokens.json"
         tokens.write_text(json.dumps(system.tokens))
         argv += ["--tokens", str(tokens)]
+    if extras.cancel:
+        argv.append("--cancel")
+    if extras.burst:
+        argv += ["--burst", str(extras.burst), "--burst-token", system.tokens["burst"]]
+    if extras.kill:
+        argv += ["--announce", "--timeout", "240"]
     rss_before = sum(rss_kb(pid) for pid in worker_pids)
-    sampler = Sampler(worker_pids, system.env["DATABASE_URL"])
+    sampler = Sampler(workers, system.env["DATABASE_URL"])
     sampler.start()
-    client = _client(system, f"concurrent-{k}-ours", argv)
+    client = _client(system, f"{tag}-ours", argv)
     line = client.stdout.readline().strip()
     if line != "posting":
         client.kill()
@@ -378,6 +465,11 @@ def run_ours(
     }
     cpu, started = _cpu(groups), time.monotonic()
     client_before = cpu_seconds([client.pid])
+    killed_at = None
+    if extras.kill:
+        client.stdout.readline()  # "streaming"
+        killed_at = time.time_ns()
+        extras.kill()
     client.stdout.readline()
     elapsed = time.monotonic() - started
     used = {n: round(v - cpu[n], 2) for n, v in _cpu(groups).items()}
@@ -386,10 +478,12 @@ def run_ours(
     result = json.loads(out.read_text())
     used["clients"] = round(result["cpu_s"] - client_before, 2)
     turns = result["turns"]
-    done = outcomes(system.env["DATABASE_URL"], [t["id"] for t in turns if "id" in t])
+    cancelled = turns[0] if extras.cancel else None
+    counted = [t for t in turns if t is not cancelled]
+    done = outcomes(system.env["DATABASE_URL"], [t["id"] for t in counted if "id" in t])
     first = [t["first_delta_ms"] for t in turns if "first_delta_ms" in t]
     peak = max([rss_before, *sampler.rss])
-    return {
+    row = {
         "k": k,
         "posters": 1 if one_user else k,
         "webs": len(webs),
@@ -403,7 +497,7 @@ def run_ours(
         "post_call_ms": spread([t["post_ms"] for t in turns if "post_ms" in t]),
         "post_errors": sum("post_error" in t for t in turns),
         "no_delta": k - len(first),
-        "watcher_saw_completed": sum(t.get("status") == "completed" for t in turns),
+        "watcher_saw_completed": sum(t.get("status") == "completed" for t in counted),
         **done,
         "rss_before_kb": rss_before,
         "rss_peak_kb": peak,
@@ -415,6 +509,28 @@ def run_ours(
         "cpu_cores": {n: round(v / elapsed, 2) for n, v in used.items()},
         "seconds": round(elapsed, 1),
     }
+    if cancelled is not None:
+        row["cancel"] = cancel_outcome(result["cancel"], cancelled)
+    if extras.burst:
+        row["burst"] = result["burst"]
+    if killed_at is not None:
+        ends = [t["status_at"] for t in counted if "status_at" in t]
+        row["recovered_s"] = round((max(ends) - killed_at) / 1e9, 1) if ends else None
+    return row
+
+
+def cancel_outcome(cancel: dict, turn: dict) -> dict:
+    """How fast room 1's cancelled turn stopped: from the cancel call's send to the
+    watcher's `cancelled` frame, and to the last delta the watcher got after it."""
+    sent = cancel.get("sent")
+    out = {"http_status": cancel.get("status"), "final_status": turn.get("status")}
+    if sent is None:
+        return out
+    if "status_at" in turn:
+        out["to_cancelled_frame_ms"] = round((turn["status_at"] - sent) / 1e6, 1)
+    last = turn.get("last_delta_at", 0)
+    out["last_delta_after_ms"] = round(max(0, last - sent) / 1e6, 1)
+    return out
 
 
 def run_limit(system: System, k: int) -> dict:

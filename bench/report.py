@@ -88,7 +88,94 @@ def rows(results: dict) -> list[dict]:
         out.append(memory_row(s["memory"]))
     for case in s.get("concurrent", []):
         out += concurrent_rows(case)
+    if "fairness" in s:
+        out.append(fairness_row(s["fairness"]))
+    if "kill" in s:
+        out.append(kill_row(s["kill"]))
     return out
+
+
+def _complete_once(ours: dict) -> bool:
+    return (
+        ours["lost"] == 0
+        and ours["duplicated"] == 0
+        and ours["not_completed"] == 0
+        and ours["post_errors"] == 0
+    )
+
+
+def _outcome_text(ours: dict) -> str:
+    return (
+        f"lost {ours['lost']}, dup {ours['duplicated']}, "
+        f"not completed {ours['not_completed']}"
+    )
+
+
+def cancel_row(k: int, ours: dict, others: str) -> dict:
+    """Room 1's turn cancelled mid-stream among K: how soon its stream stopped."""
+    c = ours["cancel"]
+    frame, after = c.get("to_cancelled_frame_ms"), c.get("last_delta_after_ms")
+    stopped = None if frame is None else max(frame, after or 0)
+    return {
+        "scenario": f"concurrent K={k}: cancel one streaming turn -> it stops, ms",
+        "ours": stopped,
+        "ours_text": f"{_fmt(stopped)} (cancelled frame {_fmt(frame)}, last delta "
+        f"{_fmt(after)} after the call; HTTP {c.get('http_status')}, "
+        f"{c.get('final_status')})",
+        "limit": 1000,
+        "limit_text": "1000 ms (the target)",
+        "ratio": _ratio(stopped, 1000),
+        "target": "<= 1000 ms, ends cancelled",
+        "met": stopped is not None
+        and stopped <= 1000
+        and c.get("final_status") == "cancelled",
+        "others": others,
+    }
+
+
+def fairness_row(case: dict) -> dict:
+    """K users' first deltas beside one user's burst, against the same K alone."""
+    alone, beside = case["alone"], case["beside"]
+    a, b = alone["post_to_first_delta_ms"], beside["post_to_first_delta_ms"]
+    burst = beside.get("burst", {})
+    let_in = burst.get("202", 0)
+    ratio = _ratio(b["p99"], a["p99"])
+    return {
+        "scenario": f"fairness: {case['k']} users' 1st delta p50/p99 beside one "
+        f"user's {case['burst']} posts",
+        "ours": b["p99"],
+        "ours_text": f"{_fmt(b['p50'])} / {_fmt(b['p99'])} (the burst: "
+        + ", ".join(f"{n} x HTTP {code}" for code, n in sorted(burst.items()))
+        + f"), {_outcome_text(beside)}",
+        "limit": a["p99"],
+        "limit_text": f"{_fmt(a['p50'])} / {_fmt(a['p99'])} ({case['k']} alone)",
+        "ratio": ratio,
+        "target": "burst capped at 5; others' p99 <= 1.2x alone",
+        "met": let_in <= 5
+        and ratio is not None
+        and ratio <= 1.2
+        and _complete_once(beside),
+        "others": _others(beside.get("machine"), alone.get("machine")),
+    }
+
+
+def kill_row(ours: dict) -> dict:
+    """Every worker SIGKILLed with K turns streaming, then started again."""
+    k = ours["k"]
+    ok = _complete_once(ours) and ours["watcher_saw_completed"] == k
+    return {
+        "scenario": f"SIGKILL every worker, {k} turns streaming: all complete once",
+        "ours": ours.get("recovered_s"),
+        "ours_text": f"{_outcome_text(ours)}; watchers saw "
+        f"{ours['watcher_saw_completed']}/{k} completed, the last "
+        f"{_fmt(ours.get('recovered_s'))} s after the kill",
+        "limit": ours["expected_s"],
+        "limit_text": f"{_fmt(ours['expected_s'])} s (lease + sweep + one stream)",
+        "ratio": _ratio(ours.get("recovered_s"), ours["expected_s"]),
+        "target": "every turn completes, its final message once",
+        "met": ok,
+        "others": _others(ours.get("machine"), None),
+    }
 
 
 def concurrent_rows(case: dict) -> list[dict]:
@@ -96,13 +183,7 @@ def concurrent_rows(case: dict) -> list[dict]:
     k, ours, limit = case["k"], case["ours"], case["limit"]
     o, li = ours["post_to_first_delta_ms"], limit["ttfc_ms"]
     model = ours["post_to_model_token_ms"]
-    ok = (
-        ours["lost"] == 0
-        and ours["duplicated"] == 0
-        and ours["not_completed"] == 0
-        and ours["post_errors"] == 0
-        and o["samples"] == k
-    )
+    ok = _complete_once(ours) and o["samples"] == k
     gap50 = None if o["p50"] is None or li["p50"] is None else o["p50"] - li["p50"]
     gap99 = None if o["p99"] is None or li["p99"] is None else o["p99"] - li["p99"]
     met = gap50 is not None and gap99 is not None and gap50 <= 100 and gap99 <= 500
@@ -112,8 +193,7 @@ def concurrent_rows(case: dict) -> list[dict]:
             "scenario": f"concurrent K={k}: POST -> 1st delta p50/p99 ms",
             "ours": o["p99"],
             "ours_text": f"{_fmt(o['p50'])} / {_fmt(o['p99'])} (model token "
-            f"{_fmt(model['p50'])} / {_fmt(model['p99'])}), lost {ours['lost']}, "
-            f"dup {ours['duplicated']}, not completed {ours['not_completed']}",
+            f"{_fmt(model['p50'])} / {_fmt(model['p99'])}), {_outcome_text(ours)}",
             "limit": li["p99"],
             "limit_text": f"{_fmt(li['p50'])} / {_fmt(li['p99'])} ({k} bare streams,"
             f" {limit['failed']} failed)",
@@ -152,6 +232,8 @@ def concurrent_rows(case: dict) -> list[dict]:
                 "others": others,
             }
         )
+    if "cancel" in ours:
+        out.append(cancel_row(k, ours, others))
     mine, bare = sum(ours["cpu_cores"].values()), sum(limit["cpu_cores"].values())
     out.append(
         {

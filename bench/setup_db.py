@@ -4,7 +4,8 @@ Migrating and the setup share one process, so Django starts once. Prints
 `{"approver": token, "watcher": token, "room:<slug>": token...}`; the approver
 creates every room (so it may decide actions), the watcher is a member of each, and
 each concurrent-turns room `c-N` has a member of its own (`bench-c-N`), so K turns
-are K people, as in production, not one person's K requests.
+are K people, as in production, not one person's K requests; `bench-burst` is a
+member of every fairness room `f-N` (token `burst`).
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ def main(slugs: list[str]) -> None:
     users = get_user_model().objects
     approver = users.create_user("bench-approver", password="bench-password")
     users.create_user("bench-watcher", password="bench-password")
+    burst = users.create(username="bench-burst")
     tokens = {
         "approver": token_issue(user=approver)[1],
         "watcher": token_issue(user=users.get(username="bench-watcher"))[1],
+        "burst": token_issue(user=burst)[1],
     }
     for slug in slugs:
         room = room_create(user=approver, name=slug, slug=slug)
@@ -51,6 +54,13 @@ def main(slugs: list[str]) -> None:
                 role=Membership.Role.MEMBER,
             )
             tokens[f"room:{slug}"] = token_issue(user=person)[1]
+        if slug.startswith("f-"):
+            member_add(
+                room=room,
+                actor=approver,
+                username=burst.username,
+                role=Membership.Role.MEMBER,
+            )
     print(json.dumps(tokens))
 
 

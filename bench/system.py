@@ -124,16 +124,21 @@ class System:
     def web(self, name: str, app: str = "") -> Proc:
         return self.webs([name], app)[0]
 
-    def webs(self, names: list[str], app: str = "") -> list[Proc]:
+    def webs(
+        self, names: list[str], app: str = "", env: dict[str, str] | None = None
+    ) -> list[Proc]:
         """Web processes exactly as the Procfile runs them, booted side by side.
 
-        `app` swaps the ASGI application (for the bare uvicorn baseline).
+        `app` swaps the ASGI application (for the bare uvicorn baseline); `env`
+        overrides some of the run's settings.
         """
         swap = {"agentsite.asgi:application": app} if app else None
         procs = []
         for name in names:
             log, port = self.log(name), free_port()
-            proc = Proc.procfile("web", self.env, log, name=name, port=port, swap=swap)
+            proc = Proc.procfile(
+                "web", {**self.env, **(env or {})}, log, name=name, port=port, swap=swap
+            )
             procs.append(self.add(proc))
         for proc in procs:
             proc.wait_serving(START_TIMEOUT)
@@ -153,6 +158,26 @@ class System:
 
     def wait_worker(self, proc: Proc) -> None:
         proc.wait_line(WORKER_READY, "say it was ready", START_TIMEOUT)
+
+    def crash(self, workers: list[Proc]) -> None:
+        """SIGKILL the workers (their turns in flight), then start them again."""
+        for proc in workers:
+            proc.kill()
+        for proc in workers:
+            assert proc.popen is not None
+            proc.popen.wait(30)
+            ready = len(WORKER_READY.findall(proc.output()))
+            proc.start()
+            proc.wait_until(
+                lambda p=proc, n=ready: len(WORKER_READY.findall(p.output())) > n,
+                "say it was ready again",
+                START_TIMEOUT,
+            )
+
+    def beat(self) -> Proc:
+        """Celery beat as the Procfile runs it: the sweep that requeues lost work."""
+        env = {**self.env, "BEAT_SCHEDULE_FILE": str(self.log_dir / "beat-schedule")}
+        return self.add(Proc.procfile("beat", env, self.log("beat")))
 
     def relay(self, name: str, channel: str) -> Proc:
         argv = [sys.executable, "-m", "bench.limit", "relay"]

@@ -23,17 +23,19 @@ SCENARIOS = {
     "fanout",
     "memory",
     "concurrent",
+    "fairness",
+    "kill",
 }
 
 
-@pytest.mark.timeout(360)
+@pytest.mark.timeout(480)
 def test_smoke_run_reports_every_scenario_with_numbers(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--smoke", "--out", str(tmp_path)],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=330,
+        timeout=450,
     )
     assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
 
@@ -62,5 +64,14 @@ def test_smoke_run_reports_every_scenario_with_numbers(tmp_path: Path) -> None:
         assert ours["post_to_first_delta_ms"]["samples"] == case["k"], case
         assert ours["lost"] == ours["duplicated"] == ours["not_completed"] == 0, case
         assert case["limit"]["ttfc_ms"]["samples"] == case["k"], case
+        # Room 1's turn was cancelled mid-stream, and its stream stopped.
+        assert ours["cancel"]["final_status"] == "cancelled", ours["cancel"]
+        assert ours["cancel"]["last_delta_after_ms"] < 1000, ours["cancel"]
+    fair = results["scenarios"]["fairness"]["beside"]
+    assert fair["burst"].get("202", 0) == 5, fair["burst"]  # the cap, 5 in flight
+    assert fair["burst"].get("429", 0) >= 1, fair["burst"]
+    killed = results["scenarios"]["kill"]
+    assert killed["lost"] == killed["duplicated"] == killed["not_completed"] == 0
+    assert killed["watcher_saw_completed"] == killed["k"], killed
     assert (tmp_path / "latency.svg").read_text().startswith("<svg")
     assert "fan-out" in done.stdout  # the table
