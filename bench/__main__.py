@@ -160,6 +160,11 @@ def options(argv: list[str] | None) -> argparse.Namespace:
         "one of each per core here)",
     )
     parser.add_argument(
+        "--no-extras",
+        action="store_true",
+        help="concurrent turns: only the K runs (no fairness, no SIGKILL case)",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="py-spy the web and worker processes while measuring (OUT/profiles)",
@@ -193,6 +198,8 @@ def options(argv: list[str] | None) -> argparse.Namespace:
         args.plan = replace(
             args.plan, concurrent_webs=int(webs), concurrent_workers=int(workers or 1)
         )
+    if args.no_extras:
+        args.plan = replace(args.plan, concurrent_fair_k=0, concurrent_kill_k=0)
     if args.one_user:
         args.plan = replace(args.plan, concurrent_one_user=True)
     Window.patience = args.patience if args.patience is not None else 15.0
@@ -257,7 +264,7 @@ def measure_concurrent(
 
     cases = []
     for k in the_plan.concurrent_k:
-        say(f"concurrent turns K={k}: ours (room 1's turn cancelled mid-stream)")
+        say(f"concurrent turns K={k}: ours (one turn cancelled mid-stream)")
         spied = [*webs, *workers]
         with Profiler(profile, spied, f"concurrent-{k}"), Window() as window:
             ours = turns(k, concurrent.Extras(cancel=True))

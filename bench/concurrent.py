@@ -195,15 +195,30 @@ async def client_turns(args: argparse.Namespace) -> dict:
 
     deadline = time.monotonic() + args.timeout
     cancelled: dict = {}
-    if args.cancel and ids[0]:
-        # The first room's turn, once it has streamed a moment, by its author.
-        while time.monotonic() < deadline and not streaming(feeds[0], ids[0]):
+    if args.cancel:
+        # The first turn seen streaming and not ended, by its author, a moment on.
+        def live() -> int | None:
+            return next(
+                (
+                    i
+                    for i, (f, rid) in enumerate(zip(feeds, ids, strict=True))
+                    if rid and streaming(f, rid) and not ended(f)
+                ),
+                None,
+            )
+
+        while time.monotonic() < deadline and (target := live()) is None:
             await asyncio.sleep(0.05)
-        await asyncio.sleep(0.3)
-        token = tokens.get(f"room:{slugs[0]}", args.token)
-        url = f"{served(slugs[0], https)}/api/requests/{ids[0]}/cancel"
-        answer = await http(url, b"", {"Authorization": f"Token {token}"}, False)
-        cancelled = {"sent": answer["sent"], "status": answer["status"]}
+        if target is not None:
+            await asyncio.sleep(0.3)
+            token = tokens.get(f"room:{slugs[target]}", args.token)
+            url = f"{served(slugs[target], https)}/api/requests/{ids[target]}/cancel"
+            answer = await http(url, b"", {"Authorization": f"Token {token}"}, False)
+            cancelled = {
+                "room": target,
+                "sent": answer["sent"],
+                "status": answer["status"],
+            }
     if args.announce:
         # Every turn streaming: the runner may now kill the workers.
         while time.monotonic() < deadline and not all(
@@ -266,7 +281,7 @@ def client_main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--text", default="count to 100")
     parser.add_argument(
-        "--cancel", action="store_true", help="turns: cancel room 1's mid-stream"
+        "--cancel", action="store_true", help="turns: cancel a turn mid-stream"
     )
     parser.add_argument(
         "--announce",
@@ -403,9 +418,10 @@ def _cpu(groups: dict[str, list[int]]) -> dict[str, float]:
 
 @dataclass
 class Extras:
-    """What a concurrent-turns run does besides K turns: cancel room 1's turn
-    mid-stream, post a burst of one more user's turns beside them, or call `kill`
-    once every turn streams (it kills the workers and starts them again)."""
+    """What a concurrent-turns run does besides K turns: cancel one turn mid-stream
+    (the first seen streaming), post a burst of one more user's turns beside them,
+    or call `kill` once every turn streams (it kills the workers and starts them
+    again)."""
 
     cancel: bool = False
     burst: int = 0
@@ -478,7 +494,8 @@ def run_ours(
     result = json.loads(out.read_text())
     used["clients"] = round(result["cpu_s"] - client_before, 2)
     turns = result["turns"]
-    cancelled = turns[0] if extras.cancel else None
+    which = result["cancel"].get("room")
+    cancelled = turns[which] if extras.cancel and which is not None else None
     counted = [t for t in turns if t is not cancelled]
     done = outcomes(system.env["DATABASE_URL"], [t["id"] for t in counted if "id" in t])
     first = [t["first_delta_ms"] for t in turns if "first_delta_ms" in t]
@@ -509,8 +526,8 @@ def run_ours(
         "cpu_cores": {n: round(v / elapsed, 2) for n, v in used.items()},
         "seconds": round(elapsed, 1),
     }
-    if cancelled is not None:
-        row["cancel"] = cancel_outcome(result["cancel"], cancelled)
+    if extras.cancel:
+        row["cancel"] = cancel_outcome(result["cancel"], cancelled or {})
     if extras.burst:
         row["burst"] = result["burst"]
     if killed_at is not None:
@@ -520,7 +537,7 @@ def run_ours(
 
 
 def cancel_outcome(cancel: dict, turn: dict) -> dict:
-    """How fast room 1's cancelled turn stopped: from the cancel call's send to the
+    """How fast the cancelled turn stopped: from the cancel call's send to the
     watcher's `cancelled` frame, and to the last delta the watcher got after it."""
     sent = cancel.get("sent")
     out = {"http_status": cancel.get("status"), "final_status": turn.get("status")}

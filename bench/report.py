@@ -57,6 +57,34 @@ def fanout_row(case: dict) -> dict:
     }
 
 
+def fanout_cpu_row(case: dict) -> dict:
+    """Web CPU per frame per watcher against the relay's, with where the CPU went:
+    a ratio that holds on any machine, and the split that tells a slow server from
+    a machine the watcher clients saturate."""
+    ours, limit = case["ours"], case["limit"]
+    o, li = ours["server_cpu_us_per_frame"], limit["server_cpu_us_per_frame"]
+    ratio = _ratio(o, li)
+
+    def split(side: dict) -> str:
+        parts = [f"servers {side['server_cpu_s']:.2f} s"]
+        if "worker_cpu_s" in side:
+            parts.append(f"worker {side['worker_cpu_s']:.2f} s")
+        parts.append(f"clients {side['client_cpu_s']:.2f} s")
+        return ", ".join(parts)
+
+    return {
+        "scenario": f"fan-out {case['case']}: web CPU per frame per watcher, us",
+        "ours": o,
+        "ours_text": f"{_fmt(o)} ({split(ours)})",
+        "limit": li,
+        "limit_text": f"{_fmt(li)} ({split(limit)}, relay)",
+        "ratio": ratio,
+        "target": "<= 1.2x the relay's",
+        "met": ratio is not None and ratio <= 1.2,
+        "others": _others(ours.get("machine"), limit.get("machine")),
+    }
+
+
 def absolute_row(
     name: str,
     ours: float | None,
@@ -81,7 +109,15 @@ def absolute_row(
 
 def rows(results: dict) -> list[dict]:
     s = results["scenarios"]
-    out = [fanout_row(case) for case in s.get("fanout", [])]
+    out = []
+    for case in s.get("fanout", []):
+        out.append(fanout_row(case))
+        # Only where both sides used measurable CPU (not in a smoke run's few frames).
+        if (
+            case["ours"]["server_cpu_us_per_frame"]
+            and case["limit"]["server_cpu_us_per_frame"]
+        ):
+            out.append(fanout_cpu_row(case))
     if "celery" in s:
         out += turn_rows(s)
     if "memory" in s:
@@ -112,7 +148,7 @@ def _outcome_text(ours: dict) -> str:
 
 
 def cancel_row(k: int, ours: dict, others: str) -> dict:
-    """Room 1's turn cancelled mid-stream among K: how soon its stream stopped."""
+    """One turn cancelled mid-stream among K: how soon its stream stopped."""
     c = ours["cancel"]
     frame, after = c.get("to_cancelled_frame_ms"), c.get("last_delta_after_ms")
     stopped = None if frame is None else max(frame, after or 0)

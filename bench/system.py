@@ -227,6 +227,8 @@ def bench_env(redis_url: str, prefix: str) -> dict[str, str]:
         DEBUG="0",
         SECRET_KEY=secrets.token_urlsafe(32),
         SECURE_SSL_REDIRECT="0",
+        # One uvicorn process per web (the concurrent turns start two of them).
+        WEB_CONCURRENCY="1",
         # The benchmark posts far more than a person would.
         API_THROTTLE_USER="1000000/min",
         API_THROTTLE_ANON="1000000/min",

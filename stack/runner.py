@@ -88,6 +88,15 @@ STANDINS = (
 )
 
 
+def worker_processes(env: Mapping[str, str]) -> int:
+    """How many `worker` processes to start: WORKER_PROCESSES (default 1), each with
+    the Procfile's pool of WORKER_CONCURRENCY threads; one per core streams most."""
+    raw = env.get("WORKER_PROCESSES", "").strip() or "1"
+    if not raw.isdigit() or not 1 <= int(raw) <= 64:
+        raise StartError(f"WORKER_PROCESSES must be a number from 1 to 64, not {raw!r}")
+    return int(raw)
+
+
 class Runner:
     """Starts the system, watches it, and stops it in order."""
 
@@ -138,6 +147,7 @@ class Runner:
     def start(self) -> None:
         """Start everything in order; on an error raise: `run` stops what started."""
         processes = read_procfile(PROCFILE)
+        workers = worker_processes(self.env)
         self.port = self._free_web_port()
         self._start_redis()
         self._checkpoint()
@@ -154,9 +164,16 @@ class Runner:
         for kind in processes:
             # Every process type of the Procfile; only web serves, on our port.
             port = self.port if kind == "web" else None
-            self.apps.append(
-                self._started(Proc.procfile(kind, self.env, self.out, port=port))
-            )
+            count = workers if kind == "worker" else 1
+            for n in range(1, count + 1):
+                name, args = kind, []
+                if count > 1:
+                    # Celery node names must differ between a host's workers.
+                    name, args = f"{kind}-{n}", ["-n", f"{kind}-{n}@%h"]
+                proc = Proc.procfile(
+                    kind, self.env, self.out, name=name, port=port, args=args
+                )
+                self.apps.append(self._started(proc))
         self._banner()
 
     def _free_web_port(self) -> int:

@@ -64,7 +64,7 @@ def test_smoke_run_reports_every_scenario_with_numbers(tmp_path: Path) -> None:
         assert ours["post_to_first_delta_ms"]["samples"] == case["k"], case
         assert ours["lost"] == ours["duplicated"] == ours["not_completed"] == 0, case
         assert case["limit"]["ttfc_ms"]["samples"] == case["k"], case
-        # Room 1's turn was cancelled mid-stream, and its stream stopped.
+        # One turn was cancelled mid-stream, and its stream stopped.
         assert ours["cancel"]["final_status"] == "cancelled", ours["cancel"]
         assert ours["cancel"]["last_delta_after_ms"] < 1000, ours["cancel"]
     fair = results["scenarios"]["fairness"]["beside"]

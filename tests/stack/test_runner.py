@@ -202,6 +202,41 @@ def test_port_in_use_fails_fast_with_a_clear_message(runner_env, runners):
     assert runner.started() == {}  # nothing was started before the check
 
 
+def test_two_worker_processes_and_two_web_processes_on_request(runner_env, runners):
+    runner_env.update(WORKER_PROCESSES="2", WEB_CONCURRENCY="2")
+    runner = RunnerProcess(runner_env)
+    runners.append(runner)
+    runner.wait_healthy()
+    pids = runner.started()
+    assert {"worker-1", "worker-2", "web", "beat"} <= set(pids), runner.output
+    assert "worker" not in pids
+    # Each worker is its own Celery node, and uvicorn runs two serving children.
+    names = ("worker-1", "worker-2")
+    serving = re.compile(r"^web\s+\| INFO:\s+Started server process", re.M)
+
+    def up() -> bool:
+        ready = all(re.search(rf"{n}@\S+ ready", runner.output) for n in names)
+        return ready and len(serving.findall(runner.output)) == 2
+
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline and not up():
+        time.sleep(0.2)
+    assert up(), runner.output
+    assert len(group_members(pids["web"])) >= 3, runner.output  # parent + 2
+    assert runner.interrupt() == 0, runner.output
+    assert survivors(pids, timeout=2) == {}
+
+
+def test_a_bad_worker_count_fails_fast_with_a_clear_message(runner_env, runners):
+    runner_env["WORKER_PROCESSES"] = "two"
+    runner = RunnerProcess(runner_env)
+    runners.append(runner)
+    assert runner.process.wait(15) == 1
+    runner.reader.join(timeout=5)
+    assert "WORKER_PROCESSES must be a number from 1 to 64, not 'two'" in runner.output
+    assert runner.started() == {}
+
+
 def test_procfile_is_the_list_of_processes(tmp_path: Path):
     processes = read_procfile(ROOT / "Procfile")
     assert {"web", "worker", "beat"} <= set(processes)
