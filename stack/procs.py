@@ -20,11 +20,15 @@ PR_SET_PDEATHSIG = 1
 _prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)
 
 
-def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None]:
+def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None]:
     """A `preexec_fn` making the child receive `sig` when its parent dies.
 
     Without it a SIGKILLed runner would leave Redis, uvicorn and celery behind.
-    The kernel ties this to the thread that forked, so spawn from the main thread.
+    SIGKILL, not SIGTERM: nobody is left to wait for a graceful stop, and a Celery
+    worker was seen left behind after its runner was killed: it had caught the
+    SIGTERM and kept retrying the connection to its broker (the embedded Redis, gone
+    with the runner). The kernel ties this to the thread that forked, so spawn from
+    the main thread.
     """
     parent = os.getpid()
 
