@@ -453,8 +453,10 @@ def run_ours(
     argv = ["turns", "--k", str(k), "--out", str(out)]
     argv += ["--http", ",".join(web.url for web in webs)]
     argv += ["--ws", ",".join(ws_url(web).rstrip("/") for web in webs)]
-    argv += ["--token", system.tokens["approver"]]
-    argv += ["--watcher", system.tokens["watcher"], "--text", text]
+    # `--name=value`: a token may start with "-", which argparse would take for an
+    # option of its own.
+    argv += [f"--token={system.tokens['approver']}"]
+    argv += [f"--watcher={system.tokens['watcher']}", f"--text={text}"]
     if not one_user:
         tokens = system.log_dir / "concurrent-tokens.json"
         tokens.write_text(json.dumps(system.tokens))
@@ -462,7 +464,11 @@ def run_ours(
     if extras.cancel:
         argv.append("--cancel")
     if extras.burst:
-        argv += ["--burst", str(extras.burst), "--burst-token", system.tokens["burst"]]
+        argv += [
+            "--burst",
+            str(extras.burst),
+            f"--burst-token={system.tokens['burst']}",
+        ]
     if extras.kill:
         argv += ["--announce", "--timeout", "240"]
     rss_before = sum(rss_kb(pid) for pid in worker_pids)

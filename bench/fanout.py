@@ -65,7 +65,8 @@ class Clients:
             out = system.log_dir / f"{tag}-client{i}.json"
             argv = [sys.executable, "-m", "bench.watcher", "--urls", ",".join(urls)]
             argv += ["--count", str(share), "--offset", str(sum(shares[:i]))]
-            argv += ["--mode", mode, "--token", token, "--out", str(out)]
+            # `--token=`: a token may start with "-", an option to argparse.
+            argv += ["--mode", mode, f"--token={token}", "--out", str(out)]
             with (system.log_dir / f"{tag}-client{i}.log").open("w") as log:
                 self.procs.append(
                     subprocess.Popen(

@@ -275,8 +275,13 @@ def concurrent_rows(case: dict) -> list[dict]:
         {
             "scenario": f"concurrent K={k}: CPU cores while streaming",
             "ours": round(mine, 2),
-            "ours_text": ", ".join(
-                f"{n} {v:.2f}" for n, v in ours["cpu_cores"].items()
+            "ours_text": ", ".join(f"{n} {v:.2f}" for n, v in ours["cpu_cores"].items())
+            # Per turn: what sizing needs (a turn here streams one 100-token answer).
+            + "; per turn "
+            + ", ".join(
+                f"{n} {1000 * ours['cpu_s'][n] / k:.0f} ms"
+                for n in ("worker", "web")
+                if n in ours["cpu_s"]
             ),
             "limit": round(bare, 2),
             "limit_text": ", ".join(

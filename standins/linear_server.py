@@ -12,6 +12,7 @@ inject faults and add issues with hostile text.
 import argparse
 import json
 import os
+import socket
 import sys
 import threading
 import time
@@ -651,6 +652,12 @@ class Handler(BaseHTTPRequestHandler):
     server: LinearStandin
     protocol_version = "HTTP/1.1"  # keep-alive, as requests.Session expects
     operation = "-"
+
+    def setup(self) -> None:
+        super().setup()
+        # A reply is two writes (headers, then body): with Nagle's algorithm the
+        # body waits for the client's delayed ACK of the headers, about 40 ms.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def do_GET(self) -> None:
         self.operation = "-"
