@@ -48,6 +48,8 @@ class Plan:
     concurrent_burst: int = 10
     # SIGKILL every worker once `kill_k` turns all stream; all must complete once.
     concurrent_kill_k: int = 200
+    # One stream at a time (5 ms a token): the worker's CPU per chunk.
+    chunks_text: str = "count to 400"
     memory_watchers: int | None = field(init=False)
 
     def __post_init__(self) -> None:
@@ -70,6 +72,7 @@ def plan(smoke: bool) -> Plan:
             concurrent_fair_k=5,
             concurrent_burst=7,
             concurrent_kill_k=3,
+            chunks_text="count to 40",
         )
     cases = [
         Case(100, 1, 200, 100, 100),
@@ -281,6 +284,10 @@ def measure_concurrent(
         )
         cases.append({"k": k, "ours": ours, "limit": limit, "loadavg": loadavg()})
     out: dict = {"concurrent": cases}
+    say("one stream's CPU per chunk: ours, then a bare socket")
+    with Window() as window:
+        out["chunks"] = concurrent.run_chunks(system, the_plan.chunks_text)
+    out["chunks"]["machine"] = window.summary
     k, burst = the_plan.concurrent_fair_k, the_plan.concurrent_burst
     if k and burst:
         say(f"fairness: {k} users' turns alone, then beside one user's {burst}")

@@ -585,5 +585,25 @@ def run_limit(system: System, k: int) -> dict:
     }
 
 
+def run_chunks(system: System, text: str, delay: float = 0.005) -> dict:
+    """One stream at a time: the worker's CPU per chunk, ours against a bare socket
+    (`bench.chunks`); `delay` apart, so each chunk arrives on its own, as a hosted
+    model's do."""
+    model_config(system, token_delay=delay)
+    out = system.log_dir / "chunks.json"
+    log = system.log_dir / "chunks.log"
+    with log.open("w") as errors:
+        subprocess.run(
+            [sys.executable, "-m", "bench.chunks", "--out", str(out), f"--text={text}"],
+            cwd=ROOT,
+            env=system.env,
+            stdout=errors,
+            stderr=subprocess.STDOUT,
+            timeout=120,
+            check=True,
+        )
+    return {**json.loads(out.read_text()), "token_delay": delay}
+
+
 if __name__ == "__main__":
     client_main()

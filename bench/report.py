@@ -124,6 +124,8 @@ def rows(results: dict) -> list[dict]:
         out.append(memory_row(s["memory"]))
     for case in s.get("concurrent", []):
         out += concurrent_rows(case)
+    if "chunks" in s:
+        out.append(chunks_row(s["chunks"]))
     if "fairness" in s:
         out.append(fairness_row(s["fairness"]))
     if "kill" in s:
@@ -166,6 +168,24 @@ def cancel_row(k: int, ours: dict, others: str) -> dict:
         and stopped <= 1000
         and c.get("final_status") == "cancelled",
         "others": others,
+    }
+
+
+def chunks_row(chunks: dict) -> dict:
+    """What reading one streamed chunk costs the worker, ours against a bare socket:
+    what K concurrent streams multiply (20 chunks/s each at a hosted model's pace)."""
+    ours, bare = chunks["sdk_us_per_chunk"], chunks["bare_us_per_chunk"]
+    return {
+        "scenario": "worker CPU per streamed chunk, us (one stream)",
+        "ours": ours,
+        "ours_text": f"{_fmt(ours)} (stream_chat: the openai SDK over httpx, "
+        f"{chunks['text_chunks']} chunks)",
+        "limit": bare,
+        "limit_text": f"{_fmt(bare)} (a bare socket, {chunks['bare_events']} chunks)",
+        "ratio": _ratio(ours, bare),
+        "target": "reported",
+        "met": None,
+        "others": _others(chunks.get("machine"), None),
     }
 
 

@@ -85,8 +85,8 @@ def stream_chat(
         # typed-dict transform first: a fifth of a model step's CPU (`make bench
         # --profile`) for a body that is plain JSON already. Its generic `post` sends
         # the same request; `Stream[object]` hands over each chunk as the JSON the
-        # server sent, where typed chunks (built field by field, unvalidated) were
-        # another third of a streaming worker's CPU with 200 turns at once.
+        # server sent, where building typed chunks (field by field, unvalidated) was
+        # a fifth of a streaming worker's CPU with 200 turns at once.
         stream = _client().post(
             "/chat/completions",
             body=body,

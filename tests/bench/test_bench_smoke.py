@@ -25,6 +25,7 @@ SCENARIOS = {
     "concurrent",
     "fairness",
     "kill",
+    "chunks",
 }
 
 
