@@ -164,14 +164,13 @@ async def client_turns(args: argparse.Namespace) -> dict:
         )
 
     tasks = [asyncio.create_task(post(s)) for s in slugs]
-    # A user over the cap posts as many more at the same moment (fairness).
-    burst_body = json.dumps({"text": args.text}).encode()
 
+    # A user over the cap posts as many more at the same moment (fairness).
     async def burst(n: int) -> int:
         headers = {"Authorization": f"Token {args.burst_token}"}
         await go.wait()
         url = f"{https[0]}/api/rooms/f-{n}/requests"
-        return (await http(url, burst_body, headers, False))["status"]
+        return (await http(url, body, headers, False))["status"]
 
     bursts = [asyncio.create_task(burst(n)) for n in range(1, args.burst + 1)]
     await asyncio.sleep(0.2)
@@ -207,8 +206,10 @@ async def client_turns(args: argparse.Namespace) -> dict:
                 None,
             )
 
-        while time.monotonic() < deadline and (target := live()) is None:
+        target = live()
+        while time.monotonic() < deadline and target is None:
             await asyncio.sleep(0.05)
+            target = live()
         if target is not None:
             await asyncio.sleep(0.3)
             token = tokens.get(f"room:{slugs[target]}", args.token)
