@@ -178,6 +178,10 @@ def schema_path() -> Path:
     return Path(__file__).resolve().parents[2] / "shared" / "linear" / "schema.graphql"
 
 
+# What approvers see of an issue a call acts on.
+PREVIEW_FIELDS = ("identifier", "title", "state", "updated_at")
+
+
 class NotFoundError(PermanentError):
     """Linear answered "Entity not found" for the issue or comment asked about."""
 
@@ -238,7 +242,7 @@ class LinearClient:
         issue = self.get_issue(issue_id)
         if issue is None:
             return None
-        return {k: issue[k] for k in ("identifier", "title", "state", "updated_at")}
+        return {k: issue[k] for k in PREVIEW_FIELDS}
 
     def teams(self) -> list[dict[str, Any]]:
         """Every team the key can see, as `{"id", "key", "name"}`."""

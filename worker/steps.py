@@ -16,14 +16,13 @@ from django.db import connection
 from chat import services, tools
 from chat.models import Action, Request
 from chat.redis_client import redis_client, redis_key
-from chat.tools import CheckedCall
 
 from .context import build_context
 from .delta import DeltaRelay
 from .errors import PermanentError, TransientError
 from .heartbeat import Lease, keeper
 from .model import Completion, Stopped, stream_chat
-from .packs import Executor, executor_for, preview_for_domain, turn_tools
+from .packs import Executor, executor_for, turn_tools
 
 logger = logging.getLogger(__name__)
 Status = Request.Status
@@ -100,23 +99,30 @@ def _record(request: Request, completion: Completion) -> None:
     )
     # Read before the request's lock is taken: a preview is a call to the service.
     scope = tools.Scope.of(request.room)
-    previews = {
-        c.id: _preview(c, scope)
+    readings = {
+        c.id: tools.preview_call(c.spec, c.parsed, scope)
         for c in calls
-        if c.spec and c.spec.preview != tools.Preview.NONE
+        if c.spec and c.parsed is not None and _worth_reading(request, c.spec)
     }
     services.step_record(
         request=request,
         text=completion.text,
         calls=calls,
-        previews=previews,
+        previews={call_id: r.preview for call_id, r in readings.items()},
+        names={call_id: r.names for call_id, r in readings.items()},
         usage=completion.usage,
     )
 
 
-def _preview(call: CheckedCall, scope: tools.Scope) -> dict[str, Any] | None:
-    assert call.spec is not None and call.parsed is not None
-    return preview_for_domain(call.spec, call.parsed, scope)
+def _worth_reading(request: Request, spec: tools.ToolSpec) -> bool:
+    """Whether the call's target is read before it is recorded: for the approvers'
+    preview, or for a rule of the room that names a target (a read tool's call,
+    previewed for no one, is read only then)."""
+    if spec.preview != tools.Preview.NONE:
+        return True
+    return spec.target is not None and services.policy_names_target(
+        room_id=request.room_id, spec=spec
+    )
 
 
 # One tool call ---------------------------------------------------------------------

@@ -68,6 +68,7 @@ TOOL_OUT = inline_serializer(
         "parameters": serializers.DictField(),
         "pack": serializers.CharField(),
         "requires_approval": serializers.BooleanField(),
+        "target": serializers.CharField(allow_null=True),
     },
 )
 
@@ -140,6 +141,7 @@ def tool_entry(spec: ToolSpec) -> dict[str, Any]:
         "parameters": spec.parameters,
         "pack": spec.pack,
         "requires_approval": spec.needs_approval,
+        "target": spec.target,
     }
 
 

@@ -1,5 +1,6 @@
 """Actions: the tool calls people decide, and the decisions themselves."""
 
+import copy
 from datetime import timedelta
 from typing import Any
 
@@ -13,13 +14,14 @@ from django.utils import timezone
 from chat import enqueue
 from chat.eligibility import may_vote
 from chat.errors import Conflict, Forbidden, Invalid, NotFound
-from chat.models import Action, Vote
+from chat.models import Action, PolicyRule, Vote
 from chat.text import storable
-from chat.tools import InvalidCall, Scope, preview_call, validate
+from chat.tools import InvalidCall, Reading, Scope, ToolSpec, preview_call, validate
 
 from .access import can_see, id_or_none
 from .events import action_emit, tool_result_emit
 from .locks import action_lock
+from .policies import rule_copy, rule_resolve
 from .requests import request_advance
 
 
@@ -94,16 +96,19 @@ def action_decide(
     """Record `user`'s vote on a pending action, under the rule copied onto it.
 
     The vote that completes the quorum (`approvals_required` distinct eligible
-    users) approves it; one eligible deny ends it. A vote with other arguments
-    replaces them (validated like the model's, previewed afresh), clears the earlier
-    votes and counts for the new ones. Later votes get 409. A denial reaches the model
-    as the tool's result, with the reason.
+    users) approves it; one eligible deny ends it. A vote with other arguments is
+    judged under the rule of those arguments, resolved as for a new call: refused
+    (403, nothing changed) under `never` or when `user` may not vote under it;
+    otherwise the action takes that rule, the arguments (validated like the model's,
+    previewed afresh) replace the old, the earlier votes are cleared and this one
+    counts for the new ones. Later votes get 409. A denial reaches the model as the
+    tool's result, with the reason.
     """
     action = action_get(action_id=action_id, user=user)
     if decision not in ("approve", "deny"):
         raise Invalid("decision must be approve or deny.")
     reason = _clean_reason(reason)
-    preview = None
+    edit: tuple[ToolSpec, Reading] | None = None
     if arguments is not None:
         if decision != "approve":
             raise Invalid("Only an approval may edit the arguments.")
@@ -111,10 +116,9 @@ def action_decide(
             spec = validate(action.tool, arguments)
         except InvalidCall as exc:
             raise Invalid(str(exc)) from None
-        if arguments != action.arguments:
-            # Read before the lock: approvers see the edited call's target, not the
-            # model's, before this vote counts.
-            preview = preview_call(spec, arguments, Scope.of(action.room))
+        # Read before the lock: approvers see the edited call's target, not the
+        # model's, and its rule is resolved by every name of that target.
+        edit = (spec, preview_call(spec, arguments, Scope.of(action.room)))
     with transaction.atomic():
         locked = action_lock(action_id=action.pk)
         assert locked is not None  # actions are deleted only with their room
@@ -122,8 +126,8 @@ def action_decide(
         _check_may_vote(action, request.user_id, user)
         if action.status != Action.Status.PENDING:
             raise Conflict(f"This action is no longer pending: {_state(action)}.")
-        if arguments is not None and arguments != action.arguments:
-            _replace_arguments(action, arguments, preview)
+        if edit is not None and arguments is not None and arguments != action.arguments:
+            _judge_edit(action, *edit, arguments, request.user_id, user)
         elif Vote.objects.filter(
             action=action, user=user, ballot=action.ballot
         ).exists():
@@ -201,29 +205,64 @@ def action_retract(
     return action
 
 
-def _check_may_vote(action: Action, requester_id: int | None, user: User) -> None:
+def _check_may_vote(
+    action: Action, requester_id: int | None, user: User, edited: str = ""
+) -> None:
+    """403 unless `user` may vote under the rule on `action`; `edited` names the
+    rule of an edit's arguments, which the refusal then speaks of."""
     if may_vote(action=action, requester_id=requester_id, user=user):
         return
+    rule = (
+        f"The rule for the edited arguments ({edited})"
+        if edited
+        else ("This action's rule")
+    )
+    after = "; the edit was refused and nothing changed." if edited else "."
     if not action.requester_may_approve and user.pk == requester_id:
         raise Forbidden(
-            "This action's rule needs someone other than the requester to approve it."
+            f"{rule} needs someone other than the requester to approve it{after}"
         )
     if action.approvers:
         raise Forbidden(
-            "Only the approvers this action's rule names may vote on it: "
+            f"Only the approvers {rule[0].lower()}{rule[1:]} names may vote on it: "
             + ", ".join(action.approvers)
-            + "."
+            + after
         )
+    if edited:
+        raise Forbidden(f"{rule} lets only the room's approvers vote{after}")
     raise Forbidden("Only approvers of this room may decide its actions.")
 
 
-def _replace_arguments(
-    action: Action, arguments: dict[str, Any], preview: dict[str, Any] | None
+def _judge_edit(
+    action: Action,
+    spec: ToolSpec,
+    reading: Reading,
+    arguments: dict[str, Any],
+    requester_id: int | None,
+    user: User,
 ) -> None:
+    """Put the action under the rule of the edited arguments, as for a new call (a
+    rule that would run it at once asks this approval only), or refuse the edit:
+    an edit must not walk a call past `never`, a quorum, four eyes, named
+    approvers or a delay."""
+    rule = rule_resolve(
+        room_id=action.room_id, spec=spec, arguments=arguments, names=reading.names
+    ).as_vote()
+    if rule.mode == PolicyRule.Mode.NEVER:
+        raise Forbidden(
+            f"The room's policy never allows {spec.name} with these arguments "
+            f"({rule.named}); the edit was refused and nothing changed."
+        )
+    # Judged on a copy: a refusal leaves the locked row as it was.
+    judged = copy.copy(action)
+    rule_copy(action=judged, rule=rule)
+    _check_may_vote(judged, requester_id, user, edited=rule.named)
+    rule_copy(action=action, rule=rule)
+    action.expires_at = timezone.now() + timedelta(seconds=rule.timeout)
     if action.proposed_arguments is None:
         action.proposed_arguments = action.arguments
     action.arguments = arguments
-    action.preview = preview
+    action.preview = reading.preview
     action.ballot += 1  # the votes so far were for other arguments
 
 

@@ -54,11 +54,15 @@ def tool_result_content(action: Action) -> str:
             "Nobody approved this action in time; it expired and did not run."
         )
     if action.edited:
+        # The status above is that of the edited call: what ran (or would have).
         body["edited"] = {
             "proposed": action.proposed_arguments,
             "ran_with": action.arguments,
         }
-        body["note"] = "A person edited your call's arguments before approving it."
+        body["edited_note"] = (
+            "A person edited your call's arguments; the status above is for the "
+            "edited call, with the arguments in ran_with, not the ones you proposed."
+        )
     if action.retractions:
         body["retracted"] = [
             {"by": r["username"], "reason": r["reason"] or "(no reason given)"}

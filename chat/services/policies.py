@@ -8,7 +8,8 @@ policy later does not change actions already proposed.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from django.conf import settings
@@ -16,8 +17,8 @@ from django.contrib.auth.models import User
 from django.db import transaction
 
 from chat.errors import Forbidden, Invalid, NotFound
-from chat.models import PolicyRule, Room
-from chat.tools import ToolSpec, catalogue
+from chat.models import Action, PolicyRule, Room
+from chat.tools import ToolSpec, catalogue, name_of, target_names
 from chat.tools.spec import unstorable
 
 from .access import can_decide, id_or_none
@@ -37,19 +38,45 @@ class Resolution:
     timeout: int = 0
     delay: int = 0
     rule_id: str | None = None
+    # The rule in words, for refusals that must name it; not copied onto the action.
+    summary: str = field(default="", compare=False)
 
     def describe(self) -> dict[str, Any]:
-        return asdict(self)
+        described = asdict(self)
+        del described["summary"]
+        return described
+
+    @property
+    def named(self) -> str:
+        """How a refusal names it: "rule 7, delete_issue with {...}: never"."""
+        return f"rule {self.rule_id}, {self.summary}" if self.rule_id else self.summary
+
+    def as_vote(self) -> Resolution:
+        """The rule as an approver's edit meets it: one that runs at once still
+        needs the editor's approval, and only that."""
+        if self.mode != PolicyRule.Mode.AUTO:
+            return self
+        return replace(self, mode=PolicyRule.Mode.ASK, approvals_required=1)
 
 
 def rule_resolve(
-    *, room_id: int, spec: ToolSpec, arguments: dict[str, Any]
+    *,
+    room_id: int,
+    spec: ToolSpec,
+    arguments: dict[str, Any],
+    names: Iterable[str] = (),
 ) -> Resolution:
     """The rule a call falls under: a named tool beats "*", then more matching
-    argument keys beat fewer, then the newest wins; with none, the tool's default."""
+    argument keys beat fewer, then the newest wins; with none, the tool's default.
+
+    `names`: what the call's pack knows its target by (a Linear issue's identifier
+    and id), besides the argument's own value; a rule's value for the target
+    matches any of them.
+    """
+    known = target_names(spec, arguments, names)
     best: tuple[tuple[int, int, float], PolicyRule] | None = None
     for rule in PolicyRule.objects.filter(room_id=room_id, tool__in=[spec.name, "*"]):
-        if not _matches(rule.arguments, arguments):
+        if not _matches(rule, spec, arguments, known):
             continue
         rank = (rule.tool != "*", len(rule.arguments or {}), rule.created.timestamp())
         if best is None or rank > best[0]:
@@ -57,7 +84,9 @@ def rule_resolve(
     timeout = settings.AGENT_APPROVAL_TIMEOUT
     if best is None:
         mode = PolicyRule.Mode.ASK if spec.needs_approval else PolicyRule.Mode.AUTO
-        return Resolution(mode=mode, timeout=timeout)
+        return Resolution(
+            mode=mode, timeout=timeout, summary=f"the default for {spec.name}: {mode}"
+        )
     rule = best[1]
     return Resolution(
         mode=rule.mode,
@@ -67,14 +96,68 @@ def rule_resolve(
         timeout=rule.timeout or timeout,
         delay=rule.delay,
         rule_id=str(rule.pk),
+        summary=rule_summary(rule),
     )
 
 
-def _matches(wanted: object, arguments: dict[str, Any]) -> bool:
-    if not wanted:
-        return True
-    assert isinstance(wanted, dict)
-    return all(key in arguments and arguments[key] == v for key, v in wanted.items())
+def _matches(
+    rule: PolicyRule, spec: ToolSpec, arguments: dict[str, Any], names: tuple[str, ...]
+) -> bool:
+    """Each of the rule's keys matches the call's value (trimmed, strings caseless;
+    the target by any of its names); an `auto` rule also covers every argument
+    but the target, so that allowing a state change does not allow a rewrite."""
+    wanted = rule.arguments or {}
+    if not isinstance(wanted, dict):
+        return False
+    for key, value in wanted.items():
+        if key not in arguments:
+            return False
+        if key == spec.target:
+            if name_of(value) not in names:
+                return False
+        elif _canonical(value) != _canonical(arguments[key]):
+            return False
+    if wanted and rule.mode == PolicyRule.Mode.AUTO:
+        return set(arguments) - {spec.target} <= set(wanted)
+    return True
+
+
+def _canonical(value: object) -> object:
+    """A JSON value as rules compare it: strings trimmed and caseless, at any depth;
+    true stays apart from 1."""
+    if isinstance(value, str):
+        return value.strip().casefold()
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, list):
+        return tuple(_canonical(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((str(k), repr(_canonical(v))) for k, v in value.items()))
+    return value
+
+
+def rule_copy(*, action: Action, rule: Resolution) -> None:
+    """Copy the rule's fields onto the action (in memory, unsaved): who may vote,
+    how many must approve, the delay; the turn does it for a new call and an
+    approver's edit for the edited one."""
+    action.rule = rule.describe() if rule.rule_id else None
+    action.requires_approval = rule.mode == PolicyRule.Mode.ASK
+    action.approvals_required = rule.approvals_required
+    action.approvers = rule.approvers
+    action.requester_may_approve = rule.requester_may_approve
+    action.delay = rule.delay
+
+
+def policy_names_target(*, room_id: int, spec: ToolSpec) -> bool:
+    """Whether a rule of the room that may apply to `spec` names its target, so the
+    call's target must be read (its other names) before its rule is resolved."""
+    if spec.target is None:
+        return False
+    return PolicyRule.objects.filter(
+        room_id=room_id,
+        tool__in=[spec.name, "*"],
+        arguments__has_key=spec.target,
+    ).exists()
 
 
 def rule_clean(data: object, *, partial: bool = False) -> dict[str, Any]:
@@ -216,6 +299,8 @@ def rule_summary(rule: PolicyRule) -> str:
 
 __all__ = [
     "Resolution",
+    "policy_names_target",
+    "rule_copy",
     "policy_create",
     "policy_delete",
     "policy_list",

@@ -23,7 +23,7 @@ from chat.tools import CheckedCall
 
 from .events import action_emit, message_emit, request_emit, tool_result_emit
 from .locks import lease_take, request_lock
-from .policies import rule_resolve
+from .policies import rule_copy, rule_resolve
 from .requests import request_advance, request_finish
 
 Status = Request.Status
@@ -108,8 +108,12 @@ def step_record(
     calls: list[CheckedCall],
     previews: dict[str, dict[str, Any] | None],
     usage: dict[str, Any],
+    names: dict[str, tuple[str, ...]] | None = None,
 ) -> None:
     """Record the model's answer: its message, an action per valid tool call.
+
+    `previews` and `names` (what each call's target is known by, for the rules)
+    are read from the services by call id, before the request's lock is taken.
 
     An invalid call becomes a tool message telling the model what was wrong, never
     an action. With no calls the turn is complete; otherwise the request advances:
@@ -122,7 +126,9 @@ def step_record(
             return
         _store_answer(locked, text, calls)
         actions = [
-            _create_action(locked, call, previews.get(call.id))
+            _create_action(
+                locked, call, previews.get(call.id), (names or {}).get(call.id, ())
+            )
             for call in calls
             if call.spec is not None
         ]
@@ -196,11 +202,16 @@ def _store_answer(request: Request, text: str, calls: list[CheckedCall]) -> None
 
 
 def _create_action(
-    request: Request, call: CheckedCall, preview: dict[str, Any] | None
+    request: Request,
+    call: CheckedCall,
+    preview: dict[str, Any] | None,
+    names: tuple[str, ...],
 ) -> Action:
     """The call as an action, under the room's rule for it, copied onto the row."""
     assert call.spec is not None and call.parsed is not None
-    rule = rule_resolve(room_id=request.room_id, spec=call.spec, arguments=call.parsed)
+    rule = rule_resolve(
+        room_id=request.room_id, spec=call.spec, arguments=call.parsed, names=names
+    )
     now = timezone.now()
     action = Action(
         request=request,
@@ -210,14 +221,9 @@ def _create_action(
         pack=call.spec.pack,
         tool_call_id=call.id,
         arguments=call.parsed,
-        requires_approval=rule.mode == PolicyRule.Mode.ASK,
         preview=preview,
-        rule=rule.describe() if rule.rule_id else None,
-        approvals_required=rule.approvals_required,
-        approvers=rule.approvers,
-        requester_may_approve=rule.requester_may_approve,
-        delay=rule.delay,
     )
+    rule_copy(action=action, rule=rule)
     if rule.mode == PolicyRule.Mode.ASK:
         action.status = Action.Status.PENDING
         action.expires_at = now + timedelta(seconds=rule.timeout)
@@ -228,7 +234,7 @@ def _create_action(
         action.decided_at, action.decided_via = now, Action.Via.POLICY
         action.reason = (
             f"The room's policy never allows {call.spec.name} here "
-            f"(rule {rule.rule_id}); ask a person to do it, or ask the room's "
+            f"({rule.named}); ask a person to do it, or ask the room's "
             "approvers to change the rule."
         )
     action.save(force_insert=True)

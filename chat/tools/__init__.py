@@ -21,8 +21,10 @@ from .spec import (
     CheckedCall,
     InvalidCall,
     Preview,
+    Reading,
     Scope,
     ToolSpec,
+    name_of,
     unstorable,
 )
 
@@ -31,14 +33,17 @@ __all__ = [
     "CheckedCall",
     "InvalidCall",
     "Preview",
+    "Reading",
     "Scope",
     "ToolSpec",
     "catalogue",
     "check_call",
     "forget_listings",
+    "name_of",
     "openai_tools",
     "preview_call",
     "register_previewer",
+    "target_names",
     "validate",
 ]
 
@@ -77,10 +82,10 @@ def catalogue() -> dict[str, ToolSpec]:
     return {spec.name: spec for spec in specs}
 
 
-# How each pack reads a call's target for the approvers, registered by the worker
-# package when its app loads (the domain never imports it): a preview of an edited
-# call is taken where the edit is made, in the web process.
-Previewer = Callable[[ToolSpec, Args, Scope], "dict[str, Any] | None"]
+# How each pack reads a call's target for the approvers and the rules, registered
+# by the worker package when its app loads (the domain never imports it): an edited
+# call is read where the edit is made, in the web process.
+Previewer = Callable[[ToolSpec, Args, Scope], Reading]
 PREVIEWERS: dict[str, Previewer] = {}
 
 
@@ -88,13 +93,24 @@ def register_previewer(pack: str, previewer: Previewer) -> None:
     PREVIEWERS[pack] = previewer
 
 
-def preview_call(
-    spec: ToolSpec, arguments: Args, scope: Scope
-) -> dict[str, Any] | None:
-    """What the call touches, read now, within the room's `scope`; None when its
-    pack shows nothing more."""
+def preview_call(spec: ToolSpec, arguments: Args, scope: Scope) -> Reading:
+    """What the call touches, read now, within the room's `scope`: the preview
+    (None when its pack shows nothing more) and every name of its target, the
+    argument's own value first."""
     previewer = PREVIEWERS.get(spec.pack)
-    return previewer(spec, arguments, scope) if previewer else None
+    reading = previewer(spec, arguments, scope) if previewer else Reading()
+    return Reading(reading.preview, target_names(spec, arguments, reading.names))
+
+
+def target_names(
+    spec: ToolSpec, arguments: Args, known: Iterable[str] = ()
+) -> tuple[str, ...]:
+    """The names a rule's value for the call's target may match: the argument as
+    given and what its pack knows the target by, compared trimmed and caseless."""
+    if spec.target is None or spec.target not in arguments:
+        return ()
+    names = [name_of(arguments[spec.target]), *(name_of(n) for n in known)]
+    return tuple(dict.fromkeys(n for n in names if n))
 
 
 def openai_tools(specs: Iterable[ToolSpec] | None = None) -> list[dict[str, Any]]:

@@ -49,6 +49,7 @@ GITHUB_TOOLS = [
         description="Read one GitHub issue with its body and recent comments.",
         parameters=object_schema({"number": NUMBER}, ["number"]),
         approval_free=True,
+        target="number",
     ),
     ToolSpec(
         name="github_create_issue",
@@ -79,7 +80,7 @@ GITHUB_TOOLS = [
             "minProperties": 2,
         },
         preview=Preview.TARGET,
-        target_argument="number",
+        target="number",
     ),
     ToolSpec(
         name="github_add_comment",
@@ -93,7 +94,7 @@ GITHUB_TOOLS = [
             ["number", "body"],
         ),
         preview=Preview.TARGET,
-        target_argument="number",
+        target="number",
     ),
 ]
 

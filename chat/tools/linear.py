@@ -32,6 +32,7 @@ LINEAR_TOOLS = [
     ToolSpec(
         name="get_issue",
         pack=PACK,
+        target="id",
         description="Read one Linear issue with its description.",
         parameters=object_schema({"id": IDENTIFIER}, ["id"]),
         approval_free=True,
@@ -59,6 +60,7 @@ LINEAR_TOOLS = [
     ToolSpec(
         name="update_issue",
         pack=PACK,
+        target="id",
         description=(
             "Change an issue's title, description, state, priority or assignee."
         ),
@@ -86,6 +88,7 @@ LINEAR_TOOLS = [
     ToolSpec(
         name="delete_issue",
         pack=PACK,
+        target="id",
         description="Delete a Linear issue.",
         parameters=object_schema({"id": IDENTIFIER}, ["id"]),
         preview=Preview.TARGET,
@@ -93,6 +96,7 @@ LINEAR_TOOLS = [
     ToolSpec(
         name="add_comment",
         pack=PACK,
+        target="id",
         description="Add a comment to a Linear issue.",
         parameters=object_schema(
             {

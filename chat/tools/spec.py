@@ -28,8 +28,10 @@ class ToolSpec:
     parameters: dict[str, Any]
     pack: str
     preview: str = Preview.NONE
-    # The argument naming the record a TARGET preview reads.
-    target_argument: str = "id"
+    # The argument naming the record a call acts on (an issue's identifier or
+    # number): a TARGET preview reads it, and a rule's value for it matches every
+    # name of that record. None: the tool acts on no one record.
+    target: str | None = None
     # Declared by the pack for tools that only read: they need no approval by default.
     approval_free: bool = False
     # Safe to repeat when a crash cut a call off (MCP's `idempotentHint`); packs
@@ -48,6 +50,12 @@ class ToolSpec:
         their pack declares them approval-free (reads): a tool added later asks.
         """
         return self.name in settings.AGENT_APPROVAL_TOOLS or not self.approval_free
+
+    @property
+    def target_argument(self) -> str:
+        """The target's argument, for the tools that have one (TARGET previews)."""
+        assert self.target is not None, f"{self.name} names no target"
+        return self.target
 
     def openai_spec(self) -> dict[str, Any]:
         return {
@@ -81,6 +89,21 @@ class Scope:
             return True
         allowed = {t.casefold() for t in self.linear_teams}
         return key is not None and key.casefold() in allowed
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What a proposed or edited call touches, read from its service: the preview
+    approvers see, and every name of its target that the pack knows (a Linear
+    issue's identifier and id), which the room's rules match."""
+
+    preview: dict[str, Any] | None = None
+    names: tuple[str, ...] = ()
+
+
+def name_of(value: object) -> str:
+    """A target's name as rules compare it: trimmed, without regard to case."""
+    return str(value).strip().casefold()
 
 
 class InvalidCall(Exception):

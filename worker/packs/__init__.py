@@ -9,7 +9,7 @@ or `PermanentError` (not); their texts are safe to show to the room.
 from typing import Any, Protocol
 from uuid import UUID
 
-from chat.tools import Args, Scope, ToolSpec, catalogue
+from chat.tools import Args, Preview, Reading, Scope, ToolSpec, catalogue
 from chat.tools.mcp import split_name
 
 from ..errors import ServiceError
@@ -43,8 +43,9 @@ class Executor(Protocol):
         """After an interrupted attempt: its result if it took effect, else None."""
         ...
 
-    def preview(self, spec: ToolSpec, arguments: Args) -> dict[str, Any] | None:
-        """What the call touches, read now, for the people who approve it."""
+    def preview(self, spec: ToolSpec, arguments: Args) -> Reading:
+        """What the call touches, read now, for the people who approve it, and the
+        names its target goes by, for the room's rules."""
         ...
 
 
@@ -60,14 +61,15 @@ def executor_for(spec: ToolSpec, scope: Scope) -> Executor:
     return EXECUTORS[spec.pack](scope)  # type: ignore[call-arg]
 
 
-def preview_for_domain(
-    spec: ToolSpec, arguments: Args, scope: Scope
-) -> dict[str, Any] | None:
-    """A preview as approvers see it; a service that fails says so in the preview."""
+def preview_for_domain(spec: ToolSpec, arguments: Args, scope: Scope) -> Reading:
+    """A reading as approvers and rules see it; a service that fails says so in the
+    preview (the target is then known by its argument only)."""
     try:
         return executor_for(spec, scope).preview(spec, arguments)
     except ServiceError as exc:
-        return {"unavailable": str(exc)}
+        if spec.preview == Preview.NONE:
+            return Reading()
+        return Reading(preview={"unavailable": str(exc)})
 
 
 def turn_tools() -> tuple[list[ToolSpec], dict[str, str]]:

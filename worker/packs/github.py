@@ -12,7 +12,7 @@ from typing import Any
 
 from django.conf import settings
 
-from chat.tools import Args, Preview, Scope, ToolSpec
+from chat.tools import Args, Preview, Reading, Scope, ToolSpec
 
 from ..errors import PermanentError
 from ..github import GitHubClient
@@ -104,19 +104,25 @@ class GitHubExecutor:
         # Reads and updates (which set fields) change nothing more when repeated.
         return None
 
-    def preview(self, spec: ToolSpec, arguments: Args) -> dict[str, Any] | None:
+    def preview(self, spec: ToolSpec, arguments: Args) -> Reading:
         if spec.preview == Preview.CREATES:
-            return {
-                "creates": arguments["title"],
-                "repository": settings.GITHUB_REPOSITORY,
-                "labels": arguments.get("labels", []),
-            }
+            return Reading(
+                {
+                    "creates": arguments["title"],
+                    "repository": settings.GITHUB_REPOSITORY,
+                    "labels": arguments.get("labels", []),
+                }
+            )
+        if spec.target is None:
+            return Reading()
+        # An issue's number is its one name; "#12" is how people write it.
+        number = arguments[spec.target]
+        names = (str(number), f"#{number}")
         if spec.preview != Preview.TARGET:
-            return None
-        number = arguments[spec.target_argument]
+            return Reading(names=names)
         with github_client() as client:
             found = client.preview(number)
-        return found or {"identifier": f"#{number}", "missing": True}
+        return Reading(found or {"identifier": f"#{number}", "missing": True}, names)
 
 
 def _check_unchanged(client: GitHubClient, number: int, seen: dict[str, Any]) -> None:

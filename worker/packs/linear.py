@@ -11,10 +11,10 @@ from typing import Any
 
 from django.conf import settings
 
-from chat.tools import Args, Preview, Scope, ToolSpec
+from chat.tools import Args, Preview, Reading, Scope, ToolSpec
 
 from ..errors import PermanentError
-from ..linear import LinearClient
+from ..linear import PREVIEW_FIELDS, LinearClient
 
 Run = Callable[[LinearClient, Args, uuid.UUID], dict[str, Any]]
 Recover = Callable[[LinearClient, Args, uuid.UUID], dict[str, Any] | None]
@@ -192,25 +192,32 @@ class LinearExecutor:
         recover = RECOVER.get(spec.name)
         return recover(self.client, arguments, action_id) if recover else None
 
-    def preview(self, spec: ToolSpec, arguments: Args) -> dict[str, Any] | None:
+    def preview(self, spec: ToolSpec, arguments: Args) -> Reading:
         if spec.preview == Preview.CREATES:
             asked = arguments.get("team")
             try:
-                return {"creates": arguments["title"], "team": self._team(asked)}
+                return Reading(
+                    {"creates": arguments["title"], "team": self._team(asked)}
+                )
             except PermanentError as exc:
-                return {
-                    "creates": arguments["title"],
-                    "team": asked,
-                    "refused": str(exc),
-                }
+                return Reading(
+                    {"creates": arguments["title"], "team": asked, "refused": str(exc)}
+                )
+        if spec.target is None:
+            return Reading()
+        # One read gives the approvers' preview and the issue's names (identifier
+        # and id) that the room's rules match.
+        target = arguments[spec.target]
+        issue = self.client.get_issue(target)
         if spec.preview != Preview.TARGET:
-            return None
-        target = arguments[spec.target_argument]
-        preview = self.client.preview(target)
-        if preview is None:
-            return {"identifier": target, "missing": True}
-        try:
-            self._check_in_scope(target)
-        except PermanentError as exc:
-            preview["refused"] = str(exc)
-        return preview
+            return Reading(names=_names(issue))
+        if issue is None:
+            return Reading({"identifier": target, "missing": True})
+        preview = {k: issue[k] for k in PREVIEW_FIELDS}
+        if not self.scope.allows_team(issue.get("team")):
+            preview["refused"] = f"{target}: {self._outside(issue.get('team'))}"
+        return Reading(preview, _names(issue))
+
+
+def _names(issue: dict[str, Any] | None) -> tuple[str, ...]:
+    return (issue["identifier"], issue["id"]) if issue else ()

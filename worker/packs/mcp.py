@@ -13,7 +13,7 @@ from typing import Any
 from mcp_types import TextContent
 
 from chat.redis_client import redis_client, redis_key
-from chat.tools import Args, Scope, ToolSpec
+from chat.tools import Args, Reading, Scope, ToolSpec
 from chat.tools.mcp import split_name
 
 from ..errors import PermanentError
@@ -77,5 +77,5 @@ class McpExecutor:
             "(idempotentHint). Check the service before asking again."
         )
 
-    def preview(self, spec: ToolSpec, arguments: Args) -> dict[str, Any] | None:
-        return None
+    def preview(self, spec: ToolSpec, arguments: Args) -> Reading:
+        return Reading()
