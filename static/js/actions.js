@@ -44,10 +44,10 @@ export function createActions({ timeline, config, send, requesterOf = () => null
     const json = JSON.stringify(data);
     const known = actions.get(data.id);
     if (known && known.json === json) return; // nothing new: keep any open form
-    const entry = known || { ui: { mode: "idle", busy: false, reason: "", args: null } };
+    const entry = known || { ui: idleUi() };
     entry.data = data;
     entry.json = json;
-    if (data.status !== "pending") entry.ui = { mode: "idle", busy: false, reason: "", args: null };
+    if (data.status !== "pending") entry.ui = idleUi();
     else entry.ui.busy = false;
     const card = renderAction(entry);
     keepingScroll(() => {
@@ -57,6 +57,11 @@ export function createActions({ timeline, config, send, requesterOf = () => null
     });
     actions.set(data.id, entry);
     startTicking();
+  }
+
+  /* `refusal`: why the server refused this viewer's last decision on the card. */
+  function idleUi() {
+    return { mode: "idle", busy: false, reason: "", args: null, refusal: "" };
   }
 
   /* One timer for every card: it runs while some card shows a time to come. */
@@ -311,11 +316,20 @@ export function createActions({ timeline, config, send, requesterOf = () => null
     if (ui.mode === "deny") box.append(denyForm(entry));
     else if (ui.mode === "edit") box.append(editForm(entry));
     else box.append(decisionButtons(entry));
+    if (ui.refusal && !ui.busy) box.append(refusalLine(ui.refusal));
     if (ui.busy) {
       box.querySelectorAll("button, input, textarea").forEach((node) => { node.disabled = true; });
       box.append(el("p", "muted action__busy", "Sending decision…"));
     }
     return box;
+  }
+
+  /* Why the server refused this viewer's last decision: on the card it was
+     about, beside the form still holding an edit. */
+  function refusalLine(text) {
+    const line = el("p", "field-error action__refusal", text);
+    line.setAttribute("role", "alert");
+    return line;
   }
 
   function retractControls(entry) {
@@ -325,6 +339,7 @@ export function createActions({ timeline, config, send, requesterOf = () => null
     const row = el("div", "btn-row");
     row.append(retract);
     box.append(row);
+    if (entry.ui.refusal && !entry.ui.busy) box.append(refusalLine(entry.ui.refusal));
     if (entry.ui.busy) {
       retract.disabled = true;
       box.append(el("p", "muted action__busy", "Retracting…"));
@@ -334,6 +349,7 @@ export function createActions({ timeline, config, send, requesterOf = () => null
 
   function retractApproval(entry) {
     entry.ui.busy = true;
+    entry.ui.refusal = "";
     rerenderAction(entry);
     const frame = { type: "retract", action: entry.data.id };
     const url = `/api/actions/${encodeURIComponent(entry.data.id)}/retract`;
@@ -354,6 +370,7 @@ export function createActions({ timeline, config, send, requesterOf = () => null
 
   function switchMode(entry, mode, focusSelector) {
     entry.ui.mode = mode;
+    entry.ui.refusal = "";
     if (mode === "edit" && entry.ui.args === null) entry.ui.args = pretty(entry.data.arguments);
     rerenderAction(entry, focusSelector);
   }
@@ -431,6 +448,7 @@ export function createActions({ timeline, config, send, requesterOf = () => null
 
   function decide(entry, decision, extra) {
     entry.ui.busy = true;
+    entry.ui.refusal = "";
     rerenderAction(entry);
     const frame = { type: "decide", action: entry.data.id, decision, ...(extra || {}) };
     const url = `/api/actions/${encodeURIComponent(entry.data.id)}/${decision}`;
@@ -439,8 +457,23 @@ export function createActions({ timeline, config, send, requesterOf = () => null
     });
   }
 
-  /* A refused decision or retract (someone else was first, bad arguments, the
-     delay ran out) frees the buttons. */
+  /* The server refused the decision or retract a card was waiting on (an edit
+     onto a target the policy forbids, someone else was first, bad arguments):
+     its reason is shown on that card, whose buttons and form come back. False
+     when no card was waiting. */
+  function refused(detail) {
+    let shown = false;
+    for (const entry of actions.values()) {
+      if (!entry.ui.busy) continue;
+      entry.ui.busy = false;
+      entry.ui.refusal = detail;
+      rerenderAction(entry);
+      shown = true;
+    }
+    return shown;
+  }
+
+  /* A refused decision or retract frees the buttons. */
   function releaseBusy() {
     for (const entry of actions.values()) {
       if (entry.ui.busy) {
@@ -450,5 +483,5 @@ export function createActions({ timeline, config, send, requesterOf = () => null
     }
   }
 
-  return { upsertAction, releaseBusy };
+  return { upsertAction, releaseBusy, refused };
 }

@@ -25,14 +25,18 @@ export function createNotices(container) {
 
   /* A refused send (protocol.send's answer) as a notice. */
   function showRefusal(answer) {
-    if (answer.status === 0) {
-      show("Could not reach the server. Check your connection and try again.");
-    } else {
-      show(answer.detail || `The server answered ${answer.status}.`);
-    }
+    show(refusalText(answer));
   }
 
   return { show, showRefusal };
+}
+
+/* What a refused send (protocol.send's answer) says to the reader. */
+export function refusalText(answer) {
+  if (answer.status === 0) {
+    return "Could not reach the server. Check your connection and try again.";
+  }
+  return answer.detail || `The server answered ${answer.status}.`;
 }
 
 /* Draws a protocol status update ({state, attempt, delay, code}). */

@@ -9,7 +9,7 @@
 import { createActions } from "./actions.js";
 import { createComposer } from "./composer.js";
 import { createMessages } from "./messages.js";
-import { createNotices, showConnection } from "./notices.js";
+import { createNotices, refusalText, showConnection } from "./notices.js";
 import { createPolicyPanel } from "./policy.js";
 import { renderPresence } from "./presence.js";
 import { createRoomSocket } from "./protocol.js";
@@ -39,12 +39,19 @@ function start(root) {
   });
 
   /* A frame over the socket, or its REST twin while the socket is down;
-     resolves to false (after a notice) if the server refused it. Called only
-     from clicks and keys, after `socket` below exists. */
+     resolves to false (after a notice, or the reason on the action's card) if
+     the server refused it. Called only from clicks and keys, after `socket`
+     and `actions` below exist. */
   async function send(frame, rest) {
     const answer = await socket.send(frame, rest);
-    if (!answer.ok) notices.showRefusal(answer);
+    if (!answer.ok && !(onCard(frame.type) && actions.refused(refusalText(answer)))) {
+      notices.showRefusal(answer);
+    }
     return answer.ok;
+  }
+
+  function onCard(frameType) {
+    return frameType === "decide" || frameType === "retract";
   }
 
   function cancelRequest(id) {
@@ -73,8 +80,8 @@ function start(root) {
   }
 
   function onError(error) {
-    notices.show(error.detail || "The server refused that.");
-    if (error.frame === "decide" || error.frame === "retract") actions.releaseBusy();
+    const detail = error.detail || "The server refused that.";
+    if (!(onCard(error.frame) && actions.refused(detail))) notices.show(detail);
     if (error.frame === "chat") composer.restore();
   }
 
