@@ -366,7 +366,9 @@ class PolicyRule(models.Model):
     )
     # A tool name as offered to the model, or "*".
     tool = models.CharField(max_length=120)
-    # The rule applies when each key equals the call's argument (exact JSON equality).
+    # The rule applies when each key matches the call's argument (trimmed, strings
+    # caseless, a target by any of its names); `auto` also needs no other argument
+    # but the target (`chat.services.policies._matches`).
     arguments = models.JSONField(default=dict, blank=True)
     mode = models.CharField(max_length=5, choices=Mode.choices, default=Mode.ASK)
     approvals_required = models.PositiveSmallIntegerField(default=1)

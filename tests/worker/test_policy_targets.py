@@ -81,3 +81,19 @@ def test_an_edit_to_the_linear_id_of_a_forbidden_issue_is_refused(
     delete.refresh_from_db()
     assert (delete.status, delete.arguments) == ("pending", {"id": "ENG-3"})
     assert linear.effects() == []
+
+
+def test_a_github_rule_written_with_a_hash_matches_the_issue_number(
+    model: Model, room: Room, bob: User
+) -> None:
+    PolicyRule.objects.create(
+        room=room, tool="github_get_issue", arguments={"number": "#4"}, mode="never"
+    )
+    read, other = _propose(
+        model,
+        room,
+        bob,
+        {"name": "github_get_issue", "arguments": {"number": 4}},
+        {"name": "github_get_issue", "arguments": {"number": 40}},
+    )
+    assert (read.status, other.status) == ("denied", "executing")
