@@ -126,7 +126,8 @@ def action_decide(
         _check_may_vote(action, request.user_id, user)
         if action.status != Action.Status.PENDING:
             raise Conflict(f"This action is no longer pending: {_state(action)}.")
-        if edit is not None and arguments is not None and arguments != action.arguments:
+        if arguments is not None and arguments != action.arguments:
+            assert edit is not None
             _judge_edit(action, *edit, arguments, request.user_id, user)
         elif Vote.objects.filter(
             action=action, user=user, ballot=action.ballot
@@ -212,11 +213,9 @@ def _check_may_vote(
     rule of an edit's arguments, which the refusal then speaks of."""
     if may_vote(action=action, requester_id=requester_id, user=user):
         return
-    rule = (
-        f"The rule for the edited arguments ({edited})"
-        if edited
-        else ("This action's rule")
-    )
+    rule = "This action's rule"
+    if edited:
+        rule = f"The rule for the edited arguments ({edited})"
     after = "; the edit was refused and nothing changed." if edited else "."
     if not action.requester_may_approve and user.pk == requester_id:
         raise Forbidden(
