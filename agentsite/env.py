@@ -1,8 +1,10 @@
 """Reading settings from the environment and an optional `.env` file."""
 
+import hashlib
 import json
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -168,3 +170,23 @@ def _pool(size: int) -> dict[str, Any]:
     # turns then finds them open: opening one costs 10-50 ms); a thread that
     # finds the pool empty waits up to `timeout` seconds for one to come back.
     return {"pool": {"min_size": min(4, size), "max_size": size, "timeout": 30}}
+
+
+def redis_namespace(prefix: str, database: Mapping[str, Any]) -> str:
+    """What every Redis key, channel and queue of a deployment starts with.
+
+    `prefix` (REDIS_PREFIX), then a short hash of the database the deployment uses:
+    two deployments on one Redis server stay apart even with the same prefix, and
+    whatever database numbers their URLs name (pub/sub channels ignore those). The
+    web, worker and beat processes of one deployment share DATABASE_URL, so they
+    agree. The user and password are left out: they do not change which data it is.
+    """
+    engine = str(database.get("ENGINE", ""))
+    port = str(database.get("PORT") or "")
+    if engine.endswith("postgresql"):
+        port = port or "5432"
+    host = str(database.get("HOST") or "").lower()
+    identity = "\n".join([engine, host, port, str(database.get("NAME", ""))])
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
+    # A fixed-length suffix: two namespaces are equal only if prefix and hash are.
+    return f"{prefix}-{digest}"

@@ -18,6 +18,7 @@ from .env import (
     env_str,
     load_dotenv,
     mcp_servers,
+    redis_namespace,
 )
 
 # Lets the admin classes name their model (`admin.ModelAdmin[Room]`) for mypy; Django's
@@ -192,27 +193,33 @@ if SENTRY_DSN:
 
 # Redis: one server for the broker, the room channels and the live state.
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
-# Keys and channels are prefixed so that several deployments (or a test run next to
-# `make run`) can share one Redis without hearing each other.
+# Every key, channel and queue starts with REDIS_NAMESPACE: REDIS_PREFIX and a hash of
+# the database, so that several deployments (or a test run next to `make run`) share
+# one Redis without hearing each other, even with one prefix (contract: "Processes
+# and settings"). Setting REDIS_NAMESPACE itself is for the test harness only, whose
+# processes use another DATABASE_URL than the pytest process that started them.
 REDIS_PREFIX = env_str("REDIS_PREFIX", "agentsite")
+REDIS_NAMESPACE = env_str("REDIS_NAMESPACE") or redis_namespace(
+    REDIS_PREFIX, DATABASES["default"]
+)
 
 # Shared across processes: REST throttling counts must agree between web processes.
 CACHES = {
     "default": {
         "BACKEND": "chat.cache.SharedRedisCache",
         "LOCATION": REDIS_URL,
-        "KEY_PREFIX": f"{REDIS_PREFIX}:cache",
+        "KEY_PREFIX": f"{REDIS_NAMESPACE}:cache",
     }
 }
 
 # Celery
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
-CELERY_TASK_DEFAULT_QUEUE = f"{REDIS_PREFIX}.tasks"
+CELERY_TASK_DEFAULT_QUEUE = f"{REDIS_NAMESPACE}.tasks"
 # Model calls and tool calls wait in queues of their own, so that a deployment can
 # give each its own workers (WORKER_QUEUES=model or tools) and a slow tool never waits
 # behind streams, nor the other way round. A worker consumes both unless told.
-CELERY_MODEL_QUEUE = f"{REDIS_PREFIX}.model"
-CELERY_TOOLS_QUEUE = f"{REDIS_PREFIX}.tools"
+CELERY_MODEL_QUEUE = f"{REDIS_NAMESPACE}.model"
+CELERY_TOOLS_QUEUE = f"{REDIS_NAMESPACE}.tools"
 CELERY_TASK_ROUTES = {
     "agent.model_step": {"queue": CELERY_MODEL_QUEUE},
     "agent.tool_call": {"queue": CELERY_TOOLS_QUEUE},
@@ -256,7 +263,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # hang a publish forever.
     "socket_timeout": 30,
     "socket_connect_timeout": 5,
-    "global_keyprefix": f"{REDIS_PREFIX}:",
+    "global_keyprefix": f"{REDIS_NAMESPACE}:",
 }
 CELERY_BEAT_SCHEDULE = {
     "sweep": {

@@ -27,7 +27,7 @@ def _config() -> dict:
         name.removeprefix("CELERY_").lower(): getattr(settings, name) for name in names
     }
     # Never the app's queue: its worker must not take these tasks, nor ours its.
-    config["task_default_queue"] = f"{settings.REDIS_PREFIX}.bench-ref"
+    config["task_default_queue"] = f"{settings.REDIS_NAMESPACE}.bench-ref"
     # The app's model/tools queues would be all this worker consumes, never its own.
     config.pop("task_queues", None)
     config.pop("task_routes", None)

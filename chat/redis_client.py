@@ -20,4 +20,4 @@ def redis_client() -> redis.Redis:
 
 
 def redis_key(*parts: object) -> str:
-    return ":".join([settings.REDIS_PREFIX, *map(str, parts)])
+    return ":".join([settings.REDIS_NAMESPACE, *map(str, parts)])

@@ -236,7 +236,7 @@ def test_secrets_reach_no_frame_answer_task_message_model_input_or_log(
     stack.env.update(OPENAI_API_KEY=openai_key, LINEAR_API_KEY=linear_key)
     web = stack.web()
     client = redis.Redis.from_url(stack.env["REDIS_URL"])
-    queue = f"{stack.env['REDIS_PREFIX']}:{stack.env['REDIS_PREFIX']}.model"
+    queue = f"{stack.env['REDIS_NAMESPACE']}:{stack.env['REDIS_NAMESPACE']}.model"
     request, body = _post_request(web, bob, "delete ENG-3")
     queued = [m.decode() for m in client.lrange(queue, 0, -1)]
     assert queued, "the turn should wait in the broker until a worker starts"

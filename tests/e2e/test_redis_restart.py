@@ -42,7 +42,7 @@ class RestartableRedis:
 @pytest.fixture
 def own_redis(stack):
     server = RestartableRedis()
-    stack.env.update(REDIS_URL=server.url, REDIS_PREFIX="restart")
+    stack.env.update(REDIS_URL=server.url, REDIS_NAMESPACE="restart")
     yield server
     stack.stop()
     server.stop()

@@ -27,6 +27,10 @@ os.environ.setdefault("LOGIN_FAILURE_LIMIT", "100000")
 # (the `github_standin` fixture points this process at it).
 os.environ.setdefault("GITHUB_TOKEN", "test-github-token")
 os.environ.setdefault("GITHUB_REPOSITORY", "demo/agentsite")
+# A prefix of the run's own, as `python -m stack test` sets it: the keys and queues a
+# plain `pytest` creates (and empties) are then not those of a `make run` on the same
+# database and Redis.
+os.environ.setdefault("REDIS_PREFIX", f"agentsite-test-{os.getpid()}")
 
 ROOT = Path(__file__).resolve().parents[2]
 # One folder per test run: runs side by side must not write into each other's logs.
@@ -204,7 +208,9 @@ def stack(
         **os.environ,
         "DATABASE_URL": _database_url(),
         "REDIS_URL": settings.REDIS_URL,
-        "REDIS_PREFIX": settings.REDIS_PREFIX,
+        # This process's namespace: the processes' DATABASE_URL (the test database)
+        # is not the one this process derived its namespace from.
+        "REDIS_NAMESPACE": settings.REDIS_NAMESPACE,
         "OPENAI_BASE_URL": standins["openai"].url,
         "LINEAR_API_URL": standins["linear"].url,
         "GITHUB_API_URL": standins["github"].url,
@@ -217,21 +223,21 @@ def stack(
     # when a browser test had to lift it in this one for Playwright's event loop.
     for name in ("OPENAI_API_KEY", "LINEAR_API_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE"):
         env.pop(name, None)
-    _empty_the_broker(settings.REDIS_URL, settings.REDIS_PREFIX)
+    _empty_the_broker(settings.REDIS_URL, settings.REDIS_NAMESPACE)
     stack = Stack(env=env)
     request.node.stack = stack  # for the report of a failure (below)
     yield stack
     stack.stop()
 
 
-def _empty_the_broker(url: str, prefix: str) -> None:
+def _empty_the_broker(url: str, namespace: str) -> None:
     """Drop the messages earlier tests left queued (duplicates they sent on purpose,
     retries): a new test's worker would otherwise drain them first, about one a
     second, before it reaches the test's own."""
     import redis
 
     client = redis.Redis.from_url(url)
-    for pattern in (f"{prefix}:{prefix}.*", f"{prefix}:unacked*"):
+    for pattern in (f"{namespace}:{namespace}.*", f"{namespace}:unacked*"):
         for key in client.scan_iter(match=pattern, count=500):
             client.delete(key)
     client.close()
