@@ -12,11 +12,13 @@ these functions are the rules, the same for every kind of work:
   and was taken over, finds another token and writes nothing.
 - Work claimed too often is given up (`lease_exhausted`); the caller says how.
 
-Each step has two forms. Steps and tool calls are claimed on a row the caller
-holds locked (`request_lock`: the claim changes a status the room is told about,
-and the lock order puts the request first), so the caller passes its `lock`. A
-delivery touches no other row: it is claimed and settled with one conditional
-UPDATE each (healthchecks' way), and renewed under its own row's lock.
+Two ways to hold the row while writing it. A model step and a tool call are
+claimed, renewed and settled on a row the caller holds locked (`request_lock`:
+their claim changes a status the room is told about, and the lock order puts the
+request first), so their services pass their `lock`. A delivery touches no other
+row: it is claimed and settled with one conditional UPDATE each (healthchecks'
+way); were a send ever to outlive its lease, it would renew under its own row's
+lock (the default `lock`).
 """
 
 import uuid
