@@ -70,8 +70,28 @@ class Membership(models.Model):
         return f"{self.user} in {self.room} ({self.role})"
 
 
-class Request(models.Model):
-    """One chat turn: a member's message and all the agent does for it."""
+class Leased(models.Model):
+    """Work a worker holds while it runs: a model step, a tool call, a delivery.
+
+    The rules (claim, renew, release, give up, the token check) are in
+    `chat/services/leases.py`; the sweep requeues work whose lease ran out.
+    """
+
+    # A fresh token per claim: a stale holder's writes name an old one.
+    lease_token = models.CharField(max_length=32, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+class Request(Leased):
+    """One chat turn: a member's message and all the agent does for it.
+
+    The worker running a model call holds the request's lease and renews it; the
+    sweep requeues a step whose lease ran out (its worker died).
+    """
 
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -107,11 +127,6 @@ class Request(models.Model):
     # Model calls finished so far; a step task names the step it runs, so a
     # redelivered task for a finished step finds nothing to do.
     step = models.PositiveIntegerField(default=0)
-    # The worker running a model call holds a lease and renews it; the sweep
-    # re-enqueues a step whose lease ran out (its worker died).
-    lease_token = models.CharField(max_length=32, blank=True)
-    lease_until = models.DateTimeField(null=True, blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -183,8 +198,11 @@ class Message(models.Model):
         return f"{self.role}: {self.content[:40]}"
 
 
-class Action(models.Model):
-    """A tool call the agent proposed, and what people and the tool made of it."""
+class Action(Leased):
+    """A tool call the agent proposed, and what people and the tool made of it.
+
+    A running tool call is held with a lease; see chat/services/execution.py.
+    """
 
     class Status(models.TextChoices):
         PENDING = "pending"
@@ -276,10 +294,6 @@ class Action(models.Model):
     ballot = models.PositiveIntegerField(default=0)
     # [{username, at, reason}] of every retraction, for the model and the audit.
     retractions = models.JSONField(default=list, blank=True)
-    # An executing tool call is claimed with a lease; see chat/services/execution.py.
-    lease_token = models.CharField(max_length=32, blank=True)
-    lease_until = models.DateTimeField(null=True, blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0)
     # When the voters who had not voted were reminded (at half the timeout).
     reminded_at = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
@@ -442,11 +456,12 @@ class Webhook(models.Model):
         return f"{self.url} ({self.format})"
 
 
-class Delivery(models.Model):
+class Delivery(Leased):
     """One message to send outside the app (a webhook POST or an email): the outbox.
 
     Written in the transaction of the change it reports, sent by a task after the
-    commit; `key` makes a change reported twice one row.
+    commit; `key` makes a change reported twice one row. A sender holds it with a
+    lease while it tries, so that a task run twice sends once.
     """
 
     class Channel(models.TextChoices):
@@ -473,12 +488,9 @@ class Delivery(models.Model):
     status = models.CharField(
         max_length=10, choices=Status.choices, default=Status.PENDING
     )
-    attempts = models.PositiveSmallIntegerField(default=0)
     last_error = models.TextField(blank=True)
     # When the next attempt is due; the sweep sends one again whose task was lost.
     next_attempt_at = models.DateTimeField(null=True, blank=True)
-    # A sender holds a delivery while it tries, so that a task run twice sends once.
-    lease_until = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)

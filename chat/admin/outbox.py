@@ -50,6 +50,8 @@ class DeliveryAdmin(admin.ModelAdmin[Delivery]):
         "sent_at",
         "created",
     ]
+    # Whose attempt it is, for the sender's writes only: nothing to read or edit.
+    exclude = ["lease_token"]
     actions = ["resend"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

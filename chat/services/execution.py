@@ -17,7 +17,15 @@ from django.utils import timezone
 from chat.models import Action
 
 from .events import action_emit, tool_result_emit
-from .locks import action_lock, lease_take
+from .leases import (
+    lease_end,
+    lease_exhausted,
+    lease_held,
+    lease_live,
+    lease_renew,
+    lease_take,
+)
+from .locks import action_lock
 from .requests import request_advance
 
 
@@ -31,7 +39,7 @@ def action_claim(*, action_id: uuid.UUID | str) -> Action | None:
         request, action = locked
         if (
             action.status not in (Action.Status.APPROVED, Action.Status.EXECUTING)
-            or (action.lease_until and action.lease_until > now)
+            or lease_live(action, now)
             # An approval's delay: it may still be retracted; never start before.
             or (action.runs_at and action.runs_at > now)
         ):
@@ -39,7 +47,7 @@ def action_claim(*, action_id: uuid.UUID | str) -> Action | None:
         if request.ended:
             _abandon(action)
             return None
-        if action.attempts >= settings.AGENT_MAX_ATTEMPTS:
+        if lease_exhausted(action, limit=settings.AGENT_MAX_ATTEMPTS):
             _settle(
                 action,
                 Action.Status.FAILED,
@@ -48,7 +56,7 @@ def action_claim(*, action_id: uuid.UUID | str) -> Action | None:
             transaction.on_commit(lambda: request_advance(request_id=request.pk))
             return None
         previous = action.status
-        lease_take(action, Action.Status.EXECUTING)
+        lease_take(action, status=Action.Status.EXECUTING)
         if previous != action.status:
             action_emit(action)
     return action
@@ -56,13 +64,7 @@ def action_claim(*, action_id: uuid.UUID | str) -> Action | None:
 
 def action_renew(*, action: Action, until: datetime | None) -> bool:
     """Extend (or, with None, give up) our lease; False once it is no longer ours."""
-    with transaction.atomic():
-        current = _current_if_ours(action)
-        if current is None:
-            return False
-        current.lease_until = until
-        current.save(update_fields=["lease_until"])
-    return True
+    return lease_renew(held=action, until=until, lock=_executing)
 
 
 def action_release(*, action: Action) -> None:
@@ -107,8 +109,7 @@ def action_abandon(*, action_id: uuid.UUID | str) -> None:
         if locked is None:
             return
         request, action = locked
-        lease_over = not action.lease_until or action.lease_until <= timezone.now()
-        if request.ended and lease_over:
+        if request.ended and not lease_live(action):
             _abandon(action)
 
 
@@ -125,15 +126,14 @@ def _abandon(action: Action) -> None:
 
 
 def _current_if_ours(action: Action) -> Action | None:
+    return lease_held(held=action, lock=_executing)
+
+
+def _executing(action: Action) -> Action | None:
     locked = action_lock(action_id=action.pk)
-    if locked is None:
+    if locked is None or locked[1].status != Action.Status.EXECUTING:
         return None
-    current = locked[1]
-    if current.status != Action.Status.EXECUTING or (
-        action.lease_token and current.lease_token != action.lease_token
-    ):
-        return None
-    return current
+    return locked[1]
 
 
 def _settle(
@@ -145,7 +145,7 @@ def _settle(
 ) -> None:
     action.move_to(status)
     action.result, action.error = result, error
-    action.lease_until = None
+    lease_end(action)
     action.save()
     action_emit(action)
     tool_result_emit(action)

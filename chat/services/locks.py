@@ -6,13 +6,9 @@ write of a request, its actions or its messages happens with this lock held, so 
 writers of one turn (a worker and a vote, a cancel and a claim) take turns.
 """
 
-import uuid
-from datetime import timedelta
 from uuid import UUID
 
-from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from chat.models import Action, Request
 
@@ -48,18 +44,3 @@ def action_lock(*, action_id: UUID | str) -> tuple[Request, Action] | None:
         return None
     action = Action.objects.select_related("room", "decided_by").get(pk=action_id)
     return request, action
-
-
-def lease_take(row: Request | Action, status: str) -> None:
-    """Move a claimed row to `status` under a fresh lease, one attempt more.
-
-    Inside the caller's transaction, with the request's row locked: the token tells
-    the claimant's later writes from a stale worker's.
-    """
-    row.move_to(status)
-    row.lease_token = uuid.uuid4().hex
-    row.lease_until = timezone.now() + timedelta(seconds=settings.AGENT_LEASE_SECONDS)
-    row.attempts += 1
-    row.save(
-        update_fields=["status", "lease_token", "lease_until", "attempts", "updated"]
-    )

@@ -15,7 +15,6 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import F, Q
 from django.utils import timezone
 
 from chat import enqueue
@@ -25,6 +24,7 @@ from chat.models import Action, Delivery, Request, Room, Webhook
 from chat.serializers import request_event
 from chat.webhooks import dumps, slack_message
 
+from .leases import LEASE_ENDED, lease_claim, lease_exhausted, lease_free, lease_settle
 from .locks import action_lock
 
 DECIDED = (
@@ -203,16 +203,8 @@ def delivery_claim(*, delivery_id: str) -> Delivery | None:
     A conditional UPDATE, so that a task run twice (a redelivery, the sweep's copy)
     sends once at a time.
     """
-    now = timezone.now()
-    claimed = (
-        Delivery.objects.filter(pk=delivery_id, status=Delivery.Status.PENDING)
-        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
-        .update(
-            lease_until=now + timedelta(seconds=LEASE_SECONDS),
-            attempts=F("attempts") + 1,
-        )
-    )
-    if not claimed:
+    pending = Delivery.objects.filter(pk=delivery_id, status=Delivery.Status.PENDING)
+    if lease_claim(pending, seconds=LEASE_SECONDS) is None:
         return None
     return Delivery.objects.select_related("webhook").get(pk=delivery_id)
 
@@ -221,23 +213,24 @@ def delivery_record(*, delivery: Delivery, error: str | None) -> float | None:
     """How an attempt ended; the seconds until the next one, or None if it is over.
 
     Sent, or after `DELIVERY_MAX_ATTEMPTS` failed with the last error (the admin can
-    send it again).
+    send it again). None too when our lease ran out and another sender took it over:
+    that one records its own attempt.
     """
     now = timezone.now()
-    changes: dict[str, Any] = {"lease_until": None, "updated": now}
+    changes: dict[str, Any] = {"updated": now}
     countdown = None
     if error is None:
         changes.update(status=Delivery.Status.SENT, sent_at=now, last_error="")
-    elif delivery.attempts >= settings.DELIVERY_MAX_ATTEMPTS:
+    elif lease_exhausted(delivery, limit=settings.DELIVERY_MAX_ATTEMPTS):
         changes.update(status=Delivery.Status.FAILED, last_error=error)
     else:
         countdown = backoff(delivery.attempts)
         changes.update(
             last_error=error, next_attempt_at=now + timedelta(seconds=countdown)
         )
-    Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.PENDING).update(
-        **changes
-    )
+    pending = Delivery.objects.filter(status=Delivery.Status.PENDING)
+    if not lease_settle(pending, held=delivery, **changes):
+        return None
     return countdown
 
 
@@ -258,8 +251,8 @@ def delivery_resend(*, delivery_ids: list[str]) -> int:
         Delivery.objects.filter(pk__in=ids).update(
             status=Delivery.Status.PENDING,
             attempts=0,
-            lease_until=None,
             next_attempt_at=timezone.now(),
+            **LEASE_ENDED,
         )
         for pk in ids:
             transaction.on_commit(partial(enqueue.deliver, delivery_id=pk))
@@ -273,7 +266,7 @@ def deliveries_lost(*, limit: int = 500) -> list[str]:
     return [
         str(pk)
         for pk in Delivery.objects.filter(
-            Q(lease_until__isnull=True) | Q(lease_until__lt=now),
+            lease_free(now),
             status=Delivery.Status.PENDING,
             next_attempt_at__lt=settle,
         ).values_list("pk", flat=True)[:limit]

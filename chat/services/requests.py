@@ -17,6 +17,7 @@ from chat.text import storable
 
 from .access import can_decide, can_see, id_or_none, room_role
 from .events import action_emit, message_emit, request_emit
+from .leases import lease_end
 from .locks import request_lock
 
 logger = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ def request_cancel(*, request_id: str, user: User) -> Request:
         if request.ended:
             raise Conflict(f"The request already ended ({request.status}).")
         request.move_to(Request.Status.CANCELLED)
-        request.lease_token, request.lease_until = "", None
+        lease_end(request)
         request.save(update_fields=["status", "lease_token", "lease_until", "updated"])
         stopped = Action.objects.filter(
             request=request, status__in=[Action.Status.PENDING, Action.Status.APPROVED]
@@ -192,7 +193,7 @@ def request_finish(*, request: Request, status: str, error: str = "") -> None:
     """End a request (inside the caller's transaction, with its row locked)."""
     request.move_to(status)
     request.error = error
-    request.lease_token, request.lease_until = "", None
+    lease_end(request)
     request.save(
         update_fields=["status", "error", "lease_token", "lease_until", "updated"]
     )

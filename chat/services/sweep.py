@@ -12,6 +12,7 @@ from chat.models import Action, Request
 
 from .actions import action_expire_overdue
 from .execution import action_abandon
+from .leases import lease_expired
 from .notify import action_remind_due, deliveries_lost
 
 BATCH = 500
@@ -25,7 +26,7 @@ def sweep() -> dict[str, Any]:
     """
     now = timezone.now()
     settle = now - timedelta(seconds=settings.AGENT_SWEEP_GRACE_SECONDS)
-    stale = Q(lease_until__lt=now) | Q(lease_until__isnull=True, updated__lt=settle)
+    stale = lease_expired(now) | Q(lease_until__isnull=True, updated__lt=settle)
     steps = list(
         Request.objects.filter(
             stale, status__in=[Request.Status.QUEUED, Request.Status.RUNNING]

@@ -22,7 +22,16 @@ from chat.realtime import partial_clear
 from chat.tools import CheckedCall
 
 from .events import action_emit, message_emit, request_emit, tool_result_emit
-from .locks import lease_take, request_lock
+from .leases import (
+    lease_end,
+    lease_exhausted,
+    lease_held,
+    lease_live,
+    lease_release,
+    lease_renew,
+    lease_take,
+)
+from .locks import request_lock
 from .policies import rule_copy, rule_resolve
 from .requests import request_advance, request_finish
 
@@ -43,13 +52,13 @@ def step_claim(*, request_id: uuid.UUID | str, step: int) -> Request | None:
             or request.step != step
             or request.ended
             or request.status == Status.AWAITING_APPROVAL
-            or (request.lease_until and request.lease_until > now)
+            or lease_live(request, now)
             # A step's actions are created as the request moves past it: step 0,
             # every turn's first, has none to wait for.
             or (step > 0 and request.actions.filter(status__in=Action.ACTIVE).exists())
         ):
             return None
-        if request.attempts >= settings.AGENT_MAX_ATTEMPTS:
+        if lease_exhausted(request, limit=settings.AGENT_MAX_ATTEMPTS):
             request_finish(
                 request=request,
                 status=Status.FAILED,
@@ -60,7 +69,7 @@ def step_claim(*, request_id: uuid.UUID | str, step: int) -> Request | None:
             )
             return None
         previous = request.status
-        lease_take(request, Status.RUNNING)
+        lease_take(request, status=Status.RUNNING)
         if previous != Status.RUNNING:
             request_emit(request)
     return request
@@ -68,21 +77,12 @@ def step_claim(*, request_id: uuid.UUID | str, step: int) -> Request | None:
 
 def step_renew(*, request: Request, until: datetime) -> bool:
     """Extend our lease; False when it is no longer ours (cancelled, taken over)."""
-    with transaction.atomic():
-        locked = _locked_if_ours(request)
-        if locked is None:
-            return False
-        locked.lease_until = until
-        locked.save(update_fields=["lease_until"])
-    return True
+    return lease_renew(held=request, until=until, lock=_running)
 
 
 def step_release(*, request: Request) -> None:
     """Give the lease up after a transient failure, so the retry claims at once."""
-    with transaction.atomic():
-        if locked := _locked_if_ours(request):
-            locked.lease_until = None
-            locked.save(update_fields=["lease_until"])
+    lease_release(held=request, lock=_running)
 
 
 def step_end(*, request: Request, status: str, error: str = "") -> None:
@@ -134,7 +134,7 @@ def step_record(
         ]
         locked.step += 1
         locked.attempts = 0
-        locked.lease_token, locked.lease_until = "", None
+        lease_end(locked)
         locked.usage = _add_usage(locked.usage, usage)
         locked.save()
         if not calls:
@@ -164,14 +164,13 @@ def calls_within_cap(calls: list[CheckedCall]) -> list[CheckedCall]:
 
 
 def _locked_if_ours(request: Request) -> Request | None:
+    # None when cancelled meanwhile, or our lease ran out and another took over.
+    return lease_held(held=request, lock=_running)
+
+
+def _running(request: Request) -> Request | None:
     locked = request_lock(request_id=request.pk)
-    if (
-        locked is None
-        or locked.status != Status.RUNNING
-        or locked.lease_token != request.lease_token
-    ):
-        return None  # cancelled meanwhile, or our lease ran out and another took over
-    return locked
+    return locked if locked is not None and locked.status == Status.RUNNING else None
 
 
 def _store_answer(request: Request, text: str, calls: list[CheckedCall]) -> None:
