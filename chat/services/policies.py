@@ -8,7 +8,9 @@ policy later does not change actions already proposed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import wraps
 from typing import Any
 
 from django.conf import settings
@@ -42,6 +44,27 @@ class Resolution:
         return asdict(self)
 
 
+Resolver = Callable[..., Resolution]
+
+
+def _changed_tools_ask(resolve: Resolver) -> Resolver:
+    """A tool whose listing changed since it was pinned asks whatever the rule
+    says: no `auto` rule lowers it (a `never` or an `ask` rule stands). Kept apart
+    from the matching so the guarantee reads in one place."""
+
+    @wraps(resolve)
+    def resolved(*, room_id: int, spec: ToolSpec, arguments: dict[str, Any]) -> Any:
+        found = resolve(room_id=room_id, spec=spec, arguments=arguments)
+        if spec.pinned_changed and found.mode == PolicyRule.Mode.AUTO:
+            return Resolution(
+                mode=PolicyRule.Mode.ASK, timeout=settings.AGENT_APPROVAL_TIMEOUT
+            )
+        return found
+
+    return resolved
+
+
+@_changed_tools_ask
 def rule_resolve(
     *, room_id: int, spec: ToolSpec, arguments: dict[str, Any]
 ) -> Resolution:
