@@ -336,6 +336,19 @@ class McpHub:
         found: list[dict[str, Any]] | None = self._wait(future, wait + 5)
         return found
 
+    def close(self) -> None:
+        """End every session (a stdio server's process stops) and the loop."""
+
+        async def stop() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(timeout=10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+
     def error(self, name: str) -> str:
         return self.servers[name].error
 

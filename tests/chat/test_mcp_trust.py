@@ -140,3 +140,18 @@ def test_a_listing_that_changed_again_is_not_accepted_unseen(
     pin.refresh_from_db()
     assert pin.changed
     assert propose(room, bob, "notes__search", query="x").status == "pending"
+
+
+def test_trust_annotations_is_a_boolean_off_by_default() -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from agentsite.env import mcp_servers
+    from stack.runner import _notes_server
+
+    [plain] = mcp_servers('[{"name": "a", "url": "http://x/mcp"}]')
+    assert "trust_annotations" not in plain
+    with pytest.raises(ImproperlyConfigured, match="trust_annotations"):
+        mcp_servers('[{"name": "a", "url": "http://x/mcp", "trust_annotations": 1}]')
+    # The demo's own notes server is trusted, so its reads run at once as before.
+    [demo] = mcp_servers(_notes_server("http://127.0.0.1:8004/mcp"))
+    assert demo["trust_annotations"] is True

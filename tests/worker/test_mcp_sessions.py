@@ -9,6 +9,7 @@ seconds, then serve a write.
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -41,6 +42,20 @@ def repo(tmp_path: Path) -> Path:
     return repo
 
 
+@pytest.fixture
+def started() -> Iterator[Callable[[McpHub], McpHub]]:
+    """Hubs closed after the test: their stdio servers' processes stop."""
+    hubs: list[McpHub] = []
+
+    def start(hub: McpHub) -> McpHub:
+        hubs.append(hub)
+        return hub
+
+    yield start
+    for hub in hubs:
+        hub.close()
+
+
 def text(answer) -> str:
     return "\n".join(getattr(block, "text", "") for block in answer.content)
 
@@ -54,7 +69,9 @@ def call(hub: McpHub, server: str, tool: str, arguments: dict) -> str:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_pypi_stdio_servers_hold_their_sessions_through_idle_time(repo) -> None:
+def test_pypi_stdio_servers_hold_their_sessions_through_idle_time(
+    repo, started
+) -> None:
     servers = [
         {
             "name": "git",
@@ -65,7 +82,7 @@ def test_pypi_stdio_servers_hold_their_sessions_through_idle_time(repo) -> None:
             "command": [str(BIN / "mcp-server-time"), "--local-timezone", "UTC"],
         },
     ]
-    hub = McpHub(servers, timeout=20)
+    hub = started(McpHub(servers, timeout=20))
     listed = {name: hub.tools(name, wait=30) for name in ("git", "time")}
     assert "git_status" in {t["name"] for t in listed["git"] or []}
     assert "get_current_time" in {t["name"] for t in listed["time"] or []}
@@ -88,13 +105,13 @@ def test_pypi_stdio_servers_hold_their_sessions_through_idle_time(repo) -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_a_call_made_while_the_server_is_down_is_sent_when_it_is_back(
-    repo, tmp_path
+    repo, tmp_path, started
 ) -> None:
     # The server's command exists only after the call is made: the call waits in
     # the queue and the first session to open sends it, once.
     launcher = tmp_path / "git-server"
-    hub = McpHub(
-        [{"name": "git", "command": [sys.executable, str(launcher)]}], timeout=20
+    hub = started(
+        McpHub([{"name": "git", "command": [sys.executable, str(launcher)]}], 20)
     )
     time.sleep(1.5)
     assert hub.error("git") != "not connected yet"  # it tried, and failed
