@@ -212,11 +212,17 @@ class _Server:
 
     async def _serve(self, client: Client, job: _Job) -> None:
         """Send one queued call on this session and settle its future."""
-        # A session closing as this task starts cancels it here, before `sent`.
-        await anyio.lowlevel.checkpoint()
-        if job.future.done():
-            return  # its caller stopped waiting before it could be sent
         try:
+            # A session closing as this task starts cancels it here, before `sent`.
+            await anyio.lowlevel.checkpoint()
+            if job.future.done():
+                return  # its caller stopped waiting before it could be sent
+            if _closed(client):
+                # The server went away while idle (a stdio process that exited):
+                # end the session and hold the call, unsent, until the
+                # cancellation hands it to the next session (below).
+                self.broken.set()
+                await anyio.sleep_forever()
             job.sent()
             job.was_sent = True
             with anyio.fail_after(self.timeout):
@@ -378,6 +384,15 @@ def _store(name: str, tools: list[dict[str, Any]]) -> None:
         services.mcp_listing_store(server=name, tools=tools)
     finally:
         close_old_connections()
+
+
+def _closed(client: Client) -> bool:
+    """Whether the session's connection is known to be closed (the server's end
+    of a stdio pipe reached EOF). The SDK notices at once but says so only to the
+    next request, after we would have marked it sent; so this reads its
+    dispatcher's flag, and answers False if a later SDK moves it."""
+    dispatcher = getattr(client.session, "_dispatcher", None)
+    return getattr(dispatcher, "_closed", False) is True
 
 
 def _describe(exc: BaseException) -> str:

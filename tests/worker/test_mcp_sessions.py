@@ -6,6 +6,8 @@ and closed in another); here each must serve a read, stay open through ten idle
 seconds, then serve a write.
 """
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -125,3 +127,23 @@ def test_a_call_made_while_the_server_is_down_is_sent_when_it_is_back(
             "main()\n"
         )
         assert "notes.txt" in status.result(timeout=30)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_server_that_exited_while_idle_is_started_again_for_the_next_call(
+    started,
+) -> None:
+    clock = [str(BIN / "mcp-server-time"), "--local-timezone", "UTC"]
+    hub = started(McpHub([{"name": "time", "command": clock}], timeout=20))
+    assert hub.tools("time", wait=30)
+    [pid] = subprocess.run(
+        ["pgrep", "-P", str(os.getpid()), "-f", "mcp-server-time"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    os.kill(int(pid), signal.SIGKILL)
+    time.sleep(1)
+
+    # Not sent to the dead session (where it would have been lost, maybe run):
+    # sent once, to the server started again.
+    assert "UTC" in call(hub, "time", "get_current_time", {"timezone": "UTC"})
