@@ -7,6 +7,11 @@ and again whenever the server says they changed, and stores each listing through
 the domain (`chat.services.mcp_listing_store`) for every process to read. Task
 threads call tools through `McpHub.call`, which waits for the loop's answer.
 
+Each session lives in one task from open to close (`_Server.run`), as anyio, under
+the SDK, requires; calls reach it through a queue. A session with nothing to do is
+checked by listing again every PING_SECONDS; one that broke is opened again, and
+a call not yet sent waits for the next session instead of failing.
+
 A server that is down is retried in the background with backoff; meanwhile
 `McpHub.tools` answers None for it and turns go on without its tools.
 """
