@@ -60,7 +60,8 @@ MCP_SERVER_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
 
 def mcp_servers(raw: str) -> list[dict[str, Any]]:
     """`AGENT_MCP_SERVERS` checked: a JSON list of {"name", "url", "headers"?} or
-    {"name", "command": [...], "env"?}; a mistake stops the start with its reason."""
+    {"name", "command": [...], "env"?}, each with an optional "trust_annotations"
+    (a boolean); a mistake stops the start with its reason."""
     if not raw:
         return []
     try:
@@ -109,7 +110,16 @@ def _check_mcp_server(server: object, names: set[str]) -> None:
             isinstance(k, str) and isinstance(v, str) for k, v in value.items()
         ):
             raise refuse(f"{name}: {key} must be an object of strings")
-    unknown = set(server) - {"name", "url", "headers", "command", "env"}
+    if not isinstance(server.get("trust_annotations", False), bool):
+        raise refuse(f"{name}: trust_annotations must be true or false")
+    unknown = set(server) - {
+        "name",
+        "url",
+        "headers",
+        "command",
+        "env",
+        "trust_annotations",
+    }
     if unknown:
         raise refuse(f"{name}: unknown fields {sorted(unknown)}")
 

@@ -359,7 +359,9 @@ GITHUB_REPOSITORY = env_str("GITHUB_REPOSITORY")
 GITHUB_API_URL = env_str("GITHUB_API_URL", "https://api.github.com").rstrip("/")
 GITHUB_TIMEOUT = float(env_int("GITHUB_TIMEOUT", 15))
 # MCP servers whose tools the agent is offered, as `<name>__<tool>`: a JSON list of
-# {"name", "url", "headers"?} (Streamable HTTP) or {"name", "command", "env"?} (stdio).
+# {"name", "url", "headers"?} (Streamable HTTP) or {"name", "command", "env"?} (stdio),
+# with "trust_annotations": true for a server whose annotations (readOnlyHint) are
+# believed: without it, every tool of the server asks for approval.
 AGENT_MCP_SERVERS = mcp_servers(env_str("AGENT_MCP_SERVERS"))
 # Seconds for one MCP call (connecting, listing, a tool call) before it fails.
 MCP_TIMEOUT = float(env_int("MCP_TIMEOUT", 30))

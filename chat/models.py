@@ -547,3 +547,45 @@ class McpListing(models.Model):
 
     def __str__(self) -> str:
         return f"{self.server}: {len(self.tools)} tools"
+
+
+class McpPin(models.Model):
+    """One MCP tool's listing as first seen (or last accepted), and as listed now.
+
+    A server can change what a tool says it does after people set rules for it; a
+    tool whose listing no longer matches its pin asks for approval whatever rules
+    and annotations say, until a holder of `chat.decide_action` accepts the new
+    listing (`mcp_pin_accept`).
+    """
+
+    server = models.CharField(max_length=31)
+    tool = models.CharField(max_length=128)
+    # {description, inputSchema, annotations} and the SHA-256 of their canonical JSON.
+    pinned = models.JSONField()
+    pinned_digest = models.CharField(max_length=64)
+    listed = models.JSONField()
+    listed_digest = models.CharField(max_length=64)
+    first_listed = models.DateTimeField()
+    changed_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    accepted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["server", "tool"]
+        verbose_name = "MCP tool pin"
+        constraints = [
+            models.UniqueConstraint(fields=["server", "tool"], name="mcp_pin_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.server}__{self.tool}"
+
+    @property
+    def changed(self) -> bool:
+        return self.pinned_digest != self.listed_digest

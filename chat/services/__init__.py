@@ -76,7 +76,7 @@ from .rooms import (
 )
 from .sweep import sweep
 from .tokens import token_authenticate, token_issue, token_revoke
-from .tools import mcp_listing_store, request_notice
+from .tools import mcp_listing_store, mcp_pin_accept, request_notice
 from .turns import (
     calls_within_cap,
     step_claim,
@@ -91,6 +91,7 @@ from .webhooks import webhook_create, webhook_delete, webhook_list
 __all__ = [
     "LAST_APPROVER",
     "mcp_listing_store",
+    "mcp_pin_accept",
     "request_notice",
     "Conflict",
     "Forbidden",

@@ -88,6 +88,14 @@ def rule_resolve(
             mode=mode, timeout=timeout, summary=f"the default for {spec.name}: {mode}"
         )
     rule = best[1]
+    if spec.pinned_changed and rule.mode == PolicyRule.Mode.AUTO:
+        # A tool whose listing changed since it was pinned asks until the change is
+        # accepted: no `auto` rule lowers it (a `never` or an `ask` rule stands).
+        return Resolution(
+            mode=PolicyRule.Mode.ASK,
+            timeout=timeout,
+            summary=(f"{spec.name} changed since it was pinned: ask"),
+        )
     return Resolution(
         mode=rule.mode,
         approvals_required=rule.approvals_required,

@@ -59,10 +59,18 @@ def _mcp_specs() -> list[ToolSpec]:
     if not mcp.configured():
         return []
     if _listings is None or _listings[0] < time.monotonic():
-        from chat.models import McpListing
+        from django.db.models import F
 
-        rows = McpListing.objects.filter(server__in=list(mcp.configured()))
-        specs = mcp.specs({row.server: list(row.tools) for row in rows})
+        from chat.models import McpListing, McpPin
+
+        servers = list(mcp.configured())
+        rows = McpListing.objects.filter(server__in=servers)
+        changed = set(
+            McpPin.objects.filter(server__in=servers)
+            .exclude(pinned_digest=F("listed_digest"))
+            .values_list("server", "tool")
+        )
+        specs = mcp.specs({row.server: list(row.tools) for row in rows}, changed)
         _listings = (time.monotonic() + LISTINGS_TTL, specs)
     return _listings[1]
 

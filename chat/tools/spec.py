@@ -37,6 +37,9 @@ class ToolSpec:
     # Safe to repeat when a crash cut a call off (MCP's `idempotentHint`); packs
     # that read back what an interrupted call did (`recover`) need not say.
     idempotent: bool = False
+    # An MCP tool whose description, schema or annotations changed since it was
+    # first listed (or last accepted): it asks, whatever rules say.
+    pinned_changed: bool = False
     _validator: Draft202012Validator = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -47,9 +50,14 @@ class ToolSpec:
         """Whether a call asks for approval under a room without rules.
 
         The tools in AGENT_APPROVAL_TOOLS ask; the others run at once only when
-        their pack declares them approval-free (reads): a tool added later asks.
+        their pack declares them approval-free (reads): a tool added later asks,
+        and so does one whose listing changed since it was pinned.
         """
-        return self.name in settings.AGENT_APPROVAL_TOOLS or not self.approval_free
+        return (
+            self.name in settings.AGENT_APPROVAL_TOOLS
+            or not self.approval_free
+            or self.pinned_changed
+        )
 
     @property
     def target_argument(self) -> str:

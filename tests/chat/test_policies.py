@@ -159,7 +159,9 @@ def test_tools_lists_mcp_tools_by_their_annotations(alice, settings) -> None:
     from chat import services
     from chat import tools as catalogue
 
-    settings.AGENT_MCP_SERVERS = [{"name": "notes", "url": "http://127.0.0.1:9/mcp"}]
+    settings.AGENT_MCP_SERVERS = [
+        {"name": "notes", "url": "http://127.0.0.1:9/mcp", "trust_annotations": True}
+    ]
     services.mcp_listing_store(
         server="notes",
         tools=[

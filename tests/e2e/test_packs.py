@@ -3,8 +3,10 @@ server, and MCP servers' tools through a real MCP server (the SDK's server side)
 each behind the approval gate, with real workers, Redis and the local model."""
 
 import json
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -191,8 +193,9 @@ def test_a_github_create_whose_answer_was_lost_is_read_back(
 
 @pytest.fixture
 def notes(mcp_standin, settings) -> dict:
-    """The local MCP server as `notes`, in the worker and in this process."""
-    server = {"name": "notes", "url": mcp_standin.url}
+    """The local MCP server as `notes`, in the worker and in this process: ours,
+    so its annotations are trusted (as `make run` configures it)."""
+    server = {"name": "notes", "url": mcp_standin.url, "trust_annotations": True}
     settings.AGENT_MCP_SERVERS = [server]
     tools.forget_listings()
     yield server
@@ -397,6 +400,7 @@ def test_a_stdio_mcp_server_works_the_same(stack, room, bob, settings, tmp_path)
         "name": "local",
         "command": [sys.executable, "-m", "standins.mcp_server", "--stdio"],
         "env": {"MCP_STANDIN_EFFECTS": str(tmp_path / "effects.jsonl")},
+        "trust_annotations": True,
     }
     settings.AGENT_MCP_SERVERS = [local]
     notes_worker(stack, local)
@@ -408,6 +412,71 @@ def test_a_stdio_mcp_server_works_the_same(stack, room, bob, settings, tmp_path)
     [action] = Action.objects.filter(request=request)
     assert (action.status, action.requires_approval) == ("succeeded", False)
     assert action.result["structured"]["notes"]
+
+
+def test_pypi_stdio_servers_read_then_write_after_approval_across_idle_time(
+    stack, room, alice, bob, settings, tmp_path
+):
+    # The reference servers from PyPI (mcp-server-git, mcp-server-time), which
+    # nobody here wrote: their sessions used to die seconds after listing.
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for args in (
+        ["init", "-q"],
+        ["config", "user.email", "alice@example.com"],
+        ["config", "user.name", "Alice"],
+    ):
+        subprocess.run(["git", "-C", str(repo), *args], check=True)
+    (repo / "notes.txt").write_text("ship the packs\n")
+    bin_dir = Path(sys.executable).parent
+    git = {
+        "name": "git",
+        "command": [str(bin_dir / "mcp-server-git"), "--repository", str(repo)],
+        "trust_annotations": True,
+    }
+    clock = {
+        "name": "time",
+        "command": [str(bin_dir / "mcp-server-time"), "--local-timezone", "UTC"],
+        "trust_annotations": True,
+    }
+    settings.AGENT_MCP_SERVERS = [git, clock]
+    notes_worker(stack, git, clock)
+    wait_for(lambda: McpListing.objects.filter(server="time").exists(), timeout=20)
+    tools.forget_listings()
+
+    def call(tool: str, arguments: dict) -> Request:
+        text = f"call {tool} {json.dumps(arguments)}"
+        return services.request_start(room=room, user=bob, text=text)
+
+    def ran(request: Request) -> Action:
+        reached(request, S.COMPLETED)
+        [action] = Action.objects.filter(request=request)
+        assert action.status == "succeeded", action.error
+        return action
+
+    status = ran(call("git__git_status", {"repo_path": str(repo)}))
+    assert not status.requires_approval
+    assert "notes.txt" in status.result["text"]
+    assert (
+        "UTC" in ran(call("time__get_current_time", {"timezone": "UTC"})).result["text"]
+    )
+
+    time.sleep(10)
+
+    add = call("git__git_add", {"repo_path": str(repo), "files": ["notes.txt"]})
+    action = pending(add)
+    services.action_decide(action_id=str(action.pk), user=alice, decision="approve")
+    ran(add)
+    staged = subprocess.run(
+        ["git", "-C", str(repo), "diff", "--cached", "--name-only"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert staged == ["notes.txt"]
+    assert (
+        "UTC" in ran(call("time__get_current_time", {"timezone": "UTC"})).result["text"]
+    )
 
 
 def test_pack_secrets_reach_no_event_result_model_input_or_log(
