@@ -11,7 +11,7 @@ from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from chat import enqueue
-from chat.eligibility import may_vote
+from chat.eligibility import Ballots, vote_refusal
 from chat.errors import Conflict, Forbidden, Invalid, NotFound
 from chat.models import Action, Vote
 from chat.text import storable
@@ -73,13 +73,9 @@ def _awaiting(actions: QuerySet[Action], user: User, limit: int) -> list[Action]
         .exclude(Exists(voted))
         .order_by(F("expires_at").asc(nulls_last=True), "created")
     )
-    found: list[Action] = []
-    for action in candidates[: limit * 4]:
-        if may_vote(action=action, requester_id=action.request.user_id, user=user):
-            found.append(action)
-            if len(found) == limit:
-                break
-    return found
+    rows = list(candidates[: limit * 4])
+    ballots = Ballots(rows)
+    return [action for action in rows if ballots.may_vote(action, user)][:limit]
 
 
 def action_decide(
@@ -136,9 +132,10 @@ def action_decide(
             reason=reason,
             via=via,
         )
-        approvals = Vote.objects.filter(
-            action=action, ballot=action.ballot, decision=Vote.Decision.APPROVE
-        ).count()
+        # Only votes whose voters may still vote count (a removed or demoted
+        # approver's vote is dropped, and would not count if it were not yet).
+        ballots = Ballots([action], requesters={action.pk: request.user_id})
+        approvals = len(ballots.approvals(action))
         if decision == "deny":
             _record_decision(action, user, Action.Status.DENIED, reason, via)
             tool_result_emit(action)
@@ -147,7 +144,7 @@ def action_decide(
             _schedule(action)
         else:
             action.save()
-            _log_vote(action, user, via)
+            _log_vote(action, user, via, approvals)
         action_emit(action)
     request_advance(request_id=action.request_id)
     return action
@@ -202,19 +199,9 @@ def action_retract(
 
 
 def _check_may_vote(action: Action, requester_id: int | None, user: User) -> None:
-    if may_vote(action=action, requester_id=requester_id, user=user):
-        return
-    if not action.requester_may_approve and user.pk == requester_id:
-        raise Forbidden(
-            "This action's rule needs someone other than the requester to approve it."
-        )
-    if action.approvers:
-        raise Forbidden(
-            "Only the approvers this action's rule names may vote on it: "
-            + ", ".join(action.approvers)
-            + "."
-        )
-    raise Forbidden("Only approvers of this room may decide its actions.")
+    detail = vote_refusal(action=action, requester_id=requester_id, user=user)
+    if detail is not None:
+        raise Forbidden(detail)
 
 
 def _replace_arguments(
@@ -291,10 +278,7 @@ def _log_decision(action: Action, user: User) -> None:
     )
 
 
-def _log_vote(action: Action, user: User, via: str) -> None:
-    approvals = Vote.objects.filter(
-        action=action, ballot=action.ballot, decision=Vote.Decision.APPROVE
-    ).count()
+def _log_vote(action: Action, user: User, via: str, approvals: int) -> None:
     LogEntry.objects.log_actions(
         user.pk,
         [action],
