@@ -145,7 +145,7 @@ def action_decide(
         else:
             action.save()
             _log_vote(action, user, via, approvals)
-        action_emit(action)
+        action_emit(action, ballots)
     request_advance(request_id=action.request_id)
     return action
 

@@ -53,7 +53,9 @@ def action_notify(action: Action, payload: dict[str, Any]) -> None:
         changes = [("action.decided", f"{action.pk}:{action.status}:{action.ballot}")]
     else:
         return
-    room = Room.objects.get(pk=action.room_id)
+    # The locks and lists that emit actions read their room with them.
+    cached = Action.room.is_cached(action)
+    room = action.room if cached else Room.objects.get(pk=action.room_id)
     link = decide_url(action)
     rows: list[Delivery] = []
     for event, change in changes:
