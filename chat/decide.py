@@ -9,7 +9,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from . import services
-from .eligibility import may_vote
+from .eligibility import Ballots, may_vote
 from .errors import AppError
 from .http import AuthenticatedHttpRequest
 from .links import action_id_from, decide_url
@@ -38,9 +38,20 @@ def decide(request: AuthenticatedHttpRequest, token: str) -> HttpResponse:
             verb = "approved" if decision == "approve" else "denied"
             messages.success(request, f"You {verb} {action.tool}.")
         return redirect("decide", token=token)
-    votes = Vote.objects.filter(action=action, ballot=action.ballot).select_related(
-        "user"
-    )
+    # The votes that count: a removed or demoted voter's are not shown as counting.
+    ballots = Ballots([action])
+    counted = {
+        v.user_id
+        for v in ballots.current_votes(action)
+        if action.status != Action.Status.PENDING or ballots.counts(action, v)
+    }
+    votes = [
+        vote
+        for vote in Vote.objects.filter(
+            action=action, ballot=action.ballot
+        ).select_related("user")
+        if vote.user_id in counted
+    ]
     context = {
         "action": action,
         "pending": action.status == Action.Status.PENDING,

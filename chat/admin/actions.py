@@ -16,7 +16,7 @@ from django.utils.safestring import SafeString
 from django.utils.timesince import timesince
 
 from chat import services
-from chat.eligibility import may_vote
+from chat.eligibility import Ballots, may_vote
 from chat.errors import Conflict, Forbidden, Invalid, NotFound
 from chat.models import Action, Membership
 
@@ -314,7 +314,7 @@ class ActionAdmin(AgentRecordMixin, admin.ModelAdmin[Action]):
             return messages.ERROR, f"{label}: {exc.detail}"
         # The decision service writes the admin log entry, whatever the interface.
         if decided.status == Action.Status.PENDING:
-            count = decided.votes.filter(ballot=decided.ballot).count()
+            count = len(Ballots([decided]).approvals(decided))
             return messages.SUCCESS, (
                 f"Your approval counted: {label} ({count} of "
                 f"{decided.approvals_required} approvals; it waits for more)."

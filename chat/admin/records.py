@@ -27,8 +27,6 @@ from chat.models import (
     Room,
     RoomEvent,
 )
-from chat.realtime import member_evict
-from chat.services import user_deactivated
 from chat.services.policies import FIELDS as RULE_FIELDS
 from chat.services.policies import rule_clean
 
@@ -270,14 +268,21 @@ class RoomAdmin(DeciderMayViewMixin, admin.ModelAdmin[Room]):
             for f in formset.initial_forms
             if f.instance.pk and ("role" in f.changed_data or "user" in f.changed_data)
         ]
-        before = {m.pk: (m.room_id, m.user_id) for m in changed}
+        # As stored: a form's instance already carries the new user.
+        before = {
+            pk: (room_id, user_id)
+            for pk, room_id, user_id in Membership.objects.filter(
+                pk__in=[m.pk for m in changed]
+            ).values_list("pk", "room_id", "user_id")
+        }
         super().save_formset(request, form, formset, change)
-        # Removed or changed members lose their open sockets, as through the API.
+        # Removed or changed members lose their open sockets and their stale votes,
+        # as through the API.
         for membership in [*formset.deleted_objects, *changed]:
             room_id, user_id = before.get(
                 membership.pk, (membership.room_id, membership.user_id)
             )
-            member_evict(room_id=room_id, user_id=user_id)
+            services.member_left(room_id=room_id, user_id=user_id)
 
 
 @admin.register(Membership)
@@ -306,12 +311,12 @@ class MembershipAdmin(admin.ModelAdmin[Membership]):
     ) -> None:
         if change and form.changed_data:
             old = Membership.objects.get(pk=obj.pk)
-            member_evict(room_id=old.room_id, user_id=old.user_id)
+            services.member_left(room_id=old.room_id, user_id=old.user_id)
         super().save_model(request, obj, form, change)
 
     def delete_model(self, request: HttpRequest, obj: Membership) -> None:
         super().delete_model(request, obj)
-        member_evict(room_id=obj.room_id, user_id=obj.user_id)
+        services.member_left(room_id=obj.room_id, user_id=obj.user_id)
 
     def delete_queryset(
         self, request: HttpRequest, queryset: QuerySet[Membership]
@@ -331,7 +336,7 @@ class MembershipAdmin(admin.ModelAdmin[Membership]):
         pairs = list(queryset.values_list("room_id", "user_id"))
         super().delete_queryset(request, queryset)
         for room_id, user_id in pairs:
-            member_evict(room_id=room_id, user_id=user_id)
+            services.member_left(room_id=room_id, user_id=user_id)
 
 
 def _is_last_approver(membership: Membership) -> bool:
@@ -364,14 +369,9 @@ class ApiTokenAdmin(admin.ModelAdmin[ApiToken]):
 
 
 class DeactivatingUserAdmin(UserAdmin[User]):
-    """Django's user admin, closing a user's sockets when they are deactivated."""
-
-    def save_model(
-        self, request: HttpRequest, obj: Any, form: Any, change: bool
-    ) -> None:
-        super().save_model(request, obj, form, change)
-        if change and "is_active" in form.changed_data and not obj.is_active:
-            user_deactivated(obj)
+    """Django's user admin. Deactivating a user here closes their sockets and drops
+    their votes, as any save does (`chat.apps.on_user_saved` calls
+    `services.user_saved`)."""
 
 
 admin.site.unregister(User)

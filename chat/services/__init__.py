@@ -68,11 +68,13 @@ from .rooms import (
     LAST_APPROVER,
     member_add,
     member_changed,
+    member_left,
     member_remove,
     room_create,
     room_keeps_an_approver,
     room_update,
     user_deactivated,
+    user_saved,
 )
 from .sweep import sweep
 from .tokens import token_authenticate, token_issue, token_revoke
@@ -86,6 +88,7 @@ from .turns import (
     step_release,
     step_renew,
 )
+from .votes import votes_drop_stale
 from .webhooks import webhook_create, webhook_delete, webhook_list
 
 __all__ = [
@@ -122,6 +125,7 @@ __all__ = [
     "id_or_none",
     "member_add",
     "member_changed",
+    "member_left",
     "member_remove",
     "message_emit",
     "policy_create",
@@ -159,4 +163,6 @@ __all__ = [
     "webhook_delete",
     "webhook_list",
     "user_deactivated",
+    "user_saved",
+    "votes_drop_stale",
 ]

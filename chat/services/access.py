@@ -36,6 +36,8 @@ def can_create_room(*, user: User) -> bool:
 
 
 def can_decide(*, room: Room, user: User) -> bool:
+    """Authority over the room (cancel any request, change its policy, webhooks).
+    Not who may vote on an action: that is `chat.eligibility`, under its rule."""
     if user.has_perm("chat.decide_action"):
         return True
     return room_role(room=room, user=user) == Membership.Role.APPROVER

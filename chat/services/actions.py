@@ -12,7 +12,7 @@ from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from chat import enqueue
-from chat.eligibility import may_vote
+from chat.eligibility import Ballots, vote_refusal
 from chat.errors import Conflict, Forbidden, Invalid, NotFound
 from chat.models import Action, PolicyRule, Vote
 from chat.text import storable
@@ -75,13 +75,9 @@ def _awaiting(actions: QuerySet[Action], user: User, limit: int) -> list[Action]
         .exclude(Exists(voted))
         .order_by(F("expires_at").asc(nulls_last=True), "created")
     )
-    found: list[Action] = []
-    for action in candidates[: limit * 4]:
-        if may_vote(action=action, requester_id=action.request.user_id, user=user):
-            found.append(action)
-            if len(found) == limit:
-                break
-    return found
+    rows = list(candidates[: limit * 4])
+    ballots = Ballots(rows)
+    return [action for action in rows if ballots.may_vote(action, user)][:limit]
 
 
 def action_decide(
@@ -141,9 +137,10 @@ def action_decide(
             reason=reason,
             via=via,
         )
-        approvals = Vote.objects.filter(
-            action=action, ballot=action.ballot, decision=Vote.Decision.APPROVE
-        ).count()
+        # Only votes whose voters may still vote count (a removed or demoted
+        # approver's vote is dropped, and would not count if it were not yet).
+        ballots = Ballots([action], requesters={action.pk: request.user_id})
+        approvals = len(ballots.approvals(action))
         if decision == "deny":
             _record_decision(action, user, Action.Status.DENIED, reason, via)
             tool_result_emit(action)
@@ -152,8 +149,8 @@ def action_decide(
             _schedule(action)
         else:
             action.save()
-            _log_vote(action, user, via)
-        action_emit(action)
+            _log_vote(action, user, via, approvals)
+        action_emit(action, ballots)
     request_advance(request_id=action.request_id)
     return action
 
@@ -211,25 +208,15 @@ def _check_may_vote(
 ) -> None:
     """403 unless `user` may vote under the rule on `action`; `edited` names the
     rule of an edit's arguments, which the refusal then speaks of."""
-    if may_vote(action=action, requester_id=requester_id, user=user):
+    detail = vote_refusal(action=action, requester_id=requester_id, user=user)
+    if detail is None:
         return
-    rule = "This action's rule"
     if edited:
-        rule = f"The rule for the edited arguments ({edited})"
-    after = "; the edit was refused and nothing changed." if edited else "."
-    if not action.requester_may_approve and user.pk == requester_id:
-        raise Forbidden(
-            f"{rule} needs someone other than the requester to approve it{after}"
+        detail = (
+            f"{detail.rstrip('.')} (under the rule for the edited arguments: "
+            f"{edited}); the edit was refused and nothing changed."
         )
-    if action.approvers:
-        raise Forbidden(
-            f"Only the approvers {rule[0].lower()}{rule[1:]} names may vote on it: "
-            + ", ".join(action.approvers)
-            + after
-        )
-    if edited:
-        raise Forbidden(f"{rule} lets only the room's approvers vote{after}")
-    raise Forbidden("Only approvers of this room may decide its actions.")
+    raise Forbidden(detail)
 
 
 def _judge_edit(
@@ -329,10 +316,7 @@ def _log_decision(action: Action, user: User) -> None:
     )
 
 
-def _log_vote(action: Action, user: User, via: str) -> None:
-    approvals = Vote.objects.filter(
-        action=action, ballot=action.ballot, decision=Vote.Decision.APPROVE
-    ).count()
+def _log_vote(action: Action, user: User, via: str, approvals: int) -> None:
     LogEntry.objects.log_actions(
         user.pk,
         [action],

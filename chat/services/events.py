@@ -3,6 +3,7 @@
 import json
 from typing import Any
 
+from chat.eligibility import Ballots
 from chat.models import Action, Message, Request
 from chat.realtime import event_emit
 from chat.serializers import ActionSerializer, MessageSerializer, request_event
@@ -16,8 +17,11 @@ def message_emit(message: Message) -> None:
     )
 
 
-def action_emit(action: Action) -> None:
-    payload = ActionSerializer(action).data
+def action_emit(action: Action, ballots: Ballots | None = None) -> None:
+    """The room's `action` event, and the outbox rows it calls for. `ballots`: the
+    action's votes and voters as the caller already read them."""
+    context = {"ballots": ballots} if ballots is not None else {}
+    payload = ActionSerializer(action, context=context).data
     event_emit(room_id=action.room_id, type="action", payload=payload)
     # Approvers outside the room hear of it too (email, webhooks): same transaction.
     action_notify(action, payload)

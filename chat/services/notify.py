@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from chat import enqueue
-from chat.eligibility import eligible_voters
+from chat.eligibility import Ballots
 from chat.links import decide_url
 from chat.models import Action, Delivery, Request, Room, Webhook
 from chat.serializers import request_event
@@ -53,7 +53,9 @@ def action_notify(action: Action, payload: dict[str, Any]) -> None:
         changes = [("action.decided", f"{action.pk}:{action.status}:{action.ballot}")]
     else:
         return
-    room = Room.objects.get(pk=action.room_id)
+    # The locks and lists that emit actions read their room with them.
+    cached = Action.room.is_cached(action)
+    room = action.room if cached else Room.objects.get(pk=action.room_id)
     link = decide_url(action)
     rows: list[Delivery] = []
     for event, change in changes:
@@ -61,7 +63,8 @@ def action_notify(action: Action, payload: dict[str, Any]) -> None:
         body["decide_url"] = link
         rows += _webhook_rows(room, event, change, body)
     if action.status == Action.Status.PENDING:
-        rows += _email_rows(action, room, link, f"action.pending:{changes[0][1]}")
+        key = f"action.pending:{changes[0][1]}"
+        rows += _email_rows(action, room, link, key, names=payload["eligible"])
     _store(rows)
 
 
@@ -132,14 +135,17 @@ def _webhook_rows(
 
 
 def _email_rows(
-    action: Action, room: Room, link: str, key: str, reminder: bool = False
+    action: Action,
+    room: Room,
+    link: str,
+    key: str,
+    reminder: bool = False,
+    names: list[str] | None = None,
 ) -> list[Delivery]:
-    requester = (
-        Request.objects.filter(pk=action.request_id)
-        .values_list("user_id", flat=True)
-        .first()
-    )
-    names = eligible_voters(action, requester)
+    """A mail to each voter who may still vote and has an address; `names`: the
+    action's `eligible` as its payload shows it, when the caller has it."""
+    if names is None:
+        names = Ballots([action]).eligible(action)
     people = User.objects.filter(username__in=names, is_active=True).exclude(email="")
     subject = f"[{room.name}] {action.tool} waits for your approval"
     if reminder:

@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from chat import enqueue
+from chat.eligibility import Ballots
 from chat.errors import Conflict, Forbidden, Invalid, NotFound, TooMany
 from chat.models import Action, Message, Request, Room
 from chat.redis_client import redis_client, redis_key
@@ -142,10 +143,12 @@ def request_cancel(*, request_id: str, user: User) -> Request:
         stopped = Action.objects.filter(
             request=request, status__in=[Action.Status.PENDING, Action.Status.APPROVED]
         )
-        for action in stopped.select_related("room", "decided_by"):
+        stopped_list = list(stopped.select_related("room", "decided_by"))
+        ballots = Ballots(stopped_list)  # read once for all their events
+        for action in stopped_list:
             action.move_to(Action.Status.CANCELLED)
             action.save(update_fields=["status", "updated"])
-            action_emit(action)
+            action_emit(action, ballots)
         request_emit(request)
         transaction.on_commit(lambda: _signal_cancel(request))
     return request

@@ -14,6 +14,7 @@ from chat.realtime import member_evict
 from chat.text import storable
 
 from .access import room_role
+from .votes import votes_drop_stale_on_commit
 
 
 def room_create(*, user: User, name: str, slug: str = "") -> Room:
@@ -92,18 +93,37 @@ def member_remove(*, room: Room, actor: User, username: str) -> None:
 
 
 def member_changed(membership: Membership) -> None:
-    """After a membership's deletion or role change (the API's, the admin's): close
-    the user's sockets in the room on every web process; they reconnect under the
-    new role, or get 4404."""
-    member_evict(room_id=membership.room_id, user_id=membership.user_id)
+    """After a membership's deletion or role change (the API's, the admin's)."""
+    member_left(room_id=membership.room_id, user_id=membership.user_id)
+
+
+def member_left(*, room_id: int, user_id: int) -> None:
+    """After `user_id` left a room or changed role there, by any route: close their
+    sockets in the room on every web process (they reconnect under the new role, or
+    get 4404), and, once the change commits, drop their votes on the room's pending
+    actions that they may no longer vote on."""
+    member_evict(room_id=room_id, user_id=user_id)
+    votes_drop_stale_on_commit(user_ids=[user_id], room_id=room_id)
 
 
 def user_deactivated(user: User) -> None:
-    """Close a deactivated user's sockets in every room they are in."""
+    """Close a deactivated user's sockets in every room they are in, and drop their
+    votes on pending actions (an inactive account may not vote)."""
     for room_id in Membership.objects.filter(user=user).values_list(
         "room_id", flat=True
     ):
         member_evict(room_id=room_id, user_id=user.pk)
+    votes_drop_stale_on_commit(user_ids=[user.pk])
+
+
+def user_saved(user: User) -> None:
+    """After any save of a user (a form, the admin, `save()` in a shell): a
+    deactivated one is handled as `user_deactivated` says; anyone else may have
+    lost a say (superuser status), so their stale votes are dropped too."""
+    if not user.is_active:
+        user_deactivated(user)
+    else:
+        votes_drop_stale_on_commit(user_ids=[user.pk])
 
 
 LAST_APPROVER = (

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from chat import enqueue
+from chat.eligibility import Ballots
 from chat.models import Action, Message, PolicyRule, Request
 from chat.realtime import partial_clear
 from chat.tools import CheckedCall
@@ -139,8 +140,9 @@ def step_record(
         locked.save()
         if not calls:
             request_finish(request=locked, status=Status.COMPLETED)
+        ballots = Ballots(actions, {a.pk: locked.user_id for a in actions})
         for action in actions:
-            action_emit(action)
+            action_emit(action, ballots)
             if action.status == Action.Status.EXECUTING:
                 transaction.on_commit(partial(enqueue.tool_call, action_id=action.pk))
         transaction.on_commit(lambda: partial_clear(request.draft_message_id))

@@ -33,11 +33,10 @@ const PREVIEW_LABELS = {
 // Countdowns and "expires in" lines are redrawn this often.
 const TICK_MS = 1000;
 
-/* `send(frame, {url, body})` resolves to false when the decision was refused;
-   `requesterOf(requestId)` is the username who posted a request, when known. */
-export function createActions({ timeline, config, send, requesterOf = () => null }) {
+/* `send(frame, {url, body})` resolves to false when the decision was refused. */
+export function createActions({ timeline, config, send }) {
   const actions = new Map(); // id -> {data, el, json, ui}
-  const viewer = { username: config.username, canDecide: config.canDecide };
+  const viewer = { username: config.username };
   let ticker = null;
 
   function upsertAction(data) {
@@ -137,9 +136,8 @@ export function createActions({ timeline, config, send, requesterOf = () => null
     if (decision) card.append(decision);
     const outcome = actionOutcome(data);
     if (outcome) card.append(outcome);
-    const requester = requesterOf(data.request);
-    if (mayVote(data, viewer, requester)) card.append(actionControls(entry));
-    else if (mayRetract(data, viewer, requester, Date.now())) card.append(retractControls(entry));
+    if (mayVote(data, viewer)) card.append(actionControls(entry));
+    else if (mayRetract(data, viewer, Date.now())) card.append(retractControls(entry));
     item.append(card);
     return item;
   }

@@ -6,32 +6,23 @@
  * Pure functions, so tests/js run them under node.
  */
 
-/* The viewer: {username, canDecide}, canDecide being the room's approver role or
-   chat.decide_action. `requester` is the username who posted the action's
-   request, when the page knows it. */
-function couldVote(action, viewer, requester) {
-  if (!viewer || !viewer.username) return false;
-  if (action.requester_may_approve === false && requester === viewer.username) {
-    return false;
-  }
-  const named = Array.isArray(action.approvers) && action.approvers.length > 0;
-  return named ? action.approvers.includes(viewer.username) : Boolean(viewer.canDecide);
+/* The server says who may act on an action now: `eligible` lists, on a pending
+   action, who may still vote (less those who voted on its current arguments), and
+   on an approval waiting out its delay, who may retract it (chat/eligibility.py).
+   The page draws buttons from that list alone, never from roles of its own. */
+function listed(action, viewer) {
+  if (!viewer || !viewer.username || !Array.isArray(action.eligible)) return false;
+  return action.eligible.includes(viewer.username);
 }
 
-/* Whether the viewer may vote on a pending action now. `eligible` lists the room's
-   (or the rule's) approvers who have not voted; a holder of chat.decide_action who
-   is no approver of the room is not in it, hence the approver-role fallback. */
-export function mayVote(action, viewer, requester) {
+function votedAlready(action, viewer) {
+  return (action.approvals || []).some((vote) => vote.username === viewer.username);
+}
+
+/* Whether the viewer ({username}) may vote on a pending action now. */
+export function mayVote(action, viewer) {
   if (!action || action.status !== "pending") return false;
-  if (!viewer || !viewer.username) return false;
-  if (Array.isArray(action.eligible) && action.eligible.includes(viewer.username)) {
-    return true;
-  }
-  if (!Array.isArray(action.eligible)) return couldVote(action, viewer, requester);
-  const named = Array.isArray(action.approvers) && action.approvers.length > 0;
-  if (named || !viewer.canDecide) return false;
-  const voted = (action.approvals || []).some((vote) => vote.username === viewer.username);
-  return !voted && couldVote(action, viewer, requester);
+  return listed(action, viewer) && !votedAlready(action, viewer);
 }
 
 /* Whether an approved action still waits out its delay at `now` (ms). */
@@ -41,9 +32,10 @@ export function isWaiting(action, now) {
   return !Number.isNaN(runsAt) && runsAt > now;
 }
 
-/* Whether the viewer may retract the approval: anyone who could vote on it. */
-export function mayRetract(action, viewer, requester, now) {
-  return isWaiting(action, now) && couldVote(action, viewer, requester);
+/* Whether the viewer may retract the approval: anyone the server lists, while the
+   delay runs. */
+export function mayRetract(action, viewer, now) {
+  return isWaiting(action, now) && listed(action, viewer);
 }
 
 /* "1 of 2 approvals: bob" */

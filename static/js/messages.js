@@ -23,14 +23,10 @@ const REQUEST_LABELS = {
 export function createMessages({ timeline, config, cancelRequest }) {
   const messages = new Map(); // id -> {data, el}: final messages, which never change
   const requests = new Map(); // id -> {id, status, error}
-  const requesters = new Map(); // request id -> username of the user message
   const stream = createStream({ timeline });
 
   function upsertMessage(data) {
     if (messages.has(data.id)) return;
-    if (data.role === "user" && data.request && data.author) {
-      requesters.set(data.request, data.author);
-    }
     const streamed = stream.take(data.id);
     if (data.role === "assistant" && !String(data.content || "").trim()) {
       // Only tool calls, which the action cards show: nothing to say, so no
@@ -152,10 +148,5 @@ export function createMessages({ timeline, config, cancelRequest }) {
     }
   }
 
-  /* Who posted a request (a rule may keep them from approving its actions). */
-  function requesterOf(requestId) {
-    return requesters.get(requestId) || null;
-  }
-
-  return { upsertMessage, upsertRequest, showText, showNotice, requesterOf };
+  return { upsertMessage, upsertRequest, showText, showNotice };
 }

@@ -60,9 +60,7 @@ function start(root) {
   }
 
   const messages = createMessages({ timeline, config, cancelRequest });
-  const actions = createActions({
-    timeline, config, send, requesterOf: messages.requesterOf,
-  });
+  const actions = createActions({ timeline, config, send });
   const composer = createComposer({
     form: dom.composer, text: dom.text, config, send, notices,
   });

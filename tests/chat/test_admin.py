@@ -635,3 +635,83 @@ def test_room_page_lists_its_members(room, staff_decider):
     )
     assert viewer.status_code == 200
     assert "approver" in viewer.content.decode()
+
+
+# Membership changes in the admin drop stale votes -----------------------------------
+
+
+@pytest.fixture
+def quorum(room: Room, bob: User) -> tuple[Action, User, User]:
+    """A pending action needing two approvals, carol's in; dave may give the other."""
+    carol = User.objects.create_user("carol", password="x")
+    dave = User.objects.create_user("dave", password="x")
+    for user in (carol, dave):
+        Membership.objects.create(room=room, user=user, role=Membership.Role.APPROVER)
+    action = make_action(room, bob)
+    Action.objects.filter(pk=action.pk).update(approvals_required=2)
+    services.action_decide(action_id=str(action.pk), user=carol, decision="approve")
+    return action, carol, dave
+
+
+def _last_action_event(action: Action) -> dict:
+    event = RoomEvent.objects.filter(type="action").order_by("seq").last()
+    assert event is not None and event.payload["id"] == str(action.pk)
+    return event.payload
+
+
+def _second_approval(action: Action, dave: User) -> str:
+    return services.action_decide(
+        action_id=str(action.pk), user=dave, decision="approve"
+    ).status
+
+
+def test_removing_an_approver_in_the_admin_drops_their_approval(
+    quorum, django_capture_on_commit_callbacks, monkeypatch
+) -> None:
+    monkeypatch.setattr("chat.enqueue._send", lambda *args, **kwargs: None)
+    action, carol, dave = quorum
+    root = client_for(User.objects.create_superuser("root", "root@example.com", "x"))
+    membership = Membership.objects.get(user=carol)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = root.post(
+            f"/admin/chat/membership/{membership.pk}/delete/", {"post": "yes"}
+        )
+    assert response.status_code == 302
+    seen = _last_action_event(action)
+    assert seen["approvals"] == [] and "carol" not in seen["eligible"]
+    assert _second_approval(action, dave) == Action.Status.PENDING
+
+
+def test_demoting_an_approver_in_the_room_admin_drops_their_approval(
+    room, alice, quorum, django_capture_on_commit_callbacks, monkeypatch
+) -> None:
+    monkeypatch.setattr("chat.enqueue._send", lambda *args, **kwargs: None)
+    action, carol, dave = quorum
+    root = client_for(User.objects.create_superuser("root", "root@example.com", "x"))
+    memberships = list(Membership.objects.filter(room=room).order_by("pk"))
+    body: dict[str, object] = {
+        "name": room.name,
+        "slug": room.slug,
+        "linear_teams": "[]",
+        "memberships-TOTAL_FORMS": len(memberships),
+        "memberships-INITIAL_FORMS": len(memberships),
+        "memberships-MIN_NUM_FORMS": 0,
+        "memberships-MAX_NUM_FORMS": 1000,
+        "policy_rules-TOTAL_FORMS": 0,
+        "policy_rules-INITIAL_FORMS": 0,
+        "policy_rules-MIN_NUM_FORMS": 0,
+        "policy_rules-MAX_NUM_FORMS": 1000,
+    }
+    for i, membership in enumerate(memberships):
+        body[f"memberships-{i}-id"] = membership.pk
+        body[f"memberships-{i}-room"] = room.pk
+        body[f"memberships-{i}-user"] = membership.user_id
+        demoted = membership.user_id == carol.pk
+        body[f"memberships-{i}-role"] = "member" if demoted else membership.role
+    with django_capture_on_commit_callbacks(execute=True):
+        response = root.post(f"/admin/chat/room/{room.pk}/change/", body)
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    assert services.room_role(room=room, user=carol) == Membership.Role.MEMBER
+    seen = _last_action_event(action)
+    assert seen["approvals"] == [] and "carol" not in seen["eligible"]
+    assert _second_approval(action, dave) == Action.Status.PENDING

@@ -13,12 +13,15 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
 from django.http import HttpResponseBase
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from chat import enqueue, services
-from chat.models import Action, Message, Request, Room
+from chat.models import Action, Membership, Message, Request, Room, Vote
+from chat.snapshot import snapshot_build
 from tests.chat.test_api import (  # noqa: F401  (autouse fixtures apply here too)
     api,
     fast_password_hashing,
@@ -434,3 +437,100 @@ def test_list_honours_limit(alice: User, actions: dict) -> None:
 )
 def test_bad_list_query_gets_400(alice: User, actions: dict, query: str) -> None:
     refusal(api(alice).get(f"/api/actions?{query}"), 400)
+
+
+# Costs: queries that do not grow with the number of actions --------------------------
+
+
+def _park(room: Room, requester: User, count: int, voter: User | None = None) -> None:
+    """`count` pending actions of one request (a flood), each with `voter`'s vote."""
+    agent_request = Request.objects.create(
+        room=room, user=requester, step=1, status=Request.Status.AWAITING_APPROVAL
+    )
+    made = Action.objects.bulk_create(
+        Action(
+            request=agent_request,
+            room=room,
+            step=0,
+            tool="delete_issue",
+            tool_call_id=f"call_{uuid.uuid4().hex[:12]}",
+            arguments={"id": f"ENG-{n}"},
+            requires_approval=True,
+            status=Action.Status.PENDING,
+            approvals_required=2,
+            preview={"identifier": f"ENG-{n}", "title": "Flaky", "state": "Todo"},
+        )
+        for n in range(count)
+    )
+    if voter is not None:
+        Vote.objects.bulk_create(
+            Vote(action=a, user=voter, ballot=0, decision="approve", via="api")
+            for a in made
+        )
+
+
+def _queries(call: Callable[[], object]) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        call()
+    return len(queries)
+
+
+@pytest.fixture
+def carol(room: Room) -> User:
+    user = User.objects.create_user("carol", password="x")
+    Membership.objects.create(room=room, user=user, role=Membership.Role.APPROVER)
+    return user
+
+
+def test_listing_actions_costs_the_same_queries_for_1_and_for_200(
+    room: Room, alice: User, bob: User, carol: User
+) -> None:
+    client = api(alice)
+    _park(room, bob, 1, voter=carol)
+    client.get("/api/actions?limit=500")  # the token's first use is not the point
+    one = _queries(lambda: client.get("/api/actions?limit=500"))
+    inbox_one = _queries(lambda: client.get("/api/actions?awaiting=me&limit=500"))
+    _park(room, bob, 199, voter=carol)
+    listed: list = []
+    many = _queries(lambda: listed.append(client.get("/api/actions?limit=500")))
+    inbox_many = _queries(
+        lambda: listed.append(client.get("/api/actions?awaiting=me&limit=500"))
+    )
+    body, inbox = listed[0].json(), listed[1].json()
+    assert len(body) == 200 and len(inbox) == 200
+    assert all(a["approvals"][0]["username"] == "carol" for a in body)
+    assert all(a["eligible"] == ["alice"] for a in body)
+    assert (many, inbox_many) == (one, inbox_one)
+    assert many <= 10, many
+
+
+def test_the_snapshot_costs_the_same_queries_for_1_and_for_200_actions(
+    room: Room, alice: User, bob: User, carol: User
+) -> None:
+    _park(room, bob, 1, voter=carol)
+    snapshot_build(room=room, user=alice, with_presence=False)
+    one = _queries(lambda: snapshot_build(room=room, user=alice, with_presence=False))
+    _park(room, bob, 199, voter=carol)
+    built: list = []
+    many = _queries(
+        lambda: built.append(snapshot_build(room=room, user=alice, with_presence=False))
+    )
+    assert len(built[0]["actions"]) == 200
+    assert many == one, (one, many)
+
+
+def test_a_vote_costs_a_few_queries_however_many_actions_wait(
+    room: Room, alice: User, bob: User, carol: User
+) -> None:
+    client = api(carol)
+
+    def vote() -> int:
+        action = pending_action(room, bob, call=f"call_{uuid.uuid4().hex[:8]}")
+        path = f"/api/actions/{action.pk}/approve"
+        return _queries(lambda: client.post(path, {}, format="json"))
+
+    vote()  # caches warm (content types, the token's first use)
+    one = vote()
+    _park(room, bob, 200, voter=alice)
+    assert vote() == one
+    assert one <= 36, one

@@ -21,6 +21,7 @@ from tests.chat.test_api import (  # noqa: F401  (autouse fixtures apply here to
     pending_action,
     refusal,
 )
+from tests.plugins.people import _user
 
 
 @pytest.fixture(autouse=True)
@@ -152,3 +153,20 @@ def test_the_inbox_page_links_each_waiting_action(room, alice, bob):
     # The module, by its hashed name once collectstatic ran.
     assert re.search(r'src="/static/js/inbox(\.[0-9a-f]+)?\.js"', page)
     assert "data-inbox-count" in page
+
+
+def test_the_page_shows_only_votes_that_count(room, alice, bob):
+    """A vote whose voter was removed where no service heard of it (a shell's
+    queryset delete) is neither counted nor shown as counting."""
+    carol = _user("carol")
+    Membership.objects.create(room=room, user=carol, role=Membership.Role.APPROVER)
+    action = pending_action(room, bob)
+    Action.objects.filter(pk=action.pk).update(approvals_required=2)
+    services.action_decide(action_id=str(action.pk), user=carol, decision="approve")
+    assert "carol: approve" in _client(alice).get(_path(action)).content.decode()
+    Membership.objects.filter(room=room, user=carol).delete()
+    page = _client(alice).get(_path(action)).content.decode()
+    assert "carol: approve" not in page and 'value="approve"' in page
+    _client(alice).post(_path(action), {"decision": "approve"})
+    action.refresh_from_db()
+    assert action.status == Action.Status.PENDING  # alice's is the only one counting

@@ -18,9 +18,11 @@ import {
 } from "../../static/js/approvals.js";
 
 const NOW = Date.parse("2030-01-01T12:00:00Z");
-const alice = { username: "alice", canDecide: true };
-const bob = { username: "bob", canDecide: false };
-const sam = { username: "sam", canDecide: true }; // chat.decide_action, no room role
+// The viewer carries no role: what a role or a permission allows is the server's to
+// say, in each action's `eligible` list (chat/eligibility.py).
+const alice = { username: "alice" };
+const bob = { username: "bob" };
+const sam = { username: "sam" }; // chat.decide_action, no room role
 
 function pending(fields) {
   return {
@@ -32,46 +34,60 @@ function pending(fields) {
 function approved(fields) {
   return {
     status: "approved", approvals_required: 1, approvals: [{ username: "alice", at: "" }],
-    approvers: null, requester_may_approve: true, eligible: [],
+    approvers: null, requester_may_approve: true, eligible: ["alice", "carol"],
     runs_at: new Date(NOW + 12_000).toISOString(), ...fields,
   };
 }
 
-test("an approver listed as eligible may vote, a member may not", () => {
-  assert.equal(mayVote(pending(), alice, "bob"), true);
-  assert.equal(mayVote(pending(), bob, "bob"), false);
+test("vote buttons go to whoever the server lists as eligible, and no one else", () => {
+  assert.equal(mayVote(pending(), alice), true);
+  assert.equal(mayVote(pending(), bob), false);
+  // Whatever the rule's shape: the list decides, not the viewer's role.
+  assert.equal(mayVote(pending({ eligible: ["bob"] }), bob), true);
+  assert.equal(mayVote(pending({ approvers: ["carol"], eligible: ["bob"] }), bob), true);
+  assert.equal(mayVote(pending({ eligible: ["sam"] }), sam), true);
+  assert.equal(mayVote(pending({ eligible: ["carol"] }), sam), false);
 });
 
-test("an approver who voted already or is an excluded requester gets no buttons", () => {
-  const voted = pending({ eligible: ["carol"], approvals: [{ username: "alice", at: "" }] });
-  assert.equal(mayVote(voted, alice, "bob"), false);
-  const excluded = pending({ eligible: ["carol"], requester_may_approve: false });
-  assert.equal(mayVote(excluded, alice, "alice"), false);
+test("a room role or permission the page knows of does not add buttons", () => {
+  // The page once fell back to the viewer's approver role or chat.decide_action.
+  const decider = { username: "sam", canDecide: true };
+  assert.equal(mayVote(pending({ eligible: ["carol"] }), decider), false);
+  assert.equal(mayVote(pending({ eligible: [] }), decider), false);
+  assert.equal(mayRetract(approved({ eligible: ["carol"] }), decider, NOW), false);
 });
 
-test("a decider who is no approver of the room votes when the room's approvers decide", () => {
-  assert.equal(mayVote(pending(), sam, "bob"), true);
-  assert.equal(mayVote(pending({ approvers: ["carol"], eligible: ["carol"] }), sam, "bob"), false);
+test("a listed approver who was removed or demoted loses the buttons with the next event", () => {
+  const before = pending({ approvals_required: 2, eligible: ["alice", "carol"] });
+  assert.equal(mayVote(before, alice), true);
+  const after = { ...before, eligible: ["carol"] }; // the action event after removal
+  assert.equal(mayVote(after, alice), false);
 });
 
-test("a named approver who is a member may vote", () => {
-  const action = pending({ approvers: ["bob"], eligible: ["bob"] });
-  assert.equal(mayVote(action, bob, "alice"), true);
-  assert.equal(mayVote(action, alice, "bob"), false);
+test("an approver who voted already gets no buttons, even if still listed", () => {
+  const voted = pending({ eligible: ["alice", "carol"], approvals: [{ username: "alice", at: "" }] });
+  assert.equal(mayVote(voted, alice), false);
+  assert.equal(mayVote(voted, { username: "carol" }), true);
+});
+
+test("no list, or no viewer: no buttons", () => {
+  assert.equal(mayVote(pending({ eligible: undefined }), alice), false);
+  assert.equal(mayVote(pending(), { username: "" }), false);
+  assert.equal(mayVote(pending(), null), false);
 });
 
 test("nobody votes on an action that is not pending", () => {
-  assert.equal(mayVote(approved(), alice, "bob"), false);
+  assert.equal(mayVote(approved(), alice), false);
+  assert.equal(mayVote(pending({ status: "denied" }), alice), false);
 });
 
-test("retract: anyone who could vote, while the delay runs", () => {
-  assert.equal(mayRetract(approved(), alice, "bob", NOW), true);
-  assert.equal(mayRetract(approved(), bob, "bob", NOW), false);
-  assert.equal(mayRetract(approved({ approvers: ["bob"] }), bob, "alice", NOW), true);
-  assert.equal(mayRetract(approved({ approvers: ["bob"] }), alice, "bob", NOW), false);
-  assert.equal(mayRetract(approved({ requester_may_approve: false }), alice, "alice", NOW), false);
-  assert.equal(mayRetract(approved(), alice, "bob", NOW + 12_000), false);
-  assert.equal(mayRetract(approved({ runs_at: null }), alice, "bob", NOW), false);
+test("retract: whoever the server lists, while the delay runs", () => {
+  assert.equal(mayRetract(approved(), alice, NOW), true);
+  assert.equal(mayRetract(approved(), bob, NOW), false);
+  assert.equal(mayRetract(approved({ eligible: ["bob"] }), bob, NOW), true);
+  assert.equal(mayRetract(approved({ eligible: [] }), alice, NOW), false);
+  assert.equal(mayRetract(approved(), alice, NOW + 12_000), false);
+  assert.equal(mayRetract(approved({ runs_at: null }), alice, NOW), false);
   assert.equal(isWaiting(approved(), NOW + 11_999), true);
 });
 
