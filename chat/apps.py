@@ -6,8 +6,14 @@ class ChatConfig(AppConfig):
     verbose_name = "Rooms and agent requests"
 
     def ready(self) -> None:
+        from django.contrib.auth.models import User
         from django.contrib.auth.signals import user_login_failed
+        from django.db.models.signals import post_save, pre_save
 
         from .lockout import on_login_failed
+        from .signals import after_user_save, before_user_save
 
         user_login_failed.connect(on_login_failed, dispatch_uid="chat.lockout")
+        # A password change revokes tokens and closes sockets, by any route.
+        pre_save.connect(before_user_save, sender=User, dispatch_uid="chat.password")
+        post_save.connect(after_user_save, sender=User, dispatch_uid="chat.password")
