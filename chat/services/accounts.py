@@ -20,7 +20,7 @@ def password_replaced(*, user: User, stored: str) -> bool:
     """
     if user.password == stored:
         return False
-    if getattr(user, "_password", None) is not None:
+    if getattr(user, "_password", None) is not None or not user.has_usable_password():
         return True
     try:
         old = identify_hasher(stored)

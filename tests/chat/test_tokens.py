@@ -145,3 +145,19 @@ def test_other_saves_of_the_user_keep_tokens(alice: User) -> None:
     user.email = "alice@example.com"
     user.save()
     assert _with(kept).get("/api/rooms").status_code == 200
+
+
+@pytest.mark.parametrize("how", ["a hash assigned", "an unusable password"])
+def test_a_hash_set_in_a_shell_without_set_password_also_revokes(
+    alice: User, how: str
+) -> None:
+    from django.contrib.auth.hashers import make_password
+
+    key = _login()
+    user = User.objects.get(pk=alice.pk)
+    if how == "a hash assigned":
+        user.password = make_password(NEW_PASSWORD)
+    else:
+        user.set_unusable_password()
+    user.save()
+    assert _with(key).get("/api/rooms").status_code == 401
