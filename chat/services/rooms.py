@@ -57,7 +57,7 @@ def room_update(
     if any(
         not t or len(t) > 60 or not storable(t) or not single_line(t) for t in teams
     ):
-        raise Invalid("linear_teams must be team keys of 1 to 60 characters.")
+        raise Invalid("linear_teams must be team keys of 1 to 60 characters, one line.")
     room.linear_teams = list(dict.fromkeys(teams))
     room.save(update_fields=["linear_teams"])
     return room
