@@ -19,8 +19,8 @@ from .limits import BodySizeLimit  # noqa: E402
 application = ProtocolTypeRouter(
     {
         "http": BodySizeLimit(django_asgi_app, settings.REQUEST_MAX_BYTES),
-        # The consumer checks Origin itself: browsers (cookies) must send an allowed
-        # one; token clients (scripts) may send none.
+        # The consumer checks Origin itself: browsers (cookies) must send the origin
+        # of the Host they connected to; token clients (scripts) may send none.
         # (URLRouter's stub wants its own URLPattern subclass, which path() never
         # returns; see chat/routing.py.)
         "websocket": TokenAuthMiddleware(URLRouter(websocket_urlpatterns)),  # type: ignore[arg-type]

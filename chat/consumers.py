@@ -40,14 +40,16 @@ FLOOD_WINDOW_SECONDS = 10.0
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-def _host_port(headers: dict[bytes, bytes], scheme: str) -> int | None:
-    """The port the client says it reached (Host header); the scheme's default."""
+def _host_port(headers: dict[bytes, bytes], scheme: str) -> tuple[str, int | None]:
+    """The host and port the client says it reached (Host header; the scheme's
+    default port); no host without the header."""
     host = headers.get(b"host", b"").decode("latin1")
     try:
-        port = urlsplit(f"//{host}").port if host else None
+        parts = urlsplit(f"//{host}")
+        port = parts.port
     except ValueError:
-        return None
-    return port or DEFAULT_PORTS[scheme]
+        return "", None
+    return (parts.hostname or "").rstrip("."), port or DEFAULT_PORTS[scheme]
 
 
 def _frame(text: str) -> WebSocketSendEvent:
@@ -400,8 +402,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         return False
 
     def _origin_allowed(self) -> bool:
-        """A browser's socket must come from this site: an allowed host, and the
-        scheme and port this socket was reached on (or a CSRF_TRUSTED_ORIGINS one)."""
+        """A browser's socket must come from this site: the host, scheme and port
+        this socket was reached on (or a CSRF_TRUSTED_ORIGINS origin). Another host
+        in ALLOWED_HOSTS (a sibling subdomain) is another site."""
         headers = dict(self.scope.get("headers", []))
         origin = headers.get(b"origin")
         if origin is None:
@@ -421,7 +424,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         scheme = "https" if self._secure(headers) else "http"
         if parts.scheme != scheme:
             return False
-        return (port or DEFAULT_PORTS[scheme]) == _host_port(headers, scheme)
+        origin_at = (host.rstrip("."), port or DEFAULT_PORTS[scheme])
+        return origin_at == _host_port(headers, scheme)
 
     def _secure(self, headers: dict[bytes, bytes]) -> bool:
         if self.scope.get("scheme") == "wss":

@@ -2,15 +2,20 @@
 
 Counted in the shared cache, per client address and per address and username, on
 the three password doors: `/accounts/login/`, `/admin/login/` and
-`POST /api/auth/token`. The address is the socket's peer unless TRUSTED_PROXIES says
-how many proxies stand in front (then X-Forwarded-For's entry that many from the
-right, which the nearest proxy appended): a client cannot choose its own key.
+`POST /api/auth/token`; the password forms count and refuse under the same keys (a
+change with a wrong old password, every reset, which mails someone). The address is
+the socket's peer unless TRUSTED_PROXIES says how many proxies stand in front (then
+X-Forwarded-For's entry that many from the right, which the nearest proxy appended):
+a client cannot choose its own key. An IPv6 client is keyed by its /64, which one
+subscriber usually holds whole, and a username by its NFKC case fold.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +24,12 @@ from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 LOGIN_PATHS = ("/accounts/login/", "/admin/login/", "/api/auth/token")
+# Django's password change views redirect on success: a POST answered otherwise failed
+# (the old password wrong, most often), and counts as a failed login of that user.
+PASSWORD_CHANGE_PATHS = ("/accounts/password_change/", "/admin/password_change/")
+# A reset mails someone whether or not the address is known: every POST counts.
+PASSWORD_RESET_PATHS = ("/accounts/password_reset/",)
+GUARDED_PATHS = LOGIN_PATHS + PASSWORD_CHANGE_PATHS + PASSWORD_RESET_PATHS
 # Per address, whatever the username: an address trying many names.
 ADDRESS_FACTOR = 4
 
@@ -38,9 +49,33 @@ def client_address(request: HttpRequest) -> str:
     return forwarded[-proxies] if len(forwarded) >= proxies else peer
 
 
+def address_key(address: str) -> str:
+    """The part of an address one client controls: an IPv6 /64, an IPv4 address."""
+    try:
+        ip = ipaddress.ip_address(address.split("%")[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        # A subscriber gets a /64 (or more) and picks any of its 2**64 addresses.
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+def username_key(username: str) -> str:
+    """One key for every spelling of a name: NFKC, then case fold (fullwidth letters,
+    ligatures and the like are the same name)."""
+    folded = unicodedata.normalize("NFKC", username.strip()).casefold()
+    return unicodedata.normalize("NFKC", folded)
+
+
 def _keys(address: str, username: str) -> list[tuple[str, int]]:
     limit = settings.LOGIN_FAILURE_LIMIT
-    name = hashlib.sha256(username.strip().casefold().encode()).hexdigest()[:32]
+    address = address_key(address)
+    name = hashlib.sha256(
+        username_key(username).encode("utf-8", "surrogatepass")
+    ).hexdigest()[:32]
     return [
         (f"lockout:addr:{address}", limit * ADDRESS_FACTOR),
         (f"lockout:user:{address}:{name}", limit),
@@ -48,6 +83,11 @@ def _keys(address: str, username: str) -> list[tuple[str, int]]:
 
 
 def _username(request: HttpRequest) -> str:
+    if request.path in PASSWORD_CHANGE_PATHS:
+        user = getattr(request, "user", None)
+        return user.get_username() if user is not None and user.is_authenticated else ""
+    if request.path in PASSWORD_RESET_PATHS:
+        return str(request.POST.get("email", ""))
     if request.content_type == "application/json":
         try:
             body = json.loads(request.body or b"{}")
@@ -77,20 +117,28 @@ def locked_out(request: HttpRequest) -> bool:
 
 
 class LoginLockoutMiddleware:
-    """Refuse a login attempt (429) while its client is locked out."""
+    """Refuse a login or password form attempt (429) while its client is locked out;
+    count the password forms' attempts (logins are counted by `on_login_failed`)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.method == "POST" and request.path in LOGIN_PATHS:
-            if locked_out(request):
-                return self._refusal(request)
-        return self.get_response(request)
+        if request.method != "POST" or request.path not in GUARDED_PATHS:
+            return self.get_response(request)
+        if locked_out(request):
+            return self._refusal(request)
+        response = self.get_response(request)
+        if request.path in PASSWORD_RESET_PATHS or (
+            request.path in PASSWORD_CHANGE_PATHS and response.status_code != 302
+        ):
+            login_failed(request)
+        return response
 
     def _refusal(self, request: HttpRequest) -> HttpResponse:
+        what = "failed logins" if request.path in LOGIN_PATHS else "password attempts"
         detail = (
-            "Too many failed logins; try again in "
+            f"Too many {what}; try again in "
             f"{settings.LOGIN_LOCKOUT_SECONDS // 60} minutes."
         )
         response: HttpResponse

@@ -13,25 +13,41 @@ from django.conf import settings
 
 from chat.errors import Invalid
 
-# Cloud metadata services that are not link-local (AWS's IPv6, Alibaba's).
-_METADATA = {
-    ipaddress.ip_address("fd00:ec2::254"),
-    ipaddress.ip_address("100.100.100.200"),
-}
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# IPv6 prefixes that carry an IPv4 address in their low 32 bits: IPv4-compatible
+# (deprecated, ::/96) and NAT64's well-known prefix (RFC 6052), which a NAT64 gateway
+# forwards to that IPv4 address.
+_EMBEDDING_LOW_32 = (
+    ipaddress.ip_network("::/96"),
+    ipaddress.ip_network("64:ff9b::/96"),
+)
 
 
-def _refused(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    return (
-        address in _METADATA
-        or address.is_loopback
-        or address.is_private
-        or address.is_link_local
-        or address.is_multicast
-        or address.is_reserved
-        or address.is_unspecified
-    )
+def _embedded(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address leads to: IPv4-mapped, 6to4 (2002::/16),
+    Teredo (2001::/32: its server and its client), IPv4-compatible, NAT64."""
+    found: list[ipaddress.IPv4Address] = []
+    if address.ipv4_mapped is not None:
+        found.append(address.ipv4_mapped)
+    if address.sixtofour is not None:
+        found.append(address.sixtofour)
+    if address.teredo is not None:
+        found.extend(address.teredo)
+    if any(address in net for net in _EMBEDDING_LOW_32):
+        found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return found
+
+
+def _refused(address: Address) -> bool:
+    # Anything not globally reachable: private, loopback, link-local (cloud metadata),
+    # shared address space (100.64.0.0/10, carrier NAT and some clouds' metadata),
+    # documentation, reserved; and an IPv6 address that tunnels to such an IPv4 one.
+    if not address.is_global or address.is_multicast:
+        return True
+    if isinstance(address, ipaddress.IPv6Address):
+        return any(not v4.is_global for v4 in _embedded(address))
+    return False
 
 
 def private_allowed() -> bool:
@@ -62,8 +78,9 @@ def url_check(url: str) -> str:
     addresses = [ipaddress.ip_address(str(i[4][0]).split("%")[0]) for i in infos]
     if not private_allowed() and any(_refused(a) for a in addresses):
         raise Invalid(
-            f"url's host {parts.hostname} resolves to a loopback, private, "
-            "link-local or metadata address; webhooks may not reach those."
+            f"url's host {parts.hostname} resolves to an address that is not "
+            "public (loopback, private, shared, link-local, metadata or reserved); "
+            "webhooks may not reach those."
         )
     return str(addresses[0])
 

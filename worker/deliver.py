@@ -39,6 +39,18 @@ def deliver(*, delivery_id: str) -> float | None:
         logger.info(
             "delivery %s attempt %s failed: %s", delivery.pk, delivery.attempts, exc
         )
+    except Exception as exc:
+        # Any other error (a header Django refuses, a bug) is an attempt that failed,
+        # counted like the others: left uncaught, the claim's lease would lapse and
+        # the sweep send it again forever. Only its type is kept: a message may name
+        # the URL, itself a credential for Slack.
+        error = f"could not send ({type(exc).__name__})"
+        logger.warning(
+            "delivery %s attempt %s failed: %s",
+            delivery.pk,
+            delivery.attempts,
+            type(exc).__name__,
+        )
     else:
         error = None
     return services.delivery_record(delivery=delivery, error=error)

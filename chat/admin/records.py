@@ -29,6 +29,7 @@ from chat.models import (
 )
 from chat.services.policies import FIELDS as RULE_FIELDS
 from chat.services.policies import rule_clean
+from chat.services.rooms import room_name_clean
 
 from .common import (
     SUMMARY_CHARS,
@@ -246,8 +247,21 @@ class PolicyRuleInline(admin.TabularInline[PolicyRule, Room]):
     verbose_name_plural = "approval policy (rules; PROTOCOL.md, Approval policies)"
 
 
+class RoomForm(forms.ModelForm[Room]):
+    class Meta:
+        model = Room
+        fields = ("name", "slug", "linear_teams")
+
+    def clean_name(self) -> str:
+        try:
+            return room_name_clean(self.cleaned_data.get("name") or "")
+        except Invalid as exc:
+            raise forms.ValidationError(exc.detail) from None
+
+
 @admin.register(Room)
 class RoomAdmin(DeciderMayViewMixin, admin.ModelAdmin[Room]):
+    form = RoomForm
     list_display = ("name", "slug", "linear_teams", "created_by", "created", "last_seq")
     search_fields = ("name", "slug")
     readonly_fields = ("created_by", "created", "last_seq")

@@ -24,6 +24,14 @@ class StrictCharField(serializers.CharField):
 # the services' `strip()` agrees with).
 NOT_BLANK = RegexValidator(r"\S", message="Must contain more than whitespace.")
 
+# A single-line name (chat.text.single_line): something besides whitespace, and no
+# control character, line or paragraph separator; said in the schema as a pattern.
+_LINE = r"[^\x00-\x1f\x7f-\x9f\u2028\u2029]"
+ONE_LINE_PATTERN = rf"^{_LINE}*[^\s\x00-\x1f\x7f-\x9f\u2028\u2029]{_LINE}*$"
+ONE_LINE = RegexValidator(
+    ONE_LINE_PATTERN, message="One line of text, without control characters."
+)
+
 
 class MessageText(StrictCharField):
     """A chat message: 1 to AGENT_MAX_INPUT_CHARS characters, read when used.

@@ -19,7 +19,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chat import services
-from chat.api.fields import NO_NUL, NOT_BLANK, SLUG_IN, MessageText, StrictCharField
+from chat.api.fields import (
+    NO_NUL,
+    ONE_LINE,
+    ONE_LINE_PATTERN,
+    SLUG_IN,
+    MessageText,
+    StrictCharField,
+)
 from chat.api.parsers import SafeJSONParser
 from chat.errors import Forbidden, Invalid
 from chat.http import AuthenticatedRequest
@@ -129,7 +136,7 @@ class TokenView(APIView):
 
 
 class RoomIn(serializers.Serializer[Any]):
-    name = StrictCharField(max_length=120, validators=[NOT_BLANK])
+    name = StrictCharField(max_length=120, validators=[ONE_LINE])
     slug = StrictCharField(
         max_length=60, required=False, allow_blank=True, validators=[SLUG_IN]
     )
@@ -159,8 +166,8 @@ class RoomsView(APIView):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
-# A team key: something besides whitespace, no NUL (what room_update keeps).
-TEAM_KEY = RegexValidator(r"^[^\x00]*[^\x00\s][^\x00]*$", message="A team key.")
+# A team key: something besides whitespace, on one line (what room_update keeps).
+TEAM_KEY = RegexValidator(ONE_LINE_PATTERN, message="A team key, on one line.")
 
 
 class RoomPatch(serializers.Serializer[Any]):

@@ -22,6 +22,7 @@ from chat.eligibility import Ballots
 from chat.links import decide_url
 from chat.models import Action, Delivery, Request, Room, Webhook
 from chat.serializers import request_event
+from chat.text import one_line
 from chat.webhooks import dumps, slack_message
 
 from .leases import LEASE_ENDED, lease_claim, lease_exhausted, lease_free, lease_settle
@@ -147,7 +148,8 @@ def _email_rows(
     if names is None:
         names = Ballots([action]).eligible(action)
     people = User.objects.filter(username__in=names, is_active=True).exclude(email="")
-    subject = f"[{room.name}] {action.tool} waits for your approval"
+    # A name from before names were one line must not break the header.
+    subject = one_line(f"[{room.name}] {action.tool} waits for your approval")
     if reminder:
         subject = f"Reminder: {subject}"
     return [

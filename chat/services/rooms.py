@@ -11,17 +11,28 @@ from django.utils.text import slugify
 from chat.errors import Conflict, Forbidden, Invalid, NotFound
 from chat.models import Membership, Room
 from chat.realtime import member_evict
-from chat.text import storable
+from chat.text import single_line, storable
 
 from .access import room_role
 from .votes import votes_drop_stale_on_commit
 
 
+def room_name_clean(name: str) -> str:
+    """A room's name as stored; Invalid unless 1 to 120 characters on one line."""
+    name = name.strip()
+    if not name or len(name) > 120 or not storable(name):
+        raise Invalid("A room needs a name of 1 to 120 characters.")
+    if not single_line(name):
+        # A newline in a name ends up in mail headers (BadHeaderError) and logs.
+        raise Invalid("A room's name is one line, without control characters.")
+    return name
+
+
 def room_create(*, user: User, name: str, slug: str = "") -> Room:
     """Create a room; its creator is its first approver."""
-    name = name.strip()
-    if not name or len(name) > 120 or not storable(name + slug):
-        raise Invalid("A room needs a name of 1 to 120 characters.")
+    name = room_name_clean(name)
+    if not storable(slug):
+        raise Invalid("The slug must contain letters or digits.")
     if slug and not slugify(slug):
         raise Invalid("The slug must contain letters or digits.")
     # A name in another script (or of symbols only) slugifies to nothing: such a
@@ -44,8 +55,10 @@ def room_update(
     if linear_teams is None:
         return room
     teams = [t.strip() for t in linear_teams]
-    if any(not t or len(t) > 60 or not storable(t) for t in teams):
-        raise Invalid("linear_teams must be team keys of 1 to 60 characters.")
+    if any(
+        not t or len(t) > 60 or not storable(t) or not single_line(t) for t in teams
+    ):
+        raise Invalid("linear_teams must be team keys of 1 to 60 characters, one line.")
     room.linear_teams = list(dict.fromkeys(teams))
     room.save(update_fields=["linear_teams"])
     return room

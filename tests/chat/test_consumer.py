@@ -33,7 +33,8 @@ def session_headers(user, origin: str | None = "http://127.0.0.1") -> list:
     client = Client()
     client.force_login(user)
     cookie = f"sessionid={client.cookies['sessionid'].value}"
-    headers = [(b"cookie", cookie.encode())]
+    # The host the client connected to, as every browser sends it.
+    headers = [(b"cookie", cookie.encode()), (b"host", b"127.0.0.1")]
     if origin:
         headers.append((b"origin", origin.encode()))
     return headers
@@ -598,3 +599,20 @@ def test_origin_of_another_scheme_or_port_is_refused(room, bob):
         return [await refused(h) for h in (other_port, other_scheme, bad_port)]
 
     assert run(scenario()) == [4403, 4403, 4403]
+
+
+def test_origin_of_another_allowed_host_is_refused(room, bob, settings):
+    # A sibling subdomain is allowed to serve the app too, but it is another site:
+    # a page there must not open a socket with the victim's cookie here.
+    settings.ALLOWED_HOSTS = [".example.com"]
+    own = _with_host(session_headers(bob, "http://app.example.com"), b"app.example.com")
+    sibling = _with_host(
+        session_headers(bob, "http://evil.example.com"), b"app.example.com"
+    )
+
+    async def scenario():
+        ws, _ = await connect(own)
+        await ws.disconnect()
+        return await refused(sibling)
+
+    assert run(scenario()) == 4403

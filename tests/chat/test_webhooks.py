@@ -83,6 +83,35 @@ def test_webhook_to_a_private_address_gets_400(room, alice, url):
     assert not Webhook.objects.exists()
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://100.64.0.1/hook",  # shared address space (carrier NAT)
+        "http://[2002:7f00:1::1]/hook",  # 6to4 of 127.0.0.1
+        "http://[2002:0a00:0001::]/hook",  # 6to4 of 10.0.0.1
+        "http://[2001:0:4136:e378:8000:63bf:f5ff:fffe]/hook",  # Teredo, 10.0.0.1
+        "http://[::ffff:10.0.0.1]/hook",  # IPv4-mapped
+        "http://[::10.0.0.1]/hook",  # IPv4-compatible
+        "http://[64:ff9b::a00:1]/hook",  # NAT64 of 10.0.0.1
+        "http://192.0.2.1/hook",  # documentation
+    ],
+)
+def test_a_webhook_to_any_address_that_is_not_global_gets_400(room, alice, url):
+    response = api(alice).post(
+        f"/api/rooms/{room.slug}/webhooks", {"url": url}, format="json"
+    )
+    assert "not public" in refusal(response, 400)
+    assert not Webhook.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "url", ["http://8.8.8.8/hook", "http://[2002:808:808::1]/hook"]
+)
+def test_a_global_address_and_6to4_of_one_are_accepted(room, alice, url):
+    # Checked only, never reached: creating a webhook sends nothing.
+    assert _hook(room, alice, url)["url"] == url
+
+
 def test_private_addresses_are_allowed_when_configured(room, alice, settings):
     settings.WEBHOOK_ALLOW_PRIVATE = True
     assert _hook(room, alice, "http://127.0.0.1:9/hook")["url"]

@@ -221,10 +221,11 @@ def room_state() -> dict:
 
 
 def test_browser_sessions_need_an_allowed_origin(stack, room, bob):
-    """A session cookie opens the room socket only with an `Origin` whose host is in
-    ALLOWED_HOSTS: a foreign or missing Origin is refused (cross-site WebSocket
-    hijacking), the site's own origin is accepted. Refused sockets never join the
-    room: presence does not list them, and no event is stored."""
+    """A session cookie opens the room socket only with an `Origin` naming the host
+    it connected to: a foreign or missing Origin is refused (cross-site WebSocket
+    hijacking), even another host in ALLOWED_HOSTS; the site's own origin is
+    accepted. Refused sockets never join the room: presence does not list them, and
+    no event is stored."""
     web = stack.web()
     port = web.rsplit(":", 1)[1]
     sessionid = log_in(web, bob)
@@ -236,6 +237,8 @@ def test_browser_sessions_need_an_allowed_origin(stack, room, bob):
             "http://evil.example",
             f"http://evil.example:{port}",
             "http://127.0.0.1.evil.example",
+            # Also in ALLOWED_HOSTS, but not the host the client connected to.
+            f"http://localhost:{port}",
             "null",
             None,
         ):

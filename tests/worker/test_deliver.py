@@ -62,3 +62,28 @@ def test_https_goes_to_the_vetted_address_and_checks_the_hosts_certificate(
     session.verify = cert
     with pytest.raises(requests.exceptions.SSLError):
         session.post(url, data=b"{}", headers=headers, timeout=5)
+
+
+@pytest.mark.django_db
+def test_a_mail_django_refuses_to_send_is_a_counted_failure(alice, room, settings):
+    # A subject with a newline (a room named before names were one line) makes
+    # Django raise BadHeaderError, not an SMTP error: still an attempt that failed,
+    # and after the last one the delivery is given up, not retried forever.
+    from chat.models import Delivery
+    from worker.tasks import deliver as deliver_task
+
+    settings.DELIVERY_RETRY_BASE, settings.DELIVERY_MAX_ATTEMPTS = 0.01, 2
+    delivery = Delivery.objects.create(
+        key="email:test",
+        channel=Delivery.Channel.EMAIL,
+        event="action.pending",
+        room=room,
+        to="alice@example.com",
+        subject="[Tri\nage] delete_issue waits for your approval",
+        body="...",
+    )
+    deliver_task.apply(args=[str(delivery.pk)])
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("failed", 2)
+    assert "BadHeaderError" in delivery.last_error
+    assert delivery.lease_until is None
