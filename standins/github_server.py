@@ -12,10 +12,11 @@ and request bodies (`SCHEMAS`). What GitHub refuses is refused here too (a wrong
 type is a 422); what GitHub silently ignores (an undocumented field) is accepted,
 but every way a request strays from the documentation is kept in its record at
 `/_control/requests`, so tests can assert a client sends exactly what GitHub
-documents. Data lives in memory, seeded from `github_data` (repository
-`demo/agentsite`). Control endpoints under `/_control/` (no authentication) read
-the effects log and recorded requests, reset the data, queue faults and add
-issues directly.
+documents. Data lives in memory, seeded from `github_data` (repositories
+`demo/agentsite` and `acme/payroll`; a search reads `repo:`, `org:`, `user:`, `OR`,
+`NOT` and parentheses as GitHub does, so a query can reach either). Control
+endpoints under `/_control/` (no authentication) read the effects log and recorded
+requests, reset the data, queue faults and add issues directly.
 
     python -m standins.github_server --host 127.0.0.1 --port 8003 [--token T]
 """
