@@ -39,6 +39,15 @@ class Room(models.Model):
         help_text='Linear team keys (e.g. ["ENG"]) this room\'s agent may touch; '
         "empty allows every team the API key sees.",
     )
+    # The tool packs the room's agent may use ("linear", "github", "mcp:<server>");
+    # empty: every pack configured. Held when tools are offered, rules written and
+    # calls run.
+    packs = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Tool packs this room\'s agent may use (e.g. ["linear", '
+        '"mcp:notes"]); empty allows every pack configured.',
+    )
 
     class Meta:
         ordering = ["name"]

@@ -182,9 +182,14 @@ class RoomSerializer(serializers.ModelSerializer[Room]):
 
 class RoomDetailSerializer(RoomSerializer):
     members = MemberSerializer(source="memberships", many=True, read_only=True)
+    packs = serializers.ListField(
+        child=serializers.CharField(),
+        read_only=True,
+        help_text="The tool packs the room's agent may use; empty: every pack.",
+    )
 
     class Meta(RoomSerializer.Meta):
-        fields = [*RoomSerializer.Meta.fields, "members", "linear_teams"]
+        fields = [*RoomSerializer.Meta.fields, "members", "linear_teams", "packs"]
 
 
 def request_event(request: Request) -> dict[str, Any]:

@@ -1,16 +1,22 @@
-"""Seed data for the local GitHub stand-in: one repository, `demo/agentsite`, with
-GitHub's default labels, a few people and six issues that read like a real backlog.
+"""Seed data for the local GitHub stand-in: the repository `demo/agentsite`, with
+GitHub's default labels, a few people and six issues that read like a real backlog,
+and a second one the token can also read, `acme/payroll` (two issues no search of
+`demo/agentsite` may ever return: the agent's tools are confined to one repository).
 
 Ids and timestamps are fixed, so answers stay the same across restarts and tests can
 name what they expect (issue #5 is the closed one, #2 has two comments).
 """
 
 import base64
+import copy
 from typing import Any
 
 REPOSITORY = "demo/agentsite"
 REPOSITORY_ID = 900_000_001
 ISSUE_ID_BASE = 2_900_000_000
+OTHER_REPOSITORY = "acme/payroll"
+OTHER_REPOSITORY_ID = 900_000_002
+OTHER_ISSUE_ID_BASE = 2_910_000_000
 COMMENT_ID_BASE = 2_700_000_000
 LABEL_ID_BASE = 7_000_000_000
 
@@ -99,6 +105,29 @@ ISSUES = {
     ),
 }
 
+# The other repository's issues: words the demo's issues hold too ("login", "bug"),
+# so a search that leaks finds them.
+OTHER_ISSUES = {
+    1: (
+        "Salary bands for 2026 (confidential)",
+        "octocat",
+        ["bug"],
+        "2025-03-02T09:00:00Z",
+        "2025-03-12T09:00:00Z",
+        None,
+        "Login to the payroll export and attach the salary bands here. Do not share.",
+    ),
+    2: (
+        "Payroll login bug: contractor rates visible to everyone",
+        "mona",
+        ["bug"],
+        "2025-03-03T09:00:00Z",
+        "2025-03-12T10:00:00Z",
+        None,
+        "Any logged-in user sees the contractor rates table.",
+    ),
+}
+
 # (issue number, author, created, body), oldest first.
 COMMENTS = [
     (
@@ -146,15 +175,14 @@ def seed() -> dict[str, Any]:
         }
         for position, (name, color, description) in enumerate(LABELS, start=1)
     }
-    owner, name = REPOSITORY.split("/")
-    repository: dict[str, Any] = {
-        "id": REPOSITORY_ID,
-        "owner": owner,
-        "name": name,
-        "labels": labels,
-        "issues": {number: _issue(number, row) for number, row in ISSUES.items()},
-        "comments": {},
-    }
+    repository = _repository(REPOSITORY, REPOSITORY_ID, ISSUE_ID_BASE, ISSUES, labels)
+    other = _repository(
+        OTHER_REPOSITORY,
+        OTHER_REPOSITORY_ID,
+        OTHER_ISSUE_ID_BASE,
+        OTHER_ISSUES,
+        copy.deepcopy(labels),
+    )
     for position, (number, author, created, body) in enumerate(COMMENTS, start=1):
         comment_id = COMMENT_ID_BASE + position
         repository["comments"][comment_id] = {
@@ -165,13 +193,36 @@ def seed() -> dict[str, Any]:
             "created_at": created,
             "updated_at": created,
         }
-    return {"users": users, "repositories": {REPOSITORY: repository}}
+    return {
+        "users": users,
+        "repositories": {REPOSITORY: repository, OTHER_REPOSITORY: other},
+    }
 
 
-def _issue(number: int, row: tuple[Any, ...]) -> dict[str, Any]:
+def _repository(
+    full_name: str,
+    repo_id: int,
+    issue_ids: int,
+    issues: dict[int, tuple[Any, ...]],
+    labels: dict[str, Any],
+) -> dict[str, Any]:
+    owner, name = full_name.split("/")
+    return {
+        "id": repo_id,
+        "owner": owner,
+        "name": name,
+        # Issue ids are unique across repositories, as GitHub's are.
+        "issue_id_base": issue_ids,
+        "labels": labels,
+        "issues": {n: _issue(n, row, issue_ids) for n, row in issues.items()},
+        "comments": {},
+    }
+
+
+def _issue(number: int, row: tuple[Any, ...], id_base: int) -> dict[str, Any]:
     title, author, labels, created, updated, closed, body = row
     return {
-        "id": ISSUE_ID_BASE + number,
+        "id": id_base + number,
         "number": number,
         "title": title,
         "body": body,

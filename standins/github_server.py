@@ -12,10 +12,11 @@ and request bodies (`SCHEMAS`). What GitHub refuses is refused here too (a wrong
 type is a 422); what GitHub silently ignores (an undocumented field) is accepted,
 but every way a request strays from the documentation is kept in its record at
 `/_control/requests`, so tests can assert a client sends exactly what GitHub
-documents. Data lives in memory, seeded from `github_data` (repository
-`demo/agentsite`). Control endpoints under `/_control/` (no authentication) read
-the effects log and recorded requests, reset the data, queue faults and add
-issues directly.
+documents. Data lives in memory, seeded from `github_data` (repositories
+`demo/agentsite` and `acme/payroll`; a search reads `repo:`, `org:`, `user:`, `OR`,
+`NOT` and parentheses as GitHub does, so a query can reach either). Control
+endpoints under `/_control/` (no authentication) read the effects log and recorded
+requests, reset the data, queue faults and add issues directly.
 
     python -m standins.github_server --host 127.0.0.1 --port 8003 [--token T]
 """
@@ -423,7 +424,7 @@ class Store:
         stamp = now()
         closed = fields.get("state") == "closed"
         issue = {
-            "id": github_data.ISSUE_ID_BASE + number,
+            "id": repo["issue_id_base"] + number,
             "number": number,
             "title": fields["title"],
             "body": fields.get("body"),
@@ -950,9 +951,21 @@ def add_comment(call: Call) -> Reply:
 
 
 # Search: GitHub's issue search syntax, the part of it the stand-in understands.
+#
+# As GitHub does: a space between parts is AND; `OR` joins alternatives (AND binds
+# tighter); parentheses group, five levels deep at most; `NOT` or `-` negates what
+# follows. Within one run of ANDed parts, repeated `repo:`, `org:` and `user:`
+# qualifiers name the repositories searched, each of them (`repo:a repo:b` searches
+# both), and an alternative without any searches every repository the token reads.
+# A phrase in double quotes is text, whatever it holds (`"repo:a/b"`, `"OR"`).
 
-# Words and phrases, each perhaps negated (-) and perhaps a qualifier (name:value).
-SEARCH_TOKEN = re.compile(r'(-?)(?:([a-zA-Z][\w-]*):("[^"]*"?|\S*)|"([^"]*)"?|(\S+))')
+# Words and phrases, each perhaps negated (-) and perhaps a qualifier (name:value),
+# and parentheses.
+SEARCH_TOKEN = re.compile(
+    r'(-?)(?:([a-zA-Z][\w-]*):("[^"]*"?|[^\s()]*)|"([^"]*)"?|([^\s()]+))|([()])'
+)
+MAX_NESTING = 5
+SCOPES = {"repo", "org", "user"}
 # Qualifiers GitHub knows that this stand-in cannot evaluate: refused, so a test
 # relying on one learns it at once instead of getting a silently wrong answer.
 UNSUPPORTED = {
@@ -986,25 +999,21 @@ UNSUPPORTED = {
 }
 KINDS = {"issue": True, "pr": False, "pull-request": False}
 Predicate = Callable[[JSON, JSON], bool]  # (repository, issue) -> matches
+# (repository, issue, the text terms are looked for in) -> matches
+Test = Callable[[JSON, JSON, str], bool]
 
 
 @dataclass
 class Search:
-    """A parsed `q`: qualifiers as predicates, the rest as terms."""
+    """A parsed `q`: a test of each issue, and what ranking and `in:` need."""
 
-    predicates: list[Predicate] = field(default_factory=list)
-    terms: list[str] = field(default_factory=list)
-    excluded: list[str] = field(default_factory=list)
+    test: Test = lambda r, i, text: True
+    terms: list[str] = field(default_factory=list)  # every term not negated
     fields: set[str] = field(default_factory=set)  # from in:, else all three
     kind_given: bool = False
 
     def matches(self, repo: JSON, issue: JSON) -> bool:
-        if not all(test(repo, issue) for test in self.predicates):
-            return False
-        text = self.text(repo, issue)
-        return all(t in text for t in self.terms) and not any(
-            t in text for t in self.excluded
-        )
+        return self.test(repo, issue, self.text(repo, issue))
 
     def text(self, repo: JSON, issue: JSON) -> str:
         """What terms are looked for in: by default title, body and comments."""
@@ -1028,24 +1037,25 @@ def search_refused(message: str) -> ApiError:
     return validation_failed("Search", error)
 
 
+@dataclass
+class Part:
+    """One token of `q`: an operator, a parenthesis, a qualifier or a term."""
+
+    kind: str  # "op", "(", ")", "qualifier", "term"
+    text: str = ""
+    value: str = ""
+    negated: bool = False
+
+
 def parse_search(store: Store, q: str) -> Search:
     """Parse GitHub's search syntax, refusing what GitHub or the stand-in would."""
     if len(q) > MAX_QUERY_CHARS:
         raise search_refused(f"The search is longer than {MAX_QUERY_CHARS} characters.")
     search = Search()
-    for match in SEARCH_TOKEN.finditer(q):
-        negated, name, value, phrase, word = match.groups()
-        if name is not None and name.lower() in KNOWN_QUALIFIERS:
-            _add_qualifier(store, search, name.lower(), value.strip('"'), bool(negated))
-            continue
-        if word in ("OR", "NOT"):
-            raise search_refused(f"The GitHub stand-in does not support {word}.")
-        if word == "AND":
-            continue  # terms must all match anyway
-        # A phrase, a word, or a name:value GitHub does not know (plain text to it).
-        term = phrase if phrase is not None else match.group(0).removeprefix("-")
-        if term:
-            (search.excluded if negated else search.terms).append(term.casefold())
+    parser = _Parser(store, search, _tokens(q))
+    search.test = parser.alternatives(depth=0)
+    if parser.parts:
+        raise search_refused("The search has an unbalanced parenthesis.")
     if not search.kind_given:
         raise ApiError(
             422,
@@ -1055,12 +1065,97 @@ def parse_search(store: Store, q: str) -> Search:
     return search
 
 
-def _add_qualifier(
-    store: Store, search: Search, name: str, value: str, negated: bool
-) -> None:
+def _tokens(q: str) -> list[Part]:
+    parts = []
+    for match in SEARCH_TOKEN.finditer(q):
+        negated, name, value, phrase, word, paren = match.groups()
+        if paren:
+            parts.append(Part(paren))
+        elif name is not None and name.lower() in KNOWN_QUALIFIERS:
+            parts.append(
+                Part("qualifier", name.lower(), value.strip('"'), bool(negated))
+            )
+        elif word in ("OR", "AND", "NOT") and not negated:
+            parts.append(Part("op", word))
+        else:
+            # A phrase, a word, or a name:value GitHub does not know (plain text).
+            term = phrase if phrase is not None else match.group(0).removeprefix("-")
+            if term:
+                parts.append(Part("term", term.casefold(), negated=bool(negated)))
+    return parts
+
+
+class _Parser:
+    """Recursive descent over the parts: alternatives of runs of ANDed units."""
+
+    def __init__(self, store: Store, search: Search, parts: list[Part]) -> None:
+        self.store, self.search, self.parts = store, search, parts
+
+    def alternatives(self, depth: int) -> Test:
+        runs = [self.run(depth)]
+        while self.parts and self.parts[0].kind == "op" and self.parts[0].text == "OR":
+            self.parts.pop(0)
+            runs.append(self.run(depth))
+        if len(runs) == 1:
+            return runs[0]
+        return lambda r, i, text: any(run(r, i, text) for run in runs)
+
+    def run(self, depth: int) -> Test:
+        tests: list[Test] = []
+        scopes: list[Predicate] = []
+        while self.parts and not self._ends_run():
+            part = self.parts[0]
+            if part.kind == "op" and part.text == "AND":
+                self.parts.pop(0)
+                continue
+            if part.kind == "qualifier" and part.text in SCOPES and not part.negated:
+                self.parts.pop(0)
+                scopes.append(QUALIFIERS[part.text](self.store, part.value))
+                continue
+            tests.append(self.unit(depth))
+        if not tests and not scopes:
+            raise search_refused("The search has an empty part around OR or ( ).")
+        if scopes:
+            # Each repository named is searched: they widen, never narrow.
+            tests.append(lambda r, i, text: any(scope(r, i) for scope in scopes))
+        return lambda r, i, text: all(test(r, i, text) for test in tests)
+
+    def unit(self, depth: int) -> Test:
+        part = self.parts.pop(0)
+        if part.kind == "op" and part.text == "NOT":
+            if not self.parts:
+                raise search_refused("NOT must be followed by something to exclude.")
+            inner = self.unit(depth)
+            return lambda r, i, text: not inner(r, i, text)
+        if part.kind == "(":
+            if depth >= MAX_NESTING:
+                raise search_refused(
+                    f"Parentheses nest at most {MAX_NESTING} levels deep."
+                )
+            inner = self.alternatives(depth + 1)
+            if not self.parts or self.parts.pop(0).kind != ")":
+                raise search_refused("The search has an unbalanced parenthesis.")
+            return inner
+        if part.kind == "qualifier":
+            predicate = _qualifier(self.store, self.search, part)
+            return lambda r, i, text: predicate(r, i)
+        if part.kind == "term":
+            if not part.negated:
+                self.search.terms.append(part.text)
+            term, negated = part.text, part.negated
+            return lambda r, i, text: (term in text) != negated
+        raise search_refused(f"The search has a misplaced {part.kind or part.text}.")
+
+    def _ends_run(self) -> bool:
+        part = self.parts[0]
+        return part.kind == ")" or (part.kind == "op" and part.text == "OR")
+
+
+def _qualifier(store: Store, search: Search, part: Part) -> Predicate:
+    name, value, negated = part.text, part.value, part.negated
     if name == "in" and not negated:
         search.fields |= _in_fields(value)
-        return
+        return lambda r, i: True
     if name in UNSUPPORTED or name == "in":
         sign = "-" if negated else ""
         raise search_refused(
@@ -1069,7 +1164,7 @@ def _add_qualifier(
     if name in ("is", "type") and value.lower() in KINDS and not negated:
         search.kind_given = True
     test = QUALIFIERS[name](store, value)
-    search.predicates.append((lambda r, i: not test(r, i)) if negated else test)
+    return (lambda r, i: not test(r, i)) if negated else test
 
 
 def _in_fields(value: str) -> set[str]:

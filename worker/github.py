@@ -11,7 +11,7 @@ a tool result stays small.
 
 import re
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx2
 
@@ -24,6 +24,35 @@ MARKER = "<!-- agentsite-action: {} -->"
 MARKER_FOUND = re.compile(r"\n*<!-- agentsite-action: [0-9a-f-]{36} -->\s*$")
 BODY_CHARS = 4000
 COMMENTS_SHOWN = 5
+
+
+# GitHub refuses a longer `q`.
+MAX_QUERY_CHARS = 256
+# A phrase in double quotes, or a run of anything else but spaces.
+QUERY_PART = re.compile(r'"([^"]*)"|([^\s"]+)')
+
+
+def as_text(query: str, room: int) -> str:
+    """The model's query as plain search terms, within `room` characters.
+
+    GitHub's search syntax lets a query widen itself: `repo:`, `org:` and `user:`
+    qualifiers (repeated ones search every repository named), `OR`, parentheses.
+    Each word or phrase is sent in double quotes, which GitHub matches as text,
+    never as syntax; quotes inside are dropped. Words past `room` are left out
+    (fewer words find more issues, never issues elsewhere).
+    """
+    terms = []
+    used = 0
+    for phrase, word in QUERY_PART.findall(query):
+        text = " ".join((phrase or word).split())
+        if not text:
+            continue
+        quoted = f'"{text}"'
+        if used + len(quoted) + 1 > room:
+            break
+        terms.append(quoted)
+        used += len(quoted) + 1
+    return " ".join(terms)
 
 
 class NotFoundError(PermanentError):
@@ -82,15 +111,30 @@ class GitHubClient:
             qualifiers = f"repo:{self.repository} is:issue"
             if state != "all":
                 qualifiers += f" state:{state}"
+            words = as_text(query, MAX_QUERY_CHARS - len(qualifiers) - 1)
             found = self._call(
                 "search_issues",
                 "GET",
                 "/search/issues",
-                params={"q": f"{query} {qualifiers}", "per_page": limit},
+                params={"q": f"{words} {qualifiers}", "per_page": limit},
             )
-            issues = found.get("items", []) if isinstance(found, dict) else []
+            items = found.get("items", []) if isinstance(found, dict) else []
+            # However GitHub reads the query, nothing of another repository the
+            # token can read comes back.
+            issues = [i for i in items if self.holds(i)]
         # The issues endpoint lists pull requests too; the tools are about issues.
         return [_summary(i) for i in issues if "pull_request" not in i][:limit]
+
+    def holds(self, issue: object) -> bool:
+        """Whether a search result is an issue of our repository (by its
+        `repository_url`, `<api>/repos/<owner>/<name>`); anything else is not."""
+        if not isinstance(issue, dict):
+            return False
+        url = issue.get("repository_url")
+        if not isinstance(url, str):
+            return False
+        path = urlsplit(url).path.rstrip("/").casefold()
+        return path.endswith("/repos/" + self.repository.casefold())
 
     def get_issue(self, number: int) -> dict[str, Any] | None:
         """The issue with its body and latest comments; None when there is none."""

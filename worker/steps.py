@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import connection
 
 from chat import services, tools
-from chat.models import Action, Request
+from chat.models import Action, Request, Room
 from chat.redis_client import redis_client, redis_key
 
 from .context import build_context
@@ -53,7 +53,7 @@ def model_step(*, request_id: str, step: int) -> None:
         on_lost=relay.halt,
     )
     messages = build_context(request)
-    offered, left_out = turn_tools()
+    offered, left_out = turn_tools(tools.Scope.of(request.room))
     for server, text in left_out.items():
         _notice_once(request, server, text)
     # The stream takes seconds to minutes and needs no database: the connection goes
@@ -90,15 +90,19 @@ def _notice_once(request: Request, server: str, text: str) -> None:
 
 
 def _record(request: Request, completion: Completion) -> None:
+    # Read again, not the scope the tools were offered under: packs taken from the
+    # room while the model answered are refused too.
+    scope = tools.Scope.of(_room_now(request))
     # Capped before the previews: a call past the cap costs no Linear read either.
     calls = services.calls_within_cap(
         [
-            tools.check_call(call_id=c.id, name=c.name, arguments=c.arguments)
+            tools.check_call(
+                call_id=c.id, name=c.name, arguments=c.arguments, scope=scope
+            )
             for c in completion.tool_calls
         ]
     )
     # Read before the request's lock is taken: a preview is a call to the service.
-    scope = tools.Scope.of(request.room)
     readings = {
         c.id: tools.preview_call(c.spec, c.parsed, scope)
         for c in calls
@@ -125,6 +129,12 @@ def _worth_reading(request: Request, spec: tools.ToolSpec) -> bool:
     )
 
 
+def _room_now(request: Request) -> Room:
+    room: Room = request.room
+    room.refresh_from_db(fields=["packs", "linear_teams"])
+    return room
+
+
 # One tool call ---------------------------------------------------------------------
 
 
@@ -137,12 +147,14 @@ def tool_call(*, action_id: str) -> None:
     action = services.action_claim(action_id=action_id)
     if action is None:
         return
-    spec = tools.catalogue().get(action.tool)
+    # The room's packs as they are now: a pack taken from the room after the call
+    # was proposed (or approved) stops it.
+    spec = tools.catalogue(tools.Scope.of(action.room)).get(action.tool)
     if spec is None:
         services.action_finish(
             action=action,
             status=Action.Status.FAILED,
-            error=f"The tool {action.tool} is no longer offered; it did not run.",
+            error=f"The tool {action.tool} is no longer offered here; it did not run.",
         )
         return
     lease = Lease(renew=lambda until: services.action_renew(action=action, until=until))

@@ -28,7 +28,7 @@ from chat.models import (
     RoomEvent,
 )
 from chat.services.policies import FIELDS as RULE_FIELDS
-from chat.services.policies import rule_clean
+from chat.services.policies import rule_check_scope, rule_clean
 from chat.services.rooms import room_name_clean
 
 from .common import (
@@ -237,20 +237,39 @@ class PolicyRuleForm(forms.ModelForm[PolicyRule]):
         return data
 
 
+class PolicyRuleFormSet(forms.BaseInlineFormSet):  # type: ignore[type-arg]
+    """The room's rules: each names a tool of the room's packs, as the room is
+    being saved (its packs may change in the same form)."""
+
+    def clean(self) -> None:
+        super().clean()
+        for form in self.forms:
+            tool = getattr(form, "cleaned_data", {}).get("tool")
+            if not tool or form.cleaned_data.get("DELETE"):
+                continue
+            try:
+                rule_check_scope(room=self.instance, tool=tool)
+            except Invalid as exc:
+                form.add_error("tool", exc.detail)
+
+
 class PolicyRuleInline(admin.TabularInline[PolicyRule, Room]):
     """The room's approval policy, edited beside its members."""
 
     model = PolicyRule
     form = PolicyRuleForm
+    formset = PolicyRuleFormSet
     extra = 0
     verbose_name = "approval rule"
     verbose_name_plural = "approval policy (rules; PROTOCOL.md, Approval policies)"
 
 
 class RoomForm(forms.ModelForm[Room]):
+    """The room's name and packs checked as the API checks them."""
+
     class Meta:
         model = Room
-        fields = ("name", "slug", "linear_teams")
+        fields = ["name", "slug", "linear_teams", "packs"]
 
     def clean_name(self) -> str:
         try:
@@ -258,11 +277,25 @@ class RoomForm(forms.ModelForm[Room]):
         except Invalid as exc:
             raise forms.ValidationError(exc.detail) from None
 
+    def clean_packs(self) -> list[str]:
+        try:
+            return services.packs_clean(self.cleaned_data.get("packs") or [])
+        except Invalid as exc:
+            raise forms.ValidationError(exc.detail) from None
+
 
 @admin.register(Room)
 class RoomAdmin(DeciderMayViewMixin, admin.ModelAdmin[Room]):
     form = RoomForm
-    list_display = ("name", "slug", "linear_teams", "created_by", "created", "last_seq")
+    list_display = (
+        "name",
+        "slug",
+        "linear_teams",
+        "packs",
+        "created_by",
+        "created",
+        "last_seq",
+    )
     search_fields = ("name", "slug")
     readonly_fields = ("created_by", "created", "last_seq")
     inlines = (MembershipInline, PolicyRuleInline)

@@ -1,20 +1,22 @@
 """The REST API of approval policies: rules per room, the tool catalogue, retract."""
 
+import re
 from typing import Any
 
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chat import services
+from chat.errors import Invalid
 from chat.http import AuthenticatedRequest
 from chat.models import Action
 from chat.serializers import ActionSerializer, PolicyRuleSerializer
-from chat.tools import ToolSpec, catalogue, mcp
+from chat.tools import Scope, ToolSpec, catalogue, mcp
 
-from .views import DenyIn, _refusals, _valid
+from .views import SLUG, DenyIn, _refusals, _valid
 
 
 def _tool_schema() -> dict[str, Any]:
@@ -128,10 +130,29 @@ class PolicyView(APIView):
 
 class ToolsView(APIView):
     @extend_schema(
-        responses={200: serializers.ListSerializer(child=TOOL_OUT), **_refusals()}
+        parameters=[
+            OpenApiParameter(
+                "room",
+                str,
+                description="A room's slug: only the tools its packs offer "
+                "(members only).",
+                pattern=SLUG,
+            )
+        ],
+        responses={
+            200: serializers.ListSerializer(child=TOOL_OUT),
+            **_refusals(400, 404),
+        },
     )
     def get(self, request: AuthenticatedRequest) -> Response:
-        return Response([tool_entry(spec) for spec in catalogue().values()])
+        slug = request.query_params.get("room")
+        scope = None
+        if slug is not None:
+            if not re.fullmatch(SLUG, slug):
+                raise Invalid("room: a room's slug.")
+            room = services.room_get_for_member(slug=slug, user=request.user)
+            scope = Scope.of(room)
+        return Response([tool_entry(spec) for spec in catalogue(scope).values()])
 
 
 def tool_entry(spec: ToolSpec) -> dict[str, Any]:

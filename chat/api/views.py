@@ -18,7 +18,7 @@ from rest_framework.request import Request as HttpRequest
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chat import services
+from chat import services, tools
 from chat.api.fields import (
     NO_NUL,
     ONE_LINE,
@@ -176,6 +176,26 @@ class RoomPatch(serializers.Serializer[Any]):
         max_length=100,
         required=False,
     )
+    packs = serializers.ListField(
+        child=serializers.ChoiceField(choices=[]),
+        max_length=100,
+        required=False,
+        help_text='The tool packs the room\'s agent may use: "linear", "github", '
+        '"mcp:<server>" (those configured); empty: every pack.',
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The packs configured now (the schema is built per request, as is this).
+        valid = tools.packs_available()
+        field = self.fields["packs"]
+        assert isinstance(field, serializers.ListField)
+        child = field.child
+        assert isinstance(child, serializers.ChoiceField)
+        child.choices = valid
+        child.error_messages["invalid_choice"] = (
+            f'"{{input}}" is not a pack here; the packs are {", ".join(valid)}.'
+        )
 
 
 class RoomView(APIView):

@@ -18,7 +18,7 @@ from django.db import transaction
 
 from chat.errors import Forbidden, Invalid, NotFound
 from chat.models import Action, PolicyRule, Room
-from chat.tools import ToolSpec, catalogue, name_of, target_names
+from chat.tools import Scope, ToolSpec, catalogue, name_of, target_names
 from chat.tools.spec import unstorable
 
 from .access import can_decide, id_or_none
@@ -216,6 +216,17 @@ def rule_clean(data: object, *, partial: bool = False) -> dict[str, Any]:
     return clean
 
 
+def rule_check_scope(*, room: Room, tool: str) -> None:
+    """Refuse a rule naming a tool the room's packs do not offer (Invalid): it
+    could never apply, and would read as if the room used that tool."""
+    if tool == "*" or tool in catalogue(Scope.of(room)):
+        return
+    raise Invalid(
+        f"tool: {tool!r} is not offered in this room (its packs: "
+        f"{', '.join(room.packs)}); see GET /api/tools?room={room.slug}."
+    )
+
+
 def _integer(data: dict[str, Any], name: str, low: int, high: int) -> int:
     value = data[name]
     # bool is an int in Python, not in JSON.
@@ -251,6 +262,7 @@ def policy_create(*, room: Room, actor: User, data: object) -> PolicyRule:
     """Add a rule to the room's policy; approvers (and deciders) only."""
     _check_may_edit(room, actor)
     clean = rule_clean(data)
+    rule_check_scope(room=room, tool=clean["tool"])
     rule = PolicyRule(room=room, **clean)
     _check_consistent(rule)
     rule.save()
@@ -260,6 +272,8 @@ def policy_create(*, room: Room, actor: User, data: object) -> PolicyRule:
 def policy_update(*, room: Room, actor: User, rule_id: str, data: object) -> PolicyRule:
     _check_may_edit(room, actor)
     clean = rule_clean(data, partial=True)
+    if "tool" in clean:
+        rule_check_scope(room=room, tool=clean["tool"])
     with transaction.atomic():
         rule = _rule_get(room, rule_id, lock=True)
         for field, value in clean.items():
@@ -313,6 +327,7 @@ __all__ = [
     "policy_delete",
     "policy_list",
     "policy_update",
+    "rule_check_scope",
     "rule_clean",
     "rule_resolve",
     "rule_summary",

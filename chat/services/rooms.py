@@ -12,6 +12,7 @@ from chat.errors import Conflict, Forbidden, Invalid, NotFound
 from chat.models import Membership, Room
 from chat.realtime import member_evict
 from chat.text import single_line, storable
+from chat.tools import packs_available
 
 from .access import room_role
 from .votes import votes_drop_stale_on_commit
@@ -47,21 +48,47 @@ def room_create(*, user: User, name: str, slug: str = "") -> Room:
 
 
 def room_update(
-    *, room: Room, actor: User, linear_teams: list[str] | None = None
+    *,
+    room: Room,
+    actor: User,
+    linear_teams: list[str] | None = None,
+    packs: list[str] | None = None,
 ) -> Room:
-    """Set the Linear teams the room's agent may touch; approvers only."""
+    """Set what the room's agent may touch, the Linear teams and the tool packs;
+    approvers only. An empty list allows every team, every pack configured."""
     if room_role(room=room, user=actor) != Membership.Role.APPROVER:
         raise Forbidden("Only approvers of this room may change it.")
-    if linear_teams is None:
-        return room
-    teams = [t.strip() for t in linear_teams]
-    if any(
-        not t or len(t) > 60 or not storable(t) or not single_line(t) for t in teams
-    ):
-        raise Invalid("linear_teams must be team keys of 1 to 60 characters, one line.")
-    room.linear_teams = list(dict.fromkeys(teams))
-    room.save(update_fields=["linear_teams"])
+    changed = []
+    if linear_teams is not None:
+        teams = [t.strip() for t in linear_teams]
+        if any(
+            not t or len(t) > 60 or not storable(t) or not single_line(t) for t in teams
+        ):
+            raise Invalid(
+                "linear_teams must be team keys of 1 to 60 characters, one line."
+            )
+        room.linear_teams = list(dict.fromkeys(teams))
+        changed.append("linear_teams")
+    if packs is not None:
+        room.packs = packs_clean(packs)
+        changed.append("packs")
+    if changed:
+        room.save(update_fields=changed)
     return room
+
+
+def packs_clean(packs: object) -> list[str]:
+    """The packs a room names, checked against those configured, without repeats."""
+    if not isinstance(packs, list) or not all(isinstance(p, str) for p in packs):
+        raise Invalid("packs: a list of pack names.")
+    valid = packs_available()
+    unknown = [p for p in dict.fromkeys(packs) if p not in valid]
+    if unknown:
+        raise Invalid(
+            f"packs: unknown pack(s) {', '.join(map(repr, unknown))}; "
+            f"the packs here are {', '.join(valid)}."
+        )
+    return list(dict.fromkeys(packs))
 
 
 def member_add(*, room: Room, actor: User, username: str, role: str) -> Membership:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import github, mcp
+from . import github, linear, mcp
 from .github import GITHUB_TOOLS
 from .linear import LINEAR_TOOLS
 from .spec import (
@@ -41,6 +41,7 @@ __all__ = [
     "forget_listings",
     "name_of",
     "openai_tools",
+    "packs_available",
     "preview_call",
     "register_previewer",
     "target_names",
@@ -80,14 +81,24 @@ def forget_listings() -> None:
     _listings = None
 
 
-def catalogue() -> dict[str, ToolSpec]:
+def catalogue(scope: Scope | None = None) -> dict[str, ToolSpec]:
     """Every tool offered to the model, by name, in the order offered: Linear's,
-    GitHub's when its pack is on, then each MCP server's as last listed."""
+    GitHub's when its pack is on, then each MCP server's as last listed; with a
+    room's `scope`, only those of the packs it allows."""
     specs: list[ToolSpec] = list(LINEAR_TOOLS)
     if github.enabled():
         specs += GITHUB_TOOLS
     specs += _mcp_specs()
-    return {spec.name: spec for spec in specs}
+    return {spec.name: spec for spec in specs if scope is None or scope.allows(spec)}
+
+
+def packs_available() -> list[str]:
+    """The packs a room's scope may name: those configured, each MCP server apart."""
+    found = [linear.PACK]
+    if github.enabled():
+        found.append(github.PACK)
+    found += [f"{mcp.PACK}:{server}" for server in mcp.configured()]
+    return found
 
 
 # How each pack reads a call's target for the approvers and the rules, registered
@@ -126,9 +137,10 @@ def openai_tools(specs: Iterable[ToolSpec] | None = None) -> list[dict[str, Any]
     return [spec.openai_spec() for spec in chosen]
 
 
-def validate(name: str, arguments: object) -> ToolSpec:
-    """Return the tool if `arguments` fit its schema, else raise InvalidCall."""
-    tools = catalogue()
+def validate(name: str, arguments: object, scope: Scope | None = None) -> ToolSpec:
+    """Return the tool if `arguments` fit its schema, else raise InvalidCall; a tool
+    outside the room's `scope` is as unknown as one that does not exist."""
+    tools = catalogue(scope)
     spec = tools.get(name)
     if spec is None:
         raise InvalidCall(f"Unknown tool {name!r}. Available: {', '.join(tools)}.")
@@ -145,12 +157,15 @@ def validate(name: str, arguments: object) -> ToolSpec:
     return spec
 
 
-def check_call(*, call_id: str, name: str, arguments: str) -> CheckedCall:
-    """Parse and validate a call; an invalid one answers the model, never an action."""
+def check_call(
+    *, call_id: str, name: str, arguments: str, scope: Scope | None = None
+) -> CheckedCall:
+    """Parse and validate a call within the room's `scope`; an invalid one answers
+    the model, never an action."""
     checked = CheckedCall(id=call_id, name=name, arguments=arguments)
     try:
         parsed = json.loads(arguments or "{}")
-        checked.spec = validate(name, parsed)
+        checked.spec = validate(name, parsed, scope)
         checked.parsed = parsed
     except (json.JSONDecodeError, RecursionError):
         # RecursionError: nested deeper than the parser goes; no tool takes that.

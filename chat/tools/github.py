@@ -30,7 +30,8 @@ GITHUB_TOOLS = [
         name="github_search_issues",
         pack=PACK,
         description=(
-            "Search the GitHub repository's issues by text; an empty query lists "
+            "Search the GitHub repository's issues by text (every word is matched "
+            "as text: search qualifiers and OR are not read); an empty query lists "
             "recent ones."
         ),
         parameters=object_schema(

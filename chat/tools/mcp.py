@@ -18,12 +18,12 @@ from typing import Any
 from django.conf import settings
 from jsonschema import Draft202012Validator, SchemaError
 
-from .spec import ToolSpec
+from .spec import MCP_SEPARATOR, ToolSpec
 
 logger = logging.getLogger(__name__)
 
 PACK = "mcp"
-SEPARATOR = "__"
+SEPARATOR = MCP_SEPARATOR
 # OpenAI's rule for a function's name.
 OFFERABLE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_DESCRIPTION = 1000

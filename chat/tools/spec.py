@@ -11,6 +11,8 @@ from jsonschema import Draft202012Validator
 from chat.text import storable
 
 Args = dict[str, Any]
+# Between an MCP server's name and its tool's in the name offered to the model.
+MCP_SEPARATOR = "__"
 
 
 class Preview:
@@ -44,6 +46,14 @@ class ToolSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_validator", Draft202012Validator(self.parameters))
+
+    @property
+    def scope_pack(self) -> str:
+        """The pack as a room's scope names it: each MCP server is a pack of its own,
+        `mcp:<server>` (its tools are offered as `<server>__<tool>`)."""
+        if self.pack == "mcp":
+            return f"mcp:{self.name.partition(MCP_SEPARATOR)[0]}"
+        return self.pack
 
     @property
     def needs_approval(self) -> bool:
@@ -84,19 +94,31 @@ class ToolSpec:
 
 @dataclass(frozen=True)
 class Scope:
-    """What a room lets its agent touch outside: Linear team keys (empty: any)."""
+    """What a room lets its agent touch outside: its tool packs (empty: every pack
+    configured) and Linear team keys (empty: any)."""
 
     linear_teams: tuple[str, ...] = ()
+    packs: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, room: Any) -> Scope:
-        return cls(linear_teams=tuple(room.linear_teams or ()))
+        return cls(
+            linear_teams=tuple(room.linear_teams or ()),
+            packs=tuple(room.packs or ()),
+        )
 
     def allows_team(self, key: str | None) -> bool:
         if not self.linear_teams:
             return True
         allowed = {t.casefold() for t in self.linear_teams}
         return key is not None and key.casefold() in allowed
+
+    def allows_pack(self, pack: str) -> bool:
+        return not self.packs or pack in self.packs
+
+    def allows(self, spec: ToolSpec) -> bool:
+        """Whether the room's agent may be offered (and run) the tool."""
+        return self.allows_pack(spec.scope_pack)
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,8 @@ export function createPolicyPanel({ root, config, csrfToken, fetch }) {
   async function loadTools() {
     if (toolsLoaded || !form) return;
     toolsLoaded = true;
-    const answer = await call("/api/tools");
+    // The tools this room offers: a rule may name no other (400).
+    const answer = await call(`/api/tools?room=${encodeURIComponent(config.slug)}`);
     if (!answer.ok || !Array.isArray(answer.data)) return;
     const select = form.querySelector("#policy-tool");
     for (const tool of answer.data) {

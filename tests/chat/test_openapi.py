@@ -35,7 +35,7 @@ CONTRACT = {
     ("post", "/api/rooms/{slug}/policies"): {"201", "400", "403", "404"},
     ("patch", "/api/rooms/{slug}/policies/{rule_id}"): {"200", "400", "403", "404"},
     ("delete", "/api/rooms/{slug}/policies/{rule_id}"): {"204", "403", "404"},
-    ("get", "/api/tools"): {"200"},
+    ("get", "/api/tools"): {"200", "400", "404"},
     # Reaching approvers outside the room
     ("get", "/api/rooms/{slug}/webhooks"): {"200", "403", "404"},
     ("post", "/api/rooms/{slug}/webhooks"): {"201", "400", "403", "404"},

@@ -261,6 +261,10 @@ def test_list_refuses_invalid_values_with_422(
 # Searching
 
 
+# The stand-in also holds acme/payroll: a search without repo: searches both.
+DEMO = "repo:demo/agentsite"
+
+
 def search(github: GitHub, q: str, **params: str) -> requests.Response:
     return github.get("/search/issues", params={"q": q, **params})
 
@@ -283,19 +287,58 @@ def test_search_terms_match_title_or_body(github: GitHub) -> None:
 
 
 def test_search_qualifiers(github: GitHub) -> None:
-    assert numbers(search(github, "is:issue is:open label:bug")) == [2, 1]
-    assert numbers(search(github, "is:issue state:closed")) == [5]
-    quoted = search(github, 'is:issue label:"good first issue" author:mona')
+    assert numbers(search(github, f"is:issue is:open label:bug {DEMO}")) == [2, 1]
+    assert numbers(search(github, f"is:issue state:closed {DEMO}")) == [5]
+    quoted = search(github, f'is:issue label:"good first issue" author:mona {DEMO}')
     assert numbers(quoted) == [4]
-    assert numbers(search(github, "is:issue -label:bug is:open")) == [4, 6, 3]
+    assert numbers(search(github, f"is:issue -label:bug is:open {DEMO}")) == [4, 6, 3]
     # in:title looks only at titles: "spinner" is in the body of #1.
     assert numbers(search(github, "spinner is:issue")) == [1]
     assert numbers(search(github, "spinner in:title is:issue")) == []
     assert numbers(search(github, "is:pr")) == []
 
 
+def repos_and_numbers(response: requests.Response) -> list[tuple[str, int]]:
+    """(repository, number) of each hit, sorted."""
+    assert response.status_code == 200, response.json()
+    return sorted(
+        (i["repository_url"].split("/repos/")[1], i["number"])
+        for i in response.json()["items"]
+    )
+
+
+def test_search_reads_scope_qualifiers_and_or_as_github_does(github: GitHub) -> None:
+    payroll = [("acme/payroll", 1), ("acme/payroll", 2)]
+    # Without a repository named, every repository the token reads.
+    assert repos_and_numbers(search(github, "salary is:issue")) == [payroll[0]]
+    # Repeated repo: qualifiers search each repository named; org: and user: too.
+    both = search(github, f"login is:issue {DEMO} repo:acme/payroll")
+    assert repos_and_numbers(both) == [*payroll, ("demo/agentsite", 1)]
+    assert repos_and_numbers(search(github, "login is:issue org:acme")) == payroll
+    # OR joins alternatives; AND binds tighter, parentheses group.
+    either = search(github, f"salary OR safari is:issue {DEMO}")
+    assert repos_and_numbers(either) == [payroll[0], ("demo/agentsite", 1)]
+    grouped = search(github, f"(salary OR safari) is:issue {DEMO}")
+    assert repos_and_numbers(grouped) == [("demo/agentsite", 1)]
+    assert numbers(search(github, f"is:issue {DEMO} NOT label:bug is:open")) == [
+        4,
+        6,
+        3,
+    ]
+
+
+def test_search_reads_quoted_syntax_as_text(github: GitHub) -> None:
+    assert numbers(search(github, '"repo:acme/payroll" is:issue')) == []
+    assert numbers(search(github, f'"salary" "OR" "safari" is:issue {DEMO}')) == []
+    refused = search(github, f"(safari is:issue {DEMO}")
+    assert refused.status_code == 422
+    assert "parenthesis" in refused.json()["errors"][0]["message"]
+    deep = search(github, "((((((safari)))))) is:issue")
+    assert deep.status_code == 422
+
+
 def test_search_sorts_pages_and_counts(github: GitHub) -> None:
-    page = search(github, "is:issue", sort="created", order="asc", per_page="4")
+    page = search(github, f"is:issue {DEMO}", sort="created", order="asc", per_page="4")
     assert numbers(page) == [1, 2, 3, 4]
     assert page.json()["total_count"] == 6
     assert numbers(github.get(page.links["next"]["url"])) == [5, 6]

@@ -120,3 +120,80 @@ def test_no_answer_in_time_is_transient(client, server) -> None:
     control(server, "faults", {"faults": [{"op": "list_issues", "delay": 3}]})
     with pytest.raises(TransientError, match="no answer within 2 s"):
         client.search_issues("")
+
+
+# Confined to the repository --------------------------------------------------------
+# The stand-in also holds acme/payroll, which the token can read, and reads search
+# syntax as GitHub does: repeated repo: qualifiers search each repository named, OR
+# joins alternatives. Its issues hold "login" and "bug" too.
+
+WIDENING = [
+    "repo:acme/payroll",
+    "login repo:acme/payroll",
+    "salary org:acme",
+    "login user:acme",
+    "login OR repo:acme/payroll",
+    "contractor OR salary",
+    "(salary) OR (login repo:acme/payroll)",
+    # An unclosed quote would swallow the qualifiers appended after the query.
+    'is:issue login OR "',
+    "NOT zzz",
+]
+
+
+@pytest.mark.parametrize("query", WIDENING)
+def test_search_qualifiers_in_the_query_never_leave_the_repository(
+    client, server, query
+) -> None:
+    found = client.search_issues(query, state="all", limit=50)
+    ours = "https://github.com/demo/agentsite/"
+    assert [i["url"] for i in found if not i["url"].startswith(ours)] == []
+    # Sent as text: every word quoted, our repository named once by us.
+    [sent] = [
+        r
+        for r in control(server, "requests")["requests"]
+        if r["path"] == "/search/issues"
+    ]
+    [q] = sent["query"]["q"]
+    assert q.endswith(" repo:demo/agentsite is:issue")
+    assert q.count("repo:demo/agentsite") == 1
+
+
+def test_quoted_words_still_find_the_repositorys_issues(client) -> None:
+    assert [i["number"] for i in client.search_issues("login safari")] == [1]
+    assert [i["number"] for i in client.search_issues('"empty CSV"', state="all")] == [
+        5
+    ]
+    # A qualifier is a plain word now: found where an issue says it.
+    assert client.search_issues("repo:acme/payroll") == []
+
+
+def test_a_long_query_stays_within_githubs_limit(client) -> None:
+    found = client.search_issues("a " * 100, state="all")  # 200 characters
+    assert {i["number"] for i in found} <= {1, 2, 3, 4, 5, 6}
+
+
+def test_results_of_another_repository_are_dropped(client, server) -> None:
+    def issue(repo: str, number: int) -> dict:
+        answer = requests.get(
+            f"{server.url}/repos/{repo}/issues/{number}",
+            headers={
+                "Accept": "application/vnd.github+json",
+                "Authorization": f"Bearer {TOKEN}",
+                "X-GitHub-Api-Version": "2022-11-28",
+            },
+            timeout=5,
+        )
+        answer.raise_for_status()
+        return answer.json()
+
+    assert client.holds(issue("demo/agentsite", 1))
+    assert not client.holds(issue("acme/payroll", 1))
+    # A repository whose name ends like ours is another repository.
+    assert not client.holds({"repository_url": f"{server.url}/repos/x/demo/agentsite"})
+    assert not client.holds({"repository_url": f"{server.url}/repos/demo/agentsite2"})
+    assert not client.holds({"title": "no repository_url"})
+    # GitHub compares owner and name without regard to case.
+    other_case = GitHubClient(server.url, TOKEN, "Demo/AgentSite", timeout=2)
+    assert other_case.holds(issue("demo/agentsite", 1))
+    other_case.close()

@@ -72,10 +72,11 @@ def preview_for_domain(spec: ToolSpec, arguments: Args, scope: Scope) -> Reading
         return Reading(preview={"unavailable": str(exc)})
 
 
-def turn_tools() -> tuple[list[ToolSpec], dict[str, str]]:
-    """The tools to offer a model call now, and why any were left out (by MCP
-    server): a server that cannot be reached leaves its tools out, never the turn."""
-    offered = list(catalogue().values())
+def turn_tools(scope: Scope) -> tuple[list[ToolSpec], dict[str, str]]:
+    """The tools to offer a model call now, within the room's `scope`, and why any
+    were left out (by MCP server): a server that cannot be reached leaves its tools
+    out, never the turn."""
+    offered = list(catalogue(scope).values())
     found = hub()
     if found is None:
         return offered, {}
@@ -83,7 +84,9 @@ def turn_tools() -> tuple[list[ToolSpec], dict[str, str]]:
         server: f"The MCP server {server} cannot be reached ({found.error(server)}); "
         "its tools are left out of this turn."
         for server in found.servers
-        if found.tools(server, wait=CONNECT_WAIT) is None
+        # A server the room does not use is neither waited for nor reported.
+        if scope.allows_pack(f"mcp:{server}")
+        and found.tools(server, wait=CONNECT_WAIT) is None
     }
     offered = [
         s for s in offered if s.pack != "mcp" or split_name(s.name)[0] not in left_out

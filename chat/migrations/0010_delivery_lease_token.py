@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chat', '0008_mcp_trust'),
+        ('chat', '0009_room_packs'),
     ]
 
     operations = [
