@@ -148,18 +148,20 @@ def test_sweep_finishes_a_denial_whose_process_died_before_advancing_the_turn(
     )
     request = Request.objects.get(pk=action.request_id)
     # Just decided: its own process may still be advancing it.
-    assert services.sweep()["advanced"] == 0
+    services.sweep()
+    assert Request.objects.get(pk=request.pk).status == Request.Status.AWAITING_APPROVAL
     grace = _ago(settings.AGENT_SWEEP_GRACE_SECONDS + 1)
     Action.objects.filter(pk=action.pk).update(updated=grace)
     Request.objects.filter(pk=request.pk).update(updated=grace)
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.sweep()["advanced"] == 1
+        swept = services.sweep()
     request.refresh_from_db()
     assert request.status == Request.Status.RUNNING
     assert _queued(task_queue) == [
         (enqueue.MODEL_STEP, repr((str(request.pk), request.step)))
     ]
+    assert swept["advanced"] == 1
     # Once advanced, it is left to its step.
     assert services.sweep()["advanced"] == 0
 
@@ -174,10 +176,11 @@ def test_sweep_files_a_request_left_running_with_an_action_pending(
     Request.objects.filter(pk=action.request_id).update(
         status=Request.Status.RUNNING, updated=grace
     )
-    assert services.sweep()["advanced"] == 1
+    swept = services.sweep()
     request = Request.objects.get(pk=action.request_id)
     assert request.status == Request.Status.AWAITING_APPROVAL
     assert _queued(task_queue) == []
+    assert swept["advanced"] == 1
 
 
 def test_sweep_expires_an_overdue_action_and_the_model_is_told(
