@@ -95,8 +95,8 @@ def _check_pending_limit(user: User) -> None:
     actions pending: each one is mailed and webhooked to every approver and listed
     in every snapshot, so a member must not park hundreds of them.
 
-    A request may propose several actions at once, so the count can pass the cap
-    by one turn's worth; it only stops the next post.
+    Requests already under way may still propose actions (several per answer), so
+    the count can pass the cap; it stops new posts only.
     """
     limit = settings.AGENT_MAX_PENDING_PER_USER
     pending = Action.objects.filter(

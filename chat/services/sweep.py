@@ -1,4 +1,5 @@
-"""Recovery: work that lost its worker or its enqueue, and approvals that ran out."""
+"""Recovery: work that lost its worker or its enqueue, turns left between a decision
+and its advance, and approvals that ran out."""
 
 from datetime import datetime, timedelta
 from typing import Any
