@@ -278,6 +278,13 @@ CELERY_BEAT_SCHEDULE = {
 # README ("Performance") against a consumer per watcher on channels_redis.
 # A watcher whose socket stops draining is closed (4408) past this many queued frames.
 WS_MAX_BACKLOG = env_int("WS_MAX_BACKLOG", 1000)
+# Room sockets one user may hold open at once, over every web process (contract:
+# "Limits"); one more is refused (4429). Each socket costs a subscription slot, a
+# snapshot and memory in a web process; a person has a few tabs, not dozens.
+WS_MAX_SOCKETS_PER_USER = env_int("WS_MAX_SOCKETS_PER_USER", 20)
+# A web process renews its sockets' slots (in Redis) every third of this; one killed
+# without closing them frees them this long after its last renewal.
+WS_SOCKET_TTL_SECONDS = env_int("WS_SOCKET_TTL_SECONDS", 90)
 
 # Proxies in front of the web processes (load balancer, nginx): the client's address
 # is X-Forwarded-For's entry this many from the right; 0 trusts none of it.
@@ -373,12 +380,20 @@ AGENT_APPROVAL_TIMEOUT = env_int("AGENT_APPROVAL_TIMEOUT", 24 * 3600)
 AGENT_MAX_STEPS = env_int("AGENT_MAX_STEPS", 10)
 # Requests one user may have queued or running at once (contract: "Limits").
 AGENT_MAX_ACTIVE_PER_USER = env_int("AGENT_MAX_ACTIVE_PER_USER", 5)
+# Actions pending a decision that one user's requests may have before that user may
+# post another request: each one mails and webhooks every approver, and the room's
+# snapshot lists every one (contract: "Limits").
+AGENT_MAX_PENDING_PER_USER = env_int("AGENT_MAX_PENDING_PER_USER", 20)
 AGENT_MAX_INPUT_CHARS = env_int("AGENT_MAX_INPUT_CHARS", 10_000)
 # Tool calls one model answer may make; the rest are answered with an error.
 AGENT_MAX_TOOL_CALLS = env_int("AGENT_MAX_TOOL_CALLS", 8)
 # Model tokens (`usage.total_tokens`) one user's requests may spend per UTC day;
-# 0: no limit. Past it a new request answers 429.
-AGENT_DAILY_TOKENS_PER_USER = env_int("AGENT_DAILY_TOKENS_PER_USER", 0)
+# 0: no limit. Past it a new request answers 429. Finite by default, so that a
+# script in a loop or a stolen token costs a bounded bill: one model call sends at
+# most AGENT_CONTEXT_CHARS (24,000 characters, about 6,000 tokens), a turn makes a
+# few calls, so 500,000 is about 40 turns at a full context and far more short ones:
+# a busy person's day, and a few dollars on a large model.
+AGENT_DAILY_TOKENS_PER_USER = env_int("AGENT_DAILY_TOKENS_PER_USER", 500_000)
 # Characters of conversation (history and this turn) sent to the model at most.
 AGENT_CONTEXT_CHARS = env_int("AGENT_CONTEXT_CHARS", 24_000)
 AGENT_HISTORY_MESSAGES = env_int("AGENT_HISTORY_MESSAGES", 30)

@@ -235,5 +235,10 @@ def bench_env(redis_url: str, prefix: str) -> dict[str, str]:
         # One bench user queues hundreds of turns (throughput, concurrent turns); the
         # per-user cap is measured on its own, with its own users.
         AGENT_MAX_ACTIVE_PER_USER="100000",
+        # One bench user watches with a thousand sockets (fan-out), and spends far
+        # more model tokens, and parks more actions, than a person's day.
+        WS_MAX_SOCKETS_PER_USER="1000000",
+        AGENT_DAILY_TOKENS_PER_USER="0",
+        AGENT_MAX_PENDING_PER_USER="1000000",
     )
     return env

@@ -17,6 +17,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.http.request import validate_host
+from redis.exceptions import RedisError
 
 from . import services
 from .eager import start_eagerly
@@ -25,6 +26,7 @@ from .hub import hub
 from .models import Action, Membership, Room
 from .realtime import encode, event_frame, events_after
 from .snapshot import snapshot_build
+from .socket_cap import socket_admit, socket_release
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +37,9 @@ BURST = 30.0
 # Past this many refused frames within the window the client is not listening: close.
 FLOOD_CLOSE_AFTER = 300
 FLOOD_WINDOW_SECONDS = 10.0
+# A resync further back than this many events is answered with a snapshot: cheaper
+# than replaying them, and it holds everything a replay would bring.
+RESYNC_MAX_EVENTS = 500
 
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -67,6 +72,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     room: Room | None = None
     last_seq = 0
+    admitted = False  # holds one of the user's WS_MAX_SOCKETS_PER_USER slots
 
     @property
     def user(self) -> User:
@@ -96,6 +102,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return
         self.room_id, self.username, self.user_id = self.room.pk, user.username, user.pk
         self.connection = uuid.uuid4().hex
+        if not await self._admit():
+            return
         self.tokens, self.refill_at = BURST, time.monotonic()
         self.refused, self.refused_since = 0, time.monotonic()
         self.outbox: deque[str] = deque()  # what waits behind a send that blocked
@@ -115,6 +123,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self._catch_up(after=None)
 
     async def disconnect(self, code: int) -> None:
+        if self.admitted:
+            self.admitted = False
+            await asyncio.to_thread(
+                socket_release, user_id=self.user_id, connection=self.connection
+            )
         if self.room is None:
             return
         self._gone()
@@ -159,11 +172,14 @@ class RoomConsumer(AsyncWebsocketConsumer):
         """Send what the live stream may have missed, then what it held meanwhile.
 
         `after=None` sends a whole snapshot (on connect and when the hub lost Redis);
-        otherwise the durable events after that seq.
+        otherwise the durable events after that seq, or a snapshot when they are
+        more than RESYNC_MAX_EVENTS.
         """
         self.catching_up = True
         try:
             while True:
+                if after is not None and not await self._send_events_after(after):
+                    after = None
                 if after is None:
                     snapshot = await database_sync_to_async(self._member_snapshot)()
                     if snapshot is None:
@@ -172,8 +188,6 @@ class RoomConsumer(AsyncWebsocketConsumer):
                         return
                     self.last_seq = snapshot["seq"]
                     self._write(encode(snapshot))
-                else:
-                    await self._send_events_after(after)
                 if not self.stale:
                     break
                 self.stale, after = False, None
@@ -187,11 +201,18 @@ class RoomConsumer(AsyncWebsocketConsumer):
         for seq, text in held:
             self.deliver(seq, text)
 
-    async def _send_events_after(self, after: int) -> None:
-        events = await database_sync_to_async(events_after)(self.room_id, after)
+    async def _send_events_after(self, after: int) -> bool:
+        """Send the durable events after `after`; False, sending none, when there
+        are more than RESYNC_MAX_EVENTS (the caller sends a snapshot instead)."""
+        events = await database_sync_to_async(events_after)(
+            self.room_id, after, RESYNC_MAX_EVENTS + 1
+        )
+        if len(events) > RESYNC_MAX_EVENTS:
+            return False
         for event in events:
             self._write(encode(event_frame(event)))
             self.last_seq = max(self.last_seq, event.seq)
+        return True
 
     def _write(self, text: str) -> None:
         if self.dropped:
@@ -356,8 +377,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.close(code=4403)
             return
         if self.catching_up:
-            # Already catching up: whatever is held after that replays in order.
-            await self._send_events_after(after)
+            # Already catching up: whatever is held after that replays in order
+            # (or, from far back, the catch-up ends with a snapshot).
+            if not await self._send_events_after(after):
+                self.stale = True
         else:
             await self._catch_up(after)
 
@@ -400,6 +423,21 @@ class RoomConsumer(AsyncWebsocketConsumer):
         elif self.refused == FLOOD_CLOSE_AFTER:
             asyncio.ensure_future(self.close(code=4429))
         return False
+
+    async def _admit(self) -> bool:
+        """Take one of the user's socket slots (chat.socket_cap), or refuse the
+        handshake: 4429 when they hold WS_MAX_SOCKETS_PER_USER, 1011 without Redis."""
+        try:
+            self.admitted = await asyncio.to_thread(
+                socket_admit, user_id=self.user_id, connection=self.connection
+            )
+        except RedisError:
+            logger.warning("room consumer: socket cap unreadable", exc_info=True)
+            await self.close(code=1011)
+            return False
+        if not self.admitted:
+            await self.close(code=4429)
+        return self.admitted
 
     def _origin_allowed(self) -> bool:
         """A browser's socket must come from this site: the host, scheme and port

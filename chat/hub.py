@@ -23,7 +23,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from . import presence
+from . import presence, socket_cap
 from .realtime import CONTROL_PREFIX, ephemeral_send, room_channel
 from .redis_client import redis_key
 
@@ -234,14 +234,22 @@ class RoomHub:
             ephemeral_send(room_id, {"type": "presence", "users": names})
 
     async def _refresh_presence(self) -> None:
+        # The same heartbeat renews the sockets' slots of the per-user cap.
+        interval = min(presence.TTL_SECONDS, socket_cap.socket_ttl()) / 3
         while True:
-            await asyncio.sleep(presence.TTL_SECONDS / 3)
+            await asyncio.sleep(interval)
             entries = {
                 room_id: {w.connection: w.username for w in watchers}
                 for room_id, watchers in self._rooms.items()
             }
+            sockets = [
+                (w.user_id, w.connection)
+                for watchers in self._rooms.values()
+                for w in watchers
+            ]
             try:
                 await asyncio.to_thread(presence.presence_apply, entries, {})
+                await asyncio.to_thread(socket_cap.sockets_renew, sockets)
             except RedisError:
                 logger.warning("presence refresh failed", exc_info=True)
 

@@ -43,6 +43,7 @@ def request_start(*, room: Room, user: User, text: object) -> Request:
             f"The message is longer than {settings.AGENT_MAX_INPUT_CHARS} characters."
         )
     _check_daily_tokens(user)
+    _check_pending_limit(user)
     with transaction.atomic():
         request = Request.objects.create(room=room, user=user)
         message = Message.objects.create(
@@ -88,6 +89,25 @@ def _check_active_limit(user: User, new: Request) -> None:
         raise TooMany(
             f"You have {active} requests queued or running (the limit is {limit}); "
             "wait for one to finish or cancel one."
+        )
+
+
+def _check_pending_limit(user: User) -> None:
+    """No new request while the user's requests have AGENT_MAX_PENDING_PER_USER
+    actions pending: each one is mailed and webhooked to every approver and listed
+    in every snapshot, so a member must not park hundreds of them.
+
+    Requests already under way may still propose actions (several per answer), so
+    the count can pass the cap; it stops new posts only.
+    """
+    limit = settings.AGENT_MAX_PENDING_PER_USER
+    pending = Action.objects.filter(
+        request__user=user, status=Action.Status.PENDING
+    ).count()
+    if pending >= limit:
+        raise TooMany(
+            f"Your requests have {pending} actions waiting for a decision (the "
+            f"limit is {limit}); post again once some are decided or cancelled."
         )
 
 

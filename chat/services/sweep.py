@@ -1,10 +1,12 @@
-"""Recovery: work that lost its worker or its enqueue, and approvals that ran out."""
+"""Recovery: work that lost its worker or its enqueue, turns left between a decision
+and its advance, and approvals that ran out."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from chat import enqueue
@@ -14,15 +16,17 @@ from .actions import action_expire_overdue
 from .execution import action_abandon
 from .leases import lease_expired
 from .notify import action_remind_due, deliveries_lost
+from .requests import request_advance
 
 BATCH = 500
 
 
 def sweep() -> dict[str, Any]:
-    """Queue again every step and tool call whose lease ran out or never started.
+    """Queue again every step and tool call whose lease ran out or never started,
+    and advance every request a crash left between a decision and its advance.
 
-    Queuing one twice is harmless: its claim finds it taken or done. Runs every
-    few seconds (`AGENT_SWEEP_SECONDS`, Celery beat).
+    Queuing one twice is harmless: its claim finds it taken or done; so is advancing
+    one twice. Runs every few seconds (`AGENT_SWEEP_SECONDS`, Celery beat).
     """
     now = timezone.now()
     settle = now - timedelta(seconds=settings.AGENT_SWEEP_GRACE_SECONDS)
@@ -53,6 +57,9 @@ def sweep() -> dict[str, Any]:
         enqueue.tool_call(action_id=action_id)
     for action_id in abandoned:
         action_abandon(action_id=action_id)
+    misfiled = _misfiled(settle)
+    for request_id in misfiled:
+        request_advance(request_id=request_id)
     expired = action_expire_overdue()
     # Outbox rows whose task was lost (a worker restart, a failed enqueue).
     lost = deliveries_lost()
@@ -65,4 +72,31 @@ def sweep() -> dict[str, Any]:
         "expired": expired,
         "reminded": action_remind_due(),
         "deliveries": len(lost),
+        "advanced": len(misfiled),
     }
+
+
+def _misfiled(settle: datetime) -> list[UUID]:
+    """Requests whose status their actions contradict, left so since `settle`.
+
+    Every decision commits first and advances its request after (`request_advance`,
+    in a transaction of its own); a process that dies in between leaves a request
+    `awaiting_approval` with nothing pending, which no step or tool call would ever
+    move again, or (a retract) `running` with no worker and an action pending.
+    Advancing it again is what the dead process would have done.
+    """
+    pending = Action.objects.filter(
+        request=OuterRef("pk"), status=Action.Status.PENDING
+    )
+    recent = Action.objects.filter(request=OuterRef("pk"), updated__gte=settle)
+    return list(
+        Request.objects.alias(has_pending=Exists(pending))
+        .filter(
+            Q(status=Request.Status.AWAITING_APPROVAL, has_pending=False)
+            | Q(status=Request.Status.RUNNING, lease_until=None, has_pending=True),
+            updated__lt=settle,
+        )
+        # A decision just made is still being advanced by its own process.
+        .exclude(Exists(recent))
+        .values_list("id", flat=True)[:BATCH]
+    )

@@ -52,6 +52,7 @@ def test_sweep_requeues_a_step_whose_lease_ran_out(
         "expired": 0,
         "reminded": 0,
         "deliveries": 0,
+        "advanced": 0,
     }
     assert _queued(task_queue) == [(enqueue.MODEL_STEP, repr((str(turn.pk), 0)))]
 
@@ -127,8 +128,59 @@ def test_sweep_does_not_requeue_a_turn_waiting_for_approval(
         "expired": 0,
         "reminded": 0,
         "deliveries": 0,
+        "advanced": 0,
     }
     assert _queued(task_queue) == []
+
+
+def test_sweep_finishes_a_denial_whose_process_died_before_advancing_the_turn(
+    alice: User,
+    action: Action,
+    task_queue: Queue,
+    settings,
+    django_capture_on_commit_callbacks: Callable,
+) -> None:
+    """What a crash between the decision's commit and `request_advance` leaves: the
+    action denied (the model's tool result written), the request still awaiting
+    approval with nothing pending, no step queued. The sweep moves it on."""
+    Action.objects.filter(pk=action.pk).update(
+        status=Action.Status.DENIED, decided_by=alice, decided_via="api"
+    )
+    request = Request.objects.get(pk=action.request_id)
+    # Just decided: its own process may still be advancing it.
+    services.sweep()
+    assert Request.objects.get(pk=request.pk).status == Request.Status.AWAITING_APPROVAL
+    grace = _ago(settings.AGENT_SWEEP_GRACE_SECONDS + 1)
+    Action.objects.filter(pk=action.pk).update(updated=grace)
+    Request.objects.filter(pk=request.pk).update(updated=grace)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        swept = services.sweep()
+    request.refresh_from_db()
+    assert request.status == Request.Status.RUNNING
+    assert _queued(task_queue) == [
+        (enqueue.MODEL_STEP, repr((str(request.pk), request.step)))
+    ]
+    assert swept["advanced"] == 1
+    # Once advanced, it is left to its step.
+    assert services.sweep()["advanced"] == 0
+
+
+def test_sweep_files_a_request_left_running_with_an_action_pending(
+    action: Action, task_queue: Queue, settings
+) -> None:
+    """A retract (approved back to pending) whose process died before advancing: no
+    worker holds the request, so it would count as running for its author."""
+    grace = _ago(settings.AGENT_SWEEP_GRACE_SECONDS + 1)
+    Action.objects.filter(pk=action.pk).update(updated=grace)
+    Request.objects.filter(pk=action.request_id).update(
+        status=Request.Status.RUNNING, updated=grace
+    )
+    swept = services.sweep()
+    request = Request.objects.get(pk=action.request_id)
+    assert request.status == Request.Status.AWAITING_APPROVAL
+    assert _queued(task_queue) == []
+    assert swept["advanced"] == 1
 
 
 def test_sweep_expires_an_overdue_action_and_the_model_is_told(

@@ -1,4 +1,5 @@
-"""The contract's "Limits": requests one user may have queued or running at once."""
+"""The contract's "Limits": requests one user may have queued or running at once,
+actions their requests may leave pending, model tokens a day."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.db import connection
 
-from chat.models import Message, Request, Room
+from chat import services
+from chat.models import Action, Message, Request, Room
 from tests.chat.test_api import api, refusal
 from tests.chat.test_consumer import connect, receive_until, token_headers
 
@@ -155,3 +157,70 @@ def test_a_chat_frame_over_the_token_budget_answers_an_error_frame(
 
     error = asyncio.run(scenario())
     assert error["frame"] == "chat" and "model tokens" in error["detail"]
+
+
+# Floods: actions pending per user -------------------------------------------------
+
+PENDING_DEFAULT = 20  # AGENT_MAX_PENDING_PER_USER's default (contract: "Limits")
+
+
+def _park(user: User, room: Room, count: int) -> list[Action]:
+    """`count` actions pending on the user's requests, as the agent leaves them (a
+    request awaiting approval proposes up to AGENT_MAX_TOOL_CALLS at once)."""
+    parked: list[Action] = []
+    while len(parked) < count:
+        request = Request.objects.create(
+            room=room, user=user, step=1, status=Request.Status.AWAITING_APPROVAL
+        )
+        for call in range(min(5, count - len(parked))):
+            parked.append(
+                Action.objects.create(
+                    request=request,
+                    room=room,
+                    step=0,
+                    tool="delete_issue",
+                    tool_call_id=f"call_{call}",
+                    arguments={"id": f"ENG-{len(parked) + 1}"},
+                    requires_approval=True,
+                    status=Action.Status.PENDING,
+                )
+            )
+    return parked
+
+
+@pytest.mark.django_db
+def test_a_user_with_too_many_pending_actions_gets_429_until_some_are_decided(
+    room: Room, alice: User, bob: User
+) -> None:
+    parked = _park(bob, room, PENDING_DEFAULT - 1)
+    assert post(bob, room, "one more is fine").status_code == 202
+    _park(bob, room, 1)
+
+    detail = refusal(post(bob, room, "one too many"), 429)
+    assert f"the limit is {PENDING_DEFAULT}" in detail
+    assert not Message.objects.filter(content="one too many").exists()
+    # Others' pending actions are their own.
+    assert post(alice, room).status_code == 202
+    # One decided: bob may post again.
+    services.action_decide(action_id=str(parked[0].pk), user=alice, decision="deny")
+    assert post(bob, room, "after a decision").status_code == 202
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chat_frame_past_the_pending_cap_answers_an_error_frame(
+    room: Room, bob: User
+) -> None:
+    _park(bob, room, PENDING_DEFAULT)
+    headers = token_headers(bob)
+
+    async def scenario() -> dict:
+        ws, _ = await connect(headers)
+        await ws.send_json_to({"type": "chat", "text": "one too many"})
+        frames = await receive_until(ws, lambda f: f["type"] == "error")
+        await ws.disconnect()
+        return frames[-1]
+
+    error = asyncio.run(scenario())
+    assert error["frame"] == "chat"
+    assert f"the limit is {PENDING_DEFAULT}" in error["detail"]
+    assert not Message.objects.filter(content="one too many").exists()

@@ -122,6 +122,63 @@ def test_an_approval_whose_enqueue_was_lost_is_run_by_the_sweep(
     assert len(effects(linear_standin, "issueDelete")) == 1
 
 
+# Run by a child process: deny through the service, and die by SIGKILL the moment the
+# decision has committed, before the service advances the request. Django's execute
+# wrapper (public instrumentation) sees the vote's INSERT inside the deciding
+# transaction and registers the kill as that transaction's first on-commit callback;
+# nothing of our code is changed.
+DIE_AFTER_THE_DECISION_COMMITS = """
+import os, signal, sys
+import django
+django.setup()
+from django.contrib.auth.models import User
+from django.db import connection, transaction
+from chat import services
+
+def kill_at_commit(execute, sql, params, many, context):
+    if sql.startswith('INSERT INTO "chat_vote"'):
+        transaction.on_commit(lambda: os.kill(os.getpid(), signal.SIGKILL))
+    return execute(sql, params, many, context)
+
+with connection.execute_wrapper(kill_at_commit):
+    services.action_decide(
+        action_id=sys.argv[1],
+        user=User.objects.get(username=sys.argv[2]),
+        decision="deny",
+        reason="not that one",
+    )
+print("survived the commit")
+"""
+
+
+def test_a_decision_whose_process_died_before_advancing_is_finished_by_the_sweep(
+    stack, room, alice, bob, linear_standin
+):
+    """Invariant: no turn is stranded between a decision's commit and its advance;
+    the beat's sweep takes it to its end (the model answers the denial)."""
+    stack.worker()
+    request, action = pending_delete(room, bob)
+    died = subprocess.run(
+        [sys.executable, "-c", DIE_AFTER_THE_DECISION_COMMITS, str(action.pk), "alice"],
+        cwd=ROOT,
+        env={**stack.env, "DJANGO_SETTINGS_MODULE": "agentsite.settings"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert died.returncode == -9, died.stdout + died.stderr
+    # What the crash left: the denial committed, the turn not moved on.
+    assert Action.objects.get(pk=action.pk).status == Action.Status.DENIED
+    time.sleep(3)
+    assert Request.objects.get(pk=request.pk).status == S.AWAITING_APPROVAL
+
+    stack.beat()
+    reached(request, S.COMPLETED, timeout=30)
+    assert effects(linear_standin, "issueDelete") == []
+    told = Message.objects.filter(request=request, role="assistant").last()
+    assert told is not None and told.content
+
+
 def test_a_504_after_linear_applied_a_create_makes_no_second_issue(
     stack, room, alice, bob, linear_standin
 ):

@@ -220,6 +220,22 @@ test("a resync that is not answered is asked for again after five seconds", () =
   assert.deepEqual(page.drawn(), ["message:m4", "message:m5"]);
 });
 
+test("a resync from far back answered by a snapshot: held events past it follow", () => {
+  const page = room().live(3);
+  page.socket.receive(message(700, "m700"));
+  page.socket.receive(message(702, "m702"));
+  assert.deepEqual(resyncs(page.socket), [3]);
+
+  // More than 500 events behind: the server sends a fresh snapshot instead.
+  page.socket.receive(snapshot(701));
+  page.socket.receive(message(703, "m703"));
+
+  assert.deepEqual(page.drawn(), ["message:m702", "message:m703"]);
+  assert.equal(page.connection.lastSeq, 703);
+  page.clock.advance(RESYNC_RETRY_MS * 3);
+  assert.deepEqual(resyncs(page.socket), [3], "nothing more to ask");
+});
+
 test("an event of an unknown type or with a broken payload still takes its seq", () => {
   const page = room().live(1);
 

@@ -1,0 +1,80 @@
+"""How many room sockets one user holds open, over every web process (contract:
+"Limits", `WS_MAX_SOCKETS_PER_USER`).
+
+One Redis sorted set per user, a member per open socket scored by when it expires,
+as presence does: the web process holding a socket renews it with its presence
+heartbeat (chat.hub), and removes it when the socket closes. A process killed
+without closing its sockets leaves entries that nobody renews, so they stop counting
+`WS_SOCKET_TTL_SECONDS` later: no counter to leak.
+"""
+
+import logging
+import time
+from collections.abc import Iterable
+
+from django.conf import settings
+from redis.exceptions import RedisError
+
+from .redis_client import redis_client, redis_key
+
+logger = logging.getLogger(__name__)
+
+# Forget the dead entries, count the live ones, add this one if there is room: in one
+# script, so two sockets opening at once on two processes cannot both take the last
+# slot.
+_ADMIT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+    return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+
+def socket_ttl() -> int:
+    return settings.WS_SOCKET_TTL_SECONDS
+
+
+def _key(user_id: int) -> str:
+    return redis_key("sockets", user_id)
+
+
+def socket_admit(*, user_id: int, connection: str) -> bool:
+    """Take one of the user's socket slots for `connection`; False when all are held.
+
+    Raises RedisError when Redis does not answer (the caller refuses the socket).
+    """
+    now = time.time()
+    admitted = redis_client().eval(
+        _ADMIT,
+        1,
+        _key(user_id),
+        now,
+        now + socket_ttl(),
+        settings.WS_MAX_SOCKETS_PER_USER,
+        connection,
+        socket_ttl() * 2,
+    )
+    return bool(admitted)
+
+
+def socket_release(*, user_id: int, connection: str) -> None:
+    """Give the slot back as the socket closes (if Redis is away, it expires)."""
+    try:
+        redis_client().zrem(_key(user_id), connection)
+    except RedisError:
+        logger.warning("socket cap: could not release a slot", exc_info=True)
+
+
+def sockets_renew(connections: Iterable[tuple[int, str]]) -> None:
+    """Renew the slots of sockets still open here (user id, connection), in one
+    round trip. Only existing entries are renewed (XX): a socket released meanwhile
+    is not brought back."""
+    deadline = time.time() + socket_ttl()
+    with redis_client().pipeline(transaction=False) as pipe:
+        for user_id, connection in connections:
+            pipe.zadd(_key(user_id), {connection: deadline}, xx=True)
+            pipe.expire(_key(user_id), socket_ttl() * 2)
+        pipe.execute()
