@@ -310,8 +310,8 @@ class ActionsView(APIView):
         responses={200: ActionSerializer(many=True), **_refusals(400)},
     )
     def get(self, request: AuthenticatedRequest) -> Response:
-        awaiting = request.query_params.get("awaiting", "")
-        if awaiting not in ("", "me"):
+        awaiting = request.query_params.get("awaiting")
+        if awaiting not in (None, "me"):
             raise Invalid("awaiting must be me.")
         actions = services.action_list(
             user=request.user,
