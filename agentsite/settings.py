@@ -55,7 +55,7 @@ INSTALLED_APPS = [
     "channels",
     "csp",
     "chat",
-    "worker",
+    "tasks",
 ]
 
 MIDDLEWARE = [

@@ -2,7 +2,7 @@
 
 `python -m bench.chunks --out F` (in the bench's environment) streams the same
 answer from the OpenAI stand-in several times through the worker's own
-`worker.model.stream_chat` (the openai SDK over httpx, with the chunks folded as a
+`tasks.model_client.stream_chat` (the openai SDK over httpx, with the chunks folded as a
 model step folds them), then through a bare socket that only counts the chunks as
 they arrive; CPU (user + system, this process) per chunk for each. Run alone, one
 stream at a time, so the figure is the per-chunk cost and not contention: it is
@@ -50,7 +50,7 @@ def main() -> None:
     django.setup()
     from django.conf import settings
 
-    from worker.model import stream_chat
+    from tasks.model_client import stream_chat
 
     messages = [{"role": "user", "content": args.text}]
     texts = [0]

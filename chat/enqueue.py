@@ -1,7 +1,7 @@
 """The domain's one way to start work in the worker: Celery tasks sent by name.
 
 The domain never imports the worker package; it names the worker's entry points
-here, and `worker.tasks` registers its tasks under these names. Every send happens
+here, and `tasks.tasks` registers its tasks under these names. Every send happens
 after the commit that made the work visible (callers use `on_commit`), and a send
 that fails is only logged: the sweep finds work whose enqueue was lost.
 """

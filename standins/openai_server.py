@@ -50,7 +50,7 @@ FAULT_KINDS = ("status", "disconnect_after_chunks", "delay", "length_after_token
 
 # How OpenAI-compatible servers stream differently from OpenAI; each is legal for a
 # client that reads chunks as the API reference describes them, and the model client
-# is tested against every one (tests/worker/test_model.py).
+# is tested against every one (tests/tasks/test_model.py).
 DIALECTS = {
     "openai": "as api.openai.com streams",
     "usage-choices-null": 'the usage chunk says "choices": null',

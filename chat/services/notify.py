@@ -2,7 +2,7 @@
 
 Rows are written in the transaction of the change they report (so a rolled-back
 change tells nobody and a committed one is never lost) and sent by a task after the
-commit (`worker.deliver`). Each row's `key` names the change and the recipient, so a
+commit (`tasks.deliver`). Each row's `key` names the change and the recipient, so a
 change reported twice (every vote emits its action again) is one row.
 """
 

@@ -1,7 +1,7 @@
 """The tool catalogue: every tool offered to the model, as data.
 
 A tool belongs to a pack (Linear, GitHub, MCP servers); the pack's executor, which
-talks to the outside service, lives in the worker package (`worker.packs`) and is
+talks to the outside service, lives in the worker package (`tasks.executors`) and is
 looked up there by the pack's name. The domain needs only what is here: the name,
 the schema the arguments must fit, whether the tool asks for approval by default,
 and how its preview is made, so that approval rules and an approver's edit are

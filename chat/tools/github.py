@@ -1,4 +1,4 @@
-"""The GitHub pack's tools (issues of `GITHUB_REPOSITORY`); `worker.packs.github`
+"""The GitHub pack's tools (issues of `GITHUB_REPOSITORY`); `tasks.executors.github`
 runs them. The pack is on only when both `GITHUB_TOKEN` and `GITHUB_REPOSITORY` are
 set."""
 

@@ -1,4 +1,5 @@
-"""The Linear pack's tools as the model sees them; `worker.packs.linear` runs them."""
+"""The Linear pack's tools as the model sees them; `tasks.executors.linear` runs
+them."""
 
 from .spec import Preview, ToolSpec, object_schema
 

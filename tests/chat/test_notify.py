@@ -12,12 +12,12 @@ from django.utils import timezone
 from chat import services
 from chat.links import decide_url
 from chat.models import Action, Delivery, Membership
+from tasks.tasks import deliver as deliver_task
 from tests.chat.test_api import (  # noqa: F401  (autouse fixtures apply here too)
     fast_password_hashing,
     forget_throttle_counts,
     pending_action,
 )
-from worker.tasks import deliver as deliver_task
 
 
 def _becomes_pending(room, bob, capture) -> Action:

@@ -17,6 +17,7 @@ from django.utils import timezone
 from chat import services
 from chat.models import Action, Delivery, Room, Webhook
 from chat.services import notify
+from tasks.tasks import deliver as deliver_task
 from tests.chat.test_api import (  # noqa: F401  (autouse fixtures apply here too)
     api,
     fast_password_hashing,
@@ -25,7 +26,6 @@ from tests.chat.test_api import (  # noqa: F401  (autouse fixtures apply here to
     refusal,
 )
 from tests.peers import Receiver
-from worker.tasks import deliver as deliver_task
 
 SECRET = "s3cret-s3cret-s3cret"
 

@@ -7,8 +7,8 @@ import pytest
 
 from chat import services
 from chat.models import Action, Message, PolicyRule, Request
+from tasks.linear_client import LinearClient
 from tests.plugins.stack import effects, reached, wait_for
-from worker.linear import LinearClient
 
 pytestmark = pytest.mark.e2e
 S = Request.Status

@@ -19,8 +19,8 @@ from standins.linear_server import (
     make_server,
     serve_in_thread,
 )
-from worker.errors import PermanentError, TransientError
-from worker.linear import DOCUMENTS, LinearClient
+from tasks.errors import PermanentError, TransientError
+from tasks.linear_client import DOCUMENTS, LinearClient
 
 API_KEY = "lin_api_TestSecret0123456789abcdef"
 REPO = Path(__file__).resolve().parents[2]

@@ -1,8 +1,8 @@
 from django.apps import AppConfig
 
 
-class WorkerConfig(AppConfig):
-    name = "worker"
+class TasksConfig(AppConfig):
+    name = "tasks"
     verbose_name = "Agent"
 
     def ready(self) -> None:
@@ -10,7 +10,7 @@ class WorkerConfig(AppConfig):
         # never imports the worker package itself.
         from chat.tools import register_previewer
 
-        from .packs import preview_for_domain
+        from .executors import preview_for_domain
 
         for pack in ("linear", "github"):
             register_previewer(pack, preview_for_domain)

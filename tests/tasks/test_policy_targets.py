@@ -11,8 +11,8 @@ from chat import enqueue, services
 from chat.errors import Forbidden
 from chat.models import Action, PolicyRule, Request, Room
 from standins.linear_data import issue_uuid
-from tests.worker.conftest import Linear, Model
-from worker import steps
+from tasks import steps
+from tests.tasks.conftest import Linear, Model
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

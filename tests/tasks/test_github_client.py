@@ -9,8 +9,8 @@ import pytest
 import requests
 
 from standins.github_server import GitHubStandin, make_server, serve_in_thread
-from worker.errors import PermanentError, TransientError
-from worker.github import GitHubClient
+from tasks.errors import PermanentError, TransientError
+from tasks.github_client import GitHubClient
 
 TOKEN = "ghp_ClientTest0123456789abcdefABCDEF"
 

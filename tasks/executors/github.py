@@ -15,7 +15,7 @@ from django.conf import settings
 from chat.tools import Args, Preview, Reading, Scope, ToolSpec
 
 from ..errors import PermanentError
-from ..github import GitHubClient
+from ..github_client import GitHubClient
 
 Run = Callable[[GitHubClient, Args, uuid.UUID], dict[str, Any]]
 

@@ -3,7 +3,7 @@ a call to another pack's tool is refused like an unknown tool, and a pack taken
 from the room stops its calls that were waiting to run.
 
 Set through the REST API as an approver would; the steps run in-process against
-the OpenAI stand-in, as in tests/worker/test_steps.py.
+the OpenAI stand-in, as in tests/tasks/test_steps.py.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from django.contrib.auth.models import User
 
 from chat import services
 from chat.models import Action, Message, Request, Room
+from tasks import steps
 from tests.chat.test_api import api
-from tests.worker.conftest import Linear, Model
-from worker import steps
+from tests.tasks.conftest import Linear, Model
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from chat import services
 from chat.models import Message, Request, Room
-from worker.context import MAX_TOOL_RESULT_CHARS, SYSTEM_PROMPT, build_context
+from tasks.context import MAX_TOOL_RESULT_CHARS, SYSTEM_PROMPT, build_context
 
 
 def _said(request: Request, role: str, content: str, **fields: object) -> Message:

@@ -1,7 +1,7 @@
 """The Celery entry points: thin, ids not objects, every one safe to run twice.
 
 They register under the names the domain sends (`chat.enqueue`); the work itself is
-in `worker.steps`, the rules in `chat.services`.
+in `tasks.steps`, the rules in `chat.services`.
 """
 
 import random
@@ -13,7 +13,7 @@ from celery.signals import worker_process_init, worker_ready
 from chat import enqueue, services
 
 from . import deliver as deliver_
-from . import mcp, model, steps
+from . import mcp_client, model_client, steps
 from .errors import TransientError
 
 MAX_RETRIES = 5
@@ -24,9 +24,9 @@ MAX_RETRIES = 5
 def _warm(**kwargs: object) -> None:
     # The model client is built once, at start, so that the first turn does not
     # wait for it (~50 ms).
-    model.warm()
+    model_client.warm()
     # Each MCP server is connected and its tools listed now, not at the first turn.
-    mcp.hub()
+    mcp_client.hub()
 
 
 def _backoff(retries: int) -> float:

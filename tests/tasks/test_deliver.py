@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from worker.deliver import _pinned
+from tasks.deliver import _pinned
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def test_a_mail_django_refuses_to_send_is_a_counted_failure(alice, room, setting
     # Django raise BadHeaderError, not an SMTP error: still an attempt that failed,
     # and after the last one the delivery is given up, not retried forever.
     from chat.models import Delivery
-    from worker.tasks import deliver as deliver_task
+    from tasks.tasks import deliver as deliver_task
 
     settings.DELIVERY_RETRY_BASE, settings.DELIVERY_MAX_ATTEMPTS = 0.01, 2
     delivery = Delivery.objects.create(

@@ -4,7 +4,7 @@ published schema, so a renamed field or argument fails here and not in productio
 import graphql
 import pytest
 
-from worker.linear import DOCUMENTS, schema_path
+from tasks.linear_client import DOCUMENTS, schema_path
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from chat.models import McpListing, McpPin
-from worker.mcp import McpHub
+from tasks.mcp_client import McpHub
 
 BIN = Path(sys.executable).parent
 IDLE_SECONDS = 10

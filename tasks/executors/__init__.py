@@ -13,7 +13,7 @@ from chat.tools import Args, Preview, Reading, Scope, ToolSpec, catalogue
 from chat.tools.mcp import split_name
 
 from ..errors import ServiceError
-from ..mcp import hub
+from ..mcp_client import hub
 from .github import GitHubExecutor
 from .linear import LinearExecutor
 from .mcp import McpExecutor

@@ -14,7 +14,7 @@ from django.conf import settings
 from chat.tools import Args, Preview, Reading, Scope, ToolSpec
 
 from ..errors import PermanentError
-from ..linear import PREVIEW_FIELDS, LinearClient
+from ..linear_client import PREVIEW_FIELDS, LinearClient
 
 Run = Callable[[LinearClient, Args, uuid.UUID], dict[str, Any]]
 Recover = Callable[[LinearClient, Args, uuid.UUID], dict[str, Any] | None]

@@ -15,9 +15,9 @@ from collections.abc import Callable
 import pytest
 
 from standins import openai_server
-from tests.worker.conftest import OPENAI_KEY, Model
-from worker.errors import PermanentError, TransientError
-from worker.model import Completion, Stopped, _classify, stream_chat
+from tasks.errors import PermanentError, TransientError
+from tasks.model_client import Completion, Stopped, _classify, stream_chat
+from tests.tasks.conftest import OPENAI_KEY, Model
 
 HELLO = [{"role": "user", "content": "Say hello."}]
 TOOLS = [
@@ -116,7 +116,7 @@ def test_stream_cut_midway_is_a_transient_error(model: Model) -> None:
 
 
 def test_unreachable_model_service_is_a_transient_error(model: Model, settings) -> None:
-    from worker.model import _client
+    from tasks.model_client import _client
 
     settings.OPENAI_BASE_URL = "http://127.0.0.1:9/v1"  # the discard port: refused
     _client.cache_clear()

@@ -15,8 +15,8 @@ from django.contrib.auth.models import User
 from chat import services
 from chat.models import Request, Room
 from chat.realtime import partial_text
-from tests.worker.conftest import applied, deltas
-from worker.delta import DeltaRelay
+from tasks.delta import DeltaRelay
+from tests.tasks.conftest import applied, deltas
 
 INTERVAL_MS = 40
 Feed = Callable[[], list[dict]]

@@ -17,7 +17,7 @@ from chat.tools import Args, Reading, Scope, ToolSpec
 from chat.tools.mcp import split_name
 
 from ..errors import PermanentError
-from ..mcp import hub
+from ..mcp_client import hub
 
 # Long enough for any retry of the action to find the mark.
 SENT_TTL = 7 * 24 * 3600

@@ -18,9 +18,9 @@ from django.db import connection
 
 from chat import enqueue, services
 from chat.models import Action, Message, Request, Room
-from tests.worker.conftest import OPENAI_KEY, Linear, Model, applied
-from worker import steps
-from worker.errors import TransientError
+from tasks import steps
+from tasks.errors import TransientError
+from tests.tasks.conftest import OPENAI_KEY, Linear, Model, applied
 
 Queue = Callable[[], list[dict]]
 Feed = Callable[[], list[dict]]

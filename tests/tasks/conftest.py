@@ -19,8 +19,8 @@ from chat.models import Room
 from chat.realtime import publisher, room_channel
 from chat.redis_client import redis_client
 from standins import linear_server, openai_server
+from tasks import model_client
 from tests.chat.queues import task_queue  # noqa: F401  (a fixture)
-from worker import model as model_client
 
 OPENAI_KEY = "sk-test-0penai-5ecret-key-do-not-show"
 LINEAR_KEY = "lin_api_TestSecret0123456789abcdef"

@@ -1,7 +1,7 @@
 """A room names the Linear teams its agent may touch: held at preview and at run.
 
 Set through the REST API like an approver would; the steps run in-process against
-the Linear stand-in (teams ENG, then DES), as in tests/worker/test_steps.py.
+the Linear stand-in (teams ENG, then DES), as in tests/tasks/test_steps.py.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from django.contrib.auth.models import User
 
 from chat import services
 from chat.models import Action, Request, Room
+from tasks import steps
 from tests.chat.test_api import api
-from tests.worker.conftest import Linear, Model
-from worker import steps
+from tests.tasks.conftest import Linear, Model
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

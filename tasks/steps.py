@@ -20,9 +20,9 @@ from chat.redis_client import redis_client, redis_key
 from .context import build_context
 from .delta import DeltaRelay
 from .errors import PermanentError, TransientError
+from .executors import Executor, executor_for, turn_tools
 from .heartbeat import Lease, keeper
-from .model import Completion, Stopped, stream_chat
-from .packs import Executor, executor_for, turn_tools
+from .model_client import Completion, Stopped, stream_chat
 
 logger = logging.getLogger(__name__)
 Status = Request.Status
