@@ -42,11 +42,13 @@ from .execution import (
 )
 from .locks import action_lock, request_lock
 from .notify import (
+    action_notify,
     action_remind_due,
     deliveries_lost,
     delivery_claim,
     delivery_record,
     delivery_resend,
+    request_notify,
 )
 from .policies import (
     policy_create,
@@ -111,6 +113,7 @@ __all__ = [
     "action_get",
     "action_list",
     "action_lock",
+    "action_notify",
     "action_release",
     "action_remind_due",
     "action_retract",
@@ -141,6 +144,7 @@ __all__ = [
     "request_finish",
     "request_get",
     "request_lock",
+    "request_notify",
     "request_start",
     "room_create",
     "room_get_for_member",

@@ -248,7 +248,8 @@ def test_eligible_is_exactly_who_the_service_accepts(
 def test_a_new_pending_action_mails_exactly_its_eligible_voters(room, people) -> None:
     action = pending_action(room, people["bob"])
     with transaction.atomic():
-        services.action_emit(Action.objects.select_related("room").get(pk=action.pk))
+        action = Action.objects.select_related("room").get(pk=action.pk)
+        services.action_notify(action, services.action_emit(action))
     payload = last_action_event(action)
     mailed = set(
         Delivery.objects.filter(channel=Delivery.Channel.EMAIL).values_list(

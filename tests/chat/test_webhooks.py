@@ -52,7 +52,8 @@ def _becomes_pending(
     with django_capture_on_commit_callbacks(execute=False):
         with transaction.atomic():
             action = pending_action(room, bob)
-            services.action_emit(action)
+            # As the step announces it: the room event, then the outbox rows.
+            services.action_notify(action, services.action_emit(action))
     return action
 
 
@@ -208,7 +209,7 @@ def test_a_vote_that_keeps_it_pending_reports_nothing_new(
     _hook(room, alice, receiver.url)
     action = _becomes_pending(room, bob, django_capture_on_commit_callbacks)
     with django_capture_on_commit_callbacks(execute=False), transaction.atomic():
-        services.action_emit(action)
+        services.action_notify(action, services.action_emit(action))
     assert Delivery.objects.filter(event="action.pending").count() == 1
 
 
