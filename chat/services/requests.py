@@ -165,7 +165,8 @@ def request_cancel(*, request_id: str, user: User) -> Request:
             request=request, status__in=[Action.Status.PENDING, Action.Status.APPROVED]
         )
         stopped_list = list(stopped.select_related("room", "decided_by"))
-        ballots = Ballots(stopped_list)  # read once for all their events
+        # Read once for all their events.
+        ballots = Ballots(stopped_list, {a.pk: request.user_id for a in stopped_list})
         for action in stopped_list:
             action.move_to(Action.Status.CANCELLED)
             action.save(update_fields=["status", "updated"])
