@@ -6,6 +6,12 @@ stops, who holds a step's lease) is written once. Every write of a request, its
 actions or its messages holds the request's row lock, taken by `locks.request_lock`;
 lock order, to keep PostgreSQL free of deadlocks: request row, then action rows,
 then the room row (taken by `event_emit`).
+
+A service says in its own body what its change announces: the room's event
+(`action_emit`, `request_emit`, `message_emit`: one stored event each, published
+after the commit) and, where approvers outside the room hear of it, the outbox rows
+(`action_notify`, `request_notify`), written in the same transaction and sent after
+it. The payloads are the domain's (chat.payloads); nothing here imports the API.
 """
 
 from chat.errors import Conflict, Forbidden, Invalid, NotFound
