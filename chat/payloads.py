@@ -3,7 +3,7 @@ snapshot, the webhooks' bodies and the REST answers all carry these payloads.
 
 Built here, in the domain, as typed data ready for JSON (ids and datetimes as
 strings), so that the services announce a change without the API layer; the REST
-serializers (chat/serializers.py) answer the same dicts, and only describe them for
+serializers (chat/api/serializers.py) answer the same dicts, and only describe them for
 the OpenAPI schema. An action's `approvals` and `eligible` come from `Ballots`, read
 once for many actions: building many payloads costs a fixed number of queries.
 """

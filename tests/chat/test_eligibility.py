@@ -11,10 +11,10 @@ from django.contrib.auth.models import Permission, User
 from django.db import transaction
 
 from chat import services
+from chat.api.serializers import ActionSerializer
 from chat.eligibility import may_vote
 from chat.errors import Forbidden, NotFound
 from chat.models import Action, Delivery, Membership, Room, RoomEvent, Vote
-from chat.serializers import ActionSerializer
 from tests.chat.test_api import (  # noqa: F401  (autouse fixtures apply here too)
     api,
     fast_password_hashing,

@@ -11,10 +11,10 @@ from typing import Any
 from django.db.models import Manager
 from rest_framework import serializers
 
-from .eligibility import Ballots
-from .links import decide_url
-from .models import Action, Membership, Message, PolicyRule, Request, Room
-from .payloads import action_payload, message_payload
+from chat.eligibility import Ballots
+from chat.links import decide_url
+from chat.models import Action, Membership, Message, PolicyRule, Request, Room
+from chat.payloads import action_payload, message_payload
 
 
 class MessageSerializer(serializers.ModelSerializer[Message]):
