@@ -6,8 +6,8 @@ buttons from those), notifications mail its voters, the admin and the decision p
 ask it. `allows` is the rule; `may_vote` asks it for one user, `Ballots` for many
 actions at once in a fixed number of queries (a list, a snapshot, an event).
 
-Apart from `chat.services` so that the serializers, which the services use to build
-events, can read it without importing the write path.
+Apart from `chat.services` so that the payloads (chat.payloads), which the services
+announce and the serializers answer, can read it without importing the write path.
 """
 
 from collections.abc import Iterable, Mapping
@@ -117,11 +117,12 @@ class _Vote:
 
 class Ballots:
     """Eligibility and votes of many actions, read in four queries whatever their
-    number: their requesters, their rooms' memberships, the holders of
-    chat.decide_action, and their votes.
+    number: their requesters, their votes, and (on the first question that needs
+    them: a decided action's payload does not) their rooms' memberships and the
+    holders of chat.decide_action.
 
     `requesters` (action id -> requester's user id) saves the first query when the
-    caller knows them.
+    caller knows them, as do actions read with their request.
     """
 
     def __init__(
@@ -132,6 +133,9 @@ class Ballots:
         self.actions = {action.pk: action for action in actions}
         ids = list(self.actions)
         self.requesters: dict[UUID, int | None] = dict(requesters or {})
+        for action in self.actions.values():
+            if Action.request.is_cached(action):
+                self.requesters.setdefault(action.pk, action.request.user_id)
         unknown = {
             a.request_id for a in self.actions.values() if a.pk not in self.requesters
         }
@@ -141,26 +145,11 @@ class Ballots:
             )
             for action in self.actions.values():
                 self.requesters.setdefault(action.pk, by_request.get(action.request_id))
-        self.members: dict[int, dict[int, Voter]] = {}
-        self.deciders: dict[int, Voter] = {}
+        self._members: dict[int, dict[int, Voter]] | None = None
+        self._deciders: dict[int, Voter] = {}
         self.votes: dict[UUID, list[_Vote]] = {pk: [] for pk in ids}
         if not ids:
             return
-        rooms = {action.room_id for action in self.actions.values()}
-        for room_id, user_id, role, username, active in Membership.objects.filter(
-            room_id__in=rooms
-        ).values_list(
-            "room_id", "user_id", "role", "user__username", "user__is_active"
-        ):
-            self.members.setdefault(room_id, {})[user_id] = Voter(
-                user_id, username, active, role, False
-            )
-        # The permission as ModelBackend grants it: directly, through a group, or
-        # to an active superuser (what `has_perm` answers for one user).
-        for user_id, username in User.objects.with_perm(
-            DECIDE_PERM, is_active=True
-        ).values_list("pk", "username"):
-            self.deciders[user_id] = Voter(user_id, username, True, None, True)
         rows = (
             Vote.objects.filter(action_id__in=ids)
             .order_by("at", "pk")
@@ -179,6 +168,56 @@ class Ballots:
                 _Vote(user_id, username, active, decision, ballot, at)
             )
 
+    @property
+    def members(self) -> dict[int, dict[int, Voter]]:
+        """room id -> user id -> the member as a voter (their role)."""
+        if self._members is None:
+            self._read_voters()
+        assert self._members is not None
+        return self._members
+
+    @property
+    def deciders(self) -> dict[int, Voter]:
+        """user id -> the active holders of chat.decide_action."""
+        if self._members is None:
+            self._read_voters()
+        return self._deciders
+
+    def _read_voters(self) -> None:
+        self._members = {}
+        rooms = {action.room_id for action in self.actions.values()}
+        if not rooms:
+            return
+        for room_id, user_id, role, username, active in Membership.objects.filter(
+            room_id__in=rooms
+        ).values_list(
+            "room_id", "user_id", "role", "user__username", "user__is_active"
+        ):
+            self._members.setdefault(room_id, {})[user_id] = Voter(
+                user_id, username, active, role, False
+            )
+        # The permission as ModelBackend grants it: directly, through a group, or
+        # to an active superuser (what `has_perm` answers for one user).
+        for user_id, username in User.objects.with_perm(
+            DECIDE_PERM, is_active=True
+        ).values_list("pk", "username"):
+            self._deciders[user_id] = Voter(user_id, username, True, None, True)
+
+    def record(self, action: Action, vote: Vote) -> None:
+        """Count a vote just cast (under the request's lock) without reading the
+        votes again."""
+        user = vote.user
+        self.votes[action.pk].append(
+            _Vote(
+                user.pk,
+                user.username,
+                user.is_active,
+                vote.decision,
+                vote.ballot,
+                vote.at,
+            )
+        )
+
     def voter(self, action: Action, user_id: int, username: str, active: bool) -> Voter:
         member = self.members.get(action.room_id, {}).get(user_id)
         return Voter(
@@ -188,6 +227,12 @@ class Ballots:
             role=member.role if member else None,
             decider=user_id in self.deciders and active,
         )
+
+    def refusal(self, action: Action, user: User) -> str | None:
+        """Why `user` may not vote on `action` now, or None: `vote_refusal`, from
+        what was read here."""
+        voter = self.voter(action, user.pk, user.username, user.is_active)
+        return refusal(action, self.requesters.get(action.pk), voter)
 
     def _candidates(self, action: Action) -> list[Voter]:
         people = {**self.members.get(action.room_id, {})}
@@ -201,8 +246,7 @@ class Ballots:
         return allows(action, self.requesters.get(action.pk), voter)
 
     def may_vote(self, action: Action, user: User) -> bool:
-        voter = self.voter(action, user.pk, user.username, user.is_active)
-        return self.allows(action, voter)
+        return self.refusal(action, user) is None
 
     def voters(self, action: Action) -> list[Voter]:
         """Everyone who may vote on `action` now (voted or not)."""

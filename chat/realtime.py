@@ -17,11 +17,11 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any, cast
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
 from redis.exceptions import RedisError
 
 from .models import Room, RoomEvent
@@ -48,24 +48,40 @@ def event_frame(event: RoomEvent) -> dict[str, Any]:
     return {"type": event.type, "seq": event.seq, event.type: event.payload}
 
 
-def event_emit(*, room_id: int, type: str, payload: dict[str, Any]) -> RoomEvent:
+def event_emit(*, room_id: int, type: str, payload: Mapping[str, Any]) -> RoomEvent:
     """Store a durable room event under the room's next seq; publish it after commit.
 
     The UPDATE takes the room's row lock until the surrounding transaction ends, so
     concurrent writers get consecutive seqs and a rolled-back one leaves no gap.
     """
-    payload = json.loads(encode(payload))
+    stored = json.loads(encode(dict(payload)))
     # No savepoint: a failure here fails the caller's whole transaction anyway, and
     # two statements fewer per event (most writes emit one or two).
     with transaction.atomic(savepoint=False):
-        Room.objects.filter(pk=room_id).update(last_seq=F("last_seq") + 1)
-        seq = Room.objects.filter(pk=room_id).values_list("last_seq", flat=True).get()
+        seq = _next_seq(room_id)
         event = RoomEvent.objects.create(
-            room_id=room_id, seq=seq, type=type, payload=payload
+            room_id=room_id, seq=seq, type=type, payload=stored
         )
     text = encode(event_frame(event))
     transaction.on_commit(lambda: publisher.submit(room_id, seq, text))
     return event
+
+
+def _next_seq(room_id: int) -> int:
+    # One statement where the ORM needs two (an UPDATE, then a SELECT of the new
+    # value): PostgreSQL and SQLite (3.35+) both answer UPDATE ... RETURNING.
+    table, column = Room._meta.db_table, Room._meta.get_field("last_seq").column
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {quote(table)} SET {quote(column)} = {quote(column)} + 1 "
+            f"WHERE {quote(Room._meta.pk.column)} = %s RETURNING {quote(column)}",
+            [room_id],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise Room.DoesNotExist(f"No room {room_id}.")
+    return int(row[0])
 
 
 def events_after(room_id: int, after: int, limit: int = 500) -> list[RoomEvent]:

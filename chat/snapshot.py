@@ -8,10 +8,11 @@ from typing import Any
 
 from django.contrib.auth.models import User
 
+from .eligibility import Ballots
 from .models import Action, Message, Request, Room
+from .payloads import action_payload, message_payload, request_payload
 from .presence import presence_list
 from .realtime import partial_text
-from .serializers import ActionSerializer, MessageSerializer, request_event
 
 RECENT_MESSAGES = 100
 # Beside the contract's pending actions and open requests: the recent ones whatever
@@ -49,17 +50,18 @@ def snapshot_build(
     recent_requests = Request.objects.filter(room=room).order_by("-created")[
         :RECENT_REQUESTS
     ]
+    waiting = list(pending.select_related("room", "decided_by").order_by("created"))
+    recent = list(recent_actions)[::-1]
+    ballots = Ballots([*waiting, *recent])  # read once for both lists
     return {
         "type": "snapshot",
         "seq": seq,
-        "messages": MessageSerializer(list(messages)[::-1], many=True).data,
+        "messages": [message_payload(m) for m in list(messages)[::-1]],
         "requests": [_with_partial(request) for request in running.order_by("created")],
-        "actions": ActionSerializer(
-            pending.select_related("room", "decided_by").order_by("created"), many=True
-        ).data,
+        "actions": [action_payload(a, ballots) for a in waiting],
         "presence": presence_list(room.pk) if with_presence else None,
-        "recent_actions": ActionSerializer(list(recent_actions)[::-1], many=True).data,
-        "recent_requests": [request_event(r) for r in list(recent_requests)[::-1]],
+        "recent_actions": [action_payload(a, ballots) for a in recent],
+        "recent_requests": [request_payload(r) for r in list(recent_requests)[::-1]],
     }
 
 
@@ -69,4 +71,4 @@ def _with_partial(request: Request) -> dict[str, Any]:
         text = partial_text(request.draft_message_id)
         if text is not None:
             partial = {"message": str(request.draft_message_id), "content": text}
-    return {**request_event(request), "created": request.created, "partial": partial}
+    return {**request_payload(request), "created": request.created, "partial": partial}

@@ -10,10 +10,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chat import services
+from chat.api.serializers import ActionSerializer, PolicyRuleSerializer
 from chat.errors import Invalid
 from chat.http import AuthenticatedRequest
 from chat.models import Action
-from chat.serializers import ActionSerializer, PolicyRuleSerializer
 from chat.tools import Scope, ToolSpec, catalogue, mcp
 
 from .views import SLUG, DenyIn, _refusals, _valid

@@ -28,11 +28,7 @@ from chat.api.fields import (
     StrictCharField,
 )
 from chat.api.parsers import SafeJSONParser
-from chat.errors import Forbidden, Invalid
-from chat.http import AuthenticatedRequest
-from chat.models import Action, ApiToken, Membership, Room
-from chat.realtime import event_frame, events_after
-from chat.serializers import (
+from chat.api.serializers import (
     ActionSerializer,
     MemberSerializer,
     RequestDetailSerializer,
@@ -40,6 +36,10 @@ from chat.serializers import (
     RoomDetailSerializer,
     RoomSerializer,
 )
+from chat.errors import Forbidden, Invalid
+from chat.http import AuthenticatedRequest
+from chat.models import Action, ApiToken, Membership, Room
+from chat.realtime import event_frame, events_after
 
 ERROR = inline_serializer(
     "Error",

@@ -6,6 +6,12 @@ stops, who holds a step's lease) is written once. Every write of a request, its
 actions or its messages holds the request's row lock, taken by `locks.request_lock`;
 lock order, to keep PostgreSQL free of deadlocks: request row, then action rows,
 then the room row (taken by `event_emit`).
+
+A service says in its own body what its change announces: the room's event
+(`action_emit`, `request_emit`, `message_emit`: one stored event each, published
+after the commit) and, where approvers outside the room hear of it, the outbox rows
+(`action_notify`, `request_notify`), written in the same transaction and sent after
+it. The payloads are the domain's (chat.payloads); nothing here imports the API.
 """
 
 from chat.errors import Conflict, Forbidden, Invalid, NotFound
@@ -42,11 +48,13 @@ from .execution import (
 )
 from .locks import action_lock, request_lock
 from .notify import (
+    action_notify,
     action_remind_due,
     deliveries_lost,
     delivery_claim,
     delivery_record,
     delivery_resend,
+    request_notify,
 )
 from .policies import (
     policy_create,
@@ -111,6 +119,7 @@ __all__ = [
     "action_get",
     "action_list",
     "action_lock",
+    "action_notify",
     "action_release",
     "action_remind_due",
     "action_retract",
@@ -141,6 +150,7 @@ __all__ = [
     "request_finish",
     "request_get",
     "request_lock",
+    "request_notify",
     "request_start",
     "room_create",
     "room_get_for_member",

@@ -12,7 +12,7 @@ from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from chat import enqueue
-from chat.eligibility import Ballots, vote_refusal
+from chat.eligibility import Ballots
 from chat.errors import Conflict, Forbidden, Invalid, NotFound
 from chat.models import Action, PolicyRule, Vote
 from chat.text import storable
@@ -21,6 +21,7 @@ from chat.tools import InvalidCall, Reading, Scope, ToolSpec, preview_call, vali
 from .access import can_see, id_or_none
 from .events import action_emit, tool_result_emit
 from .locks import action_lock
+from .notify import action_notify
 from .policies import rule_copy, rule_resolve
 from .requests import request_advance
 
@@ -119,17 +120,18 @@ def action_decide(
         locked = action_lock(action_id=action.pk)
         assert locked is not None  # actions are deleted only with their room
         request, action = locked
-        _check_may_vote(action, request.user_id, user)
+        # Who may vote and the votes so far, read once under the lock: the check,
+        # the quorum and the room's event all answer from them.
+        ballots = Ballots([action], requesters={action.pk: request.user_id})
+        _check_may_vote(action, ballots, user)
         if action.status != Action.Status.PENDING:
             raise Conflict(f"This action is no longer pending: {_state(action)}.")
         if arguments is not None and arguments != action.arguments:
             assert edit is not None
-            _judge_edit(action, *edit, arguments, request.user_id, user)
-        elif Vote.objects.filter(
-            action=action, user=user, ballot=action.ballot
-        ).exists():
+            _judge_edit(action, *edit, arguments, ballots, user)
+        elif any(v.user_id == user.pk for v in ballots.current_votes(action)):
             raise Conflict("You already voted on this action's current arguments.")
-        Vote.objects.create(
+        vote = Vote.objects.create(
             action=action,
             user=user,
             ballot=action.ballot,
@@ -137,9 +139,9 @@ def action_decide(
             reason=reason,
             via=via,
         )
+        ballots.record(action, vote)
         # Only votes whose voters may still vote count (a removed or demoted
         # approver's vote is dropped, and would not count if it were not yet).
-        ballots = Ballots([action], requesters={action.pk: request.user_id})
         approvals = len(ballots.approvals(action))
         if decision == "deny":
             _record_decision(action, user, Action.Status.DENIED, reason, via)
@@ -150,7 +152,10 @@ def action_decide(
         else:
             action.save()
             _log_vote(action, user, via, approvals)
-        action_emit(action, ballots)
+        # The room sees the vote; approvers outside it hear of a decision, or of
+        # edited arguments that wait for their votes afresh.
+        announced = action_emit(action, ballots)
+        action_notify(action, announced)
     request_advance(request_id=action.request_id)
     return action
 
@@ -169,7 +174,8 @@ def action_retract(
         locked = action_lock(action_id=action.pk)
         assert locked is not None
         request, action = locked
-        _check_may_vote(action, request.user_id, user)
+        ballots = Ballots([action], requesters={action.pk: request.user_id})
+        _check_may_vote(action, ballots, user)
         waiting = action.status == Action.Status.APPROVED and action.runs_at
         if not waiting or action.runs_at <= timezone.now():  # type: ignore[operator]
             raise Conflict(
@@ -198,17 +204,20 @@ def action_retract(
             change_message=f"Retracted the approval in the {via}. "
             + (f"Reason: {reason}" if reason else "No reason given."),
         )
-        action_emit(action)
+        # Approvers outside the room hear that it waits for them again. (The
+        # ballots read above: its votes were for the ballot this one replaced.)
+        announced = action_emit(action, ballots)
+        action_notify(action, announced)
     request_advance(request_id=action.request_id)
     return action
 
 
 def _check_may_vote(
-    action: Action, requester_id: int | None, user: User, edited: str = ""
+    action: Action, ballots: Ballots, user: User, edited: str = ""
 ) -> None:
     """403 unless `user` may vote under the rule on `action`; `edited` names the
     rule of an edit's arguments, which the refusal then speaks of."""
-    detail = vote_refusal(action=action, requester_id=requester_id, user=user)
+    detail = ballots.refusal(action, user)
     if detail is None:
         return
     if edited:
@@ -224,7 +233,7 @@ def _judge_edit(
     spec: ToolSpec,
     reading: Reading,
     arguments: dict[str, Any],
-    requester_id: int | None,
+    ballots: Ballots,
     user: User,
 ) -> None:
     """Put the action under the rule of the edited arguments, as for a new call (a
@@ -242,7 +251,7 @@ def _judge_edit(
     # Judged on a copy: a refusal leaves the locked row as it was.
     judged = copy.copy(action)
     rule_copy(action=judged, rule=rule)
-    _check_may_vote(judged, requester_id, user, edited=rule.named)
+    _check_may_vote(judged, ballots, user, edited=rule.named)
     rule_copy(action=action, rule=rule)
     action.expires_at = timezone.now() + timedelta(seconds=rule.timeout)
     if action.proposed_arguments is None:
@@ -346,7 +355,8 @@ def action_expire_overdue() -> int:
             action.move_to(Action.Status.EXPIRED)
             action.decided_at, action.decided_via = timezone.now(), Action.Via.SYSTEM
             action.save()
-            action_emit(action)
+            announced = action_emit(action)
+            action_notify(action, announced)
             tool_result_emit(action)
         request_advance(request_id=request_id)
         expired += 1

@@ -1,35 +1,47 @@
-"""What the room hears of a change: durable events, and tool results for the model."""
+"""What the room hears of a change: durable events, and tool results for the model.
+
+Each `*_emit` stores one room event (published after the commit) and returns its
+payload, built by the domain (chat.payloads). It announces nothing else: a service
+whose change approvers outside the room hear of says so itself, with the payload,
+through the outbox (`notify.action_notify`, `notify.request_notify`).
+"""
 
 import json
 from typing import Any
 
 from chat.eligibility import Ballots
 from chat.models import Action, Message, Request
+from chat.payloads import (
+    ActionPayload,
+    MessagePayload,
+    RequestPayload,
+    action_payload,
+    message_payload,
+    request_payload,
+)
 from chat.realtime import event_emit
-from chat.serializers import ActionSerializer, MessageSerializer, request_event
-
-from .notify import action_notify, request_notify
 
 
-def message_emit(message: Message) -> None:
-    event_emit(
-        room_id=message.room_id, type="message", payload=MessageSerializer(message).data
-    )
+def message_emit(message: Message) -> MessagePayload:
+    """The room's `message` event."""
+    payload = message_payload(message)
+    event_emit(room_id=message.room_id, type="message", payload=payload)
+    return payload
 
 
-def action_emit(action: Action, ballots: Ballots | None = None) -> None:
-    """The room's `action` event, and the outbox rows it calls for. `ballots`: the
-    action's votes and voters as the caller already read them."""
-    context = {"ballots": ballots} if ballots is not None else {}
-    payload = ActionSerializer(action, context=context).data
+def action_emit(action: Action, ballots: Ballots | None = None) -> ActionPayload:
+    """The room's `action` event. `ballots`: the action's votes and voters as the
+    caller already read them (saves reading them again)."""
+    payload = action_payload(action, ballots)
     event_emit(room_id=action.room_id, type="action", payload=payload)
-    # Approvers outside the room hear of it too (email, webhooks): same transaction.
-    action_notify(action, payload)
+    return payload
 
 
-def request_emit(request: Request) -> None:
-    event_emit(room_id=request.room_id, type="request", payload=request_event(request))
-    request_notify(request)
+def request_emit(request: Request) -> RequestPayload:
+    """The room's `request` event."""
+    payload = request_payload(request)
+    event_emit(room_id=request.room_id, type="request", payload=payload)
+    return payload
 
 
 def tool_result_content(action: Action) -> str:

@@ -4,6 +4,9 @@ The worker talks to the outside service; these functions hold the rules. The cla
 is a lease with a token, so a redelivered task finds the action taken or settled; a
 retry after a crash or a transient error is told (`attempts > 1`) to read back
 whether the earlier attempt already took effect.
+
+A run's changes (executing, succeeded, failed) are announced to the room and to the
+model only: the outbox reports decisions, which were made before the run.
 """
 
 import uuid

@@ -43,4 +43,5 @@ def action_lock(*, action_id: UUID | str) -> tuple[Request, Action] | None:
     if request is None:
         return None
     action = Action.objects.select_related("room", "decided_by").get(pk=action_id)
+    action.request = request  # its requester, for the ballots, without a query
     return request, action

@@ -1,9 +1,11 @@
 """The outbox: what approvers outside the room are told, and how each send ends.
 
-Rows are written in the transaction of the change they report (so a rolled-back
-change tells nobody and a committed one is never lost) and sent by a task after the
-commit (`tasks.deliver`). Each row's `key` names the change and the recipient, so a
-change reported twice (every vote emits its action again) is one row.
+The services that change an action or end a request call `action_notify` or
+`request_notify` themselves, beside the room event they emit. Rows are written in
+the transaction of the change they report (so a rolled-back change tells nobody and
+a committed one is never lost) and sent by a task after the commit
+(`tasks.deliver`). Each row's `key` names the change and the recipient, so a change
+reported twice (every vote reports its action again) is one row.
 """
 
 import json
@@ -21,7 +23,7 @@ from chat import enqueue
 from chat.eligibility import Ballots
 from chat.links import decide_url
 from chat.models import Action, Delivery, Request, Room, Webhook
-from chat.serializers import request_event
+from chat.payloads import ActionPayload, request_payload
 from chat.text import one_line
 from chat.webhooks import dumps, slack_message
 
@@ -38,8 +40,9 @@ DECIDED = (
 LEASE_SECONDS = 30
 
 
-def action_notify(action: Action, payload: dict[str, Any]) -> None:
-    """Write the outbox rows a change of `action` calls for (in its transaction).
+def action_notify(action: Action, payload: ActionPayload) -> None:
+    """Write the outbox rows a change of `action` calls for (in its transaction);
+    `payload`: the action as its room event just showed it (`action_emit`).
 
     `action.pending` when it starts to wait (again, after an edit or a retract: the
     votes so far no longer count), `action.decided` when it is approved, denied,
@@ -75,7 +78,7 @@ def request_notify(request: Request) -> None:
         return
     room = Room.objects.get(pk=request.room_id)
     body = {"type": "request.ended", "room": _room(room)}
-    body["request"] = request_event(request)
+    body["request"] = request_payload(request)
     _store(_webhook_rows(room, "request.ended", str(request.pk), body))
 
 

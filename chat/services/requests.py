@@ -20,6 +20,7 @@ from .access import can_decide, can_see, id_or_none, room_role
 from .events import action_emit, message_emit, request_emit
 from .leases import lease_end
 from .locks import request_lock
+from .notify import action_notify, request_notify
 
 logger = logging.getLogger(__name__)
 
@@ -164,12 +165,15 @@ def request_cancel(*, request_id: str, user: User) -> Request:
             request=request, status__in=[Action.Status.PENDING, Action.Status.APPROVED]
         )
         stopped_list = list(stopped.select_related("room", "decided_by"))
-        ballots = Ballots(stopped_list)  # read once for all their events
+        # Read once for all their events.
+        ballots = Ballots(stopped_list, {a.pk: request.user_id for a in stopped_list})
         for action in stopped_list:
             action.move_to(Action.Status.CANCELLED)
             action.save(update_fields=["status", "updated"])
-            action_emit(action, ballots)
+            announced = action_emit(action, ballots)
+            action_notify(action, announced)
         request_emit(request)
+        request_notify(request)
         transaction.on_commit(lambda: _signal_cancel(request))
     return request
 
@@ -221,3 +225,4 @@ def request_finish(*, request: Request, status: str, error: str = "") -> None:
         update_fields=["status", "error", "lease_token", "lease_until", "updated"]
     )
     request_emit(request)
+    request_notify(request)

@@ -33,6 +33,7 @@ from .leases import (
     lease_take,
 )
 from .locks import request_lock
+from .notify import action_notify
 from .policies import rule_copy, rule_resolve
 from .requests import request_advance, request_finish
 
@@ -142,7 +143,10 @@ def step_record(
             request_finish(request=locked, status=Status.COMPLETED)
         ballots = Ballots(actions, {a.pk: locked.user_id for a in actions})
         for action in actions:
-            action_emit(action, ballots)
+            announced = action_emit(action, ballots)
+            # A call that asks mails its voters; one the policy denies is reported
+            # decided; one that runs at once is the room's business only.
+            action_notify(action, announced)
             if action.status == Action.Status.EXECUTING:
                 transaction.on_commit(partial(enqueue.tool_call, action_id=action.pk))
         transaction.on_commit(lambda: partial_clear(request.draft_message_id))

@@ -17,6 +17,7 @@ from chat.models import Action, Vote
 
 from .events import action_emit
 from .locks import action_lock
+from .notify import action_notify
 
 
 def votes_drop_stale(*, user_ids: Collection[int], room_id: int | None = None) -> int:
@@ -50,7 +51,8 @@ def votes_drop_stale(*, user_ids: Collection[int], room_id: int | None = None) -
                 action=action, ballot=action.ballot, user_id__in=stale
             ).delete()
             action.save(update_fields=["updated"])
-            action_emit(action)
+            announced = action_emit(action)  # its ballots read afresh
+            action_notify(action, announced)
         changed += 1
     return changed
 

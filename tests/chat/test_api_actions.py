@@ -10,7 +10,6 @@ import json
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -21,7 +20,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from chat import enqueue, services
-from chat.models import Action, Membership, Message, Request, Room, Vote
+from chat.models import Action, Membership, Message, Request, Room, RoomEvent, Vote
 from chat.snapshot import snapshot_build
 from tests.chat.test_api import (  # noqa: F401  (autouse fixtures apply here too)
     api,
@@ -69,6 +68,18 @@ def test_member_reads_an_action(bob: User, action: Action) -> None:
     assert (body["decided_by"], body["decided_at"], body["reason"]) == (None, None, "")
     assert (body["result"], body["error"]) == (None, "")
     assert parse_datetime(body["created"]) is not None
+
+
+def test_an_action_reads_over_rest_as_its_room_event_showed_it(
+    room: Room, alice: User, bob: User, action: Action
+) -> None:
+    """One payload, built by the domain: the REST answer, the room's event (and
+    so the snapshot and the webhooks) cannot drift apart."""
+    decided = _approve(alice, action, {"reason": "fine"})
+    assert decided.status_code == 200
+    event = last_action_event(room)
+    assert decided.json() == event
+    assert api(bob).get(f"/api/actions/{action.pk}").json() == event
 
 
 def test_outsider_gets_404_for_an_action_like_a_missing_one(
@@ -470,6 +481,12 @@ def _park(room: Room, requester: User, count: int, voter: User | None = None) ->
         )
 
 
+def last_action_event(room: Room) -> dict:
+    event = RoomEvent.objects.filter(room=room, type="action").order_by("seq").last()
+    assert event is not None
+    return event.payload
+
+
 def _queries(call: Callable[[], object]) -> int:
     with CaptureQueriesContext(connection) as queries:
         call()
@@ -518,23 +535,53 @@ def test_the_snapshot_costs_the_same_queries_for_1_and_for_200_actions(
     )
     assert len(built[0]["actions"]) == 200
     assert many == one, (one, many)
+    # Six reads of the room, and the ballots of both action lists read once (14
+    # when each list read its own).
+    assert many <= 10, many
 
 
 def test_a_vote_costs_a_few_queries_however_many_actions_wait(
-    room: Room, alice: User, bob: User, carol: User, settings: Any
+    room: Room, alice: User, bob: User, carol: User
 ) -> None:
-    # Bob's 200 parked actions would stop his next post (the pending cap); this test
-    # is about what a vote costs beside them.
-    settings.AGENT_MAX_PENDING_PER_USER = 1000
+    """The deciding vote over REST, all of it: the token, the lock, who may vote,
+    the vote, the decision, its room event and outbox rows, the request moving on,
+    and the answer. Who may vote and the votes are read once, for the check, the
+    quorum and the event alike (it was 33 queries when each read its own)."""
     client = api(carol)
 
     def vote() -> int:
         action = pending_action(room, bob, call=f"call_{uuid.uuid4().hex[:8]}")
         path = f"/api/actions/{action.pk}/approve"
-        return _queries(lambda: client.post(path, {}, format="json"))
+        answers: list = []
+        queries = _queries(lambda: answers.append(client.post(path, {}, format="json")))
+        assert answers[0].json()["status"] == "approved"
+        assert last_action_event(room)["approvals"][0]["username"] == "carol"
+        return queries
 
     vote()  # caches warm (content types, the token's first use)
     one = vote()
-    _park(room, bob, 200, voter=alice)
+    # Others' requests: bob may not park more than AGENT_MAX_PENDING_PER_USER.
+    _park(room, alice, 200, voter=carol)
     assert vote() == one
-    assert one <= 36, one
+    assert one <= 24, one
+
+
+def test_an_expiry_costs_a_few_queries_however_many_actions_wait(
+    room: Room, alice: User, bob: User, carol: User
+) -> None:
+    """The sweep expiring an action: the lock, the change, its room event and
+    outbox rows, the model's tool result, the request moving on."""
+
+    def expire() -> int:
+        action = pending_action(room, bob, call=f"call_{uuid.uuid4().hex[:8]}")
+        past = timezone.now() - timedelta(seconds=1)
+        Action.objects.filter(pk=action.pk).update(expires_at=past)
+        queries = _queries(services.action_expire_overdue)
+        assert last_action_event(room)["status"] == "expired"
+        return queries
+
+    expire()
+    one = expire()
+    _park(room, alice, 200, voter=carol)
+    assert expire() == one
+    assert one <= 20, one

@@ -11,10 +11,10 @@ from django.contrib.auth.models import Permission, User
 from django.db import transaction
 
 from chat import services
+from chat.api.serializers import ActionSerializer
 from chat.eligibility import may_vote
 from chat.errors import Forbidden, NotFound
 from chat.models import Action, Delivery, Membership, Room, RoomEvent, Vote
-from chat.serializers import ActionSerializer
 from tests.chat.test_api import (  # noqa: F401  (autouse fixtures apply here too)
     api,
     fast_password_hashing,
@@ -248,7 +248,8 @@ def test_eligible_is_exactly_who_the_service_accepts(
 def test_a_new_pending_action_mails_exactly_its_eligible_voters(room, people) -> None:
     action = pending_action(room, people["bob"])
     with transaction.atomic():
-        services.action_emit(Action.objects.select_related("room").get(pk=action.pk))
+        action = Action.objects.select_related("room").get(pk=action.pk)
+        services.action_notify(action, services.action_emit(action))
     payload = last_action_event(action)
     mailed = set(
         Delivery.objects.filter(channel=Delivery.Channel.EMAIL).values_list(

@@ -1,5 +1,6 @@
 """The domain stands on its own: nothing under chat/ imports the worker package
-(`tasks`), in any form (issue "One domain layer owns the turn")."""
+(`tasks`), in any form (issue "One domain layer owns the turn"), and only the
+interfaces import the API layer (issue "A house that is quick to change")."""
 
 import ast
 from pathlib import Path
@@ -30,5 +31,60 @@ def test_nothing_under_chat_imports_the_worker_package() -> None:
             m for m in imported_modules(path) if m == "tasks" or m.startswith("tasks.")
         )
         for path in sources
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+# The interfaces: they speak HTTP, REST, WebSocket or the admin, and call the domain.
+# Only these may import the API layer (DRF, the API package and its serializers).
+INTERFACES = (
+    "api/",  # the REST views and serializers, their fields, parsers, error handler
+    "auth.py",  # DRF's token authentication, for the API and the socket
+    "http.py",  # request types for views behind a login
+    "views.py",
+    "decide.py",
+    "consumers.py",
+    "admin/",
+    "urls.py",
+    "routing.py",
+)
+API_LAYER = ("chat.api", "chat.serializers", "rest_framework", "drf_spectacular")
+
+
+def absolute_imports(path: Path) -> set[str]:
+    """Every module `path` imports, relative imports resolved (`from .api import
+    X` in chat/snapshot.py would be `chat.api`)."""
+    package = list(path.relative_to(CHAT.parent).with_suffix("").parts)[:-1]
+    found = imported_modules(path)
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.level > 0:
+            base = package[: len(package) - (node.level - 1)]
+            module = [*base, *(node.module.split(".") if node.module else [])]
+            found.add(".".join(module))
+            # `from . import serializers` imports a module by its name.
+            found |= {".".join([*module, alias.name]) for alias in node.names}
+    return found
+
+
+def _is_api(module: str) -> bool:
+    return any(module == m or module.startswith(m + ".") for m in API_LAYER)
+
+
+def test_the_domain_imports_nothing_of_the_api_layer() -> None:
+    """Services, models, payloads, realtime, eligibility, tools...: none imports
+    DRF, the serializers or the API package; the interfaces listed may."""
+    for entry in INTERFACES:
+        assert (CHAT / entry).exists(), entry  # the list names real modules
+    domain = [
+        path
+        for path in sorted(CHAT.rglob("*.py"))
+        if not str(path.relative_to(CHAT)).startswith(INTERFACES)
+        and "migrations" not in path.parts
+    ]
+    assert len(domain) > 30
+    assert CHAT / "services" / "events.py" in domain
+    offenders = {
+        str(path.relative_to(CHAT)): sorted(filter(_is_api, absolute_imports(path)))
+        for path in domain
     }
     assert {k: v for k, v in offenders.items() if v} == {}

@@ -75,7 +75,7 @@ def test_mail_for_a_room_named_before_the_rule_goes_out_on_one_line(
 
     User.objects.filter(pk=alice.pk).update(email="alice@example.com")
     Room.objects.filter(pk=room.pk).update(name="Tri\nage")
-    room.refresh_from_db()
+    room.refresh_from_db()  # the action is made with this object, as its room
     _becomes_pending(room, bob, django_capture_on_commit_callbacks)
     _send_all()
     [mail] = smtp.mails

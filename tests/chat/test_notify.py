@@ -23,7 +23,8 @@ from tests.chat.test_api import (  # noqa: F401  (autouse fixtures apply here to
 def _becomes_pending(room, bob, capture) -> Action:
     with capture(execute=False), transaction.atomic():
         action = pending_action(room, bob)
-        services.action_emit(action)
+        # As the agent's step announces it: the room event, then the outbox rows.
+        services.action_notify(action, services.action_emit(action))
     return action
 
 

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from chat import services
-from chat.models import Action, Delivery, Room, Webhook
+from chat.models import Action, Delivery, PolicyRule, Room, Webhook
 from chat.services import notify
 from tasks.tasks import deliver as deliver_task
 from tests.chat.test_api import (  # noqa: F401  (autouse fixtures apply here too)
@@ -52,7 +52,8 @@ def _becomes_pending(
     with django_capture_on_commit_callbacks(execute=False):
         with transaction.atomic():
             action = pending_action(room, bob)
-            services.action_emit(action)
+            # As the step announces it: the room event, then the outbox rows.
+            services.action_notify(action, services.action_emit(action))
     return action
 
 
@@ -208,7 +209,7 @@ def test_a_vote_that_keeps_it_pending_reports_nothing_new(
     _hook(room, alice, receiver.url)
     action = _becomes_pending(room, bob, django_capture_on_commit_callbacks)
     with django_capture_on_commit_callbacks(execute=False), transaction.atomic():
-        services.action_emit(action)
+        services.action_notify(action, services.action_emit(action))
     assert Delivery.objects.filter(event="action.pending").count() == 1
 
 
@@ -403,3 +404,42 @@ def test_the_send_connects_to_the_address_it_checked(
     _send_all()
     assert Delivery.objects.get(webhook=hook).status == "sent"
     assert receiver.hits[0].headers["host"] == f"rebind.test:{receiver.port}"
+
+
+def test_each_change_is_reported_by_the_service_that_makes_it(
+    room, alice, bob, receiver, allow_private
+):
+    """Proposed (the agent's step), approved, retracted, expired, denied by the
+    policy: each service writes the outbox rows of its own change, once each."""
+    from tests.chat.test_policies import approve, propose, rule
+
+    _hook(room, alice, receiver.url, events=["action.pending", "action.decided"])
+    held = rule(room, tool="delete_issue", delay=60)
+    action = propose(room, bob)
+    assert approve(alice, action).json()["status"] == "approved"
+    retracted = api(alice).post(
+        f"/api/actions/{action.pk}/retract", {"reason": "wrong"}, format="json"
+    )
+    assert retracted.status_code == 200, retracted.content
+    past = timezone.now() - timedelta(seconds=1)
+    Action.objects.filter(pk=action.pk).update(expires_at=past)
+    assert services.action_expire_overdue() == 1
+    PolicyRule.objects.filter(pk=held.pk).update(mode=PolicyRule.Mode.NEVER)
+    refused = propose(room, bob)
+    assert refused.status == Action.Status.DENIED
+
+    reported = sorted(
+        (row.event, json.loads(row.body)["action"]["status"], row.key.split(":")[1])
+        for row in Delivery.objects.all()
+    )
+    first, second = str(action.pk), str(refused.pk)
+    assert reported == sorted(
+        [
+            ("action.pending", "pending", first),  # proposed
+            ("action.decided", "approved", first),
+            ("action.pending", "pending", first),  # retracted: it waits again
+            ("action.decided", "pending", first),  # ... and the retraction itself
+            ("action.decided", "expired", first),
+            ("action.decided", "denied", second),  # by the policy, at once
+        ]
+    )

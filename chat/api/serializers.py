@@ -1,7 +1,9 @@
-"""How rooms, requests, messages and actions look on the wire (REST and WebSocket).
+"""How rooms, requests, messages and actions look over REST.
 
 Every field is always answered, so each Meta marks its fields read-only: the schema
-then lists them as `required`, and generated clients type them as present.
+then lists them as `required`, and generated clients type them as present. Messages
+and actions answer the domain's payloads (chat.payloads), the very dicts the room's
+events carry; their fields here only describe them for the schema.
 """
 
 from typing import Any
@@ -9,9 +11,10 @@ from typing import Any
 from django.db.models import Manager
 from rest_framework import serializers
 
-from .eligibility import Ballots
-from .links import decide_url
-from .models import Action, Membership, Message, PolicyRule, Request, Room
+from chat.eligibility import Ballots
+from chat.links import decide_url
+from chat.models import Action, Membership, Message, PolicyRule, Request, Room
+from chat.payloads import action_payload, message_payload
 
 
 class MessageSerializer(serializers.ModelSerializer[Message]):
@@ -27,6 +30,9 @@ class MessageSerializer(serializers.ModelSerializer[Message]):
         model = Message
         fields = ["id", "role", "content", "author", "request", "created"]
         read_only_fields = fields
+
+    def to_representation(self, instance: Message) -> dict[str, Any]:
+        return dict(message_payload(instance))
 
 
 class ActionListSerializer(serializers.ListSerializer[Action]):
@@ -115,6 +121,11 @@ class ActionSerializer(serializers.ModelSerializer[Action]):
             cached = self._single = Ballots([action])
         return cached
 
+    def to_representation(self, instance: Action) -> dict[str, Any]:
+        return dict(action_payload(instance, self._ballots(instance)))
+
+    # The schema reads these methods' types and docstrings; the answer itself is
+    # `action_payload`'s, which has the same values.
     def get_decide_url(self, action: Action) -> str:
         """The absolute link to the action's decision page (signed)."""
         return decide_url(action)
@@ -190,11 +201,6 @@ class RoomDetailSerializer(RoomSerializer):
 
     class Meta(RoomSerializer.Meta):
         fields = [*RoomSerializer.Meta.fields, "members", "linear_teams", "packs"]
-
-
-def request_event(request: Request) -> dict[str, Any]:
-    """The small form of a request that `request` events carry."""
-    return {"id": str(request.id), "status": request.status, "error": request.error}
 
 
 class PolicyRuleSerializer(serializers.ModelSerializer[PolicyRule]):

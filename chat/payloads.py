@@ -1,0 +1,155 @@
+"""How actions, messages and requests look on the wire: the room's events, the
+snapshot, the webhooks' bodies and the REST answers all carry these payloads.
+
+Built here, in the domain, as typed data ready for JSON (ids and datetimes as
+strings), so that the services announce a change without the API layer; the REST
+serializers (chat/api/serializers.py) answer the same dicts, and only describe them for
+the OpenAPI schema. An action's `approvals` and `eligible` come from `Ballots`, read
+once for many actions: building many payloads costs a fixed number of queries.
+"""
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, TypedDict
+
+from django.utils import timezone
+
+from .eligibility import Ballots
+from .links import decide_url
+from .models import Action, Message, Request
+
+
+class ApprovalPayload(TypedDict):
+    username: str
+    at: str
+
+
+class ActionPayload(TypedDict):
+    id: str
+    request: str
+    room: str  # the room's slug
+    tool: str
+    pack: str
+    arguments: dict[str, Any]
+    proposed_arguments: dict[str, Any] | None
+    requires_approval: bool
+    preview: dict[str, Any] | None
+    status: str
+    decided_by: str | None
+    decided_at: str | None
+    decided_via: str  # "" until decided
+    reason: str
+    result: Any
+    error: str
+    created: str
+    approvals_required: int
+    approvals: list[ApprovalPayload]
+    approvers: list[str] | None
+    requester_may_approve: bool
+    expires_at: str | None
+    runs_at: str | None
+    eligible: list[str]
+    rule: dict[str, Any] | None
+    retractions: list[dict[str, Any]]
+    decide_url: str
+
+
+class MessagePayload(TypedDict):
+    id: str
+    role: str
+    content: str
+    author: str | None
+    request: str | None
+    created: str
+
+
+class RequestPayload(TypedDict):
+    """The small form of a request that `request` events carry."""
+
+    id: str
+    status: str
+    error: str
+
+
+def iso(value: datetime | None) -> str | None:
+    """A datetime as the API has always written it: ISO 8601 in the current time
+    zone, microseconds kept, UTC as `Z` (DRF's DateTimeField)."""
+    if value is None:
+        return None
+    if timezone.is_naive(value):
+        value = timezone.make_aware(value)
+    text = value.astimezone(timezone.get_current_timezone()).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def action_payload(action: Action, ballots: Ballots | None = None) -> ActionPayload:
+    """`action` as it now is; `ballots`: its votes and voters as the caller read
+    them (read here, in four queries, when not given)."""
+    if ballots is None or action.pk not in ballots.actions:
+        ballots = Ballots([action])
+    decided_by = action.decided_by.username if action.decided_by else None
+    approvals = [
+        ApprovalPayload(username=a["username"], at=a["at"])
+        for a in ballots.approvals(action)
+    ]
+    approvers = action.approvers
+    return ActionPayload(
+        id=str(action.pk),
+        request=str(action.request_id),
+        room=action.room.slug,
+        tool=action.tool,
+        pack=action.pack,
+        arguments=action.arguments,
+        proposed_arguments=action.proposed_arguments,
+        requires_approval=bool(action.requires_approval),
+        preview=action.preview,
+        status=str(action.status),
+        decided_by=decided_by,
+        decided_at=iso(action.decided_at),
+        decided_via=str(action.decided_via),
+        reason=action.reason,
+        result=action.result,
+        error=action.error,
+        created=_when(action.created),
+        approvals_required=int(action.approvals_required),
+        approvals=approvals,
+        approvers=None if approvers is None else [str(n) for n in approvers],
+        requester_may_approve=bool(action.requester_may_approve),
+        expires_at=iso(action.expires_at),
+        runs_at=iso(action.runs_at),
+        eligible=ballots.eligible(action),
+        rule=action.rule,
+        retractions=action.retractions,
+        decide_url=decide_url(action),
+    )
+
+
+def action_payloads(actions: Iterable[Action]) -> list[ActionPayload]:
+    """Many actions' payloads; their ballots read once for all."""
+    actions = list(actions)
+    ballots = Ballots(actions)
+    return [action_payload(action, ballots) for action in actions]
+
+
+def message_payload(message: Message) -> MessagePayload:
+    author = message.author.username if message.author else None
+    return MessagePayload(
+        id=str(message.pk),
+        role=str(message.role),
+        content=message.content,
+        author=author,
+        request=None if message.request_id is None else str(message.request_id),
+        created=_when(message.created),
+    )
+
+
+def request_payload(request: Request) -> RequestPayload:
+    return RequestPayload(
+        id=str(request.pk), status=str(request.status), error=request.error
+    )
+
+
+def _when(value: datetime) -> str:
+    text = iso(value)
+    assert text is not None
+    return text
