@@ -15,6 +15,7 @@ from .access import (
     can_decide,
     can_see,
     id_or_none,
+    is_active_member,
     room_get_for_member,
     room_role,
 )
@@ -64,6 +65,11 @@ from .requests import (
     request_get,
     request_start,
 )
+from .room_scope import (
+    action_decide_in_room,
+    action_retract_in_room,
+    request_cancel_in_room,
+)
 from .rooms import (
     LAST_APPROVER,
     member_add,
@@ -104,6 +110,7 @@ __all__ = [
     "action_abandon",
     "action_claim",
     "action_decide",
+    "action_decide_in_room",
     "action_emit",
     "action_expire_overdue",
     "action_finish",
@@ -114,6 +121,7 @@ __all__ = [
     "action_release",
     "action_remind_due",
     "action_retract",
+    "action_retract_in_room",
     "action_renew",
     "calls_within_cap",
     "can_create_room",
@@ -124,6 +132,7 @@ __all__ = [
     "delivery_record",
     "delivery_resend",
     "id_or_none",
+    "is_active_member",
     "member_add",
     "member_changed",
     "member_left",
@@ -137,6 +146,7 @@ __all__ = [
     "policy_update",
     "request_advance",
     "request_cancel",
+    "request_cancel_in_room",
     "request_emit",
     "request_finish",
     "request_get",
