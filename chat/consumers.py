@@ -128,6 +128,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         return None
 
     async def _take_slot(self) -> int | None:
+        """One of the user's socket slots (else 4429, or 1011 without Redis)."""
         self.slot = SocketSlot(user_id=self.user_id, connection=self.connection)
         return await self.slot.take()
 
@@ -165,6 +166,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     # Server -> client ------------------------------------------------------------
 
     def _write(self, text: str) -> None:
+        """Send a frame, or queue it behind the send that is waiting."""
         if self.dropped:
             return
         if self.writer is None:
@@ -203,6 +205,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.outbox.clear()
 
     def _error(self, frame_type: str, detail: str) -> None:
+        """An `error` frame answering a frame of `frame_type` ("" when unknown)."""
         self._write(encode({"type": "error", "detail": detail, "frame": frame_type}))
 
     # Client -> server ------------------------------------------------------------
