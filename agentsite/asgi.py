@@ -19,8 +19,9 @@ from .limits import BodySizeLimit  # noqa: E402
 application = ProtocolTypeRouter(
     {
         "http": BodySizeLimit(django_asgi_app, settings.REQUEST_MAX_BYTES),
-        # The consumer checks Origin itself: browsers (cookies) must send the origin
-        # of the Host they connected to; token clients (scripts) may send none.
+        # Not Channels' AllowedHostsOriginValidator: chat.connection checks Origin
+        # once the user is known, since browsers (cookies) must send the origin of
+        # the Host they connected to, and token clients (scripts) may send none.
         # (URLRouter's stub wants its own URLPattern subclass, which path() never
         # returns; see chat/routing.py.)
         "websocket": TokenAuthMiddleware(URLRouter(websocket_urlpatterns)),  # type: ignore[arg-type]

@@ -21,6 +21,7 @@ from .access import (
     can_decide,
     can_see,
     id_or_none,
+    is_active_member,
     room_get_for_member,
     room_role,
 )
@@ -72,6 +73,11 @@ from .requests import (
     request_get,
     request_start,
 )
+from .room_scope import (
+    action_decide_in_room,
+    action_retract_in_room,
+    request_cancel_in_room,
+)
 from .rooms import (
     LAST_APPROVER,
     member_add,
@@ -112,6 +118,7 @@ __all__ = [
     "action_abandon",
     "action_claim",
     "action_decide",
+    "action_decide_in_room",
     "action_emit",
     "action_expire_overdue",
     "action_finish",
@@ -123,6 +130,7 @@ __all__ = [
     "action_release",
     "action_remind_due",
     "action_retract",
+    "action_retract_in_room",
     "action_renew",
     "calls_within_cap",
     "can_create_room",
@@ -133,6 +141,7 @@ __all__ = [
     "delivery_record",
     "delivery_resend",
     "id_or_none",
+    "is_active_member",
     "member_add",
     "member_changed",
     "member_left",
@@ -146,6 +155,7 @@ __all__ = [
     "policy_update",
     "request_advance",
     "request_cancel",
+    "request_cancel_in_room",
     "request_emit",
     "request_finish",
     "request_get",

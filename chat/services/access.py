@@ -30,6 +30,13 @@ def room_get_for_member(*, slug: str, user: User) -> Room:
     return room
 
 
+def is_active_member(*, room: Room, user: User) -> bool:
+    """Whether `user` is still in `room` and still active (a socket outlives both)."""
+    return Membership.objects.filter(
+        room=room, user=user, user__is_active=True
+    ).exists()
+
+
 def can_create_room(*, user: User) -> bool:
     # Whoever creates a room approves in it; a permission keeps that to trusted users.
     return user.has_perm("chat.add_room")

@@ -88,3 +88,48 @@ def test_the_domain_imports_nothing_of_the_api_layer() -> None:
         for path in domain
     }
     assert {k: v for k, v in offenders.items() if v} == {}
+
+
+# Queryset and manager methods: a consumer that calls one queries the database itself.
+ORM_ATTRIBUTES = {
+    "objects", "all", "filter", "exclude", "exists", "first", "last", "values",
+    "values_list", "select_related", "prefetch_related", "select_for_update",
+    "annotate", "aggregate", "order_by", "get_or_create", "update_or_create",
+    "bulk_create", "bulk_update", "refresh_from_db", "save", "delete",
+}  # fmt: skip
+MODEL_MODULES = {"chat.models", "django.contrib.auth.models", "django.db"}
+
+
+def _runtime_imports(tree: ast.Module) -> list[tuple[int, str]]:
+    """The modules imported outside `if TYPE_CHECKING:`, relative ones as chat.*."""
+    found = []
+    for node in tree.body:
+        if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING":
+            continue
+        for inner in ast.walk(node):
+            if isinstance(inner, ast.Import):
+                found += [(inner.lineno, alias.name) for alias in inner.names]
+            elif isinstance(inner, ast.ImportFrom):
+                parts = ["chat"] * bool(inner.level) + [inner.module or ""]
+                base = ".".join(part for part in parts if part)
+                found.append((inner.lineno, base))
+                found += [(inner.lineno, f"{base}.{a.name}") for a in inner.names]
+    return found
+
+
+def test_the_consumer_reaches_the_database_only_through_services() -> None:
+    """chat/consumers.py is a frame protocol (issue "A house that is quick to
+    change"): no queryset or manager call, and models named for type hints only."""
+    path = CHAT / "consumers.py"
+    tree = ast.parse(path.read_text(), str(path))
+    queries = sorted(
+        f"line {node.lineno}: .{node.attr}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and node.attr in ORM_ATTRIBUTES
+    )
+    models = sorted(
+        f"line {line}: {name}"
+        for line, name in _runtime_imports(tree)
+        if name in MODEL_MODULES or name.startswith(("chat.models.", "django.db."))
+    )
+    assert (queries, models) == ([], [])
