@@ -17,7 +17,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def notes(mcp_standin, settings) -> Iterator[dict]:
-    server = {"name": "notes", "url": mcp_standin.url}
+    server = {"name": "notes", "url": mcp_standin.url, "trust_annotations": True}
     settings.AGENT_MCP_SERVERS = [server]
     tools.forget_listings()
     yield server
