@@ -46,7 +46,8 @@ test: install
 
 # The quick tier, for the edit-test cycle: every test that starts no server process
 # (not marked e2e or browser) and takes no seconds of its own (not marked slow: the
-# API fuzzing); `make test` runs these and the rest, as CI does.
+# API fuzzing, Python subprocesses, stdio MCP servers); `make test` runs these and
+# the rest, as CI does.
 test-fast: install
 	node --test tests/js/
 	$(PY) -m stack test -m "not e2e and not browser and not slow" $(ARGS)
