@@ -46,11 +46,12 @@ test: install
 
 # The quick tier, for the edit-test cycle: every test that starts no server process
 # (not marked e2e or browser) and takes no seconds of its own (not marked slow: the
-# API fuzzing, Python subprocesses, stdio MCP servers); `make test` runs these and
-# the rest, as CI does.
+# API fuzzing, Python subprocesses, stdio MCP servers), on two processes (pytest-xdist;
+# each has its own test database and Redis names); `make test` runs these and the
+# rest, in one, as CI does.
 test-fast: install
 	node --test tests/js/
-	$(PY) -m stack test -m "not e2e and not browser and not slow" $(ARGS)
+	$(PY) -m stack test -m "not e2e and not browser and not slow" -n 2 $(ARGS)
 
 lint: install
 	$(PY) -m ruff check .

@@ -32,6 +32,10 @@ os.environ.setdefault("GITHUB_REPOSITORY", "demo/agentsite")
 # plain `pytest` creates (and empties) are then not those of a `make run` on the same
 # database and Redis.
 os.environ.setdefault("REDIS_PREFIX", f"agentsite-test-{os.getpid()}")
+# Each pytest-xdist worker (`-n 2`) has a test database of its own (pytest-django
+# names it), and here Redis names of its own: no worker flushes another's keys.
+if worker := os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["REDIS_PREFIX"] += f"-{worker}"
 
 ROOT = Path(__file__).resolve().parents[2]
 # One folder per test run: runs side by side must not write into each other's logs.
