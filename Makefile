@@ -13,7 +13,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install install-run run test lint check bench lock clean
+.PHONY: install install-run run test test-fast lint check bench lock clean
 
 install: $(TEST_STAMP)
 install-run: $(RUN_STAMP)
@@ -43,6 +43,15 @@ run: install-run
 test: install
 	node --test tests/js/
 	$(PY) -m stack test $(ARGS)
+
+# The quick tier, for the edit-test cycle: every test that starts no server process
+# (not marked e2e or browser) and takes no seconds of its own (not marked slow: the
+# API fuzzing, Python subprocesses, stdio MCP servers), on two processes (pytest-xdist;
+# each has its own test database and Redis names); `make test` runs these and the
+# rest, in one, as CI does.
+test-fast: install
+	node --test tests/js/
+	$(PY) -m stack test -m "not e2e and not browser and not slow" -n 2 $(ARGS)
 
 lint: install
 	$(PY) -m ruff check .

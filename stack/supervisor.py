@@ -65,6 +65,8 @@ class Proc:
         self.env = child_env(env)
         self.url = f"http://127.0.0.1:{port}" if port is not None else ""
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
+        # Where `output` begins in the log file: past what it printed before a `mark`.
+        self.since = 0
         self.popen: subprocess.Popen | None = None
         self.reader: threading.Thread | None = None
         self.start()
@@ -184,10 +186,24 @@ class Proc:
     # Output and readiness --------------------------------------------------------
 
     def output(self) -> str:
-        """What it printed: its log file, or its last lines printed to the terminal."""
+        """What it printed (since the last `mark`): its log file, or its last lines
+        printed to the terminal."""
         if isinstance(self.log, Output):
             return "\n".join(self.tail)
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+        if not self.log.exists():
+            return ""
+        with self.log.open("rb") as log:
+            log.seek(self.since)
+            return log.read().decode(errors="replace")
+
+    def mark(self) -> None:
+        """From now on `output` (and what waits on it) sees only what it prints
+        next: a process kept running for another user must not satisfy a wait with
+        a line it printed for the one before."""
+        if isinstance(self.log, Output):
+            self.tail.clear()
+        else:
+            self.since = self.log.stat().st_size if self.log.exists() else 0
 
     def _evidence(self) -> str:
         if isinstance(self.log, Output):

@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from stack.redis import redis_answers
+
+# Django's own hashers after ours: hashes a test makes with one of them still verify.
+QUICK_HASHERS = [
+    "tests.hashers.QuickPBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.MD5PasswordHasher",
+]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _quick_password_hashing() -> Iterator[None]:
+    """Every password hashed or checked in this process costs little (a test that
+    is about rehashing sets the hashers it needs)."""
+    from django.test.utils import override_settings
+
+    with override_settings(PASSWORD_HASHERS=QUICK_HASHERS):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -51,6 +51,7 @@ def test_sentry_is_not_even_imported_without_a_dsn():
     assert sentry_state() == "False"
 
 
+@pytest.mark.slow  # a Python process that imports Sentry's integrations
 def test_sentry_reports_django_and_celery_with_a_dsn():
     dsn = "http://public@127.0.0.1:9/1"
     assert sentry_state(SENTRY_DSN=dsn) == "True True True True"

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from agentsite.env import database_from_url, redis_namespace
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,6 +53,7 @@ def _redis_names(**env: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # three Python processes that set Django up
 def test_two_deployments_with_the_default_prefix_share_no_redis_name(tmp_path):
     """Invariant: two checkouts on one Redis (their own SQLite files, any database
     number) name no key, channel or queue alike; every name starts with the

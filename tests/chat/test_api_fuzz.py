@@ -135,8 +135,8 @@ EXCEPTIONS: dict[tuple[str, str], dict[str, list]] = {
     },
 }
 
-# Per operation and pass: 13 operations x 2 passes x 50 calls take about a minute on
-# SQLite and PostgreSQL alike.
+# Per operation and pass: 25 operations x 2 passes x 50 calls take minutes on SQLite
+# and PostgreSQL alike: `slow`, in `make test` and not in `make test-fast`.
 FUZZ = settings(
     max_examples=50,
     deadline=None,
@@ -336,6 +336,7 @@ def _fuzz(
     run()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=IDS)
 def test_fuzz_as_an_approver(
     api_schema: schemathesis.BaseSchema, world: World, method: str, path: str
@@ -345,6 +346,7 @@ def test_fuzz_as_an_approver(
     assert Action.objects.get(pk=world.actions[0]).status == Action.Status.PENDING
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=IDS)
 def test_fuzz_without_credentials(
     api_schema: schemathesis.BaseSchema, world: World, method: str, path: str

@@ -44,10 +44,14 @@ def _generator() -> str | None:
     )
 
 
-pytestmark = pytest.mark.skipif(
-    _generator() is None,
-    reason="openapi-python-client is not installed (pip install -e '.[test]')",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        _generator() is None,
+        reason="openapi-python-client is not installed (pip install -e '.[test]')",
+    ),
+    # The generator runs as a process of its own, for seconds.
+    pytest.mark.slow,
+]
 
 
 @pytest.fixture

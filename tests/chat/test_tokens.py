@@ -136,12 +136,15 @@ def _login_with(password: str) -> str:
     return str(response.json()["token"])
 
 
-def test_other_saves_of_the_user_keep_tokens(alice: User) -> None:
-    # A login rehashes an outdated hash (the test users' hash has few iterations)
-    # and saves last_login; a profile edit saves the row: none changes the password.
+def test_other_saves_of_the_user_keep_tokens(alice: User, settings) -> None:
+    # A login rehashes an outdated hash (the test users' hash has few iterations,
+    # Django's hasher wants more) and saves last_login; a profile edit saves the
+    # row: none changes the password.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
     kept = _login()
     _login()
     user = User.objects.get(pk=alice.pk)
+    assert user.password != alice.password  # rehashed
     user.email = "alice@example.com"
     user.save()
     assert _with(kept).get("/api/rooms").status_code == 200

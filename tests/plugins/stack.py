@@ -6,6 +6,7 @@ uses."""
 import json
 import os
 import re
+import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,10 @@ os.environ.setdefault("GITHUB_REPOSITORY", "demo/agentsite")
 # plain `pytest` creates (and empties) are then not those of a `make run` on the same
 # database and Redis.
 os.environ.setdefault("REDIS_PREFIX", f"agentsite-test-{os.getpid()}")
+# Each pytest-xdist worker (`-n 2`) has a test database of its own (pytest-django
+# names it), and here Redis names of its own: no worker flushes another's keys.
+if worker := os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["REDIS_PREFIX"] += f"-{worker}"
 
 ROOT = Path(__file__).resolve().parents[2]
 # One folder per test run: runs side by side must not write into each other's logs.
@@ -145,17 +150,137 @@ def _database_url() -> str:
     return f"postgres://{auth}@{host}/{db['NAME']}"
 
 
+class Kept:
+    """Workers kept running from one test to the next of the same module.
+
+    A test that asks for a worker (same name, same env) gets a kept one when there
+    is one, marked so that its earlier output satisfies no wait: the start of a
+    worker costs seconds, its reuse a few control messages. Between tests a kept
+    worker consumes nothing (Celery's `cancel_consumer`), so a test that did not ask
+    for it never has its tasks run by it; it is kept only once it holds no task of
+    the test before (none running, reserved or scheduled), else stopped. The
+    processes of a test that failed or killed any of them are all stopped: the next
+    test gets fresh ones. Never kept: web processes (their rooms' subscriptions,
+    presence and sockets are state of the test that opened them: decisions made in
+    a browser went unseen on a kept one), beat (its sweep would act in tests that
+    start it on purpose, later), workers with MCP servers (`_keepable`).
+    """
+
+    def __init__(self) -> None:
+        self.procs: dict[tuple, Proc] = {}
+
+    def take(self, key: tuple) -> Proc | None:
+        """The kept process of `key`, if it is alive; one of the same kind and name
+        but another env is stopped (its node name and log are those of the new)."""
+        for other in [k for k in self.procs if k[:2] == key[:2] and k != key]:
+            self.procs.pop(other).stop()
+        proc = self.procs.pop(key, None)
+        if proc is not None and not proc.alive():
+            proc.stop()
+            return None
+        return proc
+
+    def keep(self, key: tuple, proc: Proc) -> None:
+        self.procs[key] = proc
+
+    def stop(self) -> None:
+        stop_all(self.procs.values())
+        self.procs.clear()
+
+
+def _control(node: str):
+    """Celery's remote control, and its inspection of one worker node (which
+    alone answers, so a call returns as soon as it did)."""
+    from agentsite.celery import app
+
+    return app.control, app.control.inspect(destination=[node], timeout=3, limit=1)
+
+
+def _consuming(node: str) -> set[str] | None:
+    """The queues `node` consumes from, or None when it does not answer."""
+    _, inspect = _control(node)
+    replies = inspect.active_queues() or {}
+    if node not in replies:
+        return None
+    return {queue["name"] for queue in replies[node]}
+
+
+def _holds_tasks(node: str) -> bool:
+    """Whether `node` runs, holds or has scheduled a task (or does not answer)."""
+    _, inspect = _control(node)
+    for held in (inspect.active(), inspect.reserved(), inspect.scheduled()):
+        if not held or node not in held or held[node]:
+            return True
+    return False
+
+
+def _park(proc: Proc) -> bool:
+    """Stop the worker consuming; whether it did and holds no task of the test."""
+    control, _ = _control(node := _node(proc))
+    queues = _consuming(node)
+    if not queues:
+        return False
+    proc.queues = queues  # type: ignore[attr-defined]
+    for queue in sorted(queues):
+        control.cancel_consumer(queue, destination=[node], reply=True, limit=1)
+    try:
+        wait_for(lambda: _consuming(node) == set(), timeout=5, what="it to stop")
+        wait_for(lambda: not _holds_tasks(node), timeout=5, what="its last tasks")
+    except AssertionError:
+        return False
+    return True
+
+
+def _resume(proc: Proc) -> bool:
+    """Let a parked worker consume again; whether it does, from its queues."""
+    control, _ = _control(node := _node(proc))
+    queues = getattr(proc, "queues", set())
+    for queue in sorted(queues):
+        control.add_consumer(queue, destination=[node], reply=True, limit=1)
+    try:
+        wait_for(lambda: _consuming(node) == queues, timeout=5, what="it to consume")
+    except AssertionError:
+        return False
+    return True
+
+
+def _controllable(env: dict) -> bool:
+    """Whether a worker started with `env` hears this process's control messages:
+    one on a Redis or namespace of its own (a test's second deployment) does not."""
+    from django.conf import settings
+
+    return (env.get("REDIS_URL"), env.get("REDIS_NAMESPACE")) == (
+        settings.REDIS_URL,
+        settings.REDIS_NAMESPACE,
+    )
+
+
+def _keepable(env: dict) -> bool:
+    """Whether a worker started with `env` holds nothing of one test that the next
+    one's flushed database contradicts: one with MCP servers lists their tools into
+    the database once, at its start."""
+    return not env.get("AGENT_MCP_SERVERS")
+
+
+def _node(proc: Proc) -> str:
+    """A worker's node name, as Celery expands its `-n` (`%h`: the host name)."""
+    return proc.argv[proc.argv.index("-n") + 1].replace("%h", socket.gethostname())
+
+
 @dataclass
 class Stack:
     """Processes of one test; everything they log lands in test-output/logs.
 
     Each is a process type of the Procfile, its command line the Procfile's: what a
     test varies goes in through the variables the Procfile reads (and a worker's
-    node name, appended).
+    node name, appended). Workers may come from the module's `Kept` ones, and go
+    back there after the test.
     """
 
     env: dict
+    kept: Kept | None = None
     procs: list[Proc] = field(default_factory=list)
+    keys: dict[int, tuple] = field(default_factory=dict)
 
     def _start(
         self,
@@ -170,15 +295,31 @@ class Stack:
         self.procs.append(proc)
         return proc
 
+    def _reuse(self, key: tuple) -> Proc | None:
+        proc = self.kept.take(key) if self.kept is not None else None
+        if proc is not None:
+            proc.mark()
+            self.procs.append(proc)
+        return proc
+
     def worker(
         self, name: str = "worker", concurrency: int = 2, **extra_env: str
     ) -> Proc:
         env = {**self.env, **extra_env, "WORKER_CONCURRENCY": str(concurrency)}
         # A node name of its own: two workers of one test are two nodes.
-        node = ["-n", f"{name}-{os.getpid()}@%h"]
-        proc = self._start("worker", name, env, args=node)
-        proc.wait_line(WORKER_READY, "say it was ready", timeout=30)
+        node = f"{name}-{os.getpid()}@%h"
+        key = ("worker", name, tuple(sorted(env.items())))
+        proc = self._reuse(key)
+        if proc is not None and not _resume(proc):
+            self.procs.remove(proc)
+            proc.stop()
+            proc = None
+        if proc is None:
+            proc = self._start("worker", name, env, args=["-n", node])
+            proc.wait_line(WORKER_READY, "say it was ready", timeout=30)
         assert proc.alive(), proc.output()
+        if _controllable(env) and _keepable(env):
+            self.keys[id(proc)] = key
         return proc
 
     def beat(self) -> Proc:
@@ -193,15 +334,43 @@ class Stack:
         assert proc.alive(), proc.output()
         return proc.url
 
-    def stop(self) -> None:
-        stop_all(self.procs)
+    def stop(self, keep: bool = False) -> None:
+        """Stop the processes, or with `keep` hand what may be kept to `kept`."""
+        kept = self.kept
+        if not keep or kept is None or not all(p.alive() for p in self.procs):
+            stop_all(self.procs)
+            return
+        stopping = []
+        for proc in self.procs:
+            key = self.keys.get(id(proc))
+            if key is None or (key[0] == "worker" and not _park(proc)):
+                stopping.append(proc)
+            else:
+                kept.keep(key, proc)
+        stop_all(stopping)
+
+
+@pytest.fixture(scope="module")
+def kept_processes() -> Iterator[Kept]:
+    kept = Kept()
+    yield kept
+    kept.stop()
 
 
 @pytest.fixture
 def stack(
-    request, transactional_db, standins, openai_standin, linear_standin
+    request,
+    kept_processes,
+    transactional_db,
+    standins,
+    openai_standin,
+    linear_standin,
 ) -> Iterator[Stack]:
-    """A function-scoped set of processes on the test database; start what you need."""
+    """A function-scoped set of processes on the test database; start what you need.
+
+    Workers come from the module's kept ones where they can (`Kept`);
+    `@pytest.mark.fresh_stack` on a test or module asks for new ones.
+    """
     from django.conf import settings
 
     env = {
@@ -221,13 +390,24 @@ def stack(
     }
     # No keys (the stand-ins are used), and async safety on in the processes even
     # when a browser test had to lift it in this one for Playwright's event loop.
-    for name in ("OPENAI_API_KEY", "LINEAR_API_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE"):
+    # Nor the name of the test that started them, which a kept process outlives.
+    for name in (
+        "OPENAI_API_KEY",
+        "LINEAR_API_KEY",
+        "DJANGO_ALLOW_ASYNC_UNSAFE",
+        "PYTEST_CURRENT_TEST",
+    ):
         env.pop(name, None)
     _empty_the_broker(settings.REDIS_URL, settings.REDIS_NAMESPACE)
-    stack = Stack(env=env)
+    fresh = request.node.get_closest_marker("fresh_stack") is not None
+    stack = Stack(env=env, kept=None if fresh else kept_processes)
     request.node.stack = stack  # for the report of a failure (below)
     yield stack
-    stack.stop()
+    failed = any(
+        getattr(request.node, f"stack_{when}_failed", False)
+        for when in ("setup", "call")
+    )
+    stack.stop(keep=not failed)
 
 
 def _empty_the_broker(url: str, namespace: str) -> None:
@@ -248,6 +428,8 @@ def pytest_runtest_makereport(item, call):
     """A failed test that started processes reports the end of each one's output:
     their logs are overwritten by the next test's processes of the same name."""
     report = yield
+    if report.failed:
+        setattr(item, f"stack_{call.when}_failed", True)
     stack = getattr(item, "stack", None)
     if report.failed and call.when == "call" and stack is not None:
         for proc in stack.procs:

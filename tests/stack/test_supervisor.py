@@ -109,6 +109,19 @@ def test_stop_ends_the_whole_group_and_restart_appends_to_the_log(tmp_path, proc
     assert proc.stop(timeout=5) == -signal.SIGTERM  # a second stop is harmless
 
 
+def test_after_a_mark_only_what_it_prints_next_satisfies_a_wait(tmp_path, procs):
+    argv = ["sh", "-c", "echo ready; sleep 1; echo served; sleep 30"]
+    proc = Proc("kept", argv, os.environ, tmp_path / "kept.log")
+    procs.append(proc)
+    proc.wait_line(re.compile("ready"), "say it was ready", timeout=10)
+    proc.mark()  # kept for another user, who waits for lines of their own
+
+    with pytest.raises(StartError, match="did not say it was ready"):
+        proc.wait_line(re.compile("ready"), "say it was ready", timeout=0.2)
+    proc.wait_line(re.compile("served"), "serve", timeout=10)
+    assert "ready" not in proc.output()
+
+
 def test_kill_sigkills_the_group_at_once(tmp_path, procs):
     proc = Proc("family", FAMILY, os.environ, tmp_path / "family.log")
     procs.append(proc)

@@ -23,6 +23,9 @@ from tasks.mcp_client import McpHub
 BIN = Path(sys.executable).parent
 IDLE_SECONDS = 10
 
+# Real servers over stdio, and ten idle seconds: in `make test`, not `make test-fast`.
+pytestmark = pytest.mark.slow
+
 
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(

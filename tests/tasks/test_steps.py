@@ -7,6 +7,7 @@ means calling the step with the task's arguments.
 
 from __future__ import annotations
 
+import ast
 import json
 import threading
 import time
@@ -58,6 +59,24 @@ def _tasks(task_queue: Queue, name: str) -> list[str]:
 
 def _tool_message(call_id: str) -> dict:
     return json.loads(Message.objects.get(role="tool", tool_call_id=call_id).content)
+
+
+def _run_queued(task_queue: Queue, limit: int = 30) -> None:
+    """Run what the steps queue, one task at a time, as a worker would, until
+    nothing new is queued: a whole turn, in this process."""
+    ran: set[str] = set()
+    for _ in range(limit):
+        waiting = [m for m in reversed(task_queue()) if m["id"] not in ran]
+        if not waiting:
+            return
+        task = waiting[0]
+        ran.add(task["id"])
+        args = ast.literal_eval(task["argsrepr"])
+        if task["task"] == enqueue.MODEL_STEP:
+            steps.model_step(request_id=args[0], step=args[1])
+        elif task["task"] == enqueue.TOOL_CALL:
+            steps.tool_call(action_id=args[0])
+    raise AssertionError(f"still queueing after {limit} tasks")
 
 
 # One model call ---------------------------------------------------------------------
@@ -150,6 +169,41 @@ def test_turn_that_runs_out_of_steps_fails_saying_so(
     assert turn.status == Status.FAILED
     assert "stopped after 2 steps" in turn.error
     assert model.calls() == []
+
+
+def test_a_model_that_keeps_calling_tools_is_stopped_after_max_steps(
+    model: Model, linear: Linear, turn: Request, task_queue: Queue, settings
+) -> None:
+    settings.AGENT_MAX_STEPS = 3
+    model.script({"count": 10, "tool_calls": [SEARCH]})
+    _run_queued(task_queue)  # the whole loop: model, search, model, search, ...
+    turn = _fresh(turn)
+    assert turn.status == Status.FAILED
+    assert "AGENT_MAX_STEPS" in turn.error
+    assert len(model.calls()) == 3
+
+
+def test_unknown_and_malformed_calls_reach_the_model_as_errors(
+    model: Model, linear: Linear, turn: Request, task_queue: Queue
+) -> None:
+    model.script(
+        {
+            "tool_calls": [
+                {"name": "frobnicate_issue", "arguments": {"id": "ENG-3"}},
+                {"name": "delete_issue", "arguments": "{not json"},
+                {"name": "delete_issue", "arguments": {"id": 3}},
+            ]
+        }
+    )
+    _run_queued(task_queue)
+    assert _fresh(turn).status == Status.COMPLETED
+    assert not Action.objects.exists()
+    results = model.calls()[-1]["body"]["messages"][-3:]
+    errors = [json.loads(m["content"])["error"] for m in results]
+    assert "Unknown tool 'frobnicate_issue'" in errors[0]
+    assert "not valid JSON" in errors[1]
+    assert "Invalid arguments for delete_issue" in errors[2]
+    assert linear.effects() == []
 
 
 # Parallel tool calls ----------------------------------------------------------------
