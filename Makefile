@@ -66,14 +66,15 @@ bench: install
 	$(PY) -m bench
 
 # pip-compile (pip-tools) pins the dependencies of pyproject.toml, keeping the pins
-# it already has unless they no longer fit.
+# it already has unless they no longer fit, each with its hashes (pip then installs
+# nothing whose archive differs from the one locked).
 lock:
 	$(PIP) install --quiet pip-tools
 	$(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url \
-		--no-emit-find-links --annotation-style line \
+		--no-emit-find-links --annotation-style line --generate-hashes \
 		--output-file requirements/run.txt pyproject.toml
 	$(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url \
-		--no-emit-find-links --annotation-style line --extra test \
+		--no-emit-find-links --annotation-style line --generate-hashes --extra test \
 		--output-file requirements/test.txt pyproject.toml
 
 # Generated files only: the venv and the database (db.sqlite3) stay.
