@@ -12,10 +12,13 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
+# npm's own record of what `npm ci` installed (package-lock.json: the AG-UI client and
+# axe-core, which only the tests run).
+NODE_STAMP := node_modules/.package-lock.json
 
 .PHONY: install install-run run test test-fast lint check bench lock clean
 
-install: $(TEST_STAMP)
+install: $(TEST_STAMP) $(NODE_STAMP)
 install-run: $(RUN_STAMP)
 
 $(PY):
@@ -34,6 +37,10 @@ $(TEST_STAMP): requirements/test.txt pyproject.toml | $(PY)
 	$(PIP) install --quiet -r requirements/test.txt
 	$(PIP) install --quiet --no-deps -e .
 	touch $(TEST_STAMP) $(RUN_STAMP)
+
+$(NODE_STAMP): package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
 
 # The whole system on http://127.0.0.1:8000 (PORT=... to change); Ctrl-C stops it.
 run: install-run
