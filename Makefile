@@ -46,16 +46,22 @@ $(NODE_STAMP): package-lock.json
 run: install-run
 	$(PY) -m stack run
 
-# Pytest next to a Redis of its own if none answers; make test ARGS="-k rooms -x"
+# Pytest next to a Redis of its own if none answers; make test ARGS="-k rooms -x".
+# On TEST_PROCESSES processes (pytest-xdist; each has its own test database and Redis
+# names; TEST_PROCESSES=0 runs in this one): the tests of a module that share its
+# workers and Chromium stay together in one (`--dist loadgroup`, tests/plugins/stack.py),
+# the rest are spread one by one.
+TEST_PROCESSES ?= 2
+
 test: install
 	node --test tests/js/
-	$(PY) -m stack test $(ARGS)
+	$(PY) -m stack test -n $(TEST_PROCESSES) --dist loadgroup $(ARGS)
 
 # The quick tier, for the edit-test cycle: every test that starts no server process
 # (not marked e2e or browser) and takes no seconds of its own (not marked slow: the
 # API fuzzing, Python subprocesses, stdio MCP servers), on two processes (pytest-xdist;
 # each has its own test database and Redis names); `make test` runs these and the
-# rest, in one, as CI does.
+# rest, as CI does.
 test-fast: install
 	node --test tests/js/
 	$(PY) -m stack test -m "not e2e and not browser and not slow" -n 2 $(ARGS)

@@ -30,12 +30,16 @@ class Receiver:
     hits: list[Hit] = field(default_factory=list)
     port: int = 0
     server: ThreadingHTTPServer | None = None
+    serving: bool = False
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hook"
 
-    def start(self) -> Receiver:
+    def reserve(self) -> Receiver:
+        """Take a port of its own without answering on it yet: connections to it
+        are refused (a receiver that is down) until `start`, and no other process
+        of a parallel run can take the port meanwhile."""
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -58,16 +62,34 @@ class Receiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.port = self.port or free_port()
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        # Bound (port 0: the kernel picks a free one) but not listening.
+        self.server = ThreadingHTTPServer(
+            ("127.0.0.1", self.port), Handler, bind_and_activate=False
+        )
+        try:
+            self.server.server_bind()
+        except OSError:
+            self.server.server_close()
+            self.server = None
+            raise
+        self.port = self.server.server_address[1]
+        return self
+
+    def start(self) -> Receiver:
+        if self.server is None:
+            self.reserve()
+        assert self.server is not None
+        self.server.server_activate()
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.serving = True
         return self
 
     def stop(self) -> None:
         if self.server is not None:
-            self.server.shutdown()
+            if self.serving:
+                self.server.shutdown()
             self.server.server_close()
-            self.server = None
+            self.server, self.serving = None, False
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ what needs the real processes: the worker's own retries, races, kills, restarts.
 
 import asyncio
 import threading
-import time
 
 import pytest
 
@@ -198,8 +197,14 @@ def test_worker_killed_mid_tool_call_does_not_repeat_it(
     request = services.request_start(room=room, user=bob, text="delete ENG-3")
     [action] = pending(request)
     services.action_decide(action_id=str(action.pk), user=alice, decision="approve")
-    wait_for(lambda: Action.objects.get(pk=action.pk).status == "executing")
-    time.sleep(0.5)  # the mutation is at Linear now, its answer will find no one
+    # The mutation is at Linear (which holds it 2 s): its answer will find no one.
+    wait_for(
+        lambda: any(
+            "issueDelete" in str(sent["body"])
+            for sent in linear_standin.control("requests")["requests"]
+        ),
+        what="the mutation to reach Linear",
+    )
 
     worker.kill()
     wait_for(lambda: effects(linear_standin, "issueDelete"), what="Linear to apply")

@@ -141,7 +141,7 @@ def test_a_github_create_cut_off_by_a_killed_worker_is_not_duplicated(
     """The create reaches GitHub, the worker dies before the answer: the retry
     finds the issue by its marker instead of opening a second one."""
     github_standin.control(
-        "faults", {"faults": [{"op": "create_issue", "delay": 2.0, "count": 1}]}
+        "faults", {"faults": [{"op": "create_issue", "delay": 4.0, "count": 1}]}
     )
     stack.beat()
     worker = stack.worker("worker-1")
@@ -151,7 +151,9 @@ def test_a_github_create_cut_off_by_a_killed_worker_is_not_duplicated(
     action = pending(request)
     services.action_decide(action_id=str(action.pk), user=alice, decision="approve")
     executing(action)
-    time.sleep(0.5)  # the POST is in flight, held by the fault's delay
+    # The POST is in flight, held by the fault's delay (the stand-in logs a request
+    # only once it answers): room for a busy worker to send it, and to kill it before.
+    time.sleep(1.5)
     worker.kill()
     wait_for(
         lambda: len(github_effects(github_standin, "create_issue")) == 1,

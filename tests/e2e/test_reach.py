@@ -11,7 +11,6 @@ import pytest
 
 from chat import services
 from chat.models import Delivery
-from stack.procs import free_port
 from tests.e2e.test_agent import pending
 from tests.peers import Receiver
 from tests.plugins.stack import wait_for
@@ -39,15 +38,20 @@ def _hook(room, alice, url: str) -> None:
 def test_a_receiver_down_across_a_worker_restart_still_gets_the_delivery(
     stack, room, alice, bob, private_ok
 ):
-    down = Receiver(port=free_port())  # nothing listens there yet
+    # Its port held but not listening: the attempts are refused, and no process of
+    # a parallel run (a web process, a stand-in) can take the port meanwhile.
+    down = Receiver().reserve()
     _hook(room, alice, down.url)
     stack.beat()
     env = {"WEBHOOK_ALLOW_PRIVATE": "1", "DELIVERY_RETRY_BASE": "3"}
     worker = stack.worker("worker-1", **env)
     request = services.request_start(room=room, user=bob, text="delete ENG-3")
     pending(request)
+    # Recorded, not only claimed (a claim counts the attempt before it is made): a
+    # kill between the two would leave no error and a lease to wait out.
+    failed = Delivery.objects.filter(last_error__contains="could not reach")
     wait_for(
-        lambda: Delivery.objects.filter(attempts__gte=1).exists(),
+        failed.exists,
         timeout=30,
         what="a first, failed attempt",
     )
@@ -60,7 +64,9 @@ def test_a_receiver_down_across_a_worker_restart_still_gets_the_delivery(
         stack.worker("worker-2", **env)
         wait_for(
             lambda: Delivery.objects.filter(status="sent").exists(),
-            timeout=60,
+            # A kill that caught the retry between its claim and its record leaves
+            # the claim's lease (30 s) to run out first.
+            timeout=90,
             what="the sweep's copy of the delivery to get through",
         )
         time.sleep(1)  # a duplicate, if any, would arrive now

@@ -423,6 +423,23 @@ def _empty_the_broker(url: str, namespace: str) -> None:
     client.close()
 
 
+# Fixtures whose processes a module's tests share (kept workers, one Chromium).
+_MODULE_SHARED = ("stack", "browser")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items) -> None:
+    """On several processes (`-n 2 --dist loadgroup`, as `make test` runs), the
+    tests of a module that share its processes run in one of them: spread over two,
+    each would start the module's workers and Chromium again. The other tests are
+    spread one by one. Before xdist reads the groups (tryfirst)."""
+    for item in items:
+        if any(name in item.fixturenames for name in _MODULE_SHARED) and not any(
+            item.iter_markers("xdist_group")
+        ):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     """A failed test that started processes reports the end of each one's output:
