@@ -262,6 +262,12 @@ def _keepable(env: dict) -> bool:
     return not env.get("AGENT_MCP_SERVERS")
 
 
+# What uvicorn prints once it listens, or when its port was taken.
+UVICORN_BOUND = re.compile(
+    r"(Uvicorn running on )|error while attempting to bind|address already in use"
+)
+
+
 def _node(proc: Proc) -> str:
     """A worker's node name, as Celery expands its `-n` (`%h`: the host name)."""
     return proc.argv[proc.argv.index("-n") + 1].replace("%h", socket.gethostname())
@@ -329,7 +335,16 @@ class Stack:
 
     def web(self, name: str = "web", **extra_env: str) -> str:
         env = {**self.env, **extra_env}
-        proc = self._start("web", name, env, port=free_port())
+        # The kernel names a free port, but nothing holds it until uvicorn binds it:
+        # a process of a parallel run (`-n 2`) may take it first. This one then says
+        # so and ends (and the other may be what answers there): another port.
+        for _ in range(3):
+            proc = self._start("web", name, env, port=free_port())
+            bound = proc.wait_line(UVICORN_BOUND, "bind its port", timeout=30)
+            if bound.group(1) is not None:
+                break
+            self.procs.remove(proc)
+            proc.stop()
         proc.wait_serving(timeout=30)
         assert proc.alive(), proc.output()
         return proc.url
