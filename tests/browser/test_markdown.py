@@ -2,8 +2,6 @@
 to make a renderer backtrack, recurse or redraw too much stay fast in Chromium, and
 the page they are in still goes live."""
 
-import statistics
-
 import pytest
 from playwright.sync_api import expect
 
@@ -30,12 +28,15 @@ BUDGET_MS = 50
 
 
 def render_ms(page, source: str) -> float:
-    """The median of five renders into the page (after one to compile the code):
-    the machine is shared, and one render can lose its core to another process."""
+    """The fastest of eight renders into the page (after one to compile the code):
+    what rendering costs. Other processes only ever add to a render's time (the
+    tests run on two processes of a shared machine, which a median of a few
+    renders under load still counted); a renderer that backtracks or recurses is
+    slow every time."""
     times = page.evaluate(
         """(source) => {
              const times = [];
-             for (let i = 0; i < 6; i += 1) {
+             for (let i = 0; i < 9; i += 1) {
                const box = document.createElement("div");
                const start = performance.now();
                box.append(window.SafeMarkdown.render(source));
@@ -45,7 +46,7 @@ def render_ms(page, source: str) -> float:
            }""",
         source,
     )
-    return statistics.median(times)
+    return min(times)
 
 
 def test_crafted_inputs_render_fast_and_the_page_goes_live(stack, room, contexts):
