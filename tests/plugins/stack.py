@@ -465,6 +465,8 @@ def pytest_collection_modifyitems(config, items) -> None:
     tests of a module that share its processes run in one of them: spread over two,
     each would start the module's workers and Chromium again. The other tests are
     spread one by one. Before xdist reads the groups (tryfirst)."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
     for item in items:
         if any(name in item.fixturenames for name in _MODULE_SHARED) and not any(
             item.iter_markers("xdist_group")
