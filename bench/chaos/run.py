@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import random
 import secrets
@@ -30,7 +31,7 @@ from websockets.exceptions import WebSocketException
 from websockets.sync.client import connect
 
 from bench.system import bench_env
-from stack.supervisor import WORKER_READY, Proc, stop_all
+from stack.supervisor import WORKER_READY, Proc, answers, stop_all
 
 from .check import Gathered, Report, check
 from .cluster import PrivatePostgres, PrivateRedis
@@ -76,6 +77,7 @@ class Tally:
     refused: Counter = field(default_factory=lambda: Counter())
     kills: Counter = field(default_factory=lambda: Counter())
     crashes: Counter = field(default_factory=lambda: Counter())
+    unreachable: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def count(self, kind: str, outcome: int | str) -> None:
@@ -415,6 +417,7 @@ class Run:
             self.schedule_log.append(stamp)
             try:
                 if what == "kill":
+                    self._keep_one_web(target)
                     self.system.kill(target)
                     self.tally.kills[target] += 1
                     time.sleep(random.Random(f"{self.plan.seed}-{at}").uniform(0.2, 2))
@@ -438,6 +441,16 @@ class Run:
             time.sleep(rest)
         for name in self.system.procs:
             self.system.revive(name)
+
+    def _keep_one_web(self, target: str) -> None:
+        """Before killing a web process, wait (up to 30 s) for the other one to
+        serve: the run tests recovery, not an outage of the whole site."""
+        if not target.startswith("web"):
+            return
+        other = self.system.procs["web2" if target == "web1" else "web1"]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not answers(f"{other.url}/healthz"):
+            time.sleep(0.2)
 
     def _faults(self) -> None:
         """Now and then a stand-in that holds its answer or loses it after applying."""
@@ -480,24 +493,37 @@ class Run:
     def _call(
         self, user: str, method: str, path: str, body: Any = None, kind: str = ""
     ) -> tuple[int | str, Any]:
-        rng = random.Random()
-        web = rng.choice(self.system.webs)
-        try:
-            answer = requests.request(
-                method,
-                f"{web}{path}",
-                json=body,
-                timeout=10,
-                headers={"Authorization": f"Token {self.tokens[user]}"},
-            )
-            outcome: int | str = answer.status_code
+        # As a client behind a load balancer: the other web process when one
+        # does not answer (killed); a call that timed out is not repeated.
+        outcome: int | str = ""
+        data: Any = None
+        for web in random.sample(self.system.webs, 2):
+            try:
+                answer = requests.request(
+                    method,
+                    f"{web}{path}",
+                    json=body,
+                    timeout=10,
+                    headers={"Authorization": f"Token {self.tokens[user]}"},
+                )
+            except requests.ConnectionError as exc:
+                outcome = type(exc).__name__
+                continue
+            except requests.RequestException as exc:
+                outcome = type(exc).__name__
+                break
+            outcome = answer.status_code
             try:
                 data = answer.json()
             except ValueError:
                 data = None
-        except requests.RequestException as exc:
-            outcome, data = type(exc).__name__, None
-        if kind:
+            break
+        if outcome == "ConnectionError":
+            # Neither web process answers (both restarting): back off, as a client.
+            with self.tally.lock:
+                self.tally.unreachable += 1
+            time.sleep(1)
+        elif kind:
             self.tally.count(kind, outcome)
         return outcome, data
 
@@ -707,6 +733,8 @@ def main(
     restart_every: float,
     out: Path | None,
 ) -> int:
+    # The run's own connections, cut by each crash of PostgreSQL, are replaced.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     plan = Plan.of(seed, minutes * 60, kill_every, restart_every)
     run = Run(plan, users, out)
     started = time.monotonic()
@@ -720,7 +748,11 @@ def main(
         f"  operations: {sum(tally.operations.values())} "
         f"({dict(sorted(tally.operations.items()))})"
     )
-    print(f"  refused or failed calls: {sum(tally.refused.values())}")
+    print(f"  calls that found no web process up: {tally.unreachable}")
+    print(
+        f"  refused or failed calls: {sum(tally.refused.values())} "
+        f"({dict(tally.refused.most_common(8))})"
+    )
     print(f"  kills: {sum(tally.kills.values())} ({dict(sorted(tally.kills.items()))})")
     print(
         f"  restarts: redis {tally.crashes['redis']}, "
