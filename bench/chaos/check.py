@@ -86,10 +86,12 @@ def _effects(data: Gathered, report: Report) -> None:
     """Every effect names one action, ran at most once, and only for an action that
     reached its quorum under its rule and was not retracted, denied, expired or
     cancelled."""
-    by_tag: dict[str, dict[str, Any]] = {}
+    # A tag names one asked-for call; two actions share it only when the same ask
+    # was posted twice (a client's retry), and then each may run once.
+    by_tag: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for action in data.actions:
         for tag in tags_of(action["arguments"]):
-            by_tag[tag] = action
+            by_tag[tag].append(action)
     votes: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for vote in data.votes:
         votes[vote["action"]].append(vote)
@@ -102,21 +104,23 @@ def _effects(data: Gathered, report: Report) -> None:
             continue  # not the workload's (none expected)
         for tag in tags:
             seen[tag] += 1
-            action = by_tag.get(tag)
-            if action is None:
+            actions = by_tag.get(tag, [])
+            if not actions:
                 report.fail(
                     "effect_only_when_allowed",
                     f"{effect['pack']} {effect['op']} {tag}: no action asked for it",
                 )
                 continue
-            if seen[tag] == 2:
+            allowed = [a for a in actions if not _not_allowed(a, votes[a["id"]])]
+            if seen[tag] == len(allowed) + 1 and allowed:
                 report.fail(
                     "effect_at_most_once",
-                    f"{effect['pack']} {effect['op']} ran twice for action "
-                    f"{action['id']} ({action['tool']}, {tag})",
+                    f"{effect['pack']} {effect['op']} ran {seen[tag]} times for "
+                    f"action {allowed[0]['id']} ({allowed[0]['tool']}, {tag})",
                 )
-            why = _not_allowed(action, votes[action["id"]])
-            if why:
+            if not allowed:
+                action = actions[0]
+                why = _not_allowed(action, votes[action["id"]])
                 report.fail(
                     "effect_only_when_allowed",
                     f"{effect['pack']} {effect['op']} for action {action['id']} "
