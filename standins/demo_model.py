@@ -115,8 +115,20 @@ def calls_or_refusal(calls: list[ToolCall], available: set[str]) -> Reply:
 # The last message is the user's: commands become tool calls.
 
 
+# Commands joined by " ;; " are answered together: every call of every part, in one
+# reply (a model proposing several tool calls at once, across packs).
+SEVERAL = re.compile(r"\s+;;\s+")
+
+
 def answer_user(text: str, available: set[str]) -> Reply:
     """Answer a user message: a count, a command for a tool, or a general answer."""
+    parts = SEVERAL.split(text)
+    if len(parts) > 1:
+        replies = [answer_user(part, available) for part in parts]
+        calls = [call for reply in replies for call in reply.tool_calls]
+        if calls and all(reply.tool_calls for reply in replies):
+            return Reply(tool_calls=calls)
+        return Reply(text=" ".join(r.text for r in replies if r.text))
     count = COUNT.fullmatch(text)
     if count:
         return count_reply(int(count.group(1)))

@@ -179,7 +179,8 @@ def _run(executor: Executor, spec: tools.ToolSpec, action: Action) -> dict[str, 
         recovered = executor.recover(spec, action.arguments, action_id)
         if recovered is not None:
             return recovered
-    # The first attempt checks the target against what the approvers saw; a retry
-    # may find the record changed by its own earlier attempt.
-    seen = action.preview if action.attempts == 1 else None
-    return executor.run(spec, action.arguments, action_id, seen)
+    # Every attempt checks the target against what the approvers saw: a retry whose
+    # earlier attempt changed the record was found by `recover` above, so a record
+    # changed since is someone else's change (or ours, changed again): refused, never
+    # sent a second time.
+    return executor.run(spec, action.arguments, action_id, action.preview)

@@ -32,8 +32,9 @@ class Executor(Protocol):
     ) -> dict[str, Any]:
         """Make the call; must be safe to repeat after `recover` said it did not run.
 
-        `seen` is the preview the approvers saw (first attempts only): a tool that
-        changes a record refuses when the record changed since.
+        `seen` is the preview the approvers saw: a tool that changes a record
+        refuses when the record changed since (on a retry too, after `recover`
+        found the earlier attempt did not take effect).
         """
         ...
 

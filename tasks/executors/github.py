@@ -101,7 +101,9 @@ class GitHubExecutor:
             if spec.name == "github_add_comment":
                 comment = client.find_comment(arguments["number"], str(action_id))
                 return {"commented": comment} if comment else None
-        # Reads and updates (which set fields) change nothing more when repeated.
+            if spec.name == "github_update_issue":
+                return _recover_update(client, arguments)
+        # Reads change nothing when repeated.
         return None
 
     def preview(self, spec: ToolSpec, arguments: Args) -> Reading:
@@ -123,6 +125,24 @@ class GitHubExecutor:
         with github_client() as client:
             found = client.preview(number)
         return Reading(found or {"identifier": f"#{number}", "missing": True}, names)
+
+
+def _recover_update(client: GitHubClient, args: Args) -> dict[str, Any] | None:
+    """The issue, when it already shows every field the update asked for (an
+    interrupted attempt applied it); otherwise None, and the retry is held to the
+    approvers' preview, so an applied update changed again since is not resent."""
+    issue = client.get_issue(args["number"])
+    if issue is None:
+        return None
+    for field, wanted in args.items():
+        if field == "number":
+            continue
+        if field == "labels":
+            if sorted(issue.get("labels") or []) != sorted(wanted):
+                return None
+        elif issue.get(field) != wanted:
+            return None
+    return {"updated": issue}
 
 
 def _check_unchanged(client: GitHubClient, number: int, seen: dict[str, Any]) -> None:

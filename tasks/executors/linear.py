@@ -68,6 +68,38 @@ def _update(client: LinearClient, args: Args, action_id: uuid.UUID) -> dict[str,
     return {"updated": client.update_issue(args["id"], **fields)}
 
 
+def _recover_update(
+    client: LinearClient, args: Args, action_id: uuid.UUID
+) -> dict[str, Any] | None:
+    """The issue, when it already shows every field the update asked for: an
+    interrupted attempt applied it (Linear applies an update whole). Otherwise None,
+    and the retry is held to the approvers' preview (`updatedAt`), so an update
+    that did apply and was changed again since is refused, never sent twice."""
+    issue = client.get_issue(args["id"])
+    if issue is None:
+        return None
+    fields = {k: v for k, v in args.items() if k != "id"}
+    return (
+        {"updated": issue}
+        if all(_shows(issue, k, v) for k, v in fields.items())
+        else None
+    )
+
+
+def _shows(issue: dict[str, Any], field: str, wanted: Any) -> bool:
+    """Whether the issue as read shows `field` set to `wanted` (as Linear stores
+    it: states and people by name, case aside; "" unassigns)."""
+    if field == "priority":
+        return issue.get("priority") == int(wanted)
+    if field == "state":
+        return str(issue.get("state") or "").casefold() == str(wanted).casefold()
+    if field == "assignee":
+        if wanted == "":
+            return issue.get("assignee") is None
+        return str(issue.get("assignee") or "").casefold() == str(wanted).casefold()
+    return bool(issue.get(field) == wanted)
+
+
 def _delete(client: LinearClient, args: Args, action_id: uuid.UUID) -> dict[str, Any]:
     return client.delete_issue(args["id"])
 
@@ -103,6 +135,7 @@ RUN: dict[str, Run] = {
 FRESHNESS_CHECKED = {"update_issue", "delete_issue"}
 RECOVER: dict[str, Recover] = {
     "create_issue": _recover_create,
+    "update_issue": _recover_update,
     "delete_issue": _recover_delete,
 }
 

@@ -166,6 +166,33 @@ def test_sweep_finishes_a_denial_whose_process_died_before_advancing_the_turn(
     assert services.sweep()["advanced"] == 0
 
 
+def test_sweep_finishes_an_expiry_whose_process_died_before_advancing_the_turn(
+    action: Action,
+    task_queue: Queue,
+    settings,
+    django_capture_on_commit_callbacks: Callable,
+) -> None:
+    """`action_expire_overdue` commits each expiry, then advances; a beat killed in
+    between leaves the only action expired and the request awaiting approval. The
+    next sweep moves it on (issue 27)."""
+    grace = _ago(settings.AGENT_SWEEP_GRACE_SECONDS + 1)
+    Action.objects.filter(pk=action.pk).update(
+        status=Action.Status.EXPIRED, decided_via="system", updated=grace
+    )
+    Request.objects.filter(pk=action.request_id).update(updated=grace)
+    with django_capture_on_commit_callbacks(execute=True):
+        swept = services.sweep()
+    request = Request.objects.get(pk=action.request_id)
+    assert (request.status, swept["expired"], swept["advanced"]) == (
+        Request.Status.RUNNING,
+        0,
+        1,
+    )
+    assert _queued(task_queue) == [
+        (enqueue.MODEL_STEP, repr((str(request.pk), request.step)))
+    ]
+
+
 def test_sweep_files_a_request_left_running_with_an_action_pending(
     action: Action, task_queue: Queue, settings
 ) -> None:

@@ -555,3 +555,27 @@ def test_splitting_into_chunks() -> None:
     pieces = split_arguments('{"id": "ENG-3"}')
     assert len(pieces) == 3 and "".join(pieces) == '{"id": "ENG-3"}'
     assert split_arguments("{}") == ["{", "}"]
+
+
+def test_commands_joined_by_double_semicolons_become_one_answer_of_several_calls():
+    """The chaos run's asks proposing calls across packs at once."""
+    from standins import demo_model
+
+    names = ["update_issue", "github_add_comment", "create_issue"]
+    tools = [{"type": "function", "function": {"name": n}} for n in names]
+    text = (
+        "set ENG-3 title to cx1-2 ;; "
+        'call github_add_comment {"number": 4, "body": "cx1-3"} ;; '
+        'create an issue titled "cx1-4"'
+    )
+    reply = demo_model.respond([{"role": "user", "content": text}], tools)
+    assert reply.tool_calls == [
+        ("update_issue", {"id": "ENG-3", "title": "cx1-2"}),
+        ("github_add_comment", {"number": 4, "body": "cx1-3"}),
+        ("create_issue", {"title": "cx1-4"}),
+    ]
+    # A part that is not a command leaves words, no calls.
+    reply = demo_model.respond(
+        [{"role": "user", "content": "set ENG-3 title to x ;; hello there"}], tools
+    )
+    assert reply.tool_calls == [] and reply.text

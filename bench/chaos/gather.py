@@ -1,0 +1,49 @@
+"""What the checker reads from the database (Django set up on the run's database)."""
+
+from __future__ import annotations
+
+from .check import Gathered
+
+
+def from_database() -> Gathered:
+    """Actions, votes, requests, room events and webhook deliveries, as plain data."""
+    from chat.models import Action, Delivery, Request, Room, RoomEvent, Vote
+
+    data = Gathered()
+    for a in Action.objects.select_related("request__user"):
+        data.actions.append(
+            {
+                "id": str(a.pk),
+                "tool": a.tool,
+                "status": a.status,
+                "arguments": a.arguments,
+                "requires_approval": a.requires_approval,
+                "approvals_required": a.approvals_required,
+                "requester_may_approve": a.requester_may_approve,
+                "approvers": a.approvers,
+                "ballot": a.ballot,
+                "request": str(a.request_id),
+                "requester": a.request.user.username,
+            }
+        )
+    for v in Vote.objects.select_related("user"):
+        data.votes.append(
+            {
+                "action": str(v.action_id),
+                "user": v.user.username,
+                "ballot": v.ballot,
+                "decision": v.decision,
+            }
+        )
+    for r in Request.objects.all():
+        data.requests.append({"id": str(r.pk), "status": r.status})
+    for room in Room.objects.all():
+        data.events[room.slug] = list(
+            RoomEvent.objects.filter(room=room).values_list("seq", flat=True)
+        )
+        data.last_seq[room.slug] = room.last_seq
+    for d in Delivery.objects.filter(channel="webhook"):
+        data.deliveries.append(
+            {"id": str(d.pk), "status": d.status, "event": d.event, "body": d.body}
+        )
+    return data
