@@ -3,7 +3,10 @@
 runner derives it from the port. Bob asks in the Demo room; the mail for alice
 reaches a real SMTP server (aiosmtpd); alice follows its link in Chromium, logs in
 and approves; carol gives the second approval in the room; bob sees the issue
-deleted. Then the long answer, reloaded in the middle of its stream."""
+deleted. Then the long answer, reloaded in the middle of its stream.
+
+Its screenshots (test-output/screenshots/tour-*.png) are the README's (docs/tour-*.png):
+copy them there after a change to the pages."""
 
 from __future__ import annotations
 
@@ -25,6 +28,9 @@ from tests.stack.test_runner import RunnerProcess
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
+# Migrations, the demo data, collectstatic and eight processes from nothing: 37 s on
+# a quiet machine, several times that on a busy one.
+START_TIMEOUT = 240.0
 DECIDE_LINK = re.compile(r"https?://\S+/decide/\S+/")
 
 
@@ -52,7 +58,7 @@ def tour_runner(tmp_path: Path, smtp: Smtp):
     )
     runner = RunnerProcess(env)
     try:
-        runner.wait_healthy()
+        runner.wait_healthy(START_TIMEOUT)
         yield runner
     finally:
         if runner.process.poll() is None:
@@ -109,7 +115,7 @@ def test_the_readme_tour_on_another_port_with_the_mail_and_its_link(
     deleting = request_of(bob, "delete ENG-11")
     card = the_card(bob, "pending", "delete_issue")
     expect(card).to_contain_text("Remove the legacy v1 webhooks")
-    screenshot(bob, "tour-pending.png")
+    screenshot(bob, "tour-1-asked.png")
     mail = mail_to(smtp, "alice@example.com")
     assert "delete_issue" in mail["Subject"]
     body = mail.get_payload(decode=True).decode()
@@ -130,16 +136,20 @@ def test_the_readme_tour_on_another_port_with_the_mail_and_its_link(
     expect(inbox_link).to_have_count(1)
     assert inbox_link.get_attribute("href") == link
     inbox.close()
+    alice.get_by_label("Reason").fill("Canceled long ago")
+    screenshot(alice, "tour-2-mail-link.png")
     alice.get_by_role("button", name="Approve").click()
     expect(alice.locator(".flash")).to_contain_text("You approved delete_issue")
     expect(card).to_contain_text("1 of 2 approvals: alice")
 
     carol = open_room(log_in_demo(contexts(), base, "carol"), base, "demo")
     carol_card = the_card(carol, "pending", "delete_issue")
+    expect(carol_card).to_contain_text("1 of 2 approvals: alice")
+    screenshot(carol, "tour-3-second-approval.png")
     carol_card.get_by_role("button", name="Approve", exact=True).click()
     expect(final_answer(bob, deleting)).to_contain_text("I deleted ENG-11")
     the_card(bob, "succeeded", "delete_issue")
-    screenshot(bob, "tour-done.png")
+    screenshot(bob, "tour-4-done.png")
 
     # 3. A long answer, reloaded in the middle of its stream, ends whole.
     ask(bob, "count to 400")

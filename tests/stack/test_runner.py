@@ -70,10 +70,10 @@ class RunnerProcess:
         found = (STOPPED.match(line) for line in list(self.lines))
         return [m.group(1) for m in found if m]
 
-    def wait_healthy(self) -> None:
+    def wait_healthy(self, timeout: float = START_TIMEOUT) -> None:
         """Wait until GET /healthz answers 200, failing early if the runner ends."""
         url = f"http://127.0.0.1:{self.port}/healthz"
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.process.poll() is None, f"runner ended:\n{self.output}"
             try:
@@ -82,7 +82,7 @@ class RunnerProcess:
             except requests.RequestException:
                 pass
             time.sleep(0.2)
-        pytest.fail(f"{url} did not answer 200 in {START_TIMEOUT} s:\n{self.output}")
+        pytest.fail(f"{url} did not answer 200 in {timeout} s:\n{self.output}")
 
     def interrupt(self, timeout: float = 30) -> int:
         """Ctrl-C, as a person at the terminal would, and the runner's exit code."""
