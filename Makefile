@@ -42,7 +42,8 @@ $(NODE_STAMP): package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
 
-# The whole system on http://127.0.0.1:8000 (PORT=... to change); Ctrl-C stops it.
+# The whole system on http://127.0.0.1:8000 (PORT=... to change; the links in mail
+# and webhooks follow it unless SITE_URL is set); Ctrl-C stops it.
 run: install-run
 	$(PY) -m stack run
 

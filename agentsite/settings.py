@@ -274,8 +274,8 @@ CELERY_BEAT_SCHEDULE = {
 
 # Channels
 # No channel layer: room events travel on one Redis channel per room, which each web
-# process subscribes to once and fans out to its watchers (chat.hub); measured in the
-# README ("Performance") against a consumer per watcher on channels_redis.
+# process subscribes to once and fans out to its watchers (chat.hub); measured in
+# docs/performance.md against a consumer per watcher on channels_redis.
 # A watcher whose socket stops draining is closed (4408) past this many queued frames.
 WS_MAX_BACKLOG = env_int("WS_MAX_BACKLOG", 1000)
 # Room sockets one user may hold open at once, over every web process (contract:

@@ -43,6 +43,13 @@ DEMO_REPO = "demo/agentsite"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
+# The demo users of `manage.py demo_setup`, as the banner names them.
+LOGINS = (
+    "log in      password demo for each: demo (staff, approver; the admin at /admin/),",
+    "            alice and carol (approvers), bob (member)",
+)
+
+
 class Interrupted(Exception):
     """A stop was asked for while the system was still starting."""
 
@@ -69,6 +76,8 @@ class Standin:
     value: Callable[[str], str] = _same
     # Set as well when the stand-in is used, unless already set.
     also: tuple[tuple[str, str], ...] = ()
+    # What the banner adds after its address.
+    detail: str = ""
 
 
 STANDINS = (
@@ -81,10 +90,17 @@ STANDINS = (
         "GITHUB_API_URL",
         8003,
         also=(("GITHUB_TOKEN", "demo-github-token"), ("GITHUB_REPOSITORY", DEMO_REPO)),
+        detail=f" (the repository {DEMO_REPO})",
     ),
     # One local MCP server (notes), offered as the tools notes__*.
     Standin(
-        "mcp", "MCP", "AGENT_MCP_SERVERS", "AGENT_MCP_SERVERS", 8004, _notes_server
+        "mcp",
+        "MCP",
+        "AGENT_MCP_SERVERS",
+        "AGENT_MCP_SERVERS",
+        8004,
+        _notes_server,
+        detail=" (a notes server: its tools are notes__*)",
     ),
 )
 
@@ -150,6 +166,8 @@ class Runner:
         processes = read_procfile(PROCFILE)
         workers = worker_processes(self.env)
         self.port = self._free_web_port()
+        # The links in mail, Slack and webhooks lead to the port served here.
+        self.env["SITE_URL"] = site_url(self.env, self.port)
         self._start_redis()
         self._checkpoint()
         self._start_standins()
@@ -237,21 +255,13 @@ class Runner:
         return proc
 
     def _banner(self) -> None:
-        if self.demo:
-            urls = ", ".join(f"{k} stand-in at {v}" for k, v in self.demo.items())
-            demo = f"on: {urls}"
-        else:
-            demo = "off: the real services (their keys are set)"
-        rule = "-" * 64
-        for text in (
-            rule,
-            f"agentsite   http://127.0.0.1:{self.port}/",
-            "log in      demo / demo (admin at /admin/); alice and bob: password demo",
-            f"redis       {self.redis_note}",
-            f"demo mode   {demo}",
-            "stop        Ctrl-C",
-            rule,
-        ):
+        lines = banner(
+            port=self.port,
+            env=self.env,
+            used=[(s, self.demo[s.label]) for s in STANDINS if s.label in self.demo],
+            redis_note=self.redis_note,
+        )
+        for text in lines:
             self.out.say(text)
 
     # Running and stopping ------------------------------------------------------
@@ -291,6 +301,43 @@ class Runner:
         if self.redis is not None:
             self.redis.stop()
             self.out.say(f"stopped redis (pid {self.redis.pid})")
+
+
+def banner(
+    port: int,
+    env: Mapping[str, str],
+    used: list[tuple[Standin, str]],
+    redis_note: str,
+) -> list[str]:
+    """What `make run` prints once everything started: where to go, who to log in
+    as, where mail goes, and each stand-in it started with its address."""
+    if env.get("EMAIL_HOST", "").strip():
+        mail = f"sent to {env['EMAIL_HOST']} (EMAIL_HOST)"
+    else:
+        mail = "printed below by the worker, each with its decision link"
+    if used:
+        demo = ["demo mode   on: local stand-ins for the services without a key"]
+        demo += [f"            {s.label:<8} {url}{s.detail}" for s, url in used]
+    else:
+        demo = ["demo mode   off: the real services (their keys are set)"]
+    rule = "-" * 64
+    return [
+        rule,
+        f"agentsite   http://127.0.0.1:{port}/",
+        f"links       {env['SITE_URL']} (SITE_URL: the inbox, mail and webhooks)",
+        *LOGINS,
+        f"mail        {mail}",
+        *demo,
+        f"redis       {redis_note}",
+        "stop        Ctrl-C",
+        rule,
+    ]
+
+
+def site_url(env: Mapping[str, str], port: int) -> str:
+    """The origin of the links the app sends (`SITE_URL`): the one it is given, or
+    this machine at the port `make run` serves."""
+    return env.get("SITE_URL", "").strip() or f"http://127.0.0.1:{port}"
 
 
 def run_env(environ: Mapping[str, str]) -> dict[str, str]:

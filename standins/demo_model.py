@@ -181,9 +181,9 @@ def general_answer(text: str) -> Reply:
     opening = f'You asked: "{quote}".' if quote else "You did not ask anything yet."
     return Reply(
         text=f"{opening} I am the demo assistant for this room. I can search, show, "
-        "create, update, delete and comment on Linear and GitHub issues for you. Try "
-        '"find issues about login", "show ENG-3" or "create an issue titled '
-        'Fix the build", and I will take it from there.'
+        "create, update, delete and comment on Linear and GitHub issues for you, "
+        'and keep notes. Try "find issues about login", "show ENG-3", "search notes '
+        'for launch" or "count to 400", and I will take it from there.'
     )
 
 

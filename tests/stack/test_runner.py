@@ -70,10 +70,10 @@ class RunnerProcess:
         found = (STOPPED.match(line) for line in list(self.lines))
         return [m.group(1) for m in found if m]
 
-    def wait_healthy(self) -> None:
+    def wait_healthy(self, timeout: float = START_TIMEOUT) -> None:
         """Wait until GET /healthz answers 200, failing early if the runner ends."""
         url = f"http://127.0.0.1:{self.port}/healthz"
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.process.poll() is None, f"runner ended:\n{self.output}"
             try:
@@ -82,7 +82,7 @@ class RunnerProcess:
             except requests.RequestException:
                 pass
             time.sleep(0.2)
-        pytest.fail(f"{url} did not answer 200 in {START_TIMEOUT} s:\n{self.output}")
+        pytest.fail(f"{url} did not answer 200 in {timeout} s:\n{self.output}")
 
     def interrupt(self, timeout: float = 30) -> int:
         """Ctrl-C, as a person at the terminal would, and the runner's exit code."""
@@ -235,6 +235,43 @@ def test_a_bad_worker_count_fails_fast_with_a_clear_message(runner_env, runners)
     runner.reader.join(timeout=5)
     assert "WORKER_PROCESSES must be a number from 1 to 64, not 'two'" in runner.output
     assert runner.started() == {}
+
+
+def test_the_console_prints_each_approvers_mail_with_a_link_to_this_port(
+    runner_env, runners
+):
+    # No SITE_URL and no EMAIL_HOST: the console backend, links from PORT.
+    runner_env.update(SITE_URL="", EMAIL_HOST="")
+    runner = RunnerProcess(runner_env)
+    runners.append(runner)
+    runner.wait_healthy()
+    base = f"http://127.0.0.1:{runner.port}"
+    login = {"username": "bob", "password": "demo"}
+    token = requests.post(f"{base}/api/auth/token", json=login, timeout=10)
+    asked = requests.post(
+        f"{base}/api/rooms/demo/requests",
+        json={"text": "delete ENG-11"},
+        headers={"Authorization": f"Token {token.json()['token']}"},
+        timeout=10,
+    )
+    assert asked.status_code == 202, asked.text
+
+    # Each eligible voter (not bob, who asked) gets one, printed by the worker.
+    link = re.compile(rf"^worker\s+\| Approve or deny: ({base}/decide/\S+/)$", re.M)
+    wanted = {f"worker   | To: {name}@example.com" for name in ("alice", "carol")}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        lines = set(runner.lines)
+        if wanted <= lines and len(link.findall(runner.output)) >= 3:
+            break
+        time.sleep(0.2)
+    assert wanted <= set(runner.lines), runner.output
+    assert "worker   | To: bob@example.com" not in runner.lines
+    [url] = set(link.findall(runner.output))
+    answer = requests.get(url, allow_redirects=False, timeout=10)
+    assert answer.status_code == 302, answer.text
+    assert answer.headers["Location"].startswith("/accounts/login/?next=/decide/")
+    assert runner.interrupt() == 0, runner.output
 
 
 def test_procfile_is_the_list_of_processes(tmp_path: Path):

@@ -18,6 +18,9 @@ from chat.models import Membership, Room
 from chat.services import policy_create, room_create
 
 PASSWORD = "demo"
+# Each demo user's address (a reserved domain, RFC 2606): with the console mail
+# backend of `make run` their mails, decision links included, are printed there.
+EMAIL_DOMAIN = "example.com"
 ROOM_SLUG, ROOM_NAME = "demo", "Demo room"
 # username -> (superuser, role in the demo room)
 USERS = {
@@ -69,17 +72,30 @@ class Command(BaseCommand):
         """The user `username`, created with the demo password if missing."""
         model = get_user_model()
         user = model.objects.filter(username=username).first()
+        email = f"{username}@{EMAIL_DOMAIN}"
         if user is not None:
             self.stdout.write(f"User {username} exists (password left as it is).")
             user.user_permissions.add(self.add_room())
+            if not user.email:
+                # Made before the demo users had addresses: without one, no mail.
+                user.email = email
+                user.save(update_fields=["email"])
+                self.stdout.write(f"Gave {username} the address {email}.")
             return user
-        user = model(username=username, is_staff=superuser, is_superuser=superuser)
+        user = model(
+            username=username,
+            email=email,
+            is_staff=superuser,
+            is_superuser=superuser,
+        )
         user.set_password(PASSWORD)
         user.save()
         # Trying the demo includes making a room of one's own.
         user.user_permissions.add(self.add_room())
         kind = "superuser" if superuser else "user"
-        self.stdout.write(f"Created {kind} {username} (password {PASSWORD}).")
+        self.stdout.write(
+            f"Created {kind} {username} (password {PASSWORD}, mail to {email})."
+        )
         return user
 
     def add_room(self) -> Permission:
