@@ -28,7 +28,35 @@ const PREVIEW_LABELS = {
   team: "Team",
   missing: "Not found",
   unavailable: "Preview unavailable",
+  repository: "Repository",
+  labels: "Labels",
 };
+
+/* What a card calls the preview: it was read when the agent proposed the call, so
+   once the call ran (or could have) it shows how things were before. */
+export function previewLabel(status) {
+  if (["executing", "succeeded", "failed"].includes(status)) return "Before";
+  if (["denied", "expired", "cancelled"].includes(status)) return "When proposed";
+  return "Preview";
+}
+
+/* A preview field's value as text: lists as "a, b" and an empty one as "none". */
+export function previewValue(key, value) {
+  if (key === "missing") return "This issue does not exist (any more).";
+  if (Array.isArray(value)) {
+    return value.length ? value.map((item) => previewValue("", item)).join(", ") : "none";
+  }
+  if (value && typeof value === "object") return value.name || JSON.stringify(value);
+  if (value === "") return "none";
+  return String(value);
+}
+
+/* A field name nobody labelled, as words: "updated_at" -> "Updated at". */
+export function fieldLabel(key) {
+  if (PREVIEW_LABELS[key]) return PREVIEW_LABELS[key];
+  const words = String(key).replace(/_/g, " ");
+  return words.charAt(0).toUpperCase() + words.slice(1);
+}
 
 // Countdowns and "expires in" lines are redrawn this often.
 const TICK_MS = 1000;
@@ -49,11 +77,13 @@ export function createActions({ timeline, config, send }) {
     if (data.status !== "pending") entry.ui = idleUi();
     else entry.ui.busy = false;
     const card = renderAction(entry);
+    const hadFocus = Boolean(entry.el && entry.el.contains(document.activeElement));
     keepingScroll(() => {
       if (entry.el) entry.el.replaceWith(card);
       entry.el = card;
       timeline.place(card, timeOf(data.created));
     });
+    if (hadFocus) keepFocus(card);
     actions.set(data.id, entry);
     startTicking();
   }
@@ -109,13 +139,22 @@ export function createActions({ timeline, config, send }) {
 
   function rerenderAction(entry, focusSelector) {
     const card = renderAction(entry);
+    const hadFocus = entry.el.contains(document.activeElement);
     card.dataset.sort = entry.el.dataset.sort;
     entry.el.replaceWith(card);
     entry.el = card;
-    if (focusSelector) {
-      const target = card.querySelector(focusSelector);
-      if (target) target.focus();
-    }
+    const target = focusSelector ? card.querySelector(focusSelector) : null;
+    if (target) target.focus();
+    else if (hadFocus) keepFocus(card);
+  }
+
+  /* A card redrawn while focus was in it (a keyboard user just pressed one of
+     its buttons): focus goes to its first enabled control, such as Retract after
+     an approval, or else to the card, so the reader is not thrown to the top. */
+  function keepFocus(card) {
+    const control = card.querySelector(
+      ".action__controls button:not(:disabled), .action__controls input");
+    (control || card.querySelector(".action__card")).focus();
   }
 
   function renderAction(entry) {
@@ -125,6 +164,7 @@ export function createActions({ timeline, config, send }) {
     item.dataset.actionId = data.id;
     item.dataset.status = data.status;
     const card = el("article", "action__card");
+    card.tabIndex = -1;
     card.setAttribute("aria-label", `Action ${data.tool}: ${ACTION_LABELS[data.status] || data.status}`);
     card.append(actionHeader(data));
     const preview = actionPreview(data);
@@ -199,21 +239,15 @@ export function createActions({ timeline, config, send }) {
     for (const key of [...known, ...others]) {
       const value = preview[key];
       if (value === null || value === undefined || value === false) continue;
-      list.append(el("dt", null, PREVIEW_LABELS[key] || key));
+      list.append(el("dt", null, fieldLabel(key)));
       list.append(el("dd", null, previewValue(key, value)));
     }
     if (!list.children.length) return null;
-    if (!data.proposed_arguments) return list;
-    // The preview was read for the model's call, not for the edited one.
     const box = el("div", "action__preview-box");
-    box.append(el("p", "label", "Proposed target"), list);
+    // The preview was read for the model's call, not for the edited one.
+    const label = data.proposed_arguments ? "Proposed target" : previewLabel(data.status);
+    box.append(el("p", "label", label), list);
     return box;
-  }
-
-  function previewValue(key, value) {
-    if (key === "missing") return "This issue does not exist (any more).";
-    if (value && typeof value === "object") return value.name || JSON.stringify(value);
-    return String(value);
   }
 
   function actionArguments(data) {

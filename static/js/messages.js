@@ -25,14 +25,15 @@ export function createMessages({ timeline, config, cancelRequest }) {
   const requests = new Map(); // id -> {id, status, error}
   const stream = createStream({ timeline });
 
+  /* True when it drew a message the page did not show yet. */
   function upsertMessage(data) {
-    if (messages.has(data.id)) return;
+    if (messages.has(data.id)) return false;
     const streamed = stream.take(data.id);
     if (data.role === "assistant" && !String(data.content || "").trim()) {
       // Only tool calls, which the action cards show: nothing to say, so no
       // empty bubble.
       if (streamed) streamed.remove();
-      return;
+      return false;
     }
     const entry = { data, el: renderMessage(data) };
     keepingScroll(() => {
@@ -40,18 +41,19 @@ export function createMessages({ timeline, config, cancelRequest }) {
       timeline.place(entry.el, timeOf(data.created));
     });
     messages.set(data.id, entry);
+    return true;
   }
 
   /* Something the room is told about a turn that is not the agent's answer, such
      as a tool pack left out ({id, request, text, created}). */
   function showNotice(data) {
-    if (messages.has(data.id)) return;
+    if (messages.has(data.id)) return false;
     const item = el("li", "msg msg--notice");
-    item.setAttribute("role", "status");
     item.dataset.noticeId = data.id;
     item.append(el("span", "msg__notice", String(data.text || "")));
     keepingScroll(() => timeline.place(item, timeOf(data.created)));
     messages.set(data.id, { data, el: item });
+    return true;
   }
 
   /* The text so far of an answer that streams ({message, request, content}). */

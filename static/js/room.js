@@ -7,6 +7,10 @@
  */
 
 import { createActions } from "./actions.js";
+import {
+  actionAnnouncement, createAnnouncer, messageAnnouncement, spoken,
+} from "./announce.js";
+import { mayVote } from "./approvals.js";
 import { createComposer } from "./composer.js";
 import { createMessages } from "./messages.js";
 import { createNotices, refusalText, showConnection } from "./notices.js";
@@ -30,9 +34,11 @@ function start(root) {
     conn: document.getElementById("conn-status"),
     composer: document.getElementById("composer"),
     text: document.getElementById("composer-text"),
+    counter: document.getElementById("composer-count"),
     csrf: document.querySelector("#composer [name=csrfmiddlewaretoken]"),
   };
   const notices = createNotices(document.getElementById("notices"));
+  const announcer = createAnnouncer(document.getElementById("timeline-live"));
   const timeline = createTimeline({
     list: document.getElementById("timeline"),
     empty: document.getElementById("timeline-empty"),
@@ -62,16 +68,48 @@ function start(root) {
   const messages = createMessages({ timeline, config, cancelRequest });
   const actions = createActions({ timeline, config, send });
   const composer = createComposer({
-    form: dom.composer, text: dom.text, config, send, notices,
+    form: dom.composer, text: dom.text, counter: dom.counter, announce: announcer.say,
+    config, send, notices,
   });
+
+  /* What is said aloud: live updates only, once each (announce.js). */
+  const statuses = new Map(); // action id -> the status last drawn
+  const answering = new Set(); // ids of streamed messages already announced
+  const viewer = { username: config.username };
+
+  function onMessage(data) {
+    if (messages.upsertMessage(data)) announcer.say(messageAnnouncement(data, config.username));
+  }
+
+  function onAction(data) {
+    const before = statuses.get(data.id);
+    actions.upsertAction(data);
+    statuses.set(data.id, data.status);
+    announcer.say(actionAnnouncement(data, before, mayVote(data, viewer)));
+  }
+
+  function onNotice(data) {
+    if (messages.showNotice(data)) announcer.say(spoken(data.text));
+  }
+
+  function onText(update) {
+    // Once when an answer starts to stream; the whole answer when it is final.
+    if (update.content && !answering.has(update.message)) {
+      answering.add(update.message);
+      announcer.say("The agent is answering…");
+    }
+    messages.showText(update);
+  }
 
   function drawSnapshot(snapshot) {
     // Requests first: the footers under user messages are drawn from them.
     snapshot.recent_requests.forEach(messages.upsertRequest);
     snapshot.messages.forEach(messages.upsertMessage);
     snapshot.requests.forEach(messages.upsertRequest);
-    snapshot.recent_actions.forEach(actions.upsertAction);
-    snapshot.actions.forEach(actions.upsertAction);
+    for (const action of [...snapshot.recent_actions, ...snapshot.actions]) {
+      actions.upsertAction(action);
+      statuses.set(action.id, action.status);
+    }
     // The page's own snapshot leaves presence to the socket (null).
     if (snapshot.presence) renderPresence(dom.presence, snapshot.presence, config.username);
     timeline.refreshEmpty();
@@ -95,11 +133,11 @@ function start(root) {
     csrfToken: () => dom.csrf.value,
     on: {
       snapshot: drawSnapshot,
-      message: messages.upsertMessage,
+      message: onMessage,
       request: messages.upsertRequest,
-      action: actions.upsertAction,
-      notice: messages.showNotice,
-      text: messages.showText,
+      action: onAction,
+      notice: onNotice,
+      text: onText,
       presence: (users) => renderPresence(dom.presence, users, config.username),
       error: onError,
       status: (update) => showConnection(dom.conn, update, notices),

@@ -66,12 +66,40 @@ def test_eligible_user_sees_preview_arguments_and_votes_and_get_changes_nothing(
     assert not Vote.objects.exists()
 
 
-@pytest.mark.parametrize("who", ["bob", "mallory"])
-def test_anyone_not_eligible_gets_404(room, bob, mallory, who):
+def test_an_outsider_gets_404_and_learns_nothing(room, bob, mallory):
     action = pending_action(room, bob)
-    user = {"bob": bob, "mallory": mallory}[who]
-    assert _client(user).get(_path(action)).status_code == 404
-    assert _client(user).post(_path(action), {"decision": "approve"}).status_code == 404
+    for response in (
+        _client(mallory).get(_path(action)),
+        _client(mallory).post(_path(action), {"decision": "approve"}),
+    ):
+        assert response.status_code == 404
+        assert "delete_issue" not in response.content.decode()
+
+
+def test_a_member_who_may_not_vote_is_told_so_and_sent_to_the_room(room, bob):
+    action = pending_action(room, bob)
+    client = _client(bob)
+    response = client.get(_path(action))
+    assert response.status_code == 403
+    page = response.content.decode()
+    assert "You can't decide this action" in page
+    assert "Only approvers of this room may decide its actions." in page
+    assert f'href="/rooms/{room.slug}/"' in page
+    assert 'value="approve"' not in page
+    assert client.post(_path(action), {"decision": "approve"}).status_code == 403
+    action.refresh_from_db()
+    assert action.status == "pending"
+    assert not Vote.objects.exists()
+
+
+def test_the_page_shows_the_preview_as_rows_and_an_empty_list_as_none(room, alice, bob):
+    action = pending_action(room, bob)
+    Action.objects.filter(pk=action.pk).update(
+        preview={"creates": "Flaky login", "labels": [], "repository": "acme/web"}
+    )
+    page = _client(alice).get(_path(action)).content.decode()
+    assert re.search(r"<dt>Labels</dt><dd>none</dd>", page)
+    assert re.search(r"<dt>Repository</dt><dd>acme/web</dd>", page)
 
 
 def test_a_forged_link_gets_404(room, alice, bob):
