@@ -15,11 +15,13 @@ that a step enqueued by the sweep days later still lands in the same trace.
 import logging
 import os
 import re
+from asyncio import iscoroutinefunction
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from typing import Any
 
+from asgiref.sync import markcoroutinefunction
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
@@ -80,6 +82,9 @@ def setup() -> bool:
         {"service.name": os.environ.get("OTEL_SERVICE_NAME") or "agentsite"}
     )
     provider = TracerProvider(resource=resource)
+    from .sampling import NoStrayQueries
+
+    provider.sampler = NoStrayQueries(provider.sampler)
     # In the background with a bounded queue (OTEL_BSP_MAX_QUEUE_SIZE, 2048): a dead
     # collector drops spans, it never blocks a request or a step.
     provider.add_span_processor(BatchSpanProcessor(exporter))
@@ -126,7 +131,15 @@ def _instrument() -> None:
     from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
     from opentelemetry.instrumentation.redis import RedisInstrumentor
 
-    DjangoInstrumentor().instrument(response_hook=_http_server_span)
+    if _has_asgi_instrumentation():
+        DjangoInstrumentor().instrument(response_hook=_http_server_span)
+    else:
+        # Django's instrumentation skips ASGI requests unless the optional package
+        # opentelemetry-instrumentation-asgi is there: our middleware makes the
+        # same SERVER span meanwhile.
+        from django.conf import settings
+
+        settings.MIDDLEWARE = [ServerSpans.PATH, *settings.MIDDLEWARE]
     CeleryInstrumentor().instrument()  # type: ignore[no-untyped-call]
     PsycopgInstrumentor().instrument(enable_commenter=False)
     RedisInstrumentor().instrument()
@@ -134,6 +147,64 @@ def _instrument() -> None:
 
 
 # HTTP server spans -------------------------------------------------------------------
+
+
+def _has_asgi_instrumentation() -> bool:
+    try:
+        import opentelemetry.instrumentation.asgi  # type: ignore[import-not-found]  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class ServerSpans:
+    """Django middleware, first of all: each HTTP request as a SERVER span named
+    `{method} {route}` (OpenTelemetry's HTTP conventions), a child of the caller's
+    `traceparent` if it sent one. Sync or async, as the chain around it is."""
+
+    PATH = "agentsite.telemetry.ServerSpans"
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: Any) -> Any:
+        if self.is_async:
+            return self._acall(request)
+        with self._span(request) as span:
+            response = self.get_response(request)
+            self._describe(span, request, response)
+            return response
+
+    async def _acall(self, request: Any) -> Any:
+        with self._span(request) as span:
+            response = await self.get_response(request)
+            self._describe(span, request, response)
+            return response
+
+    def _span(self, request: Any) -> AbstractContextManager[Span]:
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        return tracer.start_as_current_span(
+            request.method,
+            context=propagate.extract(headers),
+            kind=SpanKind.SERVER,
+            attributes={
+                "http.request.method": request.method,
+                "url.path": redact_path(request.path),
+                "url.scheme": request.scheme,
+            },
+        )
+
+    def _describe(self, span: Span, request: Any, response: Any) -> None:
+        span.set_attribute("http.response.status_code", response.status_code)
+        if response.status_code >= 500:
+            fail(span, str(response.status_code))
+        _http_server_span(span, request, response)
+
 
 _CONVERTER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 _GROUP = re.compile(r"\(\?P<([^>]+)>[^)]*\)")
