@@ -6,6 +6,10 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentsite.settings")
+# Before Django builds its middleware chain: the instrumentation adds its own.
+from agentsite import telemetry
+
+telemetry.setup()
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

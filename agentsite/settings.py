@@ -10,6 +10,7 @@ from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
+from . import logs
 from .env import (
     database_from_url,
     env_bool,
@@ -159,22 +160,12 @@ CONTENT_SECURITY_POLICY = {
     },
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
-    },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {
-        # httpx logs every request line at INFO; one line per model call is noise.
-        "httpx": {"level": "WARNING"},
-        "httpx2": {"level": "WARNING"},
-        "openai": {"level": "WARNING"},
-        "mcp": {"level": "WARNING"},
-    },
-}
+# Logging: `text`, or `json` (one object per line, with the ids of the request,
+# action or delivery at hand and the trace's; agentsite/logs.py).
+LOG_FORMAT = env_str("LOG_FORMAT", "text").lower()
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured("LOG_FORMAT must be text or json")
+LOGGING = logs.config(fmt=LOG_FORMAT, level=env_str("LOG_LEVEL", "INFO").upper())
 
 # Sentry: errors of the web processes and the workers, when SENTRY_DSN is set (the
 # `sentry` extra installs sentry-sdk); not even imported otherwise.

@@ -16,12 +16,15 @@ import logging
 import uuid
 from collections import deque
 from collections.abc import Coroutine
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, cast
 
 from asgiref.typing import WebSocketReceiveEvent, WebSocketSendEvent
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+
+from agentsite import telemetry
 
 from . import services
 from .catchup import CatchUp
@@ -241,8 +244,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 "Unknown frame type; expected chat, decide, cancel or resync.",
             )
             return
+        # Frames that change something are SERVER spans (`ws chat`), the root of
+        # the request they create or the link of the decision they make.
+        traced = kind != "resync"
         try:
-            await handler(self, frame)
+            with telemetry.server_span(f"ws {kind}") if traced else nullcontext():
+                await handler(self, frame)
         except AppError as exc:
             self._error(str(kind), exc.detail)
         except Exception:

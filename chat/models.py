@@ -136,6 +136,10 @@ class Request(Leased):
     # Model calls finished so far; a step task names the step it runs, so a
     # redelivered task for a finished step finds nothing to do.
     step = models.PositiveIntegerField(default=0)
+    # The W3C trace context (`traceparent`, `tracestate`) of the span that created
+    # it: every task of its turn runs in that trace (agentsite.telemetry); {} when
+    # tracing was off.
+    trace_context = models.JSONField(default=dict, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -305,6 +309,9 @@ class Action(Leased):
     retractions = models.JSONField(default=list, blank=True)
     # When the voters who had not voted were reminded (at half the timeout).
     reminded_at = models.DateTimeField(null=True, blank=True)
+    # The trace context of the model step that proposed it, then of its approval
+    # span once decided: the tool call is sent under it (agentsite.telemetry).
+    trace_context = models.JSONField(default=dict, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 

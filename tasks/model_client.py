@@ -11,13 +11,19 @@ import logging
 import re
 import socket
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
+from urllib.parse import urlsplit
 
 import openai
 from django.conf import settings
+from opentelemetry.trace import Span, SpanKind
+
+from agentsite import telemetry
 
 from .errors import PermanentError, ServiceError, TransientError
 
@@ -41,6 +47,11 @@ class Completion:
     tool_calls: list[ToolCall] = field(default_factory=list)
     usage: dict[str, Any] = field(default_factory=dict)
     finish_reason: str | None = None
+    # The answer's `id` and `model` as the service named them, and when (monotonic)
+    # its first chunk came: for the model call's span.
+    id: str = ""
+    model: str = ""
+    first_chunk_at: float | None = None
 
 
 @cache
@@ -66,12 +77,29 @@ def stream_chat(
     on_text: Callable[[str], None],
     stop: threading.Event,
     on_open: Callable[[Callable[[], None]], None] = lambda close: None,
+    trace_attributes: dict[str, str] | None = None,
 ) -> Completion:
     """Stream one answer; `on_text` gets text as it comes, tool calls are assembled.
 
     `on_open` receives a function that closes the stream, so another thread can cut
-    a silent stream short when the request is cancelled.
+    a silent stream short when the request is cancelled. The call is the span
+    `chat {model}` when tracing is on, with `trace_attributes` (the turn's ids).
     """
+    if not telemetry.enabled():
+        return _stream_chat(messages, tools, on_text, stop, on_open)
+    with _model_span(messages, trace_attributes or {}) as (span, done):
+        completion = _stream_chat(messages, tools, on_text, stop, on_open)
+        done(completion)
+        return completion
+
+
+def _stream_chat(
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]],
+    on_text: Callable[[str], None],
+    stop: threading.Event,
+    on_open: Callable[[Callable[[], None]], None],
+) -> Completion:
     body = {
         "model": settings.OPENAI_MODEL,
         "messages": messages,
@@ -115,6 +143,80 @@ LENGTH_CUT = (
 )
 
 
+@contextmanager
+def _model_span(
+    messages: list[dict[str, Any]], given: dict[str, str]
+) -> Iterator[tuple[Span, Callable[[Completion], None]]]:
+    """The model call as the GenAI conventions' CLIENT span `chat {model}`: built
+    here around the bare reader, which OpenAI's own instrumentation cannot see."""
+    model = settings.OPENAI_MODEL
+    base = urlsplit(settings.OPENAI_BASE_URL)
+    attributes: dict[str, Any] = {
+        **given,
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": model,
+        "gen_ai.request.stream": True,
+        "server.address": base.hostname or "",
+        "server.port": base.port or (443 if base.scheme == "https" else 80),
+    }
+    if telemetry.capture_content():
+        attributes["gen_ai.input.messages"] = json.dumps(messages)
+    started = time.monotonic()
+    with telemetry.tracer.start_as_current_span(
+        f"chat {model}",
+        kind=SpanKind.CLIENT,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+
+        def done(completion: Completion) -> None:
+            _describe(span, completion, started)
+
+        try:
+            yield span, done
+        except Stopped:
+            raise
+        except Exception as exc:
+            cause = exc.__cause__ if isinstance(exc, ServiceError) else exc
+            telemetry.fail(
+                span,
+                str(cause.status_code)
+                if isinstance(cause, openai.APIStatusError)
+                else type(cause or exc).__name__,
+                str(exc)[:300],
+            )
+            raise
+
+
+def _describe(span: Span, completion: Completion, started: float) -> None:
+    if completion.id:
+        span.set_attribute("gen_ai.response.id", completion.id)
+    if completion.model:
+        span.set_attribute("gen_ai.response.model", completion.model)
+    if completion.finish_reason:
+        span.set_attribute("gen_ai.response.finish_reasons", [completion.finish_reason])
+    for name, key in (
+        ("gen_ai.usage.input_tokens", "prompt_tokens"),
+        ("gen_ai.usage.output_tokens", "completion_tokens"),
+    ):
+        if isinstance(count := completion.usage.get(key), int):
+            span.set_attribute(name, count)
+    if completion.first_chunk_at is not None:
+        span.set_attribute(
+            "gen_ai.response.time_to_first_chunk", completion.first_chunk_at - started
+        )
+    if telemetry.capture_content():
+        message: dict[str, Any] = {"role": "assistant", "content": completion.text}
+        if completion.tool_calls:
+            message["tool_calls"] = [
+                {"id": c.id, "name": c.name, "arguments": c.arguments}
+                for c in completion.tool_calls
+            ]
+        span.set_attribute("gen_ai.output.messages", json.dumps([message]))
+
+
 def _cut(stream: openai.Stream[object]) -> None:
     """Stop a stream from another thread, even while its reader waits for a chunk.
 
@@ -143,6 +245,8 @@ def _assemble(
     while True:
         try:
             chunk = next(chunks, None)
+            if completion.first_chunk_at is None:
+                completion.first_chunk_at = time.monotonic()
             if stop.is_set():
                 raise Stopped()
             if chunk is None:
@@ -180,6 +284,12 @@ def _read_chunk(
 ) -> None:
     """Fold one chunk, a JSON object as the server sent it, into the completion;
     every field is read as possibly absent, null or of another type."""
+    if not completion.id:
+        # The first chunk's id and model name the answer.
+        if isinstance(answer_id := _field(chunk, "id"), str):
+            completion.id = answer_id
+        if isinstance(model := _field(chunk, "model"), str):
+            completion.model = model
     usage = _field(chunk, "usage")
     if isinstance(usage, dict):
         completion.usage = {

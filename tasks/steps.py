@@ -6,13 +6,16 @@ duplicated task finds the work taken or done, and records what happened through 
 this module only talks to the model and the tools' services.
 """
 
+import json
 import logging
 from typing import Any
 from uuid import UUID
 
 from django.conf import settings
 from django.db import connection
+from opentelemetry.trace import SpanKind
 
+from agentsite import logs, telemetry
 from chat import services, tools
 from chat.models import Action, Request, Room
 from chat.redis_client import redis_client, redis_key
@@ -36,6 +39,9 @@ def model_step(*, request_id: str, step: int) -> None:
     request = services.step_claim(request_id=request_id, step=step)
     if request is None:
         return
+    turn = {"request_id": str(request.pk), "room": request.room.slug}
+    logs.bind(**turn)
+    telemetry.tag(**turn)
     if request.step >= settings.AGENT_MAX_STEPS:
         services.step_end(
             request=request,
@@ -69,6 +75,7 @@ def model_step(*, request_id: str, step: int) -> None:
                 on_text=relay.add,
                 stop=relay.stop,
                 on_open=relay.set_closer,
+                trace_attributes=telemetry.turn_attributes(**turn),
             )
             relay.flush()
     except Stopped:
@@ -147,6 +154,13 @@ def tool_call(*, action_id: str) -> None:
     action = services.action_claim(action_id=action_id)
     if action is None:
         return
+    turn = {
+        "request_id": str(action.request_id),
+        "room": action.room.slug,
+        "action_id": str(action.pk),
+    }
+    logs.bind(**turn)
+    telemetry.tag(**turn)
     # The room's packs as they are now: a pack taken from the room after the call
     # was proposed (or approved) stops it.
     spec = tools.catalogue(tools.Scope.of(action.room)).get(action.tool)
@@ -161,7 +175,7 @@ def tool_call(*, action_id: str) -> None:
     try:
         with keeper().hold(lease):
             executor = executor_for(spec, tools.Scope.of(action.room))
-            result = _run(executor, spec, action)
+            result = _traced_run(executor, spec, action, turn)
     except TransientError:
         services.action_release(action=action)
         raise
@@ -171,6 +185,37 @@ def tool_call(*, action_id: str) -> None:
         )
         return
     services.action_finish(action=action, status=Action.Status.SUCCEEDED, result=result)
+
+
+def _traced_run(
+    executor: Executor, spec: tools.ToolSpec, action: Action, turn: dict[str, str]
+) -> dict[str, Any]:
+    """`_run` as the span `execute_tool {tool}` when tracing is on."""
+    if not telemetry.enabled():
+        return _run(executor, spec, action)
+    attributes: dict[str, Any] = {
+        **telemetry.turn_attributes(**turn),
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": action.tool,
+        "gen_ai.tool.call.id": action.tool_call_id,
+    }
+    if telemetry.capture_content():
+        attributes["gen_ai.tool.call.arguments"] = json.dumps(action.arguments)
+    with telemetry.tracer.start_as_current_span(
+        f"execute_tool {action.tool}",
+        kind=SpanKind.INTERNAL,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+        try:
+            result = _run(executor, spec, action)
+        except Exception as exc:
+            telemetry.fail(span, type(exc).__name__, str(exc)[:300])
+            raise
+        if telemetry.capture_content():
+            span.set_attribute("gen_ai.tool.call.result", json.dumps(result))
+        return result
 
 
 def _run(executor: Executor, spec: tools.ToolSpec, action: Action) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any
 from celery import shared_task
 from celery.signals import worker_process_init, worker_ready
 
+from agentsite import logs
 from chat import enqueue, services
 
 from . import deliver as deliver_
@@ -38,6 +39,11 @@ def _backoff(retries: int) -> float:
     name=enqueue.MODEL_STEP, bind=True, acks_late=True, max_retries=MAX_RETRIES
 )
 def model_step(self, request_id: str, step: int) -> None:  # type: ignore[no-untyped-def]
+    with logs.scope(request_id=request_id):
+        _model_step(self, request_id, step)
+
+
+def _model_step(self, request_id: str, step: int) -> None:  # type: ignore[no-untyped-def]
     try:
         steps.model_step(request_id=request_id, step=step)
     except TransientError as exc:
@@ -53,6 +59,11 @@ def model_step(self, request_id: str, step: int) -> None:  # type: ignore[no-unt
 
 @shared_task(name=enqueue.TOOL_CALL, bind=True, acks_late=True, max_retries=MAX_RETRIES)
 def tool_call(self, action_id: str) -> None:  # type: ignore[no-untyped-def]
+    with logs.scope(action_id=action_id):
+        _tool_call(self, action_id)
+
+
+def _tool_call(self, action_id: str) -> None:  # type: ignore[no-untyped-def]
     try:
         steps.tool_call(action_id=action_id)
     except TransientError as exc:
@@ -74,6 +85,7 @@ def sweep() -> dict[str, Any]:
 def deliver(self, delivery_id: str) -> None:  # type: ignore[no-untyped-def]
     # The row counts the attempts and gives up (DELIVERY_MAX_ATTEMPTS), not Celery:
     # its count survives a lost task, which the sweep sends again.
-    countdown = deliver_.deliver(delivery_id=delivery_id)
+    with logs.scope(delivery_id=delivery_id):
+        countdown = deliver_.deliver(delivery_id=delivery_id)
     if countdown is not None:
         raise self.retry(countdown=countdown)

@@ -24,6 +24,7 @@ from .locks import action_lock
 from .notify import action_notify
 from .policies import rule_copy, rule_resolve
 from .requests import request_advance
+from .tracing import approval_traced
 
 
 def action_get(*, action_id: str, user: User) -> Action:
@@ -268,7 +269,9 @@ def _schedule(action: Action) -> None:
         action.save(update_fields=["runs_at"])
     delay = action.delay
     transaction.on_commit(
-        lambda: enqueue.tool_call(action_id=action.pk, countdown=delay)
+        lambda: enqueue.tool_call(
+            action_id=action.pk, countdown=delay, trace=action.trace_context
+        )
     )
 
 
@@ -307,6 +310,7 @@ def _record_decision(
     action.move_to(status)
     action.decided_by, action.decided_at = user, timezone.now()
     action.decided_via, action.reason = via, reason
+    approval_traced(action)
     action.save()
     _log_decision(action, user)
 
@@ -354,6 +358,7 @@ def action_expire_overdue() -> int:
             action = locked[1]
             action.move_to(Action.Status.EXPIRED)
             action.decided_at, action.decided_via = timezone.now(), Action.Via.SYSTEM
+            approval_traced(action)
             action.save()
             announced = action_emit(action)
             action_notify(action, announced)

@@ -9,6 +9,7 @@ A run's changes (executing, succeeded, failed) are announced to the room and to 
 model only: the outbox reports decisions, which were made before the run.
 """
 
+import logging
 import uuid
 from datetime import datetime
 from typing import Any
@@ -30,6 +31,8 @@ from .leases import (
 )
 from .locks import action_lock
 from .requests import request_advance
+
+logger = logging.getLogger(__name__)
 
 
 def action_claim(*, action_id: uuid.UUID | str) -> Action | None:
@@ -152,3 +155,18 @@ def _settle(
     action.save()
     action_emit(action)
     tool_result_emit(action)
+    if status == Action.Status.FAILED:
+        ids = {
+            "action_id": str(action.pk),
+            "request_id": str(action.request_id),
+            "room": action.room.slug,
+        }
+        transaction.on_commit(
+            lambda: logger.error(
+                "action %s (%s) failed: %s",
+                ids["action_id"],
+                action.tool,
+                error,
+                extra=ids,
+            )
+        )

@@ -9,6 +9,7 @@ reported twice (every vote reports its action again) is one row.
 """
 
 import json
+import logging
 import random
 from datetime import timedelta
 from functools import partial
@@ -29,6 +30,8 @@ from chat.webhooks import dumps, slack_message
 
 from .leases import LEASE_ENDED, lease_claim, lease_exhausted, lease_free, lease_settle
 from .locks import action_lock
+
+logger = logging.getLogger(__name__)
 
 DECIDED = (
     Action.Status.APPROVED,
@@ -242,6 +245,14 @@ def delivery_record(*, delivery: Delivery, error: str | None) -> float | None:
     pending = Delivery.objects.filter(status=Delivery.Status.PENDING)
     if not lease_settle(pending, held=delivery, **changes):
         return None
+    if changes.get("status") == Delivery.Status.FAILED:
+        logger.error(
+            "delivery %s gave up after %s attempts: %s",
+            delivery.pk,
+            delivery.attempts,
+            error,
+            extra={"delivery_id": str(delivery.pk), "room": delivery.room.slug},
+        )
     return countdown
 
 

@@ -9,6 +9,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
+from agentsite import telemetry
 from chat import enqueue
 from chat.eligibility import Ballots
 from chat.errors import Conflict, Forbidden, Invalid, NotFound, TooMany
@@ -21,6 +22,7 @@ from .events import action_emit, message_emit, request_emit
 from .leases import lease_end
 from .locks import request_lock
 from .notify import action_notify, request_notify
+from .tracing import approval_traced
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +48,10 @@ def request_start(*, room: Room, user: User, text: object) -> Request:
     _check_daily_tokens(user)
     _check_pending_limit(user)
     with transaction.atomic():
-        request = Request.objects.create(room=room, user=user)
+        request = Request.objects.create(
+            room=room, user=user, trace_context=telemetry.carrier()
+        )
+        telemetry.tag(request_id=request.pk, room=room.slug)
         message = Message.objects.create(
             room=room,
             request=request,
@@ -60,7 +65,9 @@ def request_start(*, room: Room, user: User, text: object) -> Request:
         # of one user in many rooms do not queue behind each other's room locks.
         _check_active_limit(user, request)
         transaction.on_commit(
-            lambda: enqueue.model_step(request_id=request.pk, step=request.step)
+            lambda: enqueue.model_step(
+                request_id=request.pk, step=request.step, trace=request.trace_context
+            )
         )
     return request
 
@@ -168,8 +175,11 @@ def request_cancel(*, request_id: str, user: User) -> Request:
         # Read once for all their events.
         ballots = Ballots(stopped_list, {a.pk: request.user_id for a in stopped_list})
         for action in stopped_list:
+            was_pending = action.status == Action.Status.PENDING
             action.move_to(Action.Status.CANCELLED)
-            action.save(update_fields=["status", "updated"])
+            if was_pending:
+                approval_traced(action)
+            action.save(update_fields=["status", "trace_context", "updated"])
             announced = action_emit(action, ballots)
             action_notify(action, announced)
         request_emit(request)
@@ -212,7 +222,11 @@ def request_advance(*, request_id: uuid.UUID | str) -> None:
             request_emit(request)
         if not statuses.intersection(Action.ACTIVE):
             transaction.on_commit(
-                lambda: enqueue.model_step(request_id=request.pk, step=request.step)
+                lambda: enqueue.model_step(
+                    request_id=request.pk,
+                    step=request.step,
+                    trace=request.trace_context,
+                )
             )
 
 
@@ -226,3 +240,15 @@ def request_finish(*, request: Request, status: str, error: str = "") -> None:
     )
     request_emit(request)
     request_notify(request)
+    if status == Request.Status.FAILED:
+        _log_failed(request)
+
+
+def _log_failed(request: Request) -> None:
+    ids = {"request_id": str(request.pk), "room": request.room.slug}
+    error = request.error
+    transaction.on_commit(
+        lambda: logger.error(
+            "request %s failed: %s", ids["request_id"], error, extra=ids
+        )
+    )

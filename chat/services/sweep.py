@@ -36,14 +36,14 @@ def sweep() -> dict[str, Any]:
             stale, status__in=[Request.Status.QUEUED, Request.Status.RUNNING]
         )
         .exclude(actions__status__in=Action.ACTIVE)
-        .values_list("id", "step")[:BATCH]
+        .values_list("id", "step", "trace_context")[:BATCH]
     )
     unsettled = Action.objects.filter(
         stale, status__in=[Action.Status.APPROVED, Action.Status.EXECUTING]
     ).exclude(runs_at__gt=now)
     actions = list(
         unsettled.exclude(request__status__in=Request.ENDED).values_list(
-            "id", flat=True
+            "id", "trace_context"
         )[:BATCH]
     )
     abandoned = list(
@@ -51,10 +51,10 @@ def sweep() -> dict[str, Any]:
             "id", flat=True
         )[:BATCH]
     )
-    for request_id, step in steps:
-        enqueue.model_step(request_id=request_id, step=step)
-    for action_id in actions:
-        enqueue.tool_call(action_id=action_id)
+    for request_id, step, trace in steps:
+        enqueue.model_step(request_id=request_id, step=step, trace=trace)
+    for action_id, trace in actions:
+        enqueue.tool_call(action_id=action_id, trace=trace)
     for action_id in abandoned:
         action_abandon(action_id=action_id)
     misfiled = _misfiled(settle)

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from agentsite import telemetry
 from chat import enqueue
 from chat.eligibility import Ballots
 from chat.models import Action, Message, PolicyRule, Request
@@ -148,7 +149,13 @@ def step_record(
             # decided; one that runs at once is the room's business only.
             action_notify(action, announced)
             if action.status == Action.Status.EXECUTING:
-                transaction.on_commit(partial(enqueue.tool_call, action_id=action.pk))
+                transaction.on_commit(
+                    partial(
+                        enqueue.tool_call,
+                        action_id=action.pk,
+                        trace=action.trace_context,
+                    )
+                )
         transaction.on_commit(lambda: partial_clear(request.draft_message_id))
     if calls:
         request_advance(request_id=request.pk)
@@ -227,6 +234,8 @@ def _create_action(
         tool_call_id=call.id,
         arguments=call.parsed,
         preview=preview,
+        # The proposing step's span: the approval, then the tool call, under it.
+        trace_context=telemetry.carrier(),
     )
     rule_copy(action=action, rule=rule)
     if rule.mode == PolicyRule.Mode.ASK:
