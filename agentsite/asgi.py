@@ -18,11 +18,16 @@ from django.conf import settings  # noqa: E402
 from chat.auth import TokenAuthMiddleware  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 
+from .handoff import StreamHandoff  # noqa: E402
 from .limits import BodySizeLimit  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": BodySizeLimit(django_asgi_app, settings.REQUEST_MAX_BYTES),
+        # StreamHandoff: the AG-UI streams are sent from the event loop once their
+        # view is done, holding no thread and no database connection (handoff.py).
+        "http": StreamHandoff(
+            BodySizeLimit(django_asgi_app, settings.REQUEST_MAX_BYTES)
+        ),
         # Not Channels' AllowedHostsOriginValidator: chat.connection checks Origin
         # once the user is known, since browsers (cookies) must send the origin of
         # the Host they connected to, and token clients (scripts) may send none.

@@ -273,6 +273,11 @@ WS_MAX_BACKLOG = env_int("WS_MAX_BACKLOG", 1000)
 # "Limits"); one more is refused (4429). Each socket costs a subscription slot, a
 # snapshot and memory in a web process; a person has a few tabs, not dozens.
 WS_MAX_SOCKETS_PER_USER = env_int("WS_MAX_SOCKETS_PER_USER", 20)
+# AG-UI streams (POST /api/rooms/<slug>/agui) one user may hold open at once, over
+# every web process; one more answers 429. While nothing else is sent, a stream
+# sends a keep-alive comment this often (seconds).
+AGUI_MAX_STREAMS_PER_USER = env_int("AGUI_MAX_STREAMS_PER_USER", 10)
+AGUI_KEEPALIVE_SECONDS = env_int("AGUI_KEEPALIVE_SECONDS", 15)
 # A web process renews its sockets' slots (in Redis) every third of this; one killed
 # without closing them frees them this long after its last renewal.
 WS_SOCKET_TTL_SECONDS = env_int("WS_SOCKET_TTL_SECONDS", 90)

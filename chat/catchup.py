@@ -59,8 +59,12 @@ class CatchUp:
         write: Callable[[str], None],
         evict: Callable[[], None],
         fail: Callable[[], Awaitable[None]],
+        snapshot: Callable[..., dict[str, Any] | None] = member_snapshot,
     ) -> None:
         self.room, self.user = room, user
+        # What a catch-up from scratch sends (called with room= and user=): the
+        # room's snapshot, or for an AG-UI run one of its request alone.
+        self.snapshot = snapshot
         self.write, self.evict, self.fail = write, evict, fail
         self.last_seq = 0
         self.held: list[tuple[int | None, str]] = []
@@ -70,6 +74,11 @@ class CatchUp:
     async def start(self) -> None:
         """Send the whole snapshot (on connect), then what arrived meanwhile."""
         await self._run(after=None)
+
+    async def start_after(self, after: int) -> None:
+        """Send the durable events after seq `after` (from far back, a snapshot),
+        then what arrived meanwhile."""
+        await self._run(after=after)
 
     def deliver(self, seq: int | None, text: str) -> None:
         """A frame of the room, from the hub: in seq order, each durable event once."""
@@ -156,7 +165,7 @@ class CatchUp:
 
     async def _send_snapshot(self) -> bool:
         """Send the room's snapshot; False when the user is no longer in the room."""
-        snapshot = await database_sync_to_async(member_snapshot)(
+        snapshot = await database_sync_to_async(self.snapshot)(
             room=self.room, user=self.user
         )
         if snapshot is None:

@@ -201,6 +201,11 @@ class Message(models.Model):
     # message the call it answers.
     tool_calls = models.JSONField(default=list, blank=True)
     tool_call_id = models.CharField(max_length=100, blank=True)
+    # A tool message's action (the call it answers); null for other messages and for
+    # an invalid call of the model, which never became an action.
+    action = models.ForeignKey(
+        "Action", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -414,6 +419,33 @@ class PolicyRule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tool}: {self.mode}"
+
+
+class AguiRun(models.Model):
+    """A run of the AG-UI endpoint: its client-chosen `runId`, which a caller may use
+    once per room (contract: "AG-UI endpoint"), and the request it followed."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    run_id = models.CharField(max_length=200)
+    request = models.ForeignKey(
+        Request, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created"]
+        verbose_name = "AG-UI run"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["room", "user", "run_id"], name="one_agui_run_id_per_caller"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"AG-UI run {self.run_id}"
 
 
 class RoomEvent(models.Model):

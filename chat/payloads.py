@@ -60,6 +60,7 @@ class MessagePayload(TypedDict):
     content: str
     author: str | None
     request: str | None
+    action: str | None  # a tool message's action (the call it answers)
     created: str
 
 
@@ -139,6 +140,7 @@ def message_payload(message: Message) -> MessagePayload:
         content=message.content,
         author=author,
         request=None if message.request_id is None else str(message.request_id),
+        action=None if message.action_id is None else str(message.action_id),
         created=_when(message.created),
     )
 

@@ -37,12 +37,25 @@ def socket_ttl() -> int:
     return settings.WS_SOCKET_TTL_SECONDS
 
 
-def _key(user_id: int) -> str:
-    return redis_key("sockets", user_id)
+# What the slots count: room sockets (WS_MAX_SOCKETS_PER_USER), or open AG-UI streams
+# (AGUI_MAX_STREAMS_PER_USER), each kind a set of its own per user.
+SOCKETS = "sockets"
+AGUI_STREAMS = "agui-streams"
 
 
-def socket_admit(*, user_id: int, connection: str) -> bool:
-    """Take one of the user's socket slots for `connection`; False when all are held.
+def _key(user_id: int, kind: str = SOCKETS) -> str:
+    return redis_key(kind, user_id)
+
+
+def _limit(kind: str) -> int:
+    if kind == AGUI_STREAMS:
+        return int(settings.AGUI_MAX_STREAMS_PER_USER)
+    return int(settings.WS_MAX_SOCKETS_PER_USER)
+
+
+def socket_admit(*, user_id: int, connection: str, kind: str = SOCKETS) -> bool:
+    """Take one of the user's slots of `kind` for `connection`; False when all are
+    held.
 
     Raises RedisError when Redis does not answer (the caller refuses the socket).
     """
@@ -50,31 +63,31 @@ def socket_admit(*, user_id: int, connection: str) -> bool:
     admitted = redis_client().eval(
         _ADMIT,
         1,
-        _key(user_id),
+        _key(user_id, kind),
         now,
         now + socket_ttl(),
-        settings.WS_MAX_SOCKETS_PER_USER,
+        _limit(kind),
         connection,
         socket_ttl() * 2,
     )
     return bool(admitted)
 
 
-def socket_release(*, user_id: int, connection: str) -> None:
+def socket_release(*, user_id: int, connection: str, kind: str = SOCKETS) -> None:
     """Give the slot back as the socket closes (if Redis is away, it expires)."""
     try:
-        redis_client().zrem(_key(user_id), connection)
+        redis_client().zrem(_key(user_id, kind), connection)
     except RedisError:
         logger.warning("socket cap: could not release a slot", exc_info=True)
 
 
-def sockets_renew(connections: Iterable[tuple[int, str]]) -> None:
+def sockets_renew(connections: Iterable[tuple[int, str]], kind: str = SOCKETS) -> None:
     """Renew the slots of sockets still open here (user id, connection), in one
     round trip. Only existing entries are renewed (XX): a socket released meanwhile
     is not brought back."""
     deadline = time.time() + socket_ttl()
     with redis_client().pipeline(transaction=False) as pipe:
         for user_id, connection in connections:
-            pipe.zadd(_key(user_id), {connection: deadline}, xx=True)
-            pipe.expire(_key(user_id), socket_ttl() * 2)
+            pipe.zadd(_key(user_id, kind), {connection: deadline}, xx=True)
+            pipe.expire(_key(user_id, kind), socket_ttl() * 2)
         pipe.execute()

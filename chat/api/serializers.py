@@ -25,10 +25,16 @@ class MessageSerializer(serializers.ModelSerializer[Message]):
     author = serializers.CharField(
         source="author.username", read_only=True, allow_null=True, default=None
     )
+    action = serializers.CharField(
+        source="action_id",
+        read_only=True,
+        allow_null=True,
+        help_text="A tool message's action (the call it answers); null otherwise.",
+    )
 
     class Meta:
         model = Message
-        fields = ["id", "role", "content", "author", "request", "created"]
+        fields = ["id", "role", "content", "author", "request", "action", "created"]
         read_only_fields = fields
 
     def to_representation(self, instance: Message) -> dict[str, Any]:

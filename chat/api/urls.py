@@ -3,7 +3,7 @@ from csp.decorators import csp_update
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from . import policies, views, webhooks
+from . import agui, policies, views, webhooks
 
 urlpatterns = [
     path("auth/token", views.TokenView.as_view(), name="api-token"),
@@ -21,6 +21,12 @@ urlpatterns = [
         name="api-room-requests",
     ),
     path("rooms/<slug:slug>/events", views.RoomEventsView.as_view(), name="api-events"),
+    path("rooms/<slug:slug>/agui", agui.AguiRunView.as_view(), name="api-agui"),
+    path(
+        "rooms/<slug:slug>/agui/connect",
+        agui.AguiConnectView.as_view(),
+        name="api-agui-connect",
+    ),
     path("requests/<str:request_id>", views.RequestView.as_view(), name="api-request"),
     path(
         "requests/<str:request_id>/cancel",

@@ -98,6 +98,7 @@ def tool_result_emit(action: Action) -> Message:
         role=Message.Role.TOOL,
         content=tool_result_content(action),
         tool_call_id=action.tool_call_id,
+        action=action,
     )
     message_emit(message)
     return message
