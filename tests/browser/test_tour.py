@@ -28,9 +28,6 @@ from tests.stack.test_runner import RunnerProcess
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
-# Migrations, the demo data, collectstatic and eight processes from nothing: 37 s on
-# a quiet machine, several times that on a busy one.
-START_TIMEOUT = 240.0
 DECIDE_LINK = re.compile(r"https?://\S+/decide/\S+/")
 
 
@@ -58,7 +55,7 @@ def tour_runner(tmp_path: Path, smtp: Smtp):
     )
     runner = RunnerProcess(env)
     try:
-        runner.wait_healthy(START_TIMEOUT)
+        runner.wait_healthy()
         yield runner
     finally:
         if runner.process.poll() is None:
