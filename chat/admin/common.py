@@ -38,6 +38,8 @@ PENDING_FIRST = Case(
 
 
 def short(value: Any) -> str:
+    if value == [] or value == {}:
+        return "none"  # as the room reads an empty list, not "[]"
     text = (
         value
         if isinstance(value, str)

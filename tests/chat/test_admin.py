@@ -180,6 +180,17 @@ def test_summary_is_one_line_for_every_tool(room, bob):
     assert action_summary(search) == "search issues query='x'"
 
 
+def test_an_empty_list_reads_none_in_the_summary(room, bob):
+    create = make_action(
+        room,
+        bob,
+        tool="github_create_issue",
+        arguments={"title": "Flaky login", "labels": []},
+        preview={"creates": "Flaky login", "repository": "acme/web", "labels": []},
+    )
+    assert action_summary(create) == "github create 'Flaky login' labels=none"
+
+
 def test_a_long_value_does_not_hide_the_fields_after_it(room, bob):
     update = make_action(
         room,
