@@ -215,7 +215,7 @@ _SECRET_PATH = re.compile(r"^(/decide/)[^/]+")
 def route_template(route: str) -> str:
     """Django's route (`api/rooms/<slug:slug>/requests`, or a regex) as the HTTP
     conventions write it: `/api/rooms/{slug}/requests`."""
-    route = _GROUP.sub(r"{\1}", _CONVERTER.sub(r"{\1}", route))
+    route = _CONVERTER.sub(r"{\1}", _GROUP.sub(r"{\1}", route))
     route = route.lstrip("^").rstrip("$").replace("\\", "")
     return "/" + route.lstrip("/")
 
