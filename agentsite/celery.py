@@ -29,6 +29,13 @@ if JSON_LOGS:
 
     app.Beat = _quiet_beat  # type: ignore[misc,assignment]
 
+    # What Celery's signal handlers print (not log) as JSON lines too.
+    import celery.apps.worker
+
+    from .logs import say_json
+
+    celery.apps.worker.safe_say = say_json  # type: ignore[attr-defined]
+
 
 @celeryd_init.connect
 def quiet_worker(instance: Any, **kwargs: Any) -> None:

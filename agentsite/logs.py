@@ -8,9 +8,11 @@ works on it, or passed with `extra=` on a line; the current span's `trace_id` an
 `span_id` are added when tracing is on.
 """
 
+import json
 import logging
 import os
 import re
+import sys
 import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -118,6 +120,20 @@ def _message(logger: object, method: str, event: dict[str, Any]) -> dict[str, An
     return event
 
 
+def say_json(message: str, f: Any = sys.__stderr__) -> None:
+    """Celery's `safe_say` (what its signal handlers print, "worker: Warm shutdown")
+    as a JSON line: written at once with os.write, as the original, since a signal
+    handler must not wait for the logging module's locks."""
+    line = {
+        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds")[:-6] + "Z",
+        "level": "WARNING",
+        "logger": "celery.apps.worker",
+        "message": str(message),
+    }
+    stream: Any = f if f is not None else sys.__stderr__
+    os.write(stream.fileno(), (json.dumps(line) + "\n").encode())
+
+
 def json_formatter() -> dict[str, Any]:
     """The `formatters` entry of LOGGING for `LOG_FORMAT=json`."""
     return {
@@ -144,6 +160,9 @@ def config(*, fmt: str, level: str) -> dict[str, Any]:
         "formatter": fmt,
         "filters": ["redact"],
     }
+    if fmt == "json":
+        # Python's warnings (Celery's SecurityWarning) as lines of their own.
+        logging.captureWarnings(True)
     quiet = {"level": "WARNING"}
     # uvicorn configures its loggers before Django's settings load; named here,
     # they write through our handler (its access log included), not their own.

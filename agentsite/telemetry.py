@@ -215,7 +215,7 @@ _SECRET_PATH = re.compile(r"^(/decide/)[^/]+")
 def route_template(route: str) -> str:
     """Django's route (`api/rooms/<slug:slug>/requests`, or a regex) as the HTTP
     conventions write it: `/api/rooms/{slug}/requests`."""
-    route = _GROUP.sub(r"{\1}", _CONVERTER.sub(r"{\1}", route))
+    route = _CONVERTER.sub(r"{\1}", _GROUP.sub(r"{\1}", route))
     route = route.lstrip("^").rstrip("$").replace("\\", "")
     return "/" + route.lstrip("/")
 
@@ -249,16 +249,21 @@ def carrier() -> dict[str, str]:
 
 
 @contextmanager
-def under(headers: Mapping[str, str] | None) -> Iterator[None]:
+def under(headers: Mapping[str, Any] | None) -> Iterator[None]:
     """Run the block in the stored context `headers` (the current one if empty)."""
     if not _state["on"] or not headers:
         yield
         return
-    token = otel_context.attach(propagate.extract(dict(headers)))
+    token = otel_context.attach(propagate.extract(_headers(headers)))
     try:
         yield
     finally:
         otel_context.detach(token)
+
+
+def _headers(stored: Mapping[str, Any]) -> dict[str, str]:
+    """The W3C headers of a stored context (which may keep other keys beside)."""
+    return {k: v for k, v in stored.items() if isinstance(v, str)}
 
 
 def tag(*, request_id: object = None, room: str = "", action_id: object = None) -> None:
@@ -296,7 +301,7 @@ def fail(span: Span, error_type: str, description: str = "") -> None:
 
 def approval_span(
     *,
-    headers: Mapping[str, str],
+    headers: Mapping[str, Any],
     tool: str,
     started: datetime,
     attributes: dict[str, Any],
@@ -307,7 +312,7 @@ def approval_span(
     sent. The caller ends it (once the decision is committed)."""
     deciding = trace.get_current_span().get_span_context()
     links = [Link(deciding)] if deciding.is_valid else []
-    parent = propagate.extract(dict(headers)) if headers else otel_context.Context()
+    parent = propagate.extract(_headers(headers)) if headers else otel_context.Context()
     span = tracer.start_span(
         f"approval {tool}",
         context=parent,

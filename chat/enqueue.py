@@ -11,6 +11,7 @@ so runs, in its turn's trace, whoever sends it and however late.
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 from uuid import UUID
 
 from celery import current_app
@@ -24,7 +25,7 @@ TOOL_CALL = "agent.tool_call"
 SWEEP = "agent.sweep"
 
 
-Trace = Mapping[str, str] | None
+Trace = Mapping[str, Any] | None
 
 
 def model_step(*, request_id: UUID | str, step: int, trace: Trace = None) -> None:

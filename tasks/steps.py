@@ -40,8 +40,12 @@ def model_step(*, request_id: str, step: int) -> None:
     if request is None:
         return
     turn = {"request_id": str(request.pk), "room": request.room.slug}
-    logs.bind(**turn)
     telemetry.tag(**turn)
+    with logs.scope(**turn):
+        _model_step(request, turn)
+
+
+def _model_step(request: Request, turn: dict[str, str]) -> None:
     if request.step >= settings.AGENT_MAX_STEPS:
         services.step_end(
             request=request,
@@ -159,8 +163,12 @@ def tool_call(*, action_id: str) -> None:
         "room": action.room.slug,
         "action_id": str(action.pk),
     }
-    logs.bind(**turn)
     telemetry.tag(**turn)
+    with logs.scope(**turn):
+        _tool_call(action, turn)
+
+
+def _tool_call(action: Action, turn: dict[str, str]) -> None:
     # The room's packs as they are now: a pack taken from the room after the call
     # was proposed (or approved) stops it.
     spec = tools.catalogue(tools.Scope.of(action.room)).get(action.tool)

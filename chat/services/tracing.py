@@ -22,14 +22,17 @@ def approval_traced(action: Action) -> None:
     """Record the `approval {tool}` span of `action`, decided just now (its new
     status set, inside the caller's transaction, before it saves the row).
 
-    The span's context replaces the proposing step's on the row: the tool call it
-    releases, now or after a delay or a restart, is sent under it. It is ended (and
+    The span's context replaces the proposing step's on the row (which is kept under
+    "proposed"): the tool call it releases, now or after a delay or a restart, is
+    sent under it. It is ended (and
     so exported) when the decision commits.
     """
     if not telemetry.enabled():
         return
+    # A decision after a retraction: still under the proposing step, kept aside.
+    proposing = action.trace_context.get("proposed") or action.trace_context
     span, stored = telemetry.approval_span(
-        headers=action.trace_context,
+        headers=proposing,
         tool=action.tool,
         started=_pending_since(action),
         attributes={
@@ -44,7 +47,7 @@ def approval_traced(action: Action) -> None:
             "agentsite.approval.decided_via": action.decided_via or "",
         },
     )
-    action.trace_context = stored
+    action.trace_context = {**stored, "proposed": proposing}
     transaction.on_commit(span.end)
 
 

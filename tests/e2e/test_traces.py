@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests as http
+from websockets.sync import client as ws_sync
 
 from chat.models import Action, Request
 from tests.otlp import Collector, Span
@@ -206,14 +207,53 @@ def test_a_turn_is_one_trace_through_an_approval_decided_over_rest(
     assert not re.search(r"(?i)authorization|cookie", everything)
 
 
+def test_a_request_from_a_websocket_chat_frame_is_rooted_in_ws_chat(
+    stack, room, bob, collector
+):
+    env = collector.env()
+    stack.worker(**env)
+    web = stack.web(**env)
+    url = web.replace("http://", "ws://") + "/ws/rooms/triage/"
+    headers = {"Authorization": f"Token {token_for(bob)}"}
+    with ws_sync.connect(url, additional_headers=headers) as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "snapshot"
+        ws.send(json.dumps({"type": "chat", "text": "Hello, what can you do?"}))
+        request = wait_for(
+            lambda: Request.objects.filter(room=room).first(), what="the request"
+        )
+    reached(request, S.COMPLETED)
+
+    root = wait_for(
+        lambda: [
+            s
+            for s in collector.named("ws chat")
+            if s.attributes.get("agentsite.request.id") == str(request.pk)
+        ],
+        what="the ws chat span",
+    )[0]
+    assert (root.kind, root.parent_id) == ("SERVER", "")
+    spans = _turn(collector, root.trace_id, "run/agent.model_step", "chat gpt-4o-mini")
+    by_id = {s.span_id: s for s in spans}
+    send = _one(spans, "apply_async/agent.model_step")
+    assert send.parent_id == root.span_id
+    run = _one(spans, "run/agent.model_step")
+    assert run.parent_id == send.span_id
+    call = next(s for s in spans if s.name.startswith("chat "))
+    assert by_id[call.parent_id] is run
+
+
 def test_json_logs_parse_line_by_line_with_the_failed_request_at_error(
     stack, room, bob, collector, openai_standin
 ):
+    api_key = "sk-e2e-" + secrets.token_hex(16)
     env = collector.env(LOG_FORMAT="json")
-    worker = stack.worker(**env)
+    worker = stack.worker(OPENAI_API_KEY=api_key, **env)
     web = stack.web(**env)
+    stack.env.update(env)
+    beat = stack.beat()
     # A refusal the model service will not change its mind about: the turn fails.
-    openai_standin.control("faults", {"faults": [{"status": 400, "count": 1}]})
+    # (It names the key it was sent, as OpenAI does: no line may repeat it.)
+    openai_standin.control("faults", {"faults": [{"status": 401, "count": 1}]})
     body = _post(web, token_for(bob), "/api/rooms/triage/requests", {"text": "Hello"})
     request = Request.objects.get(pk=body["id"])
     reached(request, S.FAILED)
@@ -244,7 +284,7 @@ def test_json_logs_parse_line_by_line_with_the_failed_request_at_error(
     assert len(failed) == 1
     line = failed[0]
     assert line["room"] == "triage"
-    assert "refused" in line["message"]
+    assert "refused the request (401)" in line["message"]
     # In the turn's trace, whose root is the POST.
     post = wait_for(
         lambda: [
@@ -261,3 +301,8 @@ def test_json_logs_parse_line_by_line_with_the_failed_request_at_error(
     web_proc = next(p for p in stack.procs if p.name == "web")
     access = [r for r in lines(web_proc) if r["logger"] == "uvicorn.access"]
     assert any("/api/rooms/triage/requests" in r["message"] for r in access)
+    # Beat, without its banner; the sweeps it sent ran in the worker.
+    wait_for(lambda: "Sending due task" in beat.output(), what="beat to send a sweep")
+    assert any(r["logger"].startswith("celery.beat") for r in lines(beat))
+    for proc in (worker, web_proc, beat):
+        assert api_key not in proc.output()

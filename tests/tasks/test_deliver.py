@@ -87,3 +87,29 @@ def test_a_mail_django_refuses_to_send_is_a_counted_failure(alice, room, setting
     assert (delivery.status, delivery.attempts) == ("failed", 2)
     assert "BadHeaderError" in delivery.last_error
     assert delivery.lease_until is None
+
+
+@pytest.mark.django_db
+def test_a_delivery_that_gives_up_logs_one_error_line(alice, room, settings, caplog):
+    import logging
+
+    from chat.models import Delivery
+    from tasks.tasks import deliver as deliver_task
+
+    settings.DELIVERY_RETRY_BASE, settings.DELIVERY_MAX_ATTEMPTS = 0.01, 3
+    delivery = Delivery.objects.create(
+        key="email:test",
+        channel=Delivery.Channel.EMAIL,
+        event="action.pending",
+        room=room,
+        to="alice@example.com",
+        subject="[Tri\nage] refused by Django",
+        body="...",
+    )
+    with caplog.at_level(logging.INFO):
+        deliver_task.apply(args=[str(delivery.pk)])
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [(r.delivery_id, r.room) for r in errors] == [(str(delivery.pk), "triage")]
+    assert "gave up after 3 attempts" in errors[0].getMessage()
+    # The attempts before the last one were warnings, not errors.
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 3

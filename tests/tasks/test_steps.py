@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -444,3 +445,39 @@ def test_calls_past_the_cap_answer_the_model_with_an_error_not_actions(
         told = _tool_message(call["id"])
         assert told["status"] == "invalid"
         assert "at most 3 tool calls" in told["error"]
+
+
+# The ERROR line of an end that failed (contract, "Logs") ----------------------------
+
+
+def _errors(caplog: pytest.LogCaptureFixture, **ids: str) -> list[logging.LogRecord]:
+    return [
+        r
+        for r in caplog.records
+        if r.levelno == logging.ERROR
+        and all(getattr(r, key, None) == value for key, value in ids.items())
+    ]
+
+
+def test_a_failed_request_logs_one_error_line_with_its_id(
+    model: Model, turn: Request, caplog: pytest.LogCaptureFixture
+) -> None:
+    model.faults({"status": 400})
+    with caplog.at_level(logging.INFO):
+        steps.model_step(request_id=str(turn.pk), step=0)
+        steps.model_step(request_id=str(turn.pk), step=0)  # a duplicate: no-op
+    (line,) = _errors(caplog, request_id=str(turn.pk), room="triage")
+    assert line.getMessage() == f"request {turn.pk} failed: {_fresh(turn).error}"
+
+
+def test_a_failed_action_logs_one_error_line_with_its_id(
+    proposed: Request, linear: Linear, alice: User, caplog: pytest.LogCaptureFixture
+) -> None:
+    delete = proposed.actions.get(tool="delete_issue")
+    services.action_decide(action_id=str(delete.pk), user=alice, decision="approve")
+    linear.faults({"op": "issueDelete", "status": 400, "message": "Not allowed."})
+    with caplog.at_level(logging.INFO):
+        steps.tool_call(action_id=str(delete.pk))
+    (line,) = _errors(caplog, action_id=str(delete.pk), request_id=str(proposed.pk))
+    assert "delete_issue" in line.getMessage()
+    assert "Not allowed." in line.getMessage()
