@@ -402,3 +402,78 @@ def test_refused_input_answers_the_contracts_codes(
     assert refused(token_for(alice), unknown) == "unknown_interrupt"
     node_run(web, token_for(alice), resume=resume(action, approved=False))
     assert refused(token_for(alice), resume(action, approved=True)) == "not_pending"
+
+
+def test_a_session_needs_csrf_and_bodies_must_be_json(web, room, alice) -> None:
+    from tests.e2e.test_hostile_ws import log_in
+
+    cookies = {"sessionid": log_in(web, alice)}
+    body = json.dumps(
+        {
+            "threadId": "triage",
+            "runId": run_id(),
+            "messages": [],
+            "forwardedProps": {"agentsite": {"request": str(uuid.uuid4())}},
+        }
+    )
+    refused = requests.post(
+        f"{web}/api/rooms/triage/agui/connect",
+        data=body,
+        cookies=cookies,
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert refused.status_code == 403 and "CSRF" in refused.json()["detail"]
+    form = requests.post(
+        f"{web}/api/rooms/triage/agui",
+        data=body,
+        headers={
+            "Authorization": f"Token {token_for(alice)}",
+            "Content-Type": "text/plain",
+        },
+        timeout=10,
+    )
+    assert form.status_code == 415
+
+
+def test_a_callers_streams_are_capped_and_a_hang_up_cancels_nothing(
+    stack, room, alice, bob
+) -> None:
+    stack.worker()
+    web = stack.web(
+        "web-cap", AGUI_MAX_STREAMS_PER_USER="1", AGUI_KEEPALIVE_SECONDS="1"
+    )
+    _, action = pending_delete(web, bob)
+    # Alice leaves the action to the room's other voters: her run stays open.
+    waiting = sse_run(
+        web,
+        token_for(alice),
+        {
+            "threadId": "triage",
+            "runId": run_id(),
+            "messages": [],
+            "resume": [{"interruptId": str(action.pk), "status": "cancelled"}],
+        },
+    )
+    assert waiting.status_code == 200
+    chunks = waiting.iter_lines()
+    assert json.loads(next(chunks).removeprefix(b"data: "))["type"] == "RUN_STARTED"
+    connect = {"threadId": "triage", "runId": run_id(), "messages": []}
+    second = sse_run(web, token_for(alice), connect, path="agui/connect")
+    assert second.status_code == 429 and second.json()["detail"]
+    waiting.close()  # the client hangs up: the request goes on, the slot is freed
+    wait_for(
+        lambda: (
+            sse_run(
+                web,
+                token_for(alice),
+                {**connect, "runId": run_id()},
+                path="agui/connect",
+            ).status_code
+            == 200
+        ),
+        what="the closed stream's slot to be free",
+    )
+    action.refresh_from_db()
+    assert action.status == "pending"
+    assert action.request.status == "awaiting_approval"
