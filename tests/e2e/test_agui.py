@@ -477,3 +477,29 @@ def test_a_callers_streams_are_capped_and_a_hang_up_cancels_nothing(
     action.refresh_from_db()
     assert action.status == "pending"
     assert action.request.status == "awaiting_approval"
+
+
+def test_the_example_script_asks_and_approves(web, room, alice, linear_standin) -> None:
+    """examples/agui_approve.mjs, the one docs/agui.md shows, as a user would run it."""
+    import os
+
+    done = subprocess.run(
+        ["node", str(ROOT / "examples" / "agui_approve.mjs"), "delete ENG-3"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env={
+            **os.environ,
+            "AGENTSITE_URL": web,
+            "AGENTSITE_ROOM": "triage",
+            "AGENTSITE_TOKEN": token_for(alice),
+        },
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "outcome interrupt" in lines and lines[-1] == "outcome success", lines
+    assert any(
+        line.startswith("interrupt Approve delete_issue on ENG-3") for line in lines
+    )
+    assert len(effects(linear_standin, "issueDelete")) == 1
