@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,8 @@ def node_run(web: str, token: str, slug: str = "triage", **options: Any) -> dict
     assert lines, done.stderr
     answer = json.loads(lines[-1])
     assert "error" not in answer, (answer, done.stderr)
+    for event in answer["events"]:
+        EVENT.validate_python(event)  # and the Python SDK parses what Node read
     return answer
 
 
@@ -503,3 +506,62 @@ def test_the_example_script_asks_and_approves(web, room, alice, linear_standin) 
         line.startswith("interrupt Approve delete_issue on ENG-3") for line in lines
     )
     assert len(effects(linear_standin, "issueDelete")) == 1
+
+
+def _threads(pid: int) -> int:
+    """Threads of a process and of its descendants (the Procfile's shell)."""
+    import os
+
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parent = int(stat.rpartition(")")[2].split()[1])
+            children.setdefault(parent, []).append(int(entry))
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            total += len(os.listdir(f"/proc/{current}/task"))
+        except OSError:
+            continue
+        todo += children.get(current, [])
+    return total
+
+
+def test_open_streams_hold_no_thread_of_the_web_process(
+    stack, room, alice, bob
+) -> None:
+    stack.worker()
+    web = stack.web("web-threads")
+    proc = stack.procs[-1]
+    _, action = pending_delete(web, bob)
+    waiting = {
+        "threadId": "triage",
+        "messages": [],
+        "resume": [{"interruptId": str(action.pk), "status": "cancelled"}],
+    }
+
+    def open_streams(count: int) -> list[requests.Response]:
+        streams = []
+        for _ in range(count):
+            stream = sse_run(web, token_for(alice), {**waiting, "runId": run_id()})
+            assert stream.status_code == 200
+            first = next(stream.iter_lines())
+            assert json.loads(first.removeprefix(b"data: "))["type"] == "RUN_STARTED"
+            streams.append(stream)
+        return streams
+
+    for stream in open_streams(6):  # warm the process's pools up
+        stream.close()
+    time.sleep(1)
+    before = _threads(proc.pid)
+    streams = open_streams(8)
+    time.sleep(1)
+    during = _threads(proc.pid)
+    for stream in streams:
+        stream.close()
+    assert during - before < 3, (before, during)
