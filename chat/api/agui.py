@@ -28,7 +28,7 @@ from chat.agui import (
     parse_input,
 )
 from chat.agui_stream import RunPlan, run_events, stream_admit
-from chat.api.views import REFUSALS, _refusals
+from chat.api.views import _refusals
 from chat.errors import Invalid, TooMany
 from chat.http import AuthenticatedRequest
 from chat.models import Room
@@ -232,6 +232,3 @@ def _give_back(plan: RunPlan) -> None:
     socket_cap.socket_release(
         user_id=plan.user.pk, connection=plan.connection, kind=socket_cap.AGUI_STREAMS
     )
-
-
-__all__ = ["AguiConnectView", "AguiRunView", "REFUSALS"]
