@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -137,6 +138,7 @@ async def run_events(plan: RunPlan) -> AsyncIterator[bytes]:
             await watcher.catchup.start()
         first = plan.mode == "connect"  # its first frame is the room's history
         events = [] if first else mapper.ending()
+        renew_at = time.monotonic() + socket_cap.socket_ttl() / 3
         while True:
             for event in events:
                 yield sse(event)
@@ -147,13 +149,16 @@ async def run_events(plan: RunPlan) -> AsyncIterator[bytes]:
                     yield sse(event)
             if mapper.done:
                 return
+            if time.monotonic() > renew_at:
+                # The slot counts while renewed (a killed process's stop counting).
+                await _renew(plan)
+                renew_at = time.monotonic() + socket_cap.socket_ttl() / 3
             try:
                 item = await asyncio.wait_for(
                     queue.get(), timeout=settings.AGUI_KEEPALIVE_SECONDS
                 )
             except TimeoutError:
                 yield KEEP_ALIVE
-                await _renew(plan)
                 events = []
                 continue
             stopped = _stopped(item)

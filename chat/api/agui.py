@@ -15,6 +15,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from redis.exceptions import RedisError
 from rest_framework import serializers
+from rest_framework.exceptions import UnsupportedMediaType
 from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
@@ -27,7 +28,7 @@ from chat.agui import (
     parse_input,
 )
 from chat.agui_stream import RunPlan, run_events, stream_admit
-from chat.api.views import REFUSALS, _refusals
+from chat.api.views import _refusals
 from chat.errors import Invalid, TooMany
 from chat.http import AuthenticatedRequest
 from chat.models import Room
@@ -78,7 +79,7 @@ def _schema(description: str) -> Callable[[F], F]:
             (200, "text/event-stream"): STREAM,
             **{
                 (code, "application/json"): response
-                for code, response in _refusals(400, 403, 404, 409).items()
+                for code, response in _refusals(400, 403, 404, 409, 415).items()
             },
         },
         description=description,
@@ -110,6 +111,10 @@ class AguiView(APIView):
         return JSONRenderer(), JSONRenderer.media_type
 
     def _input(self, request: AuthenticatedRequest, room: Room) -> Any:
+        # JSON only, as every body of the API (the client sends application/json).
+        media = (request.content_type or "").split(";")[0].strip().lower()
+        if media != "application/json":
+            raise UnsupportedMediaType(media or "(none)")
         run_input = parse_input(request.body)
         if run_input.thread_id != room.slug:
             raise Invalid("threadId must be the room's slug.")
@@ -227,6 +232,3 @@ def _give_back(plan: RunPlan) -> None:
     socket_cap.socket_release(
         user_id=plan.user.pk, connection=plan.connection, kind=socket_cap.AGUI_STREAMS
     )
-
-
-__all__ = ["AguiConnectView", "AguiRunView", "REFUSALS"]

@@ -44,6 +44,9 @@ CONTRACT = {
     ("delete", "/api/rooms/{slug}/members/{username}"): {"204", "403", "404", "409"},
     # agentsite's extension: the Linear teams a room's agent may touch.
     ("patch", "/api/rooms/{slug}"): {"200", "400", "403", "404"},
+    # AG-UI endpoint
+    ("post", "/api/rooms/{slug}/agui"): {"200", "400", "403", "404", "409"},
+    ("post", "/api/rooms/{slug}/agui/connect"): {"200", "400", "403", "404", "409"},
 }
 
 
@@ -93,6 +96,19 @@ def test_schema_has_every_contract_call(schema: dict, method: str, path: str) ->
 
 def test_schema_has_nothing_beyond_the_contract_paths(schema: dict) -> None:
     assert set(schema["paths"]) == {path for _, path in CONTRACT}
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/rooms/{slug}/agui", "/api/rooms/{slug}/agui/connect"]
+)
+def test_the_agui_paths_take_json_and_answer_an_event_stream(
+    schema: dict, path: str
+) -> None:
+    operation = _operation(schema, "post", path)
+    assert list(operation["requestBody"]["content"]) == ["application/json"]
+    assert list(operation["responses"]["200"]["content"]) == ["text/event-stream"]
+    refusal = operation["responses"]["409"]["content"]["application/json"]["schema"]
+    assert refusal == {"$ref": "#/components/schemas/Error"}
 
 
 def test_error_answers_are_documented_as_detail_objects(schema: dict) -> None:

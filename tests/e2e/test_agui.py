@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,8 @@ def node_run(web: str, token: str, slug: str = "triage", **options: Any) -> dict
     assert lines, done.stderr
     answer = json.loads(lines[-1])
     assert "error" not in answer, (answer, done.stderr)
+    for event in answer["events"]:
+        EVENT.validate_python(event)  # and the Python SDK parses what Node read
     return answer
 
 
@@ -402,3 +405,163 @@ def test_refused_input_answers_the_contracts_codes(
     assert refused(token_for(alice), unknown) == "unknown_interrupt"
     node_run(web, token_for(alice), resume=resume(action, approved=False))
     assert refused(token_for(alice), resume(action, approved=True)) == "not_pending"
+
+
+def test_a_session_needs_csrf_and_bodies_must_be_json(web, room, alice) -> None:
+    from tests.e2e.test_hostile_ws import log_in
+
+    cookies = {"sessionid": log_in(web, alice)}
+    body = json.dumps(
+        {
+            "threadId": "triage",
+            "runId": run_id(),
+            "messages": [],
+            "forwardedProps": {"agentsite": {"request": str(uuid.uuid4())}},
+        }
+    )
+    refused = requests.post(
+        f"{web}/api/rooms/triage/agui/connect",
+        data=body,
+        cookies=cookies,
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert refused.status_code == 403 and "CSRF" in refused.json()["detail"]
+    form = requests.post(
+        f"{web}/api/rooms/triage/agui",
+        data=body,
+        headers={
+            "Authorization": f"Token {token_for(alice)}",
+            "Content-Type": "text/plain",
+        },
+        timeout=10,
+    )
+    assert form.status_code == 415
+
+
+def test_a_callers_streams_are_capped_and_a_hang_up_cancels_nothing(
+    stack, room, alice, bob
+) -> None:
+    stack.worker()
+    web = stack.web(
+        "web-cap", AGUI_MAX_STREAMS_PER_USER="1", AGUI_KEEPALIVE_SECONDS="1"
+    )
+    _, action = pending_delete(web, bob)
+    # Alice leaves the action to the room's other voters: her run stays open.
+    waiting = sse_run(
+        web,
+        token_for(alice),
+        {
+            "threadId": "triage",
+            "runId": run_id(),
+            "messages": [],
+            "resume": [{"interruptId": str(action.pk), "status": "cancelled"}],
+        },
+    )
+    assert waiting.status_code == 200
+    chunks = waiting.iter_lines()
+    assert json.loads(next(chunks).removeprefix(b"data: "))["type"] == "RUN_STARTED"
+    connect = {"threadId": "triage", "runId": run_id(), "messages": []}
+    second = sse_run(web, token_for(alice), connect, path="agui/connect")
+    assert second.status_code == 429 and second.json()["detail"]
+    waiting.close()  # the client hangs up: the request goes on, the slot is freed
+    wait_for(
+        lambda: (
+            sse_run(
+                web,
+                token_for(alice),
+                {**connect, "runId": run_id()},
+                path="agui/connect",
+            ).status_code
+            == 200
+        ),
+        what="the closed stream's slot to be free",
+    )
+    action.refresh_from_db()
+    assert action.status == "pending"
+    assert action.request.status == "awaiting_approval"
+
+
+def test_the_example_script_asks_and_approves(web, room, alice, linear_standin) -> None:
+    """examples/agui_approve.mjs, the one docs/agui.md shows, as a user would run it."""
+    import os
+
+    done = subprocess.run(
+        ["node", str(ROOT / "examples" / "agui_approve.mjs"), "delete ENG-3"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env={
+            **os.environ,
+            "AGENTSITE_URL": web,
+            "AGENTSITE_ROOM": "triage",
+            "AGENTSITE_TOKEN": token_for(alice),
+        },
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "outcome interrupt" in lines and lines[-1] == "outcome success", lines
+    assert any(
+        line.startswith("interrupt Approve delete_issue on ENG-3") for line in lines
+    )
+    assert len(effects(linear_standin, "issueDelete")) == 1
+
+
+def _threads(pid: int) -> int:
+    """Threads of a process and of its descendants (the Procfile's shell)."""
+    import os
+
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parent = int(stat.rpartition(")")[2].split()[1])
+            children.setdefault(parent, []).append(int(entry))
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            total += len(os.listdir(f"/proc/{current}/task"))
+        except OSError:
+            continue
+        todo += children.get(current, [])
+    return total
+
+
+def test_open_streams_hold_no_thread_of_the_web_process(
+    stack, room, alice, bob
+) -> None:
+    stack.worker()
+    web = stack.web("web-threads")
+    proc = stack.procs[-1]
+    _, action = pending_delete(web, bob)
+    waiting = {
+        "threadId": "triage",
+        "messages": [],
+        "resume": [{"interruptId": str(action.pk), "status": "cancelled"}],
+    }
+
+    def open_streams(count: int) -> list[requests.Response]:
+        streams = []
+        for _ in range(count):
+            stream = sse_run(web, token_for(alice), {**waiting, "runId": run_id()})
+            assert stream.status_code == 200
+            first = next(stream.iter_lines())
+            assert json.loads(first.removeprefix(b"data: "))["type"] == "RUN_STARTED"
+            streams.append(stream)
+        return streams
+
+    for stream in open_streams(6):  # warm the process's pools up
+        stream.close()
+    time.sleep(1)
+    before = _threads(proc.pid)
+    streams = open_streams(8)
+    time.sleep(1)
+    during = _threads(proc.pid)
+    for stream in streams:
+        stream.close()
+    assert during - before < 3, (before, during)
