@@ -1,12 +1,14 @@
 """Rooms, the people in them, the agent's requests and everything a room has seen."""
 
-import secrets
 import uuid
 from collections.abc import Collection, Mapping
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.db import models
+
+from chat.webhooks import new_secret
 
 
 class IllegalTransition(Exception):
@@ -429,7 +431,7 @@ class RoomEvent(models.Model):
 
 
 def _webhook_secret() -> str:
-    return secrets.token_hex(32)
+    return new_secret()
 
 
 def _all_events() -> list[str]:
@@ -449,6 +451,9 @@ class Webhook(models.Model):
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="webhooks")
     url = models.URLField(max_length=2000)
     secret = models.CharField(max_length=200, default=_webhook_secret)
+    # While a secret rotates, the one it replaced signs alongside it until then.
+    previous_secret = models.CharField(max_length=200, blank=True)
+    previous_secret_until = models.DateTimeField(null=True, blank=True)
     events = models.JSONField(default=_all_events)
     format = models.CharField(
         max_length=10, choices=Format.choices, default=Format.JSON
@@ -463,6 +468,14 @@ class Webhook(models.Model):
 
     def __str__(self) -> str:
         return f"{self.url} ({self.format})"
+
+    def signing_secrets(self, now: datetime) -> list[str]:
+        """The secrets a delivery is signed with now: the current one, and the
+        previous one while its rotation window lasts."""
+        until = self.previous_secret_until
+        if self.previous_secret and until is not None and until > now:
+            return [self.secret, self.previous_secret]
+        return [self.secret]
 
 
 class Delivery(Leased):

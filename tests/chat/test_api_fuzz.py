@@ -70,6 +70,7 @@ OPERATIONS = [
     ("GET", "/api/rooms/{slug}/webhooks"),
     ("POST", "/api/rooms/{slug}/webhooks"),
     ("DELETE", "/api/rooms/{slug}/webhooks/{webhook_id}"),
+    ("POST", "/api/rooms/{slug}/webhooks/{webhook_id}/rotate"),
     ("PATCH", "/api/rooms/{slug}"),
     ("DELETE", "/api/auth/token"),
     ("DELETE", "/api/rooms/{slug}/members/{username}"),
@@ -124,6 +125,11 @@ EXCEPTIONS: dict[tuple[str, str], dict[str, list]] = {
     ("POST", "/api/rooms/{slug}/webhooks"): {
         "excluded_checks": [positive_data_acceptance],
         "additional_checks": [_refused_only("url", "secret")],
+    },
+    # A given whsec_ secret must be base64 of 24 to 64 bytes: no schema pattern says so.
+    ("POST", "/api/rooms/{slug}/webhooks/{webhook_id}/rotate"): {
+        "excluded_checks": [positive_data_acceptance],
+        "additional_checks": [_refused_only("secret")],
     },
     ("PATCH", "/api/rooms/{slug}/policies/{rule_id}"): {
         "excluded_checks": [positive_data_acceptance],
