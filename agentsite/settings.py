@@ -59,6 +59,10 @@ INSTALLED_APPS = [
     "tasks",
 ]
 
+# Our own user model from the start (Django asks for one before a deployment has
+# data): Django's user as it is, in the chat app, free to grow fields later.
+AUTH_USER_MODEL = "chat.User"
+
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Static files before sessions and auth: they need neither.

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractUser
 from django.db import models
 
 from chat.webhooks import new_secret
@@ -21,6 +22,11 @@ def _check_transition(
     current = row.status  # type: ignore[attr-defined]
     if status != current and status not in table.get(current, ()):
         raise IllegalTransition(f"{type(row).__name__} {row.pk}: {current} -> {status}")
+
+
+class User(AbstractUser):
+    """A person (`AUTH_USER_MODEL`): Django's user as it is, ours to extend without
+    swapping the model under a deployment that has data."""
 
 
 class Room(models.Model):

@@ -3,12 +3,11 @@
 from datetime import timedelta
 from typing import Any
 
-from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
 from chat.errors import Forbidden, Invalid, NotFound
-from chat.models import Room, Webhook
+from chat.models import Room, User, Webhook
 from chat.text import storable
 from chat.webhooks import new_secret, secret_check, url_check
 

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 import pytest
 import schemathesis
-from django.contrib.auth.models import User
 from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
 from django.db import DatabaseError, close_old_connections, transaction
@@ -38,7 +37,7 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from chat import services
-from chat.models import Action, Membership, PolicyRule, Request, Room, Webhook
+from chat.models import Action, Membership, PolicyRule, Request, Room, User, Webhook
 from tests.chat.test_api import (  # noqa: F401  (autouse fixtures)
     fast_password_hashing,
     forget_throttle_counts,

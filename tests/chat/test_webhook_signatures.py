@@ -10,11 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import standardwebhooks.webhooks
-from django.contrib.auth.models import User
 from standardwebhooks import Webhook as Verifier
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from chat.models import Delivery, Room, Webhook
+from chat.models import Delivery, Room, User, Webhook
 from tests.chat.test_api import (  # noqa: F401  (autouse fixtures apply here too)
     api,
     fast_password_hashing,
