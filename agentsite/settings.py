@@ -10,7 +10,7 @@ from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
-from . import logs
+from . import __version__, logs
 from .env import (
     database_from_url,
     env_bool,
@@ -58,6 +58,10 @@ INSTALLED_APPS = [
     "chat",
     "tasks",
 ]
+
+# Our own user model from the start (Django asks for one before a deployment has
+# data): Django's user as it is, in the chat app, free to grow fields later.
+AUTH_USER_MODEL = "chat.User"
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -324,7 +328,7 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "agentsite API",
     "DESCRIPTION": "Rooms, agent requests and the actions people approve.",
-    "VERSION": "1.0.0",
+    "VERSION": __version__,
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

@@ -6,10 +6,12 @@ class ChatConfig(AppConfig):
     verbose_name = "Rooms and agent requests"
 
     def ready(self) -> None:
-        from django.contrib.auth.models import User
         from django.contrib.auth.signals import user_login_failed
         from django.db.models.signals import post_save, pre_save
 
+        from chat.models import User
+
+        from . import checks  # noqa: F401  (registers them)
         from .lockout import on_login_failed
         from .signals import after_user_save, before_user_save, on_user_saved
 

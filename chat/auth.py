@@ -6,11 +6,11 @@ from typing import Any, cast
 from asgiref.typing import ASGIReceiveCallable, ASGISendCallable
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
-from django.contrib.auth.models import AnonymousUser, User
+from django.contrib.auth.models import AnonymousUser
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
-from chat.models import ApiToken
+from chat.models import ApiToken, User
 
 # An ASGI 3 application; this middleware hands it the scope as a dict plus `user`.
 ASGIApp = Callable[[Any, ASGIReceiveCallable, ASGISendCallable], Awaitable[None]]

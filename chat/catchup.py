@@ -22,7 +22,7 @@ from .realtime import encode, event_frame, events_after
 from .snapshot import snapshot_build
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import User
+    from chat.models import User
 
     from .models import Room
 

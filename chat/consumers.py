@@ -46,7 +46,7 @@ from .hub import hub
 from .realtime import encode
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import User
+    from chat.models import User
 
     from .models import Room
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from django.contrib.auth.models import AnonymousUser, User
+from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
 
-from chat.models import Action, Membership, Request, Vote
+from chat.models import Action, Membership, Request, User, Vote
 
 DECIDE_PERM = "chat.decide_action"
 

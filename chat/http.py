@@ -8,9 +8,11 @@ request objects are Django's and DRF's own.
 
 from typing import TYPE_CHECKING
 
-from django.contrib.auth.models import AnonymousUser, User
+from django.contrib.auth.models import AnonymousUser
 from django.http import HttpRequest
 from rest_framework.request import Request
+
+from chat.models import User
 
 
 class AuthenticatedHttpRequest(HttpRequest):

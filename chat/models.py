@@ -1,12 +1,15 @@
 """Rooms, the people in them, the agent's requests and everything a room has seen."""
 
-import secrets
 import uuid
 from collections.abc import Collection, Mapping
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractUser
 from django.db import models
+
+from chat.webhooks import new_secret
 
 
 class IllegalTransition(Exception):
@@ -19,6 +22,11 @@ def _check_transition(
     current = row.status  # type: ignore[attr-defined]
     if status != current and status not in table.get(current, ()):
         raise IllegalTransition(f"{type(row).__name__} {row.pk}: {current} -> {status}")
+
+
+class User(AbstractUser):
+    """A person (`AUTH_USER_MODEL`): Django's user as it is, ours to extend without
+    swapping the model under a deployment that has data."""
 
 
 class Room(models.Model):
@@ -468,7 +476,7 @@ class RoomEvent(models.Model):
 
 
 def _webhook_secret() -> str:
-    return secrets.token_hex(32)
+    return new_secret()
 
 
 def _all_events() -> list[str]:
@@ -488,6 +496,9 @@ class Webhook(models.Model):
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="webhooks")
     url = models.URLField(max_length=2000)
     secret = models.CharField(max_length=200, default=_webhook_secret)
+    # While a secret rotates, the one it replaced signs alongside it until then.
+    previous_secret = models.CharField(max_length=200, blank=True)
+    previous_secret_until = models.DateTimeField(null=True, blank=True)
     events = models.JSONField(default=_all_events)
     format = models.CharField(
         max_length=10, choices=Format.choices, default=Format.JSON
@@ -502,6 +513,14 @@ class Webhook(models.Model):
 
     def __str__(self) -> str:
         return f"{self.url} ({self.format})"
+
+    def signing_secrets(self, now: datetime) -> list[str]:
+        """The secrets a delivery is signed with now: the current one, and the
+        previous one while its rotation window lasts."""
+        until = self.previous_secret_until
+        if self.previous_secret and until is not None and until > now:
+            return [self.secret, self.previous_secret]
+        return [self.secret]
 
 
 class Delivery(Leased):

@@ -7,8 +7,7 @@ tell a change from other saves and call the service (chat/services/accounts.py).
 
 from typing import Any
 
-from django.contrib.auth.models import User
-
+from chat.models import User
 from chat.services.accounts import password_changed, password_replaced
 
 # Set on the instance between pre_save and post_save.

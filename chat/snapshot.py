@@ -6,7 +6,7 @@ draw from one builder and a reload shows what a watcher that never left would se
 
 from typing import Any
 
-from django.contrib.auth.models import User
+from chat.models import User
 
 from .eligibility import Ballots
 from .models import Action, Message, Request, Room

@@ -1,15 +1,22 @@
-"""Webhook rules the domain and the sender share: the SSRF guard, the signature and
-the bodies (ours, and Slack's incoming-webhook message)."""
+"""Webhook rules the domain and the sender share: the SSRF guard, the secrets and
+signatures (Standard Webhooks 1.0, and the legacy `X-Agentsite-Signature`) and the
+bodies (ours, and Slack's incoming-webhook message)."""
 
+import base64
+import binascii
 import hashlib
 import hmac
 import ipaddress
 import json
+import secrets
 import socket
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from standardwebhooks import Webhook as StandardWebhook
 
 from chat.errors import Invalid
 
@@ -86,8 +93,62 @@ def url_check(url: str) -> str:
 
 
 def signature(secret: str, body: bytes) -> str:
-    """`X-Agentsite-Signature`: sha256=<hex HMAC-SHA256 of the raw body>."""
+    """`X-Agentsite-Signature` (legacy, dropped after this release): sha256=<hex
+    HMAC-SHA256 of the raw body>, keyed with the secret's text as given."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+SECRET_PREFIX = "whsec_"
+SECRET_BYTES = (24, 64)
+
+
+def new_secret() -> str:
+    """A Standard Webhooks secret: `whsec_` + base64 of 32 random bytes."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def secret_check(secret: str) -> None:
+    """Refuse a `whsec_` secret that is not base64 of 24 to 64 bytes."""
+    if not secret.startswith(SECRET_PREFIX):
+        return  # a legacy secret: keyed by its UTF-8 bytes
+    key = _decoded(secret[len(SECRET_PREFIX) :])
+    low, high = SECRET_BYTES
+    if key is None or not low <= len(key) <= high:
+        raise Invalid(
+            f"secret: a {SECRET_PREFIX} secret must be followed by the base64 of "
+            f"{low} to {high} bytes."
+        )
+
+
+def _decoded(text: str) -> bytes | None:
+    try:
+        # Padding optional, as Standard Webhooks libraries accept it.
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _signer(secret: str) -> StandardWebhook:
+    if secret.startswith(SECRET_PREFIX):
+        return StandardWebhook(secret)
+    # Deprecated unprefixed secrets (webhooks made before whsec_): their UTF-8 bytes.
+    return StandardWebhook(secret.encode())
+
+
+def standard_headers(
+    *, msg_id: str, body: bytes, secrets: Iterable[str], at: datetime
+) -> dict[str, str]:
+    """The Standard Webhooks 1.0 headers of one attempt: `webhook-id` (stable across
+    retries), `webhook-timestamp` (this attempt's) and `webhook-signature`, one
+    `v1,<base64>` per secret, space-separated (two while a secret rotates)."""
+    signatures = [
+        _signer(s).sign(msg_id=msg_id, timestamp=at, data=body) for s in secrets
+    ]
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": " ".join(signatures),
+    }
 
 
 def dumps(value: dict[str, Any]) -> str:

@@ -234,6 +234,11 @@ FAULTS_SCHEMA = _shape(
                     "after_apply": {"type": "boolean"},
                     "count": {"type": "integer", "minimum": 1},
                     "message": {"type": "string"},
+                    # A 403 or 429's kind: the primary limit exhausted (default),
+                    # a secondary rate limit, or none (a plain refusal).
+                    "rate_limit": {"enum": ["primary", "secondary", "none"]},
+                    # Its Retry-After in seconds; null sends none.
+                    "retry_after": {"type": ["integer", "null"], "minimum": 0},
                 },
                 "required": ["op"],
                 "additionalProperties": False,
@@ -1600,7 +1605,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def control_faults(self, request: Any) -> Reply:
         """Queue faults: `{"faults": [{"op", "status", "delay", "after_apply",
-        "count", "message"}]}`."""
+        "count", "message", "rate_limit", "retry_after"}]}`."""
         problems = strays(FAULTS_SCHEMA, request, "field")
         if problems:
             return Reply(400, {"error": "; ".join(p.text for p in problems)})
@@ -1663,18 +1668,33 @@ def unauthorized(message: str) -> ApiError:
     return ApiError(401, message, docs=DOCS)
 
 
+SECONDARY_MESSAGE = (
+    "You have exceeded a secondary rate limit. Please wait a few minutes before you "
+    "try again. If you reach out to GitHub Support for help, please include the "
+    "request ID {}."
+)
+
+
 def fault_reply(fault: JSON) -> Reply:
-    """An injected failure in GitHub's error shape; 403 and 429 say the rate limit
-    is exhausted, to be retried after a second."""
+    """An injected failure in GitHub's error shape. A 403 or 429 is, by its
+    `rate_limit`: `primary` (default) the primary limit exhausted, to be retried
+    after a second (`X-RateLimit-Remaining: 0`); `secondary` GitHub's secondary
+    rate limit (its message, the remaining count untouched, `Retry-After` as
+    `retry_after` says, 60 by default, none when null); `none` a plain refusal."""
     status = int(fault["status"])
     message = fault.get("message") or _reason(status)
-    headers = {}
-    if status in (403, 429):
+    headers: dict[str, str] = {}
+    kind = fault.get("rate_limit", "primary")
+    retry_after = fault.get("retry_after", 1 if kind == "primary" else 60)
+    if status in (403, 429) and kind == "primary":
         headers = {
             "X-RateLimit-Remaining": "0",
             "X-RateLimit-Reset": str(int(time.time()) + 1),
-            "Retry-After": "1",
         }
+    if status in (403, 429) and kind == "secondary" and not fault.get("message"):
+        message = SECONDARY_MESSAGE.format(uuid.uuid4().hex[:20].upper())
+    if status in (403, 429) and kind != "none" and retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
     return Reply(status, error_body(status, message), headers)
 
 

@@ -1,4 +1,5 @@
-"""Sending the outbox: webhook POSTs (signed) and email, one attempt per call.
+"""Sending the outbox: webhook POSTs (signed per Standard Webhooks 1.0) and email,
+one attempt per call.
 
 The rules (claims, attempts, backoff, giving up) are in `chat.services.notify`; this
 is the wire. Errors are recorded without the URL or the secret: a Slack webhook's
@@ -12,12 +13,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from django.core.mail import EmailMessage
+from django.utils import timezone
 from requests.adapters import HTTPAdapter
 
 from chat import services
 from chat.errors import AppError
-from chat.models import Delivery
-from chat.webhooks import signature, url_check
+from chat.models import Delivery, Webhook
+from chat.webhooks import signature, standard_headers, url_check
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +77,20 @@ def _post(delivery: Delivery) -> None:
         "User-Agent": "agentsite-webhooks",
         "X-Agentsite-Event": delivery.event,
         "X-Agentsite-Delivery": str(delivery.pk),
-        "X-Agentsite-Signature": signature(hook.secret, body),
     }
+    if hook.format == Webhook.Format.JSON:
+        # Slack's incoming webhooks are posted unsigned, as Slack expects.
+        now = timezone.now()
+        headers.update(
+            standard_headers(
+                msg_id=str(delivery.pk),
+                body=body,
+                secrets=hook.signing_secrets(now),
+                at=now,
+            )
+        )
+        # Legacy, kept for this release only (see the README's migration note).
+        headers["X-Agentsite-Signature"] = signature(hook.secret, body)
     url, session = _pinned(hook.url, address, headers)
     try:
         with session:

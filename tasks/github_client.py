@@ -9,7 +9,10 @@ What the agent reads comes back trimmed to the fields people and the model use, 
 a tool result stays small.
 """
 
+import math
 import re
+import time
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -24,6 +27,11 @@ MARKER = "<!-- agentsite-action: {} -->"
 MARKER_FOUND = re.compile(r"\n*<!-- agentsite-action: [0-9a-f-]{36} -->\s*$")
 BODY_CHARS = 4000
 COMMENTS_SHOWN = 5
+# A listing read to its end (a marker search) stops there: 10,000 comments.
+MAX_PAGES = 100
+# GitHub asks a client hitting a secondary rate limit without `Retry-After` to wait
+# at least a minute; a wait longer than the client's `max_wait` is not slept through.
+SECONDARY_WAIT = 60
 
 
 # GitHub refuses a longer `q`.
@@ -61,9 +69,19 @@ class NotFoundError(PermanentError):
 
 class GitHubClient:
     def __init__(
-        self, api_url: str, token: str, repository: str, timeout: float = 15
+        self,
+        api_url: str,
+        token: str,
+        repository: str,
+        timeout: float = 15,
+        *,
+        max_wait: float = SECONDARY_WAIT,
+        rate_retries: int = 2,
     ) -> None:
         self.repository = repository
+        self._origin = urlsplit(api_url)[:2]
+        self._max_wait = max_wait
+        self._rate_retries = rate_retries
         self._repo_path = "/repos/" + "/".join(
             quote(part, safe="") for part in repository.split("/", 1)
         )
@@ -241,18 +259,18 @@ class GitHubClient:
         return {"issue": f"#{number}", **_comment(comment)}
 
     def find_comment(self, number: int, action_id: str) -> dict[str, Any] | None:
-        """The comment made for `action_id` on issue `number`, by its marker (among
-        the issue's first hundred)."""
+        """The comment made for `action_id` on issue `number`, by its marker, among
+        all the issue's comments (every page: a recovery must not comment twice)."""
         marker = MARKER.format(action_id)
-        comments = self._call(
+        pages = self._pages(
             "list_comments",
-            "GET",
             f"{self._repo_path}/issues/{number}/comments",
             params={"per_page": 100},
         )
-        for comment in comments:
-            if marker in (comment.get("body") or ""):
-                return {"issue": f"#{number}", **_comment(comment)}
+        for page in pages:
+            for comment in page:
+                if marker in (comment.get("body") or ""):
+                    return {"issue": f"#{number}", **_comment(comment)}
         return None
 
     # Transport
@@ -266,15 +284,88 @@ class GitHubClient:
         params: dict[str, Any] | None = None,
         json: dict[str, Any] | None = None,
     ) -> Any:
-        try:
-            response = self._http.request(method, path, params=params, json=json)
-        except httpx2.TimeoutException:
-            detail = f"no answer within {self._timeout:g} s"
-            raise TransientError(_message(operation, detail)) from None
-        except httpx2.HTTPError as exc:
-            detail = f"could not reach GitHub ({type(exc).__name__})"
-            raise TransientError(_message(operation, detail)) from None
-        return _answer(operation, response)
+        return _answer(operation, self._request(operation, method, path, params, json))
+
+    def _pages(
+        self, operation: str, path: str, *, params: dict[str, Any]
+    ) -> Iterator[list[Any]]:
+        """Each page of a listing, following the `Link` header's `next` relation
+        (on GitHub's own origin only: the token goes nowhere else)."""
+        response = self._request(operation, "GET", path, params, None)
+        for _ in range(MAX_PAGES):
+            page = _answer(operation, response)
+            if not isinstance(page, list):
+                raise PermanentError(
+                    _message(operation, "an answer that is not a list")
+                )
+            yield page
+            following = response.links.get("next", {}).get("url")
+            if not following:
+                return
+            if urlsplit(following)[:2] != self._origin:
+                detail = "a next page on another host"
+                raise PermanentError(_message(operation, detail))
+            response = self._request(operation, "GET", following, None, None)
+        raise PermanentError(_message(operation, f"more than {MAX_PAGES} pages"))
+
+    def _request(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None,
+        json: dict[str, Any] | None,
+    ) -> httpx2.Response:
+        """One answer; a rate limit (primary or secondary) is waited out and the
+        request sent again, up to `rate_retries` times and `max_wait` seconds each:
+        a refused request was not applied, so even a write is safe to send again."""
+        for attempt in range(self._rate_retries + 1):
+            try:
+                response = self._http.request(method, path, params=params, json=json)
+            except httpx2.TimeoutException:
+                detail = f"no answer within {self._timeout:g} s"
+                raise TransientError(_message(operation, detail)) from None
+            except httpx2.HTTPError as exc:
+                detail = f"could not reach GitHub ({type(exc).__name__})"
+                raise TransientError(_message(operation, detail)) from None
+            wait = rate_limit_wait(response)
+            if wait is None:
+                return response
+            if wait > self._max_wait or attempt == self._rate_retries:
+                detail = f"rate limited, retry after {math.ceil(wait)} s"
+                raise TransientError(_message(operation, detail))
+            time.sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def rate_limit_wait(response: httpx2.Response) -> float | None:
+    """How long GitHub asks to wait before this request is sent again, if it was
+    refused by a rate limit; None for any other answer.
+
+    As GitHub documents it: a 403 or 429 with `Retry-After` waits that many seconds;
+    one with `x-ratelimit-remaining: 0` (the primary limit) waits until
+    `x-ratelimit-reset`; one whose message names a secondary rate limit, without
+    either, waits a minute. Any other 403 (no permission) is not a rate limit.
+    """
+    if response.status_code not in (403, 429):
+        return None
+    headers = response.headers
+    retry_after = headers.get("retry-after", "")
+    if retry_after.strip().isdigit():
+        return float(retry_after)
+    if headers.get("x-ratelimit-remaining") == "0":
+        reset = headers.get("x-ratelimit-reset", "")
+        if reset.strip().isdigit():
+            return max(0.0, int(reset) - time.time()) + 1
+        return float(SECONDARY_WAIT)
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    message = str(body.get("message", "")) if isinstance(body, dict) else ""
+    if "rate limit" in message.lower() or response.status_code == 429:
+        return float(SECONDARY_WAIT)
+    return None
 
 
 def _answer(operation: str, response: httpx2.Response) -> Any:

@@ -5,7 +5,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 from django.contrib.admin.options import BaseModelAdmin
 from django.contrib.admin.utils import quote
-from django.contrib.auth.models import User
 from django.db.models import Case, IntegerField, Value, When
 from django.http import HttpRequest
 from django.urls import reverse
@@ -13,7 +12,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 
-from chat.models import Action
+from chat.models import Action, User
 
 DECIDE_PERM = "chat.decide_action"
 SUMMARY_CHARS = 120

@@ -14,8 +14,8 @@ class WebhookAdmin(admin.ModelAdmin[Webhook]):
     list_display = ["url", "room", "format", "events", "created"]
     list_filter = ["format"]
     # The secret is shown once, when the webhook is created over the API.
-    exclude = ["secret"]
-    readonly_fields = ["created_by", "created"]
+    exclude = ["secret", "previous_secret"]
+    readonly_fields = ["created_by", "created", "previous_secret_until"]
     search_fields = ["url", "room__slug"]
 
 

@@ -7,7 +7,6 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
-from django.contrib.auth.models import User
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -26,6 +25,7 @@ from chat.models import (
     Request,
     Room,
     RoomEvent,
+    User,
 )
 from chat.services.policies import FIELDS as RULE_FIELDS
 from chat.services.policies import rule_check_scope, rule_clean
@@ -421,5 +421,4 @@ class DeactivatingUserAdmin(UserAdmin[User]):
     `services.user_saved`)."""
 
 
-admin.site.unregister(User)
 admin.site.register(User, DeactivatingUserAdmin)

@@ -70,6 +70,11 @@ urlpatterns = [
         webhooks.WebhookView.as_view(),
         name="api-webhook",
     ),
+    path(
+        "rooms/<slug:slug>/webhooks/<str:webhook_id>/rotate",
+        webhooks.WebhookRotateView.as_view(),
+        name="api-webhook-rotate",
+    ),
     path("tools", policies.ToolsView.as_view(), name="api-tools"),
     path("schema", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's set-up script as a file: the CSP allows no

@@ -1,7 +1,9 @@
 """The REST API of a room's webhooks (approvers only)."""
 
+from datetime import datetime
 from typing import Any
 
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -9,8 +11,10 @@ from rest_framework.views import APIView
 
 from chat import services
 from chat.api.fields import NO_NUL
+from chat.errors import Invalid
 from chat.http import AuthenticatedRequest
 from chat.models import Webhook
+from chat.services.webhooks import ROTATION_OVERLAP_MAX
 
 from .views import _refusals
 
@@ -31,15 +35,34 @@ WEBHOOK_IN = inline_serializer(
     },
 )
 
+ROTATE_IN = inline_serializer(
+    "WebhookRotateIn",
+    {
+        "secret": serializers.CharField(
+            required=False, min_length=16, max_length=200, validators=[NO_NUL]
+        ),
+        "overlap": serializers.IntegerField(
+            required=False, min_value=0, max_value=ROTATION_OVERLAP_MAX
+        ),
+    },
+)
+
 
 class WebhookSerializer(serializers.ModelSerializer[Webhook]):
     id = serializers.CharField(read_only=True)
     events = serializers.ListField(child=serializers.CharField(), read_only=True)
+    previous_secret_until = serializers.SerializerMethodField(
+        help_text="While a secret rotates: until when the previous one also signs."
+    )
 
     class Meta:
         model = Webhook
-        fields = ["id", "url", "events", "format", "created"]
+        fields = ["id", "url", "events", "format", "created", "previous_secret_until"]
         read_only_fields = fields
+
+    def get_previous_secret_until(self, hook: Webhook) -> datetime | None:
+        until = hook.previous_secret_until
+        return until if until is not None and until > timezone.now() else None
 
 
 class CreatedWebhookSerializer(WebhookSerializer):
@@ -84,3 +107,24 @@ class WebhookView(APIView):
             room_slug=slug, user=request.user, webhook_id=webhook_id
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class WebhookRotateView(APIView):
+    @extend_schema(
+        request=ROTATE_IN,
+        responses={200: CreatedWebhookSerializer, **_refusals(400, 403, 404, 415)},
+    )
+    def post(
+        self, request: AuthenticatedRequest, slug: str, webhook_id: str
+    ) -> Response:
+        data: Any = request.data
+        if not isinstance(data, dict):
+            raise Invalid("The body must be a JSON object.")
+        hook = services.webhook_rotate(
+            room_slug=slug,
+            user=request.user,
+            webhook_id=webhook_id,
+            secret=data.get("secret"),
+            overlap=data.get("overlap"),
+        )
+        return Response(CreatedWebhookSerializer(hook).data)

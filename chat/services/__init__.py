@@ -104,7 +104,7 @@ from .turns import (
     step_renew,
 )
 from .votes import votes_drop_stale
-from .webhooks import webhook_create, webhook_delete, webhook_list
+from .webhooks import webhook_create, webhook_delete, webhook_list, webhook_rotate
 
 __all__ = [
     "LAST_APPROVER",
@@ -184,6 +184,7 @@ __all__ = [
     "webhook_create",
     "webhook_delete",
     "webhook_list",
+    "webhook_rotate",
     "user_deactivated",
     "user_saved",
     "votes_drop_stale",

@@ -2,10 +2,8 @@
 
 import uuid
 
-from django.contrib.auth.models import User
-
 from chat.errors import NotFound
-from chat.models import Membership, Room
+from chat.models import Membership, Room, User
 
 
 def room_role(*, room: Room, user: User) -> str | None:

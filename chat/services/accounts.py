@@ -1,9 +1,8 @@
 """Accounts: what a password change undoes (contract: "Limits")."""
 
 from django.contrib.auth.hashers import get_hasher, identify_hasher
-from django.contrib.auth.models import User
 
-from chat.models import Membership
+from chat.models import Membership, User
 from chat.realtime import member_evict
 
 from .tokens import token_revoke

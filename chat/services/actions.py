@@ -6,7 +6,6 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.admin.models import CHANGE, LogEntry
-from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
@@ -14,7 +13,7 @@ from django.utils import timezone
 from chat import enqueue
 from chat.eligibility import Ballots
 from chat.errors import Conflict, Forbidden, Invalid, NotFound
-from chat.models import Action, PolicyRule, Vote
+from chat.models import Action, PolicyRule, User, Vote
 from chat.text import storable
 from chat.tools import InvalidCall, Reading, Scope, ToolSpec, preview_call, validate
 

@@ -16,14 +16,13 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
 from chat import enqueue
 from chat.eligibility import Ballots
 from chat.links import decide_url
-from chat.models import Action, Delivery, Request, Room, Webhook
+from chat.models import Action, Delivery, Request, Room, User, Webhook
 from chat.payloads import ActionPayload, request_payload
 from chat.text import one_line
 from chat.webhooks import dumps, slack_message

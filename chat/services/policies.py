@@ -13,11 +13,10 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import User
 from django.db import transaction
 
 from chat.errors import Forbidden, Invalid, NotFound
-from chat.models import Action, PolicyRule, Room
+from chat.models import Action, PolicyRule, Room, User
 from chat.tools import Scope, ToolSpec, catalogue, name_of, target_names
 from chat.tools.spec import unstorable
 

@@ -5,7 +5,6 @@ import uuid
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -13,7 +12,7 @@ from agentsite import telemetry
 from chat import enqueue
 from chat.eligibility import Ballots
 from chat.errors import Conflict, Forbidden, Invalid, NotFound, TooMany
-from chat.models import Action, Message, Request, Room
+from chat.models import Action, Message, Request, Room, User
 from chat.redis_client import redis_client, redis_key
 from chat.text import storable
 

@@ -3,10 +3,8 @@ services the REST API calls, with an id from another room answered as missing.""
 
 from typing import Any
 
-from django.contrib.auth.models import User
-
 from chat.errors import NotFound
-from chat.models import Action, Request, Room
+from chat.models import Action, Request, Room, User
 
 from .access import id_or_none
 from .actions import action_decide, action_retract

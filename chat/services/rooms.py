@@ -4,12 +4,11 @@ import secrets
 from collections.abc import Collection
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils.text import slugify
 
 from chat.errors import Conflict, Forbidden, Invalid, NotFound
-from chat.models import Membership, Room
+from chat.models import Membership, Room, User
 from chat.realtime import member_evict
 from chat.text import single_line, storable
 from chat.tools import packs_available

@@ -5,10 +5,9 @@ import secrets
 from datetime import timedelta
 
 from django.conf import settings
-from django.contrib.auth.models import User
 from django.utils import timezone
 
-from chat.models import ApiToken
+from chat.models import ApiToken, User
 
 
 def _digest(key: str) -> str:

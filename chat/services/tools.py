@@ -4,12 +4,11 @@ import logging
 import uuid
 from typing import Any
 
-from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
 from chat.errors import Conflict, Forbidden, NotFound
-from chat.models import McpListing, McpPin, Request
+from chat.models import McpListing, McpPin, Request, User
 from chat.realtime import event_emit
 from chat.tools import forget_listings
 from chat.tools.mcp import digest, pinned_part

@@ -6,11 +6,10 @@ import re
 from collections.abc import Callable
 
 import pytest
-from django.contrib.auth.models import User
 from playwright.sync_api import BrowserContext, Page, expect
 
 from chat import services
-from chat.models import Membership, Room
+from chat.models import Membership, Room, User
 from tests.browser.conftest import PHONE, log_in, open_room, screenshot
 from tests.browser.test_room_page import ask, request_of, request_status, the_card
 from tests.plugins.people import _user

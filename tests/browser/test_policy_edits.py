@@ -2,11 +2,10 @@
 against real processes: refused, with the rule's reason on the card."""
 
 import pytest
-from django.contrib.auth.models import User
 from playwright.sync_api import expect
 
 from chat import services
-from chat.models import Room
+from chat.models import Room, User
 from tests.browser.conftest import PHONE, log_in, open_room, screenshot
 from tests.browser.test_room_page import ask, the_card
 from tests.plugins.stack import Stack, effects

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.admin.models import CHANGE, LogEntry
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -14,7 +14,7 @@ from django.utils.html import escape
 
 from chat import services
 from chat.admin import action_summary
-from chat.models import Action, Membership, Message, Request, Room, RoomEvent
+from chat.models import Action, Membership, Message, Request, Room, RoomEvent, User
 
 CHANGELIST = "/admin/chat/action/"
 SCRIPT = "<script>alert(1)</script>"

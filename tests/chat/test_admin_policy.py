@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import User
 from django.urls import reverse
 
-from chat.models import Action, Membership, PolicyRule, Room
+from chat.models import Action, Membership, PolicyRule, Room, User
 from tests.chat.test_admin import CHANGELIST, change_url, client_for, staff, texts
 from tests.chat.test_policies import propose, rule
 from tests.plugins.people import _user

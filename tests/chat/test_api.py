@@ -9,13 +9,12 @@ from collections.abc import Iterator
 
 import pytest
 from django.conf import settings as django_settings
-from django.contrib.auth.models import User
 from django.http import HttpResponseBase
 from rest_framework.test import APIClient
 from rest_framework.throttling import SimpleRateThrottle
 
 from chat import services
-from chat.models import Action, Membership, Message, Request, Room
+from chat.models import Action, Membership, Message, Request, Room, User
 from chat.redis_client import redis_client
 from tests.plugins.people import token_for
 

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import User
 from django.db import connection
 from django.http import HttpResponseBase
 from django.test.utils import CaptureQueriesContext
@@ -20,7 +19,16 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from chat import enqueue, services
-from chat.models import Action, Membership, Message, Request, Room, RoomEvent, Vote
+from chat.models import (
+    Action,
+    Membership,
+    Message,
+    Request,
+    Room,
+    RoomEvent,
+    User,
+    Vote,
+)
 from chat.snapshot import snapshot_build
 from tests.chat.test_api import (  # noqa: F401  (autouse fixtures apply here too)
     api,

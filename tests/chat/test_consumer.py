@@ -619,7 +619,7 @@ def test_the_admins_delete_and_a_deactivation_close_the_sockets(
             # is_active left out: the checkbox unticked.
         }
         changed = await database_sync_to_async(staff.post)(
-            f"/admin/auth/user/{alice.pk}/change/", form
+            f"/admin/chat/user/{alice.pk}/change/", form
         )
         assert changed.status_code == 302, changed.content[:2000]
         return bob_code, await closed_with(ws_alice)

@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.contrib.auth.models import User
 from django.test import Client
 from rest_framework.test import APIClient
 
 from chat import services
-from chat.models import Action, Membership, Room
+from chat.models import Action, Membership, Room, User
 from tests.chat.test_api import (  # noqa: F401  (autouse fixtures)
     api,
     fast_password_hashing,

@@ -7,14 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import Permission
 from django.db import transaction
 
 from chat import services
 from chat.api.serializers import ActionSerializer
 from chat.eligibility import may_vote
 from chat.errors import Forbidden, NotFound
-from chat.models import Action, Delivery, Membership, Room, RoomEvent, Vote
+from chat.models import Action, Delivery, Membership, Room, RoomEvent, User, Vote
 from tests.chat.test_api import (  # noqa: F401  (autouse fixtures apply here too)
     api,
     fast_password_hashing,

@@ -21,13 +21,12 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import User
 from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from rest_framework.test import APIClient
 
-from chat.models import Action, Request, Room
+from chat.models import Action, Request, Room, User
 from tests.chat.test_api import (  # noqa: F401  (autouse fixtures)
     fast_password_hashing,
     forget_throttle_counts,

@@ -13,11 +13,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import User
 from django.utils import timezone
 
 from chat import services
-from chat.models import Action, Delivery, Leased, Request, Room
+from chat.models import Action, Delivery, Leased, Request, Room, User
 from chat.services import leases
 from tests.chat.test_api import pending_action
 

@@ -11,11 +11,10 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import User
 from django.utils import timezone
 
 from chat import enqueue, services
-from chat.models import Action, IllegalTransition, Message, Request, Room
+from chat.models import Action, IllegalTransition, Message, Request, Room, User
 from tests.chat.test_api import pending_action
 
 Queue = Callable[[], list[dict]]

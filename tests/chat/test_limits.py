@@ -7,11 +7,10 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.contrib.auth.models import User
 from django.db import connection
 
 from chat import services
-from chat.models import Action, Message, Request, Room
+from chat.models import Action, Message, Request, Room, User
 from tests.chat.test_api import api, refusal
 from tests.chat.test_consumer import connect, receive_until, token_headers
 

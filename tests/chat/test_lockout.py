@@ -4,10 +4,10 @@ X-Forwarded-For says; proxies are trusted only as configured (TRUSTED_PROXIES)."
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import User
 from django.test import Client
 from rest_framework.test import APIClient
 
+from chat.models import User
 from tests.chat.test_api import (  # noqa: F401  (autouse fixtures apply here too)
     fast_password_hashing,
     forget_throttle_counts,

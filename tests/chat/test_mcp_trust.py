@@ -13,12 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import Permission
 from django.test import Client
 from django.utils.html import escape
 
 from chat import services, tools
-from chat.models import McpPin, PolicyRule, Room
+from chat.models import McpPin, PolicyRule, Room, User
 from tests.chat.test_api import api
 from tests.chat.test_policies import propose
 

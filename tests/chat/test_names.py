@@ -4,10 +4,9 @@ characters (400 over REST, a form error in the admin)."""
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import User
 from django.test import Client
 
-from chat.models import Room
+from chat.models import Room, User
 from tests.chat.test_api import (  # noqa: F401  (autouse fixtures apply here too)
     api,
     fast_password_hashing,

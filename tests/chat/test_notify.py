@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
 from chat import services
 from chat.links import decide_url
-from chat.models import Action, Delivery, Membership
+from chat.models import Action, Delivery, Membership, User
 from tasks.tasks import deliver as deliver_task
 from tests.chat.test_api import (  # noqa: F401  (autouse fixtures apply here too)
     fast_password_hashing,

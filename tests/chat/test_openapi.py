@@ -40,6 +40,12 @@ CONTRACT = {
     ("get", "/api/rooms/{slug}/webhooks"): {"200", "403", "404"},
     ("post", "/api/rooms/{slug}/webhooks"): {"201", "400", "403", "404"},
     ("delete", "/api/rooms/{slug}/webhooks/{webhook_id}"): {"204", "403", "404"},
+    ("post", "/api/rooms/{slug}/webhooks/{webhook_id}/rotate"): {
+        "200",
+        "400",
+        "403",
+        "404",
+    },
     ("post", "/api/actions/{action_id}/retract"): {"200", "400", "403", "404", "409"},
     ("delete", "/api/rooms/{slug}/members/{username}"): {"204", "403", "404", "409"},
     # agentsite's extension: the Linear teams a room's agent may touch.

@@ -11,11 +11,19 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import User
 from django.utils import timezone
 
 from chat import enqueue, services
-from chat.models import Action, Membership, Message, PolicyRule, Request, Room, Vote
+from chat.models import (
+    Action,
+    Membership,
+    Message,
+    PolicyRule,
+    Request,
+    Room,
+    User,
+    Vote,
+)
 from chat.tools import check_call
 from tests.chat.test_api import api, refusal
 from tests.plugins.people import _user

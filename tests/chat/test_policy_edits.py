@@ -12,9 +12,8 @@ import asyncio
 import json
 
 import pytest
-from django.contrib.auth.models import User
 
-from chat.models import Action, Membership, Message, PolicyRule, Room, Vote
+from chat.models import Action, Membership, Message, PolicyRule, Room, User, Vote
 from tests.chat.test_api import api, refusal
 from tests.chat.test_consumer import connect, receive_until, token_headers
 from tests.chat.test_policies import approve, propose, rule

@@ -7,13 +7,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from django.contrib.auth.models import User
 from django.urls import reverse
 from rest_framework.test import APIClient
 
 from chat import services
 from chat import tools as catalogue
-from chat.models import PolicyRule, Room
+from chat.models import PolicyRule, Room, User
 from tests.chat.test_admin import client_for
 from tests.chat.test_api import api, refusal
 

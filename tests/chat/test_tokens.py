@@ -7,13 +7,12 @@ from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
-from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from chat.models import ApiToken, Room
+from chat.models import ApiToken, Room, User
 from tests.chat.test_api import forget_throttle_counts  # noqa: F401  (autouse)
 from tests.chat.test_consumer import closed_with, connect, refused
 
@@ -101,8 +100,8 @@ def _in_the_admin(user: User, admin: User) -> None:
         "password2": NEW_PASSWORD,
         "usable_password": "true",
     }
-    response = client.post(f"/admin/auth/user/{user.pk}/password/", body)
-    assert response["Location"] == f"/admin/auth/user/{user.pk}/change/"
+    response = client.post(f"/admin/chat/user/{user.pk}/password/", body)
+    assert response["Location"] == f"/admin/chat/user/{user.pk}/change/"
 
 
 def _in_a_shell(user: User, admin: User) -> None:

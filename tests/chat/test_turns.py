@@ -10,11 +10,10 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import User
 from django.utils import timezone
 
 from chat import enqueue, services, tools
-from chat.models import Action, Message, Request, RoomEvent
+from chat.models import Action, Message, Request, RoomEvent, User
 from tests.chat.queues import task_queue  # noqa: F401  (a fixture)
 
 Status = Request.Status

@@ -10,12 +10,11 @@ import json
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
 from chat import services
-from chat.models import Action, Delivery, PolicyRule, Room, Webhook
+from chat.models import Action, Delivery, PolicyRule, Room, User, Webhook
 from chat.services import notify
 from tasks.tasks import deliver as deliver_task
 from tests.chat.test_api import (  # noqa: F401  (autouse fixtures apply here too)

@@ -131,7 +131,7 @@ DIE_AFTER_THE_DECISION_COMMITS = """
 import os, signal, sys
 import django
 django.setup()
-from django.contrib.auth.models import User
+from chat.models import User
 from django.db import connection, transaction
 from chat import services
 

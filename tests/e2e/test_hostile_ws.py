@@ -22,11 +22,10 @@ import pytest
 import requests
 import websockets
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
-from django.contrib.auth.models import User
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from chat import services
-from chat.models import Action, Membership, Message, Request, Room, RoomEvent
+from chat.models import Action, Membership, Message, Request, Room, RoomEvent, User
 from tests.plugins.people import token_for
 from tests.plugins.stack import dump, effects
 

@@ -27,7 +27,7 @@ DEFAULT_NAMESPACE = {"REDIS_PREFIX": "", "REDIS_NAMESPACE": ""}
 
 SETUP_B = """
 import json
-from django.contrib.auth.models import User
+from chat.models import User
 from chat.models import Membership, Room
 from chat.services import token_issue
 carol = User.objects.create_user("carol")

@@ -8,6 +8,7 @@ import json
 import time
 
 import pytest
+from standardwebhooks import Webhook as Verifier
 
 from chat import services
 from chat.models import Delivery
@@ -79,6 +80,9 @@ def test_a_receiver_down_across_a_worker_restart_still_gets_the_delivery(
     hit = down.hits[0]
     digest = hmac.new(SECRET.encode(), hit.body, hashlib.sha256).hexdigest()
     assert hmac.compare_digest(hit.headers["x-agentsite-signature"], "sha256=" + digest)
+    # Standard Webhooks, signed by the worker that sent it (a legacy secret: its bytes).
+    assert Verifier(SECRET.encode()).verify(hit.body, hit.headers)
+    assert hit.headers["webhook-id"] == str(delivery.pk)
     assert json.loads(hit.body)["action"]["tool"] == "delete_issue"
 
 

@@ -7,9 +7,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:  # loaded as a plugin before Django is set up: import models lazily
-    from django.contrib.auth.models import User
-
-    from chat.models import Room
+    from chat.models import Room, User
 
 
 _HASHES: dict[str, str] = {}
@@ -17,7 +15,8 @@ _HASHES: dict[str, str] = {}
 
 def _user(username: str) -> User:
     from django.contrib.auth.hashers import PBKDF2PasswordHasher
-    from django.contrib.auth.models import User
+
+    from chat.models import User
 
     # Hashing is slow on purpose; hash each test password once per session, with
     # the hasher the web processes verify logins with (whatever a test overrides).
@@ -55,7 +54,9 @@ def mallory(db) -> User:
 
 @pytest.fixture
 def staff_decider(db) -> User:
-    from django.contrib.auth.models import Permission, User
+    from django.contrib.auth.models import Permission
+
+    from chat.models import User
 
     user = _user("sam")
     user.is_staff = True

@@ -10,11 +10,10 @@ import json
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import User
 from django.utils import timezone
 
 from chat import services
-from chat.models import Message, Request, Room
+from chat.models import Message, Request, Room, User
 from tasks.context import MAX_TOOL_RESULT_CHARS, SYSTEM_PROMPT, build_context
 
 

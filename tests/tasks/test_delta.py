@@ -10,10 +10,9 @@ import time
 from collections.abc import Callable
 
 import pytest
-from django.contrib.auth.models import User
 
 from chat import services
-from chat.models import Request, Room
+from chat.models import Request, Room, User
 from chat.realtime import partial_text
 from tasks.delta import DeltaRelay
 from tests.tasks.conftest import applied, deltas

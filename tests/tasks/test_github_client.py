@@ -2,6 +2,7 @@
 writes, how failures are sorted, and that every request it sends has the shape the
 endpoints document."""
 
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -99,12 +100,108 @@ def test_preview_names_the_issue_as_approvers_see_it(client) -> None:
 
 @pytest.mark.parametrize(
     ("status", "kind"),
-    [(502, TransientError), (429, TransientError), (422, PermanentError)],
+    [(502, TransientError), (422, PermanentError)],
 )
 def test_failures_are_sorted_transient_or_permanent(client, server, status, kind):
     control(server, "faults", {"faults": [{"op": "get_issue", "status": status}]})
     with pytest.raises(kind, match=f"GitHub get_issue failed: HTTP {status}"):
         client.get_issue(1)
+
+
+def test_a_403_that_is_no_rate_limit_is_permanent_and_not_sent_again(client, server):
+    fault = {"op": "get_issue", "status": 403, "rate_limit": "none"}
+    fault["message"] = "Resource not accessible by personal access token"
+    control(server, "faults", {"faults": [fault]})
+    with pytest.raises(PermanentError, match="HTTP 403: Resource not accessible"):
+        client.get_issue(1)
+    assert _sent(server, "get_issue") == 1
+
+
+# Rate limits: waited out, then sent again -----------------------------------------
+
+
+def _sent(server: GitHubStandin, operation: str) -> int:
+    sent = control(server, "requests")["requests"]
+    return sum(1 for r in sent if r["operation"] == operation)
+
+
+@pytest.mark.parametrize("status", [403, 429])
+def test_a_secondary_rate_limit_is_waited_out_and_the_read_sent_again(
+    client, server, status
+):
+    fault = {"op": "get_issue", "status": status, "rate_limit": "secondary"}
+    control(server, "faults", {"faults": [{**fault, "retry_after": 1}]})
+    started = time.monotonic()
+    issue = client.get_issue(1)
+    assert issue is not None and issue["number"] == 1
+    assert time.monotonic() - started >= 1  # it waited as Retry-After asked
+    assert _sent(server, "get_issue") == 2
+
+
+def test_a_write_refused_by_a_secondary_limit_is_made_once_after_the_wait(
+    client, server
+):
+    fault = {"op": "add_comment", "status": 403, "rate_limit": "secondary"}
+    control(server, "faults", {"faults": [{**fault, "retry_after": 1}]})
+    action_id = str(uuid.uuid4())
+    made = client.add_comment(3, "Looked into it.", action_id=action_id)
+    assert made["body"] == "Looked into it."
+    effects = control(server, "effects")["effects"]
+    assert [e["op"] for e in effects].count("add_comment") == 1
+    assert client.find_comment(3, action_id)["id"] == made["id"]
+
+
+def test_a_secondary_limit_longer_than_the_client_waits_is_transient(server):
+    control(server, "reset", {})
+    # No Retry-After: GitHub asks for at least a minute, more than this client waits.
+    fault = {"op": "get_issue", "status": 403, "rate_limit": "secondary"}
+    control(server, "faults", {"faults": [{**fault, "retry_after": None}]})
+    with GitHubClient(server.url, TOKEN, "demo/agentsite", max_wait=5) as client:
+        with pytest.raises(TransientError, match="rate limited, retry after 60 s"):
+            client.get_issue(1)
+    assert _sent(server, "get_issue") == 1
+
+
+def test_a_rate_limit_that_lasts_is_transient_after_the_retries(client, server):
+    fault = {"op": "get_issue", "status": 429, "rate_limit": "secondary"}
+    control(server, "faults", {"faults": [{**fault, "retry_after": 0, "count": 3}]})
+    with pytest.raises(TransientError, match="GitHub get_issue failed: rate limited"):
+        client.get_issue(1)
+    assert _sent(server, "get_issue") == 3  # the first and two more
+
+
+def test_the_primary_limit_exhausted_is_waited_out_until_its_reset(client, server):
+    fault = {"op": "search_issues", "status": 403, "retry_after": None}
+    control(server, "faults", {"faults": [fault]})
+    assert client.search_issues("safari")
+    assert _sent(server, "search_issues") == 2
+
+
+# Pagination ----------------------------------------------------------------------
+
+
+def _comment_many(server: GitHubStandin, number: int, count: int) -> None:
+    with requests.Session() as http:
+        http.headers["Authorization"] = f"Bearer {TOKEN}"
+        http.headers["Accept"] = "application/vnd.github+json"
+        http.headers["X-GitHub-Api-Version"] = "2022-11-28"
+        url = f"{server.url}/repos/demo/agentsite/issues/{number}/comments"
+        for n in range(count):
+            http.post(url, json={"body": f"me too ({n})"}, timeout=5).raise_for_status()
+
+
+def test_find_comment_reads_every_page_of_a_long_thread(client, server):
+    # The comment a crashed attempt made is the 151st: on the second page of 100.
+    _comment_many(server, 3, 150)
+    action_id = str(uuid.uuid4())
+    made = client.add_comment(3, "Fixed in #12.", action_id=action_id)
+    found = client.find_comment(3, action_id)
+    assert found is not None and found["id"] == made["id"]
+    sent = control(server, "requests")["requests"]
+    pages = [r for r in sent if r["operation"] == "list_comments"]
+    assert len(pages) == 2
+    # Not there at all: every page read, then None (and a comment is made once).
+    assert client.find_comment(3, str(uuid.uuid4())) is None
 
 
 def test_a_bad_token_is_permanent_and_never_in_the_message(server) -> None:

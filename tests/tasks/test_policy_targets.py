@@ -5,11 +5,10 @@ stand-in, so its id names the same issue as its identifier."""
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import User
 
 from chat import enqueue, services
 from chat.errors import Forbidden
-from chat.models import Action, PolicyRule, Request, Room
+from chat.models import Action, PolicyRule, Request, Room, User
 from standins.linear_data import issue_uuid
 from tasks import steps
 from tests.tasks.conftest import Linear, Model

@@ -11,10 +11,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.contrib.auth.models import User
 
 from chat import services
-from chat.models import Action, Message, Request, Room
+from chat.models import Action, Message, Request, Room, User
 from tasks import steps
 from tests.chat.test_api import api
 from tests.tasks.conftest import Linear, Model

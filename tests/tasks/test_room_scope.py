@@ -7,10 +7,9 @@ the Linear stand-in (teams ENG, then DES), as in tests/tasks/test_steps.py.
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import User
 
 from chat import services
-from chat.models import Action, Request, Room
+from chat.models import Action, Request, Room, User
 from tasks import steps
 from tests.chat.test_api import api
 from tests.tasks.conftest import Linear, Model

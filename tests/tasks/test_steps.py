@@ -15,11 +15,10 @@ import time
 from collections.abc import Callable
 
 import pytest
-from django.contrib.auth.models import User
 from django.db import connection
 
 from chat import enqueue, services
-from chat.models import Action, Message, Request, Room
+from chat.models import Action, Message, Request, Room, User
 from tasks import steps
 from tasks.errors import TransientError
 from tests.tasks.conftest import OPENAI_KEY, Linear, Model, applied

@@ -10,11 +10,11 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import Permission
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
-from chat.models import Membership, Room
+from chat.models import Membership, Room, User
 from chat.services import policy_create, room_create
 
 PASSWORD = "demo"
