@@ -5,6 +5,8 @@ from chat import views
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+    path("metrics", views.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     # Before Django's own: reset only where mail goes out (chat.views.password_reset).
     path("accounts/password_reset/", views.password_reset, name="password_reset"),

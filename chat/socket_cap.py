@@ -5,7 +5,9 @@ One Redis sorted set per user, a member per open socket scored by when it expire
 as presence does: the web process holding a socket renews it with its presence
 heartbeat (chat.hub), and removes it when the socket closes. A process killed
 without closing its sockets leaves entries that nobody renews, so they stop counting
-`WS_SOCKET_TTL_SECONDS` later: no counter to leak.
+`WS_SOCKET_TTL_SECONDS` later: no counter to leak. One more sorted set holds every
+socket of the deployment the same way, for the `agentsite_websocket_connections`
+gauge (`sockets_open`).
 """
 
 import logging
@@ -29,6 +31,7 @@ if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
 end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
 return 1
 """
 
@@ -41,6 +44,10 @@ def _key(user_id: int) -> str:
     return redis_key("sockets", user_id)
 
 
+def _all_key() -> str:
+    return redis_key("sockets", "all")
+
+
 def socket_admit(*, user_id: int, connection: str) -> bool:
     """Take one of the user's socket slots for `connection`; False when all are held.
 
@@ -49,8 +56,9 @@ def socket_admit(*, user_id: int, connection: str) -> bool:
     now = time.time()
     admitted = redis_client().eval(
         _ADMIT,
-        1,
+        2,
         _key(user_id),
+        _all_key(),
         now,
         now + socket_ttl(),
         settings.WS_MAX_SOCKETS_PER_USER,
@@ -63,7 +71,10 @@ def socket_admit(*, user_id: int, connection: str) -> bool:
 def socket_release(*, user_id: int, connection: str) -> None:
     """Give the slot back as the socket closes (if Redis is away, it expires)."""
     try:
-        redis_client().zrem(_key(user_id), connection)
+        with redis_client().pipeline(transaction=False) as pipe:
+            pipe.zrem(_key(user_id), connection)
+            pipe.zrem(_all_key(), connection)
+            pipe.execute()
     except RedisError:
         logger.warning("socket cap: could not release a slot", exc_info=True)
 
@@ -77,4 +88,15 @@ def sockets_renew(connections: Iterable[tuple[int, str]]) -> None:
         for user_id, connection in connections:
             pipe.zadd(_key(user_id), {connection: deadline}, xx=True)
             pipe.expire(_key(user_id), socket_ttl() * 2)
+            pipe.zadd(_all_key(), {connection: deadline}, xx=True)
         pipe.execute()
+
+
+def sockets_open() -> int:
+    """Room sockets open now over every web process (those of a process killed
+    without closing them stop counting when their renewal lapses)."""
+    now = time.time()
+    with redis_client().pipeline(transaction=False) as pipe:
+        pipe.zremrangebyscore(_all_key(), "-inf", now)
+        pipe.zcard(_all_key())
+        return int(pipe.execute()[1])

@@ -11,6 +11,7 @@ import logging
 import re
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -18,6 +19,8 @@ from typing import Any
 
 import openai
 from django.conf import settings
+
+from chat import metrics
 
 from .errors import PermanentError, ServiceError, TransientError
 
@@ -41,6 +44,9 @@ class Completion:
     tool_calls: list[ToolCall] = field(default_factory=list)
     usage: dict[str, Any] = field(default_factory=dict)
     finish_reason: str | None = None
+    model: str = ""
+    # Seconds from sending the call to the first chunk of its stream.
+    first_token: float | None = None
 
 
 @cache
@@ -80,6 +86,9 @@ def stream_chat(
     }
     if tools:
         body["tools"] = tools
+    completion = Completion(model=settings.OPENAI_MODEL)
+    started = time.monotonic()
+    outcome = "error"
     try:
         # The SDK's `chat.completions.create` walks the whole body through its
         # typed-dict transform first: a fifth of a model step's CPU (`make bench
@@ -99,13 +108,25 @@ def stream_chat(
         )
         on_open(lambda: _cut(stream))
         with stream:
-            return _assemble(stream, on_text, stop)
+            _assemble(stream, on_text, stop, completion, started)
+        outcome = "ok"
+        return completion
     except Stopped:
+        outcome = "ok"  # cut short by a cancel: the service did nothing wrong
         raise
     except Exception as exc:
         if stop.is_set():
+            outcome = "ok"
             raise Stopped() from exc
         raise _classify(exc) from exc
+    finally:
+        metrics.model_call(
+            model=completion.model,
+            outcome=outcome,
+            duration=time.monotonic() - started,
+            first_token=completion.first_token,
+            usage=completion.usage,
+        )
 
 
 LENGTH_CUT = (
@@ -136,13 +157,16 @@ def _assemble(
     stream: openai.Stream[object],
     on_text: Callable[[str], None],
     stop: threading.Event,
+    completion: Completion,
+    started: float,
 ) -> Completion:
-    completion = Completion()
     calls: dict[int, ToolCall] = {}
     chunks = iter(stream)
     while True:
         try:
             chunk = next(chunks, None)
+            if completion.first_token is None and chunk is not None:
+                completion.first_token = time.monotonic() - started
             if stop.is_set():
                 raise Stopped()
             if chunk is None:

@@ -7,13 +7,14 @@ this module only talks to the model and the tools' services.
 """
 
 import logging
+import time
 from typing import Any
 from uuid import UUID
 
 from django.conf import settings
 from django.db import connection
 
-from chat import services, tools
+from chat import metrics, services, tools
 from chat.models import Action, Request, Room
 from chat.redis_client import redis_client, redis_key
 
@@ -115,6 +116,8 @@ def _record(request: Request, completion: Completion) -> None:
         previews={call_id: r.preview for call_id, r in readings.items()},
         names={call_id: r.names for call_id, r in readings.items()},
         usage=completion.usage,
+        model=completion.model,
+        first_token=completion.first_token,
     )
 
 
@@ -158,19 +161,31 @@ def tool_call(*, action_id: str) -> None:
         )
         return
     lease = Lease(renew=lambda until: services.action_renew(action=action, until=until))
+    started, failure = time.monotonic(), ""
     try:
         with keeper().hold(lease):
             executor = executor_for(spec, tools.Scope.of(action.room))
             result = _run(executor, spec, action)
     except TransientError:
+        _executed(action, started, Action.Status.FAILED)
         services.action_release(action=action)
         raise
     except PermanentError as exc:
+        failure = str(exc)
+    if failure:
+        _executed(action, started, Action.Status.FAILED)
         services.action_finish(
-            action=action, status=Action.Status.FAILED, error=str(exc)
+            action=action, status=Action.Status.FAILED, error=failure
         )
         return
+    _executed(action, started, Action.Status.SUCCEEDED)
     services.action_finish(action=action, status=Action.Status.SUCCEEDED, result=result)
+
+
+def _executed(action: Action, started: float, outcome: str) -> None:
+    metrics.tool_executed(
+        tool=action.tool, outcome=outcome, duration=time.monotonic() - started
+    )
 
 
 def _run(executor: Executor, spec: tools.ToolSpec, action: Action) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from chat import enqueue
+from chat import enqueue, metrics
 from chat.eligibility import Ballots
 from chat.errors import Conflict, Forbidden, Invalid, NotFound
 from chat.models import Action, PolicyRule, Vote
@@ -308,6 +308,14 @@ def _record_decision(
     action.decided_by, action.decided_at = user, timezone.now()
     action.decided_via, action.reason = via, reason
     action.save()
+    if status == Action.Status.DENIED:
+        metrics.action_ended(
+            tool=action.tool, outcome=status, pending_since=action.created
+        )
+    else:
+        metrics.approval_decided(
+            tool=action.tool, decision=status, pending_since=action.created
+        )
     _log_decision(action, user)
 
 
@@ -355,6 +363,9 @@ def action_expire_overdue() -> int:
             action.move_to(Action.Status.EXPIRED)
             action.decided_at, action.decided_via = timezone.now(), Action.Via.SYSTEM
             action.save()
+            metrics.action_ended(
+                tool=action.tool, outcome=action.status, pending_since=action.created
+            )
             announced = action_emit(action)
             action_notify(action, announced)
             tool_result_emit(action)
