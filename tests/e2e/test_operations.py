@@ -3,16 +3,20 @@ process scraped by Prometheus' own parser after real turns run by two workers, o
 consuming the model queue and one the tools queue, so that the counts of both
 processes must reach the scrape; and /readyz following the workers and beat."""
 
+import json
 from collections.abc import Iterator
+from contextlib import ExitStack
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
+from websockets.sync import client as ws_sync
 
 from chat import services
 from chat.models import Action, Delivery, Request
 from tests.e2e.test_agent import pending
 from tests.peers import Receiver
+from tests.plugins.people import token_for
 from tests.plugins.stack import reached, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fresh_stack]
@@ -260,3 +264,25 @@ def test_readyz_and_metrics_answer_plain_http_under_https_redirects(stack):
     assert answer.status_code == 200
     login = requests.get(f"{base}/accounts/login/", allow_redirects=False, timeout=10)
     assert login.status_code == 301
+
+
+def test_websocket_gauge_counts_the_sockets_of_every_web_process(stack, room, bob):
+    first = stack.web(METRICS_TOKEN=TOKEN)
+    second = stack.web("web-2", METRICS_TOKEN=TOKEN)
+    headers = {"Authorization": f"Token {token_for(bob)}"}
+    gauge = ("agentsite_websocket_connections", frozenset())
+
+    def open_socket(sockets: ExitStack, base: str) -> None:
+        url = base.replace("http://", "ws://") + f"/ws/rooms/{room.slug}/"
+        connection = sockets.enter_context(
+            ws_sync.connect(url, additional_headers=headers)
+        )
+        assert json.loads(connection.recv(timeout=10))["type"] == "snapshot"
+
+    before = scrape(first)[gauge]
+    with ExitStack() as sockets:
+        for base in (first, second, second):
+            open_socket(sockets, base)
+        assert scrape(first)[gauge] - before == 3
+        assert scrape(second)[gauge] - before == 3
+    wait_for(lambda: scrape(second)[gauge] == before, timeout=10, what="sockets closed")
