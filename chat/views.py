@@ -118,7 +118,7 @@ class _Gauges(Collector):
 
     def collect(self) -> list[Metric]:
         found: list[Metric] = []
-        for name, (help_, label, _read) in _GAUGES.items():
+        for name, (help_, label, _read) in SCRAPE_GAUGES.items():
             value = self._readings.get(name)
             if value is None or isinstance(value, BaseException):
                 continue
@@ -132,7 +132,7 @@ class _Gauges(Collector):
         return found
 
 
-_GAUGES: dict[str, tuple[str, str, Callable[[], Any]]] = {
+SCRAPE_GAUGES: dict[str, tuple[str, str, Callable[[], Any]]] = {
     "agentsite_requests_open": (
         "Requests not ended, by status.",
         "status",
@@ -176,10 +176,10 @@ async def metrics(request: HttpRequest) -> HttpResponse:
         )
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
-    names = list(_GAUGES)
+    names = list(SCRAPE_GAUGES)
     readings = await asyncio.gather(
         _within(RedisCollector.read),
-        *(_within(_GAUGES[name][2]) for name in names),
+        *(_within(SCRAPE_GAUGES[name][2]) for name in names),
         return_exceptions=True,
     )
     for name, value in zip(["counters", *names], readings, strict=True):

@@ -212,7 +212,7 @@ def readyz(base: str) -> tuple[int, dict]:
 
 
 def test_readyz_follows_the_workers_and_beat(stack):
-    age = "4"
+    age = "6"
     base = stack.web(READYZ_MAX_AGE=age)
     first = stack.worker("worker-1", READYZ_MAX_AGE=age)
     second = stack.worker("worker-2", READYZ_MAX_AGE=age)
@@ -240,7 +240,7 @@ def test_readyz_follows_the_workers_and_beat(stack):
 
 
 def test_readyz_names_beat_when_it_stops(stack):
-    base = stack.web(READYZ_MAX_AGE="4")
+    base = stack.web(READYZ_MAX_AGE="6")
     stack.worker()
     beat = stack.beat()
     wait_for(lambda: readyz(base)[0] == 200, timeout=20, what="ready")
