@@ -135,8 +135,9 @@ REQUEST_MAX_BYTES = env_int("REQUEST_MAX_BYTES", 1024 * 1024)
 
 # Production hardening: only where DEBUG is off, so local http works.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
-# Load balancers probe the health check over plain HTTP, and a 301 is no answer.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# Load balancers probe the health check over plain HTTP, and a 301 is no answer; so
+# do readiness probes and Prometheus (contract: "Operating it").
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 SECURE_HSTS_SECONDS = 0 if DEBUG else env_int("SECURE_HSTS_SECONDS", 31536000)
@@ -185,6 +186,12 @@ if SENTRY_DSN:
         environment=env_str("SENTRY_ENVIRONMENT", "production"),
         send_default_pii=False,
     )
+
+# Operating it (contract: "Operating it")
+# The bearer token of GET /metrics; unset, /metrics answers 404.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+# Seconds: how recent a worker's heartbeat and beat's tick must be for /readyz.
+READYZ_MAX_AGE = env_int("READYZ_MAX_AGE", 30)
 
 # Redis: one server for the broker, the room channels and the live state.
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -260,6 +267,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_connect_timeout": 5,
     "global_keyprefix": f"{REDIS_NAMESPACE}:",
 }
+# Task events, so that Flower (and `celery events`) see every task, and the worker's
+# heartbeat, on which it says it consumes (/readyz; tasks.tasks).
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_BEAT_SCHEDULE = {
     "sweep": {
         "task": "agent.sweep",

@@ -32,7 +32,7 @@ from .hub import hub
 from .services.agui import agui_state, tool_parameters
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import User
+    from chat.models import User
 
     from .models import Room
 

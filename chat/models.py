@@ -141,6 +141,10 @@ class Request(Leased):
     )
     error = models.TextField(blank=True)
     usage = models.JSONField(default=dict, blank=True)
+    # The model that answered, and how long its first call took to its first chunk
+    # (what the person waited before text appeared): for the Operations page.
+    model = models.CharField(max_length=100, blank=True)
+    first_token_seconds = models.FloatField(null=True, blank=True)
     # Model calls finished so far; a step task names the step it runs, so a
     # redelivered task for a finished step finds nothing to do.
     step = models.PositiveIntegerField(default=0)

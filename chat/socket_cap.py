@@ -29,6 +29,7 @@ if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
 end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
 return 1
 """
 
@@ -47,6 +48,11 @@ def _key(user_id: int, kind: str = SOCKETS) -> str:
     return redis_key(kind, user_id)
 
 
+def _all_key(kind: str = SOCKETS) -> str:
+    """Every open slot of `kind` over all users (the WebSocket gauge of /metrics)."""
+    return redis_key(kind, "all")
+
+
 def _limit(kind: str) -> int:
     if kind == AGUI_STREAMS:
         return int(settings.AGUI_MAX_STREAMS_PER_USER)
@@ -62,8 +68,9 @@ def socket_admit(*, user_id: int, connection: str, kind: str = SOCKETS) -> bool:
     now = time.time()
     admitted = redis_client().eval(
         _ADMIT,
-        1,
+        2,
         _key(user_id, kind),
+        _all_key(kind),
         now,
         now + socket_ttl(),
         _limit(kind),
@@ -76,7 +83,10 @@ def socket_admit(*, user_id: int, connection: str, kind: str = SOCKETS) -> bool:
 def socket_release(*, user_id: int, connection: str, kind: str = SOCKETS) -> None:
     """Give the slot back as the socket closes (if Redis is away, it expires)."""
     try:
-        redis_client().zrem(_key(user_id, kind), connection)
+        with redis_client().pipeline(transaction=False) as pipe:
+            pipe.zrem(_key(user_id, kind), connection)
+            pipe.zrem(_all_key(kind), connection)
+            pipe.execute()
     except RedisError:
         logger.warning("socket cap: could not release a slot", exc_info=True)
 
@@ -90,4 +100,15 @@ def sockets_renew(connections: Iterable[tuple[int, str]], kind: str = SOCKETS) -
         for user_id, connection in connections:
             pipe.zadd(_key(user_id, kind), {connection: deadline}, xx=True)
             pipe.expire(_key(user_id, kind), socket_ttl() * 2)
+            pipe.zadd(_all_key(kind), {connection: deadline}, xx=True)
         pipe.execute()
+
+
+def sockets_open() -> int:
+    """Room sockets open now over every web process (those of a process killed
+    without closing them stop counting when their renewal lapses)."""
+    now = time.time()
+    with redis_client().pipeline(transaction=False) as pipe:
+        pipe.zremrangebyscore(_all_key(), "-inf", now)
+        pipe.zcard(_all_key())
+        return int(pipe.execute()[1])

@@ -12,11 +12,12 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+from django.conf import settings
 from django.core.mail import EmailMessage
 from django.utils import timezone
 from requests.adapters import HTTPAdapter
 
-from chat import services
+from chat import metrics, probes, services
 from chat.errors import AppError
 from chat.models import Delivery, Webhook
 from chat.webhooks import signature, standard_headers, url_check
@@ -55,7 +56,19 @@ def deliver(*, delivery_id: str) -> float | None:
         )
     else:
         error = None
-    return services.delivery_record(delivery=delivery, error=error)
+    countdown = services.delivery_record(delivery=delivery, error=error)
+    hook = delivery.webhook
+    metrics.delivery_attempted(
+        kind=probes.delivery_kind(delivery.channel, hook.format if hook else None),
+        outcome=(
+            "ok"
+            if error is None
+            else "gave_up"
+            if delivery.attempts >= settings.DELIVERY_MAX_ATTEMPTS
+            else "retry"
+        ),
+    )
+    return countdown
 
 
 class SendError(Exception):

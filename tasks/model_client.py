@@ -24,6 +24,7 @@ from django.conf import settings
 from opentelemetry.trace import Span, SpanKind
 
 from agentsite import telemetry
+from chat import metrics
 
 from .errors import PermanentError, ServiceError, TransientError
 
@@ -47,11 +48,12 @@ class Completion:
     tool_calls: list[ToolCall] = field(default_factory=list)
     usage: dict[str, Any] = field(default_factory=dict)
     finish_reason: str | None = None
-    # The answer's `id` and `model` as the service named them, and when (monotonic)
-    # its first chunk came: for the model call's span.
+    # The answer's `id` and `model` as the service named them (for the model call's
+    # span and the metrics).
     id: str = ""
     model: str = ""
-    first_chunk_at: float | None = None
+    # Seconds from sending the call to the first chunk of its stream.
+    first_token: float | None = None
 
 
 @cache
@@ -108,6 +110,9 @@ def _stream_chat(
     }
     if tools:
         body["tools"] = tools
+    completion = Completion(model=settings.OPENAI_MODEL)
+    started = time.monotonic()
+    outcome = "error"
     try:
         # The SDK's `chat.completions.create` walks the whole body through its
         # typed-dict transform first: a fifth of a model step's CPU (`make bench
@@ -127,13 +132,25 @@ def _stream_chat(
         )
         on_open(lambda: _cut(stream))
         with stream:
-            return _assemble(stream, on_text, stop)
+            _assemble(stream, on_text, stop, completion, started)
+        outcome = "ok"
+        return completion
     except Stopped:
+        outcome = "ok"  # cut short by a cancel: the service did nothing wrong
         raise
     except Exception as exc:
         if stop.is_set():
+            outcome = "ok"
             raise Stopped() from exc
         raise _classify(exc) from exc
+    finally:
+        metrics.model_call(
+            model=completion.model,
+            outcome=outcome,
+            duration=time.monotonic() - started,
+            first_token=completion.first_token,
+            usage=completion.usage,
+        )
 
 
 LENGTH_CUT = (
@@ -203,9 +220,9 @@ def _describe(span: Span, completion: Completion, started: float) -> None:
     ):
         if isinstance(count := completion.usage.get(key), int):
             span.set_attribute(name, count)
-    if completion.first_chunk_at is not None:
+    if completion.first_token is not None:
         span.set_attribute(
-            "gen_ai.response.time_to_first_chunk", completion.first_chunk_at - started
+            "gen_ai.response.time_to_first_chunk", completion.first_token
         )
     if telemetry.capture_content():
         message: dict[str, Any] = {"role": "assistant", "content": completion.text}
@@ -238,15 +255,16 @@ def _assemble(
     stream: openai.Stream[object],
     on_text: Callable[[str], None],
     stop: threading.Event,
+    completion: Completion,
+    started: float,
 ) -> Completion:
-    completion = Completion()
     calls: dict[int, ToolCall] = {}
     chunks = iter(stream)
     while True:
         try:
             chunk = next(chunks, None)
-            if completion.first_chunk_at is None:
-                completion.first_chunk_at = time.monotonic()
+            if completion.first_token is None and chunk is not None:
+                completion.first_token = time.monotonic() - started
             if stop.is_set():
                 raise Stopped()
             if chunk is None:

@@ -8,6 +8,7 @@ this module only talks to the model and the tools' services.
 
 import json
 import logging
+import time
 from typing import Any
 from uuid import UUID
 
@@ -16,7 +17,7 @@ from django.db import connection
 from opentelemetry.trace import SpanKind
 
 from agentsite import logs, telemetry
-from chat import services, tools
+from chat import metrics, services, tools
 from chat.models import Action, Request, Room
 from chat.redis_client import redis_client, redis_key
 
@@ -126,6 +127,8 @@ def _record(request: Request, completion: Completion) -> None:
         previews={call_id: r.preview for call_id, r in readings.items()},
         names={call_id: r.names for call_id, r in readings.items()},
         usage=completion.usage,
+        model=completion.model,
+        first_token=completion.first_token,
     )
 
 
@@ -180,18 +183,24 @@ def _tool_call(action: Action, turn: dict[str, str]) -> None:
         )
         return
     lease = Lease(renew=lambda until: services.action_renew(action=action, until=until))
+    started, failure = time.monotonic(), ""
     try:
         with keeper().hold(lease):
             executor = executor_for(spec, tools.Scope.of(action.room))
             result = _traced_run(executor, spec, action, turn)
     except TransientError:
+        _executed(action, started, Action.Status.FAILED)
         services.action_release(action=action)
         raise
     except PermanentError as exc:
+        failure = str(exc)
+    if failure:
+        _executed(action, started, Action.Status.FAILED)
         services.action_finish(
-            action=action, status=Action.Status.FAILED, error=str(exc)
+            action=action, status=Action.Status.FAILED, error=failure
         )
         return
+    _executed(action, started, Action.Status.SUCCEEDED)
     services.action_finish(action=action, status=Action.Status.SUCCEEDED, result=result)
 
 
@@ -224,6 +233,12 @@ def _traced_run(
         if telemetry.capture_content():
             span.set_attribute("gen_ai.tool.call.result", json.dumps(result))
         return result
+
+
+def _executed(action: Action, started: float, outcome: str) -> None:
+    metrics.tool_executed(
+        tool=action.tool, outcome=outcome, duration=time.monotonic() - started
+    )
 
 
 def _run(executor: Executor, spec: tools.ToolSpec, action: Action) -> dict[str, Any]:

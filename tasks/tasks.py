@@ -4,18 +4,27 @@ They register under the names the domain sends (`chat.enqueue`); the work itself
 in `tasks.steps`, the rules in `chat.services`.
 """
 
+import logging
 import random
 from typing import Any
 
 from celery import shared_task
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import (
+    after_task_publish,
+    beat_init,
+    heartbeat_sent,
+    worker_process_init,
+    worker_ready,
+)
 
 from agentsite import logs
-from chat import enqueue, services
+from chat import enqueue, probes, services
 
 from . import deliver as deliver_
 from . import mcp_client, model_client, steps
 from .errors import TransientError
+
+logger = logging.getLogger(__name__)
 
 MAX_RETRIES = 5
 
@@ -28,6 +37,37 @@ def _warm(**kwargs: object) -> None:
     model_client.warm()
     # Each MCP server is connected and its tools listed now, not at the first turn.
     mcp_client.hub()
+
+
+@heartbeat_sent.connect
+def _consuming(**kwargs: object) -> None:
+    # Celery's own heartbeat (every 2 s, on the consumer's timer): it stops when the
+    # worker stops consuming, which a thread of ours would not notice.
+    _readiness(probes.WORKER)
+
+
+_in_beat = False
+
+
+@beat_init.connect
+def _beat_started(**kwargs: object) -> None:
+    global _in_beat
+    _in_beat = True
+
+
+@after_task_publish.connect
+def _beat_ticked(sender: object = None, **kwargs: object) -> None:
+    # Written when beat sends the sweep, not when a worker runs it: a stopped
+    # worker must not mark beat down. Web processes and workers never send it.
+    if _in_beat and sender == enqueue.SWEEP:
+        _readiness(probes.BEAT)
+
+
+def _readiness(role: str) -> None:
+    try:
+        probes.heartbeat_write(role)
+    except Exception:
+        logger.warning("could not write the %s heartbeat", role, exc_info=True)
 
 
 def _backoff(retries: int) -> float:

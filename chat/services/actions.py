@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from chat import enqueue
+from chat import enqueue, metrics
 from chat.eligibility import Ballots
 from chat.errors import Conflict, Forbidden, Invalid, NotFound
 from chat.models import Action, PolicyRule, User, Vote
@@ -311,6 +311,14 @@ def _record_decision(
     action.decided_via, action.reason = via, reason
     approval_traced(action)
     action.save()
+    if status == Action.Status.DENIED:
+        metrics.action_ended(
+            tool=action.tool, outcome=status, pending_since=action.created
+        )
+    else:
+        metrics.approval_decided(
+            tool=action.tool, decision=status, pending_since=action.created
+        )
     _log_decision(action, user)
 
 
@@ -359,6 +367,9 @@ def action_expire_overdue() -> int:
             action.decided_at, action.decided_via = timezone.now(), Action.Via.SYSTEM
             approval_traced(action)
             action.save()
+            metrics.action_ended(
+                tool=action.tool, outcome=action.status, pending_since=action.created
+            )
             announced = action_emit(action)
             action_notify(action, announced)
             tool_result_emit(action)

@@ -9,11 +9,10 @@ The stream reads the request it follows as a snapshot of that request alone.
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 
 from chat.errors import AppError, Conflict, Forbidden, Invalid, NotFound
-from chat.models import Action, AguiRun, Message, Request, Room
+from chat.models import Action, AguiRun, Message, Request, Room, User
 from chat.payloads import action_payloads, message_payload, request_payload
 from chat.realtime import partial_text
 from chat.snapshot import RECENT_MESSAGES

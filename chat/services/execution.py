@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from chat import metrics
 from chat.models import Action
 
 from .events import action_emit, tool_result_emit
@@ -153,6 +154,7 @@ def _settle(
     action.result, action.error = result, error
     lease_end(action)
     action.save()
+    metrics.action_ended(tool=action.tool, outcome=status)
     action_emit(action)
     tool_result_emit(action)
     if status == Action.Status.FAILED:

@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from agentsite import telemetry
-from chat import enqueue
+from chat import enqueue, metrics
 from chat.eligibility import Ballots
 from chat.errors import Conflict, Forbidden, Invalid, NotFound, TooMany
 from chat.models import Action, Message, Request, Room, User
@@ -174,15 +174,21 @@ def request_cancel(*, request_id: str, user: User) -> Request:
         # Read once for all their events.
         ballots = Ballots(stopped_list, {a.pk: request.user_id for a in stopped_list})
         for action in stopped_list:
-            was_pending = action.status == Action.Status.PENDING
+            waiting = action.status == Action.Status.PENDING
             action.move_to(Action.Status.CANCELLED)
-            if was_pending:
+            if waiting:
                 approval_traced(action)
             action.save(update_fields=["status", "trace_context", "updated"])
+            metrics.action_ended(
+                tool=action.tool,
+                outcome=action.status,
+                pending_since=action.created if waiting else None,
+            )
             announced = action_emit(action, ballots)
             action_notify(action, announced)
         request_emit(request)
         request_notify(request)
+        metrics.request_ended(request.status)
         transaction.on_commit(lambda: _signal_cancel(request))
     return request
 
@@ -239,6 +245,7 @@ def request_finish(*, request: Request, status: str, error: str = "") -> None:
     )
     request_emit(request)
     request_notify(request)
+    metrics.request_ended(status)
     if status == Request.Status.FAILED:
         _log_failed(request)
 

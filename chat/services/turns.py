@@ -17,7 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from agentsite import telemetry
-from chat import enqueue
+from chat import enqueue, metrics
 from chat.eligibility import Ballots
 from chat.models import Action, Message, PolicyRule, Request
 from chat.realtime import partial_clear
@@ -112,6 +112,8 @@ def step_record(
     previews: dict[str, dict[str, Any] | None],
     usage: dict[str, Any],
     names: dict[str, tuple[str, ...]] | None = None,
+    model: str = "",
+    first_token: float | None = None,
 ) -> None:
     """Record the model's answer: its message, an action per valid tool call.
 
@@ -139,6 +141,9 @@ def step_record(
         locked.attempts = 0
         lease_end(locked)
         locked.usage = _add_usage(locked.usage, usage)
+        locked.model = model or locked.model
+        if locked.first_token_seconds is None:
+            locked.first_token_seconds = first_token
         locked.save()
         if not calls:
             request_finish(request=locked, status=Status.COMPLETED)
@@ -254,6 +259,7 @@ def _create_action(
     action.save(force_insert=True)
     if action.status == Action.Status.DENIED:
         tool_result_emit(action)
+        metrics.action_ended(tool=action.tool, outcome=action.status)
     return action
 
 

@@ -13,13 +13,12 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import User
 from django.utils import timezone
 
 from bench.chaos.check import Gathered, check
 from bench.chaos.gather import from_database
 from chat import services
-from chat.models import Action, Membership, Request, Room, RoomEvent
+from chat.models import Action, Membership, Request, Room, RoomEvent, User
 from tests.chat.test_policies import propose, rule
 from tests.plugins.people import _user
 

@@ -9,12 +9,11 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import User
 from django.utils import timezone
 from playwright.sync_api import BrowserContext, expect
 
 from chat.links import decide_token
-from chat.models import Action, Request, Room
+from chat.models import Action, Request, Room, User
 from tests.browser.conftest import log_in, open_room, screenshot
 from tests.browser.test_room_page import the_card
 from tests.plugins.stack import Stack

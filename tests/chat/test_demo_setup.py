@@ -2,11 +2,10 @@
 Demo room are mailed (printed on the console by `make run`) when an action waits."""
 
 import pytest
-from django.contrib.auth.models import User
 from django.core.management import call_command
 
 from chat import services
-from chat.models import Delivery, Room
+from chat.models import Delivery, Room, User
 from tests.chat.test_api import pending_action
 
 

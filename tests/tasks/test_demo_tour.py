@@ -9,11 +9,10 @@ import ast
 from collections.abc import Callable
 
 import pytest
-from django.contrib.auth.models import User
 from django.core.management import call_command
 
 from chat import enqueue, services
-from chat.models import Action, Message, Request, Room
+from chat.models import Action, Message, Request, Room, User
 from tasks import steps
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -13,10 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from django.contrib.auth.models import User
 
 from chat import services
-from chat.models import Action, Request, Room
+from chat.models import Action, Request, Room, User
 from standins.github_server import GitHubStandin, make_server, serve_in_thread
 from tasks import steps
 from tasks.errors import TransientError
