@@ -112,6 +112,7 @@ class System:
             AGENT_MAX_ATTEMPTS="30",
         )
         self.procs: dict[str, Proc] = {}
+        self.lock = threading.Lock()
 
     def start_standins(self) -> None:
         for api in ("openai", "linear", "github"):
@@ -148,16 +149,22 @@ class System:
     def webs(self) -> list[str]:
         return [self.procs["web1"].url, self.procs["web2"].url]
 
-    def kill(self, name: str) -> None:
-        proc = self.procs[name]
-        proc.kill()
-        assert proc.popen is not None
-        proc.popen.wait(15)
+    def kill(self, name: str) -> bool:
+        """SIGKILL `name` (its whole group); False when it is down already."""
+        with self.lock:
+            proc = self.procs[name]
+            if not proc.alive():
+                return False
+            proc.kill()
+            assert proc.popen is not None
+            proc.popen.wait(15)
+            return True
 
     def revive(self, name: str) -> None:
-        proc = self.procs[name]
-        if not proc.alive():
-            proc.start()
+        with self.lock:
+            proc = self.procs[name]
+            if not proc.alive():
+                proc.start()
 
     def stop(self) -> None:
         stop_all(reversed(list(self.procs.values())))
@@ -425,10 +432,13 @@ class Run:
             try:
                 if what == "kill":
                     self._keep_one_web(target)
-                    self.system.kill(target)
-                    self.tally.kills[target] += 1
-                    time.sleep(random.Random(f"{self.plan.seed}-{at}").uniform(0.2, 2))
-                    self.system.revive(target)
+                    if self.system.kill(target):
+                        self.tally.kills[target] += 1
+                    else:
+                        self.schedule_log[-1] += " (down already)"
+                    # Restarted in the background, so the schedule keeps its pace.
+                    pause = random.Random(f"{self.plan.seed}-{at}").uniform(0.2, 2)
+                    threading.Timer(pause, self.system.revive, [target]).start()
                 elif target == "redis":
                     self.system.redis.crash()
                     self.tally.crashes["redis"] += 1
@@ -446,6 +456,7 @@ class Run:
         rest = start + self.plan.seconds - time.monotonic()
         if rest > 0:
             time.sleep(rest)
+        time.sleep(2.5)  # the last restarts' timers
         for name in self.system.procs:
             self.system.revive(name)
 
