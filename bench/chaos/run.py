@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import queue
 import random
 import secrets
 import sys
@@ -376,6 +377,7 @@ class Run:
         self.tag_lock = threading.Lock()
         self.tokens: dict[str, str] = {}
         self.schedule_log: list[str] = []
+        self.revivals: queue.Queue[tuple[float, str]] = queue.Queue()
 
     # The run ----------------------------------------------------------------
 
@@ -417,6 +419,7 @@ class Run:
         return check(gathered), gathered
 
     def _chaos(self) -> None:
+        threading.Thread(target=self._reviver, daemon=True).start()
         start = time.monotonic()
         for at, what, target in self.plan.events:
             if time.monotonic() - start > self.plan.seconds:
@@ -438,7 +441,7 @@ class Run:
                         self.schedule_log[-1] += " (down already)"
                     # Restarted in the background, so the schedule keeps its pace.
                     pause = random.Random(f"{self.plan.seed}-{at}").uniform(0.2, 2)
-                    threading.Timer(pause, self.system.revive, [target]).start()
+                    self.revivals.put((time.monotonic() + pause, target))
                 elif target == "redis":
                     self.system.redis.crash()
                     self.tally.crashes["redis"] += 1
@@ -459,6 +462,18 @@ class Run:
         time.sleep(2.5)  # the last restarts' timers
         for name in self.system.procs:
             self.system.revive(name)
+
+    def _reviver(self) -> None:
+        """Restart killed processes when due, from this one long-lived thread: a
+        child started by a thread that then ends would die with it (the
+        supervisor's children get SIGKILL when their parent thread exits)."""
+        while True:
+            due, name = self.revivals.get()
+            time.sleep(max(0.0, due - time.monotonic()))
+            try:
+                self.system.revive(name)
+            except Exception as exc:
+                self.say(f"chaos: could not restart {name}: {exc}")
 
     def _keep_one_web(self, target: str) -> None:
         """Before killing a web process, wait (up to 30 s) for the other one to
