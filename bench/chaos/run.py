@@ -95,7 +95,7 @@ class System:
         self.dir, self.say = dir, say
         self.logs = dir / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
-        self.pg = PrivatePostgres(dir / "pg")
+        self.pg = PrivatePostgres(self.logs / "postgres.log")
         self.redis = PrivateRedis(dir / "redis")
         self.env = bench_env(self.redis.url, f"chaos-{secrets.token_hex(3)}")
         self.env.update(
