@@ -1,6 +1,7 @@
 """`python -m bench.chaos --minutes N --seed S`: one run; exit 1 on a violation."""
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -25,6 +26,9 @@ def cli(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=None, help="logs and data (a temp dir)"
     )
     args = parser.parse_args(argv)
+    # A SIGTERM (a test's timeout, a CI cancel) stops everything the run started,
+    # its PostgreSQL cluster included, which would otherwise outlive it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     return main(
         args.minutes,
         args.seed,

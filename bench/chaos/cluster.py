@@ -7,9 +7,11 @@ PostgreSQL refuses to run as root), and a redis-server on a port of its own.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,8 +28,13 @@ def _as_postgres(argv: list[str]) -> list[str]:
 
 
 class PrivatePostgres:
-    def __init__(self, dir: Path) -> None:
-        self.dir = dir
+    """A cluster in a fresh temporary directory of its own (the `postgres` user must
+    reach it, which a run's output directory may not allow), removed at `stop`;
+    its log is copied to `log_to`."""
+
+    def __init__(self, log_to: Path) -> None:
+        dir = Path(tempfile.mkdtemp(prefix="agentsite-chaos-pg-"))
+        self.dir, self.log_to = dir, log_to
         self.data = dir / "pgdata"
         self.port = free_port()
         self.log = dir / "postgres.log"
@@ -75,13 +82,15 @@ class PrivatePostgres:
         )
 
     def stop(self) -> None:
-        try:
+        with contextlib.suppress(StartError):
             self._run(
-                [str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast"]
-                + ["-w", "stop"]
+                [str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w"]
+                + ["stop"]
             )
-        except StartError:
-            pass
+        self.log_to.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            shutil.copyfile(self.log, self.log_to)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class PrivateRedis:

@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import queue
 import random
 import secrets
 import sys
@@ -94,7 +95,7 @@ class System:
         self.dir, self.say = dir, say
         self.logs = dir / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
-        self.pg = PrivatePostgres(dir / "pg")
+        self.pg = PrivatePostgres(self.logs / "postgres.log")
         self.redis = PrivateRedis(dir / "redis")
         self.env = bench_env(self.redis.url, f"chaos-{secrets.token_hex(3)}")
         self.env.update(
@@ -112,6 +113,7 @@ class System:
             AGENT_MAX_ATTEMPTS="30",
         )
         self.procs: dict[str, Proc] = {}
+        self.lock = threading.Lock()
 
     def start_standins(self) -> None:
         for api in ("openai", "linear", "github"):
@@ -148,16 +150,22 @@ class System:
     def webs(self) -> list[str]:
         return [self.procs["web1"].url, self.procs["web2"].url]
 
-    def kill(self, name: str) -> None:
-        proc = self.procs[name]
-        proc.kill()
-        assert proc.popen is not None
-        proc.popen.wait(15)
+    def kill(self, name: str) -> bool:
+        """SIGKILL `name` (its whole group); False when it is down already."""
+        with self.lock:
+            proc = self.procs[name]
+            if not proc.alive():
+                return False
+            proc.kill()
+            assert proc.popen is not None
+            proc.popen.wait(15)
+            return True
 
     def revive(self, name: str) -> None:
-        proc = self.procs[name]
-        if not proc.alive():
-            proc.start()
+        with self.lock:
+            proc = self.procs[name]
+            if not proc.alive():
+                proc.start()
 
     def stop(self) -> None:
         stop_all(reversed(list(self.procs.values())))
@@ -369,6 +377,7 @@ class Run:
         self.tag_lock = threading.Lock()
         self.tokens: dict[str, str] = {}
         self.schedule_log: list[str] = []
+        self.revivals: queue.Queue[tuple[float, str]] = queue.Queue()
 
     # The run ----------------------------------------------------------------
 
@@ -410,6 +419,7 @@ class Run:
         return check(gathered), gathered
 
     def _chaos(self) -> None:
+        threading.Thread(target=self._reviver, daemon=True).start()
         start = time.monotonic()
         for at, what, target in self.plan.events:
             if time.monotonic() - start > self.plan.seconds:
@@ -425,10 +435,13 @@ class Run:
             try:
                 if what == "kill":
                     self._keep_one_web(target)
-                    self.system.kill(target)
-                    self.tally.kills[target] += 1
-                    time.sleep(random.Random(f"{self.plan.seed}-{at}").uniform(0.2, 2))
-                    self.system.revive(target)
+                    if self.system.kill(target):
+                        self.tally.kills[target] += 1
+                    else:
+                        self.schedule_log[-1] += " (down already)"
+                    # Restarted in the background, so the schedule keeps its pace.
+                    pause = random.Random(f"{self.plan.seed}-{at}").uniform(0.2, 2)
+                    self.revivals.put((time.monotonic() + pause, target))
                 elif target == "redis":
                     self.system.redis.crash()
                     self.tally.crashes["redis"] += 1
@@ -446,8 +459,21 @@ class Run:
         rest = start + self.plan.seconds - time.monotonic()
         if rest > 0:
             time.sleep(rest)
+        time.sleep(2.5)  # the last restarts' timers
         for name in self.system.procs:
             self.system.revive(name)
+
+    def _reviver(self) -> None:
+        """Restart killed processes when due, from this one long-lived thread: a
+        child started by a thread that then ends would die with it (the
+        supervisor's children get SIGKILL when their parent thread exits)."""
+        while True:
+            due, name = self.revivals.get()
+            time.sleep(max(0.0, due - time.monotonic()))
+            try:
+                self.system.revive(name)
+            except Exception as exc:
+                self.say(f"chaos: could not restart {name}: {exc}")
 
     def _keep_one_web(self, target: str) -> None:
         """Before killing a web process, wait (up to 30 s) for the other one to
