@@ -23,15 +23,16 @@ def decide(request: AuthenticatedHttpRequest, token: str) -> HttpResponse:
     """GET shows the action and changes nothing (mail scanners follow links); POST
     votes with `via` link, under the rules of every other interface.
 
-    A member of the room who may not vote gets a page that says so and links to the
-    room (403); anyone else who cannot see the room, a 404 that tells nothing."""
+    Whoever may not decide gets 404, as the contract says; a member of the room (who
+    sees the action there anyway) gets a 404 page that says why and links to the
+    room, anyone else one that tells nothing."""
     action = _action_for_member(request, token)
     refusal = vote_refusal(
         action=action, requester_id=action.request.user_id, user=request.user
     )
     if refusal is not None:
         context = {"action": action, "refusal": refusal}
-        return render(request, "chat/decide_refused.html", context, status=403)
+        return render(request, "chat/decide_refused.html", context, status=404)
     if request.method == "POST":
         decision = request.POST.get("decision", "")
         try:

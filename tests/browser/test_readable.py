@@ -143,7 +143,7 @@ def test_a_member_who_may_not_vote_is_told_so_and_finds_the_room(
 
     page = log_in(contexts(), base, "bob")
     response = page.goto(link)
-    assert response is not None and response.status == 403
+    assert response is not None and response.status == 404
     expect(
         page.get_by_role("heading", name="You can't decide this action")
     ).to_be_visible()

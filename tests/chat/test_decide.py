@@ -80,13 +80,13 @@ def test_a_member_who_may_not_vote_is_told_so_and_sent_to_the_room(room, bob):
     action = pending_action(room, bob)
     client = _client(bob)
     response = client.get(_path(action))
-    assert response.status_code == 403
+    assert response.status_code == 404
     page = response.content.decode()
     assert "You can't decide this action" in page
     assert "Only approvers of this room may decide its actions." in page
     assert f'href="/rooms/{room.slug}/"' in page
     assert 'value="approve"' not in page
-    assert client.post(_path(action), {"decision": "approve"}).status_code == 403
+    assert client.post(_path(action), {"decision": "approve"}).status_code == 404
     action.refresh_from_db()
     assert action.status == "pending"
     assert not Vote.objects.exists()
