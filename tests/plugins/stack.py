@@ -160,10 +160,12 @@ class Kept:
     for it never has its tasks run by it; it is kept only once it holds no task of
     the test before (none running, reserved or scheduled), else stopped. The
     processes of a test that failed or killed any of them are all stopped: the next
-    test gets fresh ones. Never kept: web processes (their rooms' subscriptions,
-    presence and sockets are state of the test that opened them: decisions made in
-    a browser went unseen on a kept one), beat (its sweep would act in tests that
-    start it on purpose, later), workers with MCP servers (`_keepable`).
+    test gets fresh ones. Never kept: web processes (a decision made on a kept one
+    failed: Django caches ContentType ids per process, and the flush between tests
+    recreates the content types under new ids, so the admin log entry a decision
+    writes named a content type that no longer exists), beat (its sweep would act
+    in tests that start it on purpose, later), workers with MCP servers
+    (`_keepable`).
     """
 
     def __init__(self) -> None:
