@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from stack.procs import free_port
-from stack.supervisor import WORKER_READY, Proc, answers, stop_all
+from stack.supervisor import WORKER_READY, Proc, stop_all
 
 # Plain `pytest` too gets development settings (settings default DEBUG to off); set
 # before pytest-django imports them. The processes below inherit it.
@@ -151,23 +151,21 @@ def _database_url() -> str:
 
 
 class Kept:
-    """Workers and web processes kept running from one test to the next of the
-    same module.
+    """Workers kept running from one test to the next of the same module.
 
-    A test that asks for a worker or a web process (same name, same env) gets a
-    kept one when there is one, marked so that its earlier output satisfies no
-    wait: the start of one costs seconds, its reuse a few control messages or a
-    request. Between tests a kept worker consumes nothing (Celery's
-    `cancel_consumer`), so a test that did not ask for it never has its tasks run by
-    it; it is kept only once it holds no task of the test before (none running,
-    reserved or scheduled), else stopped. A kept web process serves nobody between
-    tests (the test's sockets and pages are closed; its rooms and users are gone
-    with the flushed database, the next test's are new rows) and is reused only if
-    it still answers /healthz. The processes of a test that failed or killed any of
-    them are all stopped: the next test gets fresh ones. Never kept: beat (its
-    sweep would act in tests that start it on purpose, later), workers with MCP
-    servers (`_keepable`), processes of another Redis or namespace
-    (`_controllable`).
+    A test that asks for a worker (same name, same env) gets a kept one when there
+    is one, marked so that its earlier output satisfies no wait: the start of a
+    worker costs seconds, its reuse a few control messages. Between tests a kept
+    worker consumes nothing (Celery's `cancel_consumer`), so a test that did not ask
+    for it never has its tasks run by it; it is kept only once it holds no task of
+    the test before (none running, reserved or scheduled), else stopped. The
+    processes of a test that failed or killed any of them are all stopped: the next
+    test gets fresh ones. Never kept: web processes (a decision made on a kept one
+    failed: Django caches ContentType ids per process, and the flush between tests
+    recreates the content types under new ids, so the admin log entry a decision
+    writes named a content type that no longer exists), beat (its sweep would act
+    in tests that start it on purpose, later), workers with MCP servers
+    (`_keepable`).
     """
 
     def __init__(self) -> None:
@@ -339,20 +337,6 @@ class Stack:
 
     def web(self, name: str = "web", **extra_env: str) -> str:
         env = {**self.env, **extra_env}
-        key = ("web", name, tuple(sorted(env.items())))
-        proc = self._reuse(key)
-        if proc is not None and not answers(f"{proc.url}/healthz"):
-            self.procs.remove(proc)
-            proc.stop()
-            proc = None
-        if proc is None:
-            proc = self._start_web(name, env)
-        assert proc.alive(), proc.output()
-        if _controllable(env):
-            self.keys[id(proc)] = key
-        return proc.url
-
-    def _start_web(self, name: str, env: dict) -> Proc:
         # The kernel names a free port, but nothing holds it until uvicorn binds it:
         # a process of a parallel run (`-n 2`) may take it first. This one then says
         # so and ends (and the other may be what answers there): another port.
@@ -364,7 +348,8 @@ class Stack:
             self.procs.remove(proc)
             proc.stop()
         proc.wait_serving(timeout=30)
-        return proc
+        assert proc.alive(), proc.output()
+        return proc.url
 
     def stop(self, keep: bool = False) -> None:
         """Stop the processes, or with `keep` hand what may be kept to `kept`."""

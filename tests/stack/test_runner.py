@@ -23,7 +23,12 @@ import requests
 from stack.procfile import ProcfileError, read_procfile
 from stack.procs import free_port, group_members
 
-pytestmark = pytest.mark.e2e  # real processes, like the other end-to-end tests
+pytestmark = [
+    pytest.mark.e2e,  # real processes, like the other end-to-end tests
+    # One at a time on `-n 2 --dist loadgroup`: `stack run` takes the stand-ins'
+    # usual ports when they look free, and two runners racing for them collide.
+    pytest.mark.xdist_group("tests/stack/test_runner.py"),
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 # Migrations, the demo data, collectstatic and every process from nothing: 37 s on a
