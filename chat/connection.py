@@ -148,6 +148,13 @@ class Verdict(enum.Enum):
 class FrameThrottle:
     """A token bucket per connection: RATE_PER_SECOND frames, bursts of BURST.
 
+    Tokens refill only while the consumer waits for the client, not while it
+    handles a frame (`handled`): a frame that waited in the socket's buffer behind
+    a slow one arrived while the bucket was not refilling. Charged by the server's
+    clock alone, a bucket lets more of a flood in the slower the server drains it
+    (a server handling fewer than RATE_PER_SECOND frames a second would never
+    refuse one).
+
     A client refused FLOOD_CLOSE_AFTER times within FLOOD_WINDOW_SECONDS is not
     listening to the warning, and is let go.
     """
@@ -173,3 +180,7 @@ class FrameThrottle:
         if self.refused == FLOOD_CLOSE_AFTER:
             return Verdict.CLOSE
         return Verdict.DROP
+
+    def handled(self) -> None:
+        """The frame read last is done with: the time it took refills nothing."""
+        self.refill_at = time.monotonic()

@@ -223,7 +223,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return
         verdict = self.throttle.take()
         if verdict is Verdict.READ:
-            await self.websocket_receive(cast(WebSocketReceiveEvent, message))
+            try:
+                await self.websocket_receive(cast(WebSocketReceiveEvent, message))
+            finally:
+                self.throttle.handled()
         elif verdict is Verdict.WARN:
             self._error("", "Too many frames; slow down.")
         elif verdict is Verdict.CLOSE:

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import time
 import uuid
 
 import pytest
@@ -11,6 +12,7 @@ from django.test import Client
 
 from agentsite.asgi import application
 from chat import services
+from chat.connection import FrameThrottle, Verdict
 from chat.models import Action, Request, RoomEvent
 from chat.realtime import delta_send, publisher, room_channel
 from chat.redis_client import redis_client
@@ -368,6 +370,26 @@ def test_a_flood_of_frames_is_throttled(room, bob):
         return frames[-1]
 
     assert "Too many frames" in run(scenario())["detail"]
+
+
+@pytest.mark.slow
+def test_frames_waiting_behind_slow_ones_refill_no_tokens():
+    """A server that takes 50 ms over each frame of a client sending faster still
+    refuses the 31st: the bucket refills while the consumer waits for the client,
+    not while it works (charged by the server's clock alone, the 1.5 s spent on 30
+    frames would have refilled 15 tokens, and a flood would get in the slower the
+    server drains it)."""
+    throttle = FrameThrottle()
+    verdicts = []
+    for _ in range(31):
+        verdicts.append(throttle.take())
+        time.sleep(0.05)  # handling the frame, while the next waits in the buffer
+        throttle.handled()
+    assert verdicts[:30] == [Verdict.READ] * 30
+    assert verdicts[30] is Verdict.WARN
+    # A client that pauses gets its tokens back at the steady rate.
+    time.sleep(0.25)
+    assert throttle.take() is Verdict.READ
 
 
 def test_permissions_are_checked_on_every_frame(room, alice, bob):
