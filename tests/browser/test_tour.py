@@ -26,7 +26,13 @@ from tests.browser.test_room_page import ask, final_answer, request_of, the_card
 from tests.peers import Smtp
 from tests.stack.test_runner import RunnerProcess
 
-pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.e2e,
+    # `stack run` takes the stand-ins' usual ports when they look free: one runner at
+    # a time on `-n 2` (tests/stack/test_runner.py is in the same group).
+    pytest.mark.xdist_group("stack run"),
+]
 
 DECIDE_LINK = re.compile(r"https?://\S+/decide/\S+/")
 

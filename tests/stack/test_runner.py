@@ -26,8 +26,9 @@ from stack.procs import free_port, group_members
 pytestmark = [
     pytest.mark.e2e,  # real processes, like the other end-to-end tests
     # One at a time on `-n 2 --dist loadgroup`: `stack run` takes the stand-ins'
-    # usual ports when they look free, and two runners racing for them collide.
-    pytest.mark.xdist_group("tests/stack/test_runner.py"),
+    # usual ports when they look free, and two runners racing for them collide
+    # (tests/browser/test_tour.py runs one too, in the same group).
+    pytest.mark.xdist_group("stack run"),
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
