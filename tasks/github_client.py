@@ -32,9 +32,12 @@ MAX_PAGES = 100
 # GitHub asks a client hitting a secondary rate limit without `Retry-After` to wait
 # at least a minute; a wait longer than the client's `max_wait` is not slept through.
 SECONDARY_WAIT = 60
-# GitHub ends a request it takes more than ten seconds to process ("Timeouts" in
-# the REST API's best practices): a write it received lands within that, or not.
-HOLD_SECONDS = 10
+
+
+def reach(connect_timeout: float) -> float:
+    """The longest a request takes to reach GitHub, or never does: a pooled
+    connection, connecting and writing are each bounded by `connect_timeout`."""
+    return 3 * connect_timeout
 
 
 # GitHub refuses a longer `q`.
@@ -112,7 +115,7 @@ class GitHubClient:
             },
         )
         self._timeout = timeout
-        self.reach = 3 * connect_timeout
+        self.reach = reach(connect_timeout)
 
     def close(self) -> None:
         self._http.close()

@@ -20,7 +20,7 @@ from django.conf import settings
 from chat.tools import Args, Preview, Reading, Scope, ToolSpec
 
 from ..errors import PermanentError
-from ..github_client import GitHubClient
+from ..github_client import GitHubClient, reach
 
 Run = Callable[[GitHubClient, Args, uuid.UUID], dict[str, Any]]
 
@@ -107,8 +107,10 @@ class GitHubExecutor:
     def window(self, spec: ToolSpec) -> float:
         if spec.name not in WRITES:
             return 0.0
-        reach = 3 * settings.GITHUB_CONNECT_TIMEOUT  # as `GitHubClient.reach`
-        return float(reach + settings.GITHUB_HOLD_SECONDS + MARGIN)
+        # GitHub has a write within `reach`, and ends a request it has processed
+        # for ten seconds (GITHUB_HOLD_SECONDS): landed by then, or never.
+        bound = reach(settings.GITHUB_CONNECT_TIMEOUT) + settings.GITHUB_HOLD_SECONDS
+        return float(bound + MARGIN)
 
     def recover(
         self, spec: ToolSpec, arguments: Args, action_id: uuid.UUID
