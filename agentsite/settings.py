@@ -370,12 +370,24 @@ LINEAR_API_URL = env_str(
     else "http://127.0.0.1:8002/graphql",
 )
 LINEAR_TIMEOUT = float(env_int("LINEAR_TIMEOUT", 15))
+# The longest Linear may hold an update or a delete before applying it. Linear
+# documents no bound: this one is chosen. A retry waits until a write its earlier
+# attempt sent can no longer land (the client's bound on reaching Linear plus this)
+# before it reads back (docs/recovery.md).
+LINEAR_HOLD_SECONDS = float(env_int("LINEAR_HOLD_SECONDS", 10))
 # GitHub issues of one repository (contract: "Tool packs"): on when both the token
 # and the repository are set; `make run` points them at `standins/github_server.py`.
 GITHUB_TOKEN = env_str("GITHUB_TOKEN")
 GITHUB_REPOSITORY = env_str("GITHUB_REPOSITORY")
 GITHUB_API_URL = env_str("GITHUB_API_URL", "https://api.github.com").rstrip("/")
+# Seconds to wait for each read of an answer; for each step that brings a request
+# to GitHub (a pooled connection, connecting, writing) the connect timeout.
 GITHUB_TIMEOUT = float(env_int("GITHUB_TIMEOUT", 15))
+GITHUB_CONNECT_TIMEOUT = float(env_int("GITHUB_CONNECT_TIMEOUT", 5))
+# GitHub ends a request it has processed for ten seconds (documented): a write it
+# holds lands within that or never. A retry waits this plus the connect bound after
+# an earlier attempt's write before it reads back (docs/recovery.md).
+GITHUB_HOLD_SECONDS = float(env_int("GITHUB_HOLD_SECONDS", 10))
 # MCP servers whose tools the agent is offered, as `<name>__<tool>`: a JSON list of
 # {"name", "url", "headers"?} (Streamable HTTP) or {"name", "command", "env"?} (stdio),
 # with "trust_annotations": true for a server whose annotations (readOnlyHint) are

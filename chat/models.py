@@ -326,6 +326,10 @@ class Action(Leased):
     retractions = models.JSONField(default=list, blank=True)
     # When the voters who had not voted were reminded (at half the timeout).
     reminded_at = models.DateTimeField(null=True, blank=True)
+    # When an attempt last sent a write that carries no idempotency key (a GitHub
+    # create, any update): until that write can no longer land, a retry neither
+    # reads back nor sends (`tasks.steps`). Null: nothing was sent yet.
+    sent_at = models.DateTimeField(null=True, blank=True)
     # The trace context of the model step that proposed it, then of its approval
     # span once decided: the tool call is sent under it (agentsite.telemetry).
     trace_context = models.JSONField(default=dict, blank=True)

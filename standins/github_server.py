@@ -1449,6 +1449,11 @@ def _recorded_body(raw: bytes) -> Any:
 # HTTP
 
 
+# GitHub ends a request it has processed for ten seconds, unapplied ("Timeouts" in
+# its REST troubleshooting docs): a `delay` fault longer than this plays that.
+HOLD_LIMIT = 10.0
+
+
 class GitHubStandin(ThreadingHTTPServer):
     """The HTTP server; `store` holds the data, `url` plays https://api.github.com."""
 
@@ -1458,6 +1463,7 @@ class GitHubStandin(ThreadingHTTPServer):
         super().__init__(address, Handler)
         self.token = token
         self.store = Store()
+        self.hold_limit = HOLD_LIMIT
 
     @property
     def url(self) -> str:
@@ -1553,8 +1559,14 @@ class Handler(BaseHTTPRequestHandler):
         """Apply the endpoint, honouring a queued fault for its operation."""
         store = self.server.store
         fault = store.take_fault(route.op) or {}
-        if fault.get("delay"):
-            time.sleep(float(fault["delay"]))
+        delay = float(fault.get("delay") or 0)
+        if delay > self.server.hold_limit:
+            # As GitHub does with a request it takes more than ten seconds to
+            # process: it ends it, unapplied, and answers a timeout.
+            time.sleep(self.server.hold_limit)
+            return Reply(502, error_body(502, "Server Error"))
+        if delay:
+            time.sleep(delay)
         if fault.get("status") and not fault.get("after_apply"):
             return fault_reply(fault)
         with store.lock:

@@ -12,7 +12,7 @@ a tool result stays small.
 import math
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -32,6 +32,12 @@ MAX_PAGES = 100
 # GitHub asks a client hitting a secondary rate limit without `Retry-After` to wait
 # at least a minute; a wait longer than the client's `max_wait` is not slept through.
 SECONDARY_WAIT = 60
+
+
+def reach(connect_timeout: float) -> float:
+    """The longest a request takes to reach GitHub, or never does: a pooled
+    connection, connecting and writing are each bounded by `connect_timeout`."""
+    return 3 * connect_timeout
 
 
 # GitHub refuses a longer `q`.
@@ -75,10 +81,18 @@ class GitHubClient:
         repository: str,
         timeout: float = 15,
         *,
+        connect_timeout: float = 5,
         max_wait: float = SECONDARY_WAIT,
         rate_retries: int = 2,
+        sending: Callable[[bool], None] | None = None,
     ) -> None:
+        """`timeout` bounds the wait for each read of an answer; `connect_timeout`
+        each of the steps that bring a request to GitHub (a pooled connection, the
+        connection, the write), so a request has reached GitHub within `reach`
+        seconds of leaving, or never will. `sending` hears of each write, as the
+        executor's `run` describes."""
         self.repository = repository
+        self._sending = sending
         self._origin = urlsplit(api_url)[:2]
         self._max_wait = max_wait
         self._rate_retries = rate_retries
@@ -87,7 +101,12 @@ class GitHubClient:
         )
         self._http = httpx2.Client(
             base_url=api_url.rstrip("/"),
-            timeout=timeout,
+            timeout=httpx2.Timeout(
+                timeout,
+                connect=connect_timeout,
+                write=connect_timeout,
+                pool=connect_timeout,
+            ),
             headers={
                 "Accept": "application/vnd.github+json",
                 "Authorization": f"Bearer {token}",
@@ -96,6 +115,7 @@ class GitHubClient:
             },
         )
         self._timeout = timeout
+        self.reach = reach(connect_timeout)
 
     def close(self) -> None:
         self._http.close()
@@ -319,7 +339,10 @@ class GitHubClient:
         """One answer; a rate limit (primary or secondary) is waited out and the
         request sent again, up to `rate_retries` times and `max_wait` seconds each:
         a refused request was not applied, so even a write is safe to send again."""
+        sending = self._sending if method != "GET" else None
         for attempt in range(self._rate_retries + 1):
+            if sending is not None:
+                sending(True)
             try:
                 response = self._http.request(method, path, params=params, json=json)
             except httpx2.TimeoutException:
@@ -328,6 +351,10 @@ class GitHubClient:
             except httpx2.HTTPError as exc:
                 detail = f"could not reach GitHub ({type(exc).__name__})"
                 raise TransientError(_message(operation, detail)) from None
+            if sending is not None and response.status_code < 500:
+                # GitHub answered it (applied or refused): it cannot land later. A
+                # 5xx may come from in front of a GitHub still at work on it.
+                sending(False)
             wait = rate_limit_wait(response)
             if wait is None:
                 return response

@@ -8,6 +8,7 @@ they name the operation and never contain the API key.
 
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -186,6 +187,11 @@ class NotFoundError(PermanentError):
     """Linear answered "Entity not found" for the issue or comment asked about."""
 
 
+# Writes Linear takes no idempotency id for: a retry must wait until one an
+# interrupted attempt sent can no longer land before reading back.
+UNKEYED_WRITES = ("issueUpdate", "issueDelete")
+
+
 class LinearClient:
     """A small synchronous client for the parts of Linear the agent uses."""
 
@@ -193,6 +199,10 @@ class LinearClient:
         self._api_url = api_url
         self._api_key = api_key
         self._timeout = timeout
+        # Hears of each write that carries no idempotency id (issueUpdate,
+        # issueDelete): True just before it leaves, False once Linear answered it
+        # (applied or refused, so it cannot land later). See the executors' `run`.
+        self.sending: Callable[[bool], None] | None = None
         self._session = requests.Session()
         # Personal API keys go in the header as they are; only OAuth uses "Bearer".
         self._session.headers.update(
@@ -433,6 +443,9 @@ class LinearClient:
     ) -> dict[str, Any]:
         """POST one document and return its `data`, or raise a ServiceError."""
         body = {"query": document, "variables": variables or {}}
+        sending = self.sending if operation in UNKEYED_WRITES else None
+        if sending is not None:
+            sending(True)
         try:
             response = self._session.post(
                 self._api_url, json=body, timeout=self._timeout
@@ -443,6 +456,8 @@ class LinearClient:
         except requests.RequestException as exc:
             detail = f"could not reach Linear ({type(exc).__name__})"
             raise TransientError(self._message(operation, detail)) from None
+        if sending is not None and response.status_code < 500:
+            sending(False)
         return self._data(operation, response)
 
     def _data(self, operation: str, response: requests.Response) -> dict[str, Any]:

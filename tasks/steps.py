@@ -9,11 +9,13 @@ this module only talks to the model and the tools' services.
 import json
 import logging
 import time
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 from opentelemetry.trace import SpanKind
 
 from agentsite import logs, telemetry
@@ -187,7 +189,7 @@ def _tool_call(action: Action, turn: dict[str, str]) -> None:
     try:
         with keeper().hold(lease):
             executor = executor_for(spec, tools.Scope.of(action.room))
-            result = _traced_run(executor, spec, action, turn)
+            result = _traced_run(executor, spec, action, turn, lease)
     except TransientError:
         _executed(action, started, Action.Status.FAILED)
         services.action_release(action=action)
@@ -205,11 +207,15 @@ def _tool_call(action: Action, turn: dict[str, str]) -> None:
 
 
 def _traced_run(
-    executor: Executor, spec: tools.ToolSpec, action: Action, turn: dict[str, str]
+    executor: Executor,
+    spec: tools.ToolSpec,
+    action: Action,
+    turn: dict[str, str],
+    lease: Lease,
 ) -> dict[str, Any]:
     """`_run` as the span `execute_tool {tool}` when tracing is on."""
     if not telemetry.enabled():
-        return _run(executor, spec, action)
+        return _run(executor, spec, action, lease)
     attributes: dict[str, Any] = {
         **telemetry.turn_attributes(**turn),
         "gen_ai.operation.name": "execute_tool",
@@ -226,7 +232,7 @@ def _traced_run(
         set_status_on_exception=False,
     ) as span:
         try:
-            result = _run(executor, spec, action)
+            result = _run(executor, spec, action, lease)
         except Exception as exc:
             telemetry.fail(span, type(exc).__name__, str(exc)[:300])
             raise
@@ -241,14 +247,47 @@ def _executed(action: Action, started: float, outcome: str) -> None:
     )
 
 
-def _run(executor: Executor, spec: tools.ToolSpec, action: Action) -> dict[str, Any]:
+def _run(
+    executor: Executor, spec: tools.ToolSpec, action: Action, lease: Lease
+) -> dict[str, Any]:
     action_id: UUID = action.pk
     if action.attempts > 1:
+        _wait_out_earlier_write(executor, spec, action, lease)
         recovered = executor.recover(spec, action.arguments, action_id)
         if recovered is not None:
             return recovered
+
+    def sending(leaving: bool) -> None:
+        if not services.action_sending(action=action, sending=leaving) and leaving:
+            raise TransientError(
+                "Another attempt took this tool call over; this one sent nothing."
+            )
+
     # Every attempt checks the target against what the approvers saw: a retry whose
     # earlier attempt changed the record was found by `recover` above, so a record
     # changed since is someone else's change (or ours, changed again): refused, never
     # sent a second time.
-    return executor.run(spec, action.arguments, action_id, action.preview)
+    return executor.run(spec, action.arguments, action_id, action.preview, sending)
+
+
+def _wait_out_earlier_write(
+    executor: Executor, spec: tools.ToolSpec, action: Action, lease: Lease
+) -> None:
+    """Hold the retry (and its lease) until a write an earlier attempt sent can no
+    longer land: a service may still be holding it (the attempt's worker was killed,
+    or its client stopped waiting), and a read-back before it lands finds nothing,
+    so the retry would send it a second time."""
+    if action.sent_at is None:
+        return
+    until = action.sent_at + timedelta(seconds=executor.window(spec))
+    remaining = (until - timezone.now()).total_seconds()
+    if remaining <= 0:
+        return
+    logger.info(
+        "waiting %.1f s for an earlier attempt's write to land before reading back",
+        remaining,
+    )
+    if lease.lost.wait(remaining):
+        raise TransientError(
+            "Another attempt took this tool call over; this one sent nothing."
+        )

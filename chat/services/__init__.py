@@ -46,6 +46,7 @@ from .execution import (
     action_gave_up,
     action_release,
     action_renew,
+    action_sending,
 )
 from .locks import action_lock, request_lock
 from .notify import (
@@ -128,6 +129,7 @@ __all__ = [
     "action_lock",
     "action_notify",
     "action_release",
+    "action_sending",
     "action_remind_due",
     "action_retract",
     "action_retract_in_room",

@@ -74,6 +74,28 @@ def action_renew(*, action: Action, until: datetime | None) -> bool:
     return lease_renew(held=action, until=until, lock=_executing)
 
 
+def action_sending(*, action: Action, sending: bool) -> bool:
+    """Record (`sending`) that the attempt we hold is about to send a write with no
+    idempotency key, or (not `sending`) that the service answered it, so it can no
+    longer land later; False, and nothing may be sent, once the lease is not ours.
+
+    Committed before the write leaves: a retry after a crash finds when the write
+    may have left, and waits until it can no longer land before reading back.
+    """
+    if not action.lease_token:
+        return False
+    sent_at = timezone.now() if sending else None
+    ours = Action.objects.filter(
+        pk=action.pk,
+        lease_token=action.lease_token,
+        status=Action.Status.EXECUTING,
+    )
+    if not ours.update(sent_at=sent_at):
+        return False
+    action.sent_at = sent_at
+    return True
+
+
 def action_release(*, action: Action) -> None:
     """Give the lease up after a transient failure, so the retry claims at once."""
     action_renew(action=action, until=None)

@@ -6,6 +6,7 @@ for the approvers' preview. Every method raises `TransientError` (worth retrying
 or `PermanentError` (not); their texts are safe to show to the room.
 """
 
+from collections.abc import Callable
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -29,13 +30,25 @@ class Executor(Protocol):
         arguments: Args,
         action_id: UUID,
         seen: dict[str, Any] | None = None,
+        sending: Callable[[bool], None] | None = None,
     ) -> dict[str, Any]:
         """Make the call; must be safe to repeat after `recover` said it did not run.
 
         `seen` is the preview the approvers saw: a tool that changes a record
         refuses when the record changed since (on a retry too, after `recover`
         found the earlier attempt did not take effect).
+
+        `sending(True)` is called just before a write without an idempotency key
+        leaves (it raises, and nothing is sent, when the attempt lost its claim);
+        `sending(False)` once the service answered that write in a way that shows
+        it can no longer land (applied, or refused).
         """
+        ...
+
+    def window(self, spec: ToolSpec) -> float:
+        """How long after a write of `spec` left it may still land (the client's
+        bound on reaching the service plus the longest the service may hold it):
+        a retry waits that long before it reads back. 0: nothing to wait for."""
         ...
 
     def recover(

@@ -4,6 +4,11 @@ A create carries a hidden marker naming the action, so `recover` finds an issue 
 interrupted attempt already made instead of opening a second one; a comment carries
 the marker too. Updates and comments refuse to act on an issue that changed since
 the approvers saw it.
+
+GitHub takes no idempotency key, so a marker is found only once its write has
+landed: a retry waits out `window` after an earlier attempt's write before it reads
+back (`tasks.steps`), or it would create the issue again while GitHub still held
+the first create.
 """
 
 import uuid
@@ -15,17 +20,24 @@ from django.conf import settings
 from chat.tools import Args, Preview, Reading, Scope, ToolSpec
 
 from ..errors import PermanentError
-from ..github_client import GitHubClient
+from ..github_client import GitHubClient, reach
 
 Run = Callable[[GitHubClient, Args, uuid.UUID], dict[str, Any]]
 
 
-def github_client() -> GitHubClient:
+# Beyond the bounds, for clocks that differ between workers and a slow network.
+MARGIN = 1.0
+WRITES = {"github_create_issue", "github_update_issue", "github_add_comment"}
+
+
+def github_client(sending: Callable[[bool], None] | None = None) -> GitHubClient:
     return GitHubClient(
         settings.GITHUB_API_URL,
         settings.GITHUB_TOKEN,
         settings.GITHUB_REPOSITORY,
         timeout=settings.GITHUB_TIMEOUT,
+        connect_timeout=settings.GITHUB_CONNECT_TIMEOUT,
+        sending=sending,
     )
 
 
@@ -85,11 +97,20 @@ class GitHubExecutor:
         arguments: Args,
         action_id: uuid.UUID,
         seen: dict[str, Any] | None = None,
+        sending: Callable[[bool], None] | None = None,
     ) -> dict[str, Any]:
-        with github_client() as client:
+        with github_client(sending) as client:
             if seen and spec.preview == Preview.TARGET:
                 _check_unchanged(client, arguments[spec.target_argument], seen)
             return RUN[spec.name](client, arguments, action_id)
+
+    def window(self, spec: ToolSpec) -> float:
+        if spec.name not in WRITES:
+            return 0.0
+        # GitHub has a write within `reach`, and ends a request it has processed
+        # for ten seconds (GITHUB_HOLD_SECONDS): landed by then, or never.
+        bound = reach(settings.GITHUB_CONNECT_TIMEOUT) + settings.GITHUB_HOLD_SECONDS
+        return float(bound + MARGIN)
 
     def recover(
         self, spec: ToolSpec, arguments: Args, action_id: uuid.UUID

@@ -20,6 +20,12 @@ Run = Callable[[LinearClient, Args, uuid.UUID], dict[str, Any]]
 Recover = Callable[[LinearClient, Args, uuid.UUID], dict[str, Any] | None]
 
 
+# Beyond the bounds, for clocks that differ between workers and a slow network.
+MARGIN = 1.0
+# Writes without an idempotency id (creates and comments carry one).
+UNKEYED = {"update_issue", "delete_issue"}
+
+
 def linear_client() -> LinearClient:
     # Without a key the local stand-in is used; it still wants a credential.
     return LinearClient(
@@ -151,6 +157,28 @@ class LinearExecutor:
         arguments: Args,
         action_id: uuid.UUID,
         seen: dict[str, Any] | None = None,
+        sending: Callable[[bool], None] | None = None,
+    ) -> dict[str, Any]:
+        self.client.sending = sending
+        try:
+            return self._run(spec, arguments, action_id, seen)
+        finally:
+            self.client.sending = None
+
+    def window(self, spec: ToolSpec) -> float:
+        if spec.name not in UNKEYED:
+            return 0.0
+        # requests' timeout bounds connecting and each send: Linear has the request
+        # within two of them, and applies it within the hold it is granted.
+        reach = 2 * settings.LINEAR_TIMEOUT
+        return float(reach + settings.LINEAR_HOLD_SECONDS + MARGIN)
+
+    def _run(
+        self,
+        spec: ToolSpec,
+        arguments: Args,
+        action_id: uuid.UUID,
+        seen: dict[str, Any] | None,
     ) -> dict[str, Any]:
         if spec.preview == Preview.CREATES:
             # The team the preview named, so the run cannot pick another one.

@@ -3,11 +3,13 @@
 MCP offers no way to read back what an interrupted call did. So a call is marked
 as sent (in Redis) just before it leaves; after a crash, a call that was sent is
 repeated only when its tool says `idempotentHint: true`, and otherwise ends failed
-with an error saying it may or may not have run.
+with an error saying it may or may not have run. A call still held by its server
+when the retry comes cannot be sent twice, then: the retry does not send it.
 """
 
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from mcp_types import TextContent
@@ -41,7 +43,10 @@ class McpExecutor:
         arguments: Args,
         action_id: uuid.UUID,
         seen: dict[str, Any] | None = None,
+        sending: Callable[[bool], None] | None = None,
     ) -> dict[str, Any]:
+        # The call is marked sent in Redis instead (`sending` writes the database,
+        # which the hub's event loop, where the mark is made, may not).
         server, tool = split_name(spec.name)
 
         def sent() -> None:
@@ -64,6 +69,11 @@ class McpExecutor:
         if others:
             result["other_content"] = others
         return result
+
+    def window(self, spec: ToolSpec) -> float:
+        # Nothing to wait for: a sent call is never sent again unless its tool
+        # says repeating is safe.
+        return 0.0
 
     def recover(
         self, spec: ToolSpec, arguments: Args, action_id: uuid.UUID

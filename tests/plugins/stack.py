@@ -404,6 +404,13 @@ def stack(
         "AGENT_LEASE_SECONDS": "3",
         "AGENT_SWEEP_SECONDS": "1",
         "AGENT_SWEEP_GRACE_SECONDS": "2",
+        # And short bounds on how long a write may still land after it left, so a
+        # retry waits seconds, not half a minute, before it reads back (and still
+        # longer than the stand-ins' delay faults here, 8 s at most).
+        "GITHUB_CONNECT_TIMEOUT": "2",
+        "GITHUB_HOLD_SECONDS": "5",
+        "LINEAR_TIMEOUT": "10",
+        "LINEAR_HOLD_SECONDS": "9",
     }
     # No keys (the stand-ins are used), and async safety on in the processes even
     # when a browser test had to lift it in this one for Playwright's event loop.

@@ -12,7 +12,13 @@ import pytest
 import requests
 from jsonschema import Draft202012Validator
 
-from standins.github_server import SCHEMAS, GitHubStandin, make_server, serve_in_thread
+from standins.github_server import (
+    HOLD_LIMIT,
+    SCHEMAS,
+    GitHubStandin,
+    make_server,
+    serve_in_thread,
+)
 
 TOKEN = "ghp_TestSecret0123456789abcdefABCDEF"
 REPO = Path(__file__).resolve().parents[2]
@@ -708,6 +714,26 @@ def test_delayed_answer_times_out_the_client(
     with pytest.raises(requests.Timeout):
         github.get(f"{ISSUES}/1", timeout=0.2)
     assert github.get(f"{ISSUES}/1").status_code == 200
+
+
+def test_a_write_held_past_githubs_limit_is_ended_unapplied(
+    server: GitHubStandin, github: GitHub
+) -> None:
+    """GitHub ends a request it has processed for ten seconds (here 0.3): a write
+    held longer never lands, so a retry knows when it may read back."""
+    server.hold_limit = 0.3
+    try:
+        add_faults(server, {"op": "create_issue", "delay": 0.6})
+        answer = github.post(ISSUES, json={"title": "Held too long"})
+        assert answer.status_code == 502
+        assert answer.json()["message"] == "Server Error"
+        time.sleep(0.5)
+        assert effects(server) == []
+        add_faults(server, {"op": "create_issue", "delay": 0.2})
+        assert github.post(ISSUES, json={"title": "Held a while"}).status_code == 201
+        assert [e["op"] for e in effects(server)] == ["create_issue"]
+    finally:
+        server.hold_limit = HOLD_LIMIT
 
 
 def test_fault_count_and_rate_limit_headers(

@@ -79,6 +79,16 @@ class Linear:
         return requests.get(self._url("effects"), timeout=5).json()["effects"]
 
 
+@pytest.fixture(autouse=True)
+def _short_write_windows(settings) -> None:
+    """A retry after a write was cut off waits until that write can no longer land
+    (docs/recovery.md); short bounds keep those waits to seconds here."""
+    settings.GITHUB_CONNECT_TIMEOUT = 0.5
+    settings.GITHUB_HOLD_SECONDS = 1
+    settings.LINEAR_TIMEOUT = 3
+    settings.LINEAR_HOLD_SECONDS = 1
+
+
 @pytest.fixture(scope="session")
 def openai_standin() -> Iterator[openai_server.StandinServer]:
     server = openai_server.serve_in_thread(token_delay=0, quiet=True)
