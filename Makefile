@@ -16,7 +16,7 @@ TEST_STAMP := $(VENV)/.installed-test
 # axe-core, which only the tests run).
 NODE_STAMP := node_modules/.package-lock.json
 
-.PHONY: install install-run run test test-fast lint check bench lock clean
+.PHONY: install install-run run test test-fast chaos lint check bench lock clean
 
 install: $(TEST_STAMP) $(NODE_STAMP)
 install-run: $(RUN_STAMP)
@@ -54,9 +54,17 @@ run: install-run
 # the rest are spread one by one.
 TEST_PROCESSES ?= 2
 
+# Everything but the chaos run (below), which CI runs after it.
 test: install
 	node --test tests/js/
-	$(PY) -m stack test -n $(TEST_PROCESSES) --dist loadgroup $(ARGS)
+	$(PY) -m stack test -n $(TEST_PROCESSES) --dist loadgroup -m "not chaos" $(ARGS)
+
+# Two minutes of the chaos run (bench/README.md) with a fixed seed: the real system,
+# its own PostgreSQL and Redis, processes SIGKILLed every few seconds, then every
+# invariant checked. CI runs it after `make test`; `python -m bench.chaos --minutes 10
+# --seed N` is the long run.
+chaos: install
+	$(PY) -m stack test -m chaos tests/bench/test_chaos_run.py $(ARGS)
 
 # The quick tier, for the edit-test cycle: every test that starts no server process
 # (not marked e2e or browser) and takes no seconds of its own (not marked slow: the
