@@ -530,7 +530,7 @@ def run_ours(
         "pg_worker_connections_max": max(sampler.pg_worker, default=None),
         "pg_pool_size": int(os.environ.get("DB_POOL_SIZE", DEFAULT_POOL)),
         "cpu_s": used,
-        "cpu_cores": {n: round(v / elapsed, 2) for n, v in used.items()},
+        "cpu_cores": {n: round(v / elapsed, 4) for n, v in used.items()},
         "seconds": round(elapsed, 1),
     }
     if extras.cancel:
@@ -581,7 +581,7 @@ def run_limit(system: System, k: int) -> dict:
         "ttfc_ms": spread(result["ttfc_ms"]),
         "ttft_ms": spread(result["ttft_ms"]),
         "cpu_s": used,
-        "cpu_cores": {n: round(v / elapsed, 2) for n, v in used.items()},
+        "cpu_cores": {n: round(v / elapsed, 4) for n, v in used.items()},
         "seconds": round(elapsed, 1),
     }
 

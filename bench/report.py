@@ -303,7 +303,7 @@ def concurrent_rows(case: dict) -> list[dict]:
                 for n in ("worker", "web")
                 if n in ours["cpu_s"]
             ),
-            "limit": round(bare, 2),
+            "limit": round(bare, 3),
             "limit_text": ", ".join(
                 f"{n} {v:.2f}" for n, v in limit["cpu_cores"].items()
             ),
