@@ -125,21 +125,18 @@ def _instrument() -> None:
     # The HTTP server spans in the stable conventions (`http.request.method`,
     # `url.path`, `http.response.status_code`), as the contract names them.
     os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
+    from django.conf import settings
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
-    from opentelemetry.instrumentation.django import DjangoInstrumentor
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
     from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
     from opentelemetry.instrumentation.redis import RedisInstrumentor
 
-    if _has_asgi_instrumentation():
-        DjangoInstrumentor().instrument(response_hook=_http_server_span)
-    else:
-        # Django's instrumentation skips ASGI requests unless the optional package
-        # opentelemetry-instrumentation-asgi is there: our middleware makes the
-        # same SERVER span meanwhile.
-        from django.conf import settings
-
-        settings.MIDDLEWARE = [ServerSpans.PATH, *settings.MIDDLEWARE]
+    # The HTTP SERVER spans are our middleware's, not opentelemetry-instrumentation-
+    # django's: that one skips ASGI requests (all of ours) unless
+    # opentelemetry-instrumentation-asgi wraps the whole ASGI app, which would also
+    # make a span of every WebSocket, and it names routes in Django's syntax
+    # (`api/rooms/<slug:slug>/requests`), not the contract's (`/api/rooms/{slug}/...`).
+    settings.MIDDLEWARE = [ServerSpans.PATH, *settings.MIDDLEWARE]
     CeleryInstrumentor().instrument()  # type: ignore[no-untyped-call]
     PsycopgInstrumentor().instrument(enable_commenter=False)
     RedisInstrumentor().instrument()
@@ -147,14 +144,6 @@ def _instrument() -> None:
 
 
 # HTTP server spans -------------------------------------------------------------------
-
-
-def _has_asgi_instrumentation() -> bool:
-    try:
-        import opentelemetry.instrumentation.asgi  # type: ignore[import-not-found]  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 class ServerSpans:
