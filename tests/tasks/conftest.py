@@ -18,12 +18,13 @@ import requests
 from chat.models import Room
 from chat.realtime import publisher, room_channel
 from chat.redis_client import redis_client
-from standins import linear_server, openai_server
+from standins import github_server, linear_server, openai_server
 from tasks import model_client
 from tests.chat.queues import task_queue  # noqa: F401  (a fixture)
 
 OPENAI_KEY = "sk-test-0penai-5ecret-key-do-not-show"
 LINEAR_KEY = "lin_api_TestSecret0123456789abcdef"
+GITHUB_TOKEN = "ghp_RetryTest0123456789abcdefABCDEFGH"
 
 
 @dataclass
@@ -104,6 +105,29 @@ def linear_standin() -> Iterator[linear_server.LinearStandin]:
     server.shutdown()
     server.server_close()
     thread.join(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def github_standin() -> Iterator[github_server.GitHubStandin]:
+    standin = github_server.make_server("127.0.0.1", 0, token=GITHUB_TOKEN)
+    github_server.serve_in_thread(standin)
+    yield standin
+    standin.shutdown()
+    standin.server_close()
+
+
+@pytest.fixture
+def github(
+    github_standin: github_server.GitHubStandin, settings
+) -> github_server.GitHubStandin:
+    """The GitHub stand-in, reset, with the settings pointing at it."""
+    requests.post(
+        f"{github_standin.url}/_control/reset", json={}, timeout=5
+    ).raise_for_status()
+    settings.GITHUB_API_URL = github_standin.url
+    settings.GITHUB_TOKEN = GITHUB_TOKEN
+    settings.GITHUB_REPOSITORY = "demo/agentsite"
+    return github_standin
 
 
 @pytest.fixture

@@ -13,17 +13,16 @@ does for a killed worker.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 import requests
 
 from chat.models import Action, Room, User
-from standins.github_server import GitHubStandin, make_server, serve_in_thread
+from standins.github_server import GitHubStandin
 from tasks import steps
 from tasks.errors import TransientError
 from tests.tasks.conftest import Linear, Model
-from tests.tasks.test_interrupted_updates import GITHUB_TOKEN, _approved
+from tests.tasks.test_interrupted_updates import _approved
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -44,26 +43,6 @@ def _short_windows(settings) -> None:
     settings.GITHUB_HOLD_SECONDS = 2
     settings.LINEAR_TIMEOUT = 0.3
     settings.LINEAR_HOLD_SECONDS = 2
-
-
-@pytest.fixture(scope="module")
-def github_server() -> Iterator[GitHubStandin]:
-    standin = make_server("127.0.0.1", 0, token=GITHUB_TOKEN)
-    serve_in_thread(standin)
-    yield standin
-    standin.shutdown()
-    standin.server_close()
-
-
-@pytest.fixture
-def github(github_server: GitHubStandin, settings) -> GitHubStandin:
-    requests.post(
-        f"{github_server.url}/_control/reset", json={}, timeout=5
-    ).raise_for_status()
-    settings.GITHUB_API_URL = github_server.url
-    settings.GITHUB_TOKEN = GITHUB_TOKEN
-    settings.GITHUB_REPOSITORY = "demo/agentsite"
-    return github_server
 
 
 def _control(server: GitHubStandin, name: str, body: dict | None = None) -> dict:

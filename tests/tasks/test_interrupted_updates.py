@@ -9,22 +9,18 @@ does after a transient error.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import requests
 
 from chat import services
 from chat.models import Action, Request, Room, User
-from standins.github_server import GitHubStandin, make_server, serve_in_thread
+from standins.github_server import GitHubStandin
 from tasks import steps
 from tasks.errors import TransientError
 from tasks.linear_client import LinearClient
 from tests.tasks.conftest import LINEAR_KEY, Linear, Model
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-GITHUB_TOKEN = "ghp_RetryTest0123456789abcdefABCDEFGH"
 
 
 @pytest.fixture(autouse=True)
@@ -108,26 +104,6 @@ def test_an_applied_update_changed_again_since_is_not_sent_a_second_time(
 
 
 # GitHub ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def github_server() -> Iterator[GitHubStandin]:
-    standin = make_server("127.0.0.1", 0, token=GITHUB_TOKEN)
-    serve_in_thread(standin)
-    yield standin
-    standin.shutdown()
-    standin.server_close()
-
-
-@pytest.fixture
-def github(github_server: GitHubStandin, settings) -> GitHubStandin:
-    requests.post(
-        f"{github_server.url}/_control/reset", json={}, timeout=5
-    ).raise_for_status()
-    settings.GITHUB_API_URL = github_server.url
-    settings.GITHUB_TOKEN = GITHUB_TOKEN
-    settings.GITHUB_REPOSITORY = "demo/agentsite"
-    return github_server
 
 
 def _github(server: GitHubStandin, name: str, body: dict | None = None) -> dict:
