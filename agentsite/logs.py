@@ -164,9 +164,15 @@ def config(*, fmt: str, level: str) -> dict[str, Any]:
         # Python's warnings (Celery's SecurityWarning) as lines of their own.
         logging.captureWarnings(True)
     quiet = {"level": "WARNING"}
-    # uvicorn configures its loggers before Django's settings load; named here,
-    # they write through our handler (its access log included), not their own.
+    # uvicorn configures its loggers before Django's settings load. For JSON they are
+    # named here, to write through our handler (its access log included); as text
+    # they keep uvicorn's own format ("INFO:     Started server process ...").
     uvicorn = {"handlers": ["console"], "level": level, "propagate": False}
+    uvicorns = (
+        {name: uvicorn for name in ("uvicorn", "uvicorn.error", "uvicorn.access")}
+        if fmt == "json"
+        else {}
+    )
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -183,8 +189,6 @@ def config(*, fmt: str, level: str) -> dict[str, Any]:
             "httpx2": quiet,
             "openai": quiet,
             "mcp": quiet,
-            "uvicorn": uvicorn,
-            "uvicorn.error": uvicorn,
-            "uvicorn.access": uvicorn,
+            **uvicorns,
         },
     }

@@ -96,16 +96,16 @@ def test_a_turn_is_one_trace_through_an_approval_decided_over_rest(
         "execute_tool delete_issue",
         "run/agent.tool_call",
     )
+
     # Two model steps: the one that proposed the call, the one that answered after.
-    wait_for(
-        lambda: (
-            len(
-                [s for s in collector.trace(CALLER_TRACE) if s.name.startswith("chat ")]
-            )
-            == 2
-        ),
-        what="both model calls",
-    )
+    # A step's CONSUMER span ends after its model call's, and may come in a later
+    # export: wait for both.
+    def both_steps() -> bool:
+        names = [s.name for s in collector.trace(CALLER_TRACE)]
+        calls = [n for n in names if n.startswith("chat ")]
+        return len(calls) == 2 and names.count("run/agent.model_step") >= 2
+
+    wait_for(both_steps, what="both model calls and the runs of their steps")
     spans = collector.trace(CALLER_TRACE)
     by_id = {s.span_id: s for s in spans}
     ids = {"agentsite.request.id": str(request.pk), "agentsite.room": "triage"}
