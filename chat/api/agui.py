@@ -120,6 +120,19 @@ class AguiView(APIView):
             raise Invalid("threadId must be the room's slug.")
         return run_input
 
+    def _plan(
+        self, request: AuthenticatedRequest, room: Room, run_input: Any, mode: str
+    ) -> RunPlan:
+        """The run this call starts, on the thread named by the room's slug."""
+        return RunPlan(
+            room=room,
+            user=request.user,
+            thread_id=room.slug,
+            run_id=run_input.run_id,
+            request_id=None,
+            mode=mode,
+        )
+
     def _slot(self, request: AuthenticatedRequest, plan: RunPlan) -> None:
         try:
             admitted = stream_admit(user_id=request.user.pk, connection=plan.connection)
@@ -159,13 +172,8 @@ class AguiRunView(AguiView):
     ) -> HttpResponse | StreamingHttpResponse:
         room = services.room_get_for_member(slug=slug, user=request.user)
         run_input = self._input(request, room)
-        plan = RunPlan(
-            room=room,
-            user=request.user,
-            thread_id=slug,
-            run_id=run_input.run_id,
-            request_id=None,
-            mode="resume" if run_input.resume else "run",
+        plan = self._plan(
+            request, room, run_input, "resume" if run_input.resume else "run"
         )
         text = None if run_input.resume else input_text(run_input)
         self._slot(request, plan)
@@ -207,14 +215,7 @@ class AguiConnectView(AguiView):
         room = services.room_get_for_member(slug=slug, user=request.user)
         run_input = self._input(request, room)
         wanted = forwarded_request(run_input)
-        plan = RunPlan(
-            room=room,
-            user=request.user,
-            thread_id=slug,
-            run_id=run_input.run_id,
-            request_id=None,
-            mode="connect",
-        )
+        plan = self._plan(request, room, run_input, "connect")
         self._slot(request, plan)
         try:
             plan.request_id = agui_connect(

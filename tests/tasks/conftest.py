@@ -130,6 +130,20 @@ def github(
     return github_standin
 
 
+def github_control(
+    server: github_server.GitHubStandin, name: str, body: dict | None = None
+) -> dict:
+    """POST `body` to the GitHub stand-in's `/_control/<name>` (GET without one)."""
+    url = f"{server.url}/_control/{name}"
+    answer = (
+        requests.post(url, json=body, timeout=5)
+        if body is not None
+        else requests.get(url, timeout=5)
+    )
+    answer.raise_for_status()
+    return answer.json()
+
+
 @pytest.fixture
 def model(openai_standin: openai_server.StandinServer, settings) -> Iterator[Model]:
     """The model the worker talks to, fresh: no faults, no script, an empty log."""

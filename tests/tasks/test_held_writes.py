@@ -15,13 +15,12 @@ from __future__ import annotations
 import time
 
 import pytest
-import requests
 
 from chat.models import Action, Room, User
 from standins.github_server import GitHubStandin
 from tasks import steps
 from tasks.errors import TransientError
-from tests.tasks.conftest import Linear, Model
+from tests.tasks.conftest import Linear, Model, github_control
 from tests.tasks.test_interrupted_updates import _approved
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -45,19 +44,8 @@ def _short_windows(settings) -> None:
     settings.LINEAR_HOLD_SECONDS = 2
 
 
-def _control(server: GitHubStandin, name: str, body: dict | None = None) -> dict:
-    url = f"{server.url}/_control/{name}"
-    answer = (
-        requests.post(url, json=body, timeout=5)
-        if body is not None
-        else requests.get(url, timeout=5)
-    )
-    answer.raise_for_status()
-    return answer.json()
-
-
 def _held(server: GitHubStandin, op: str) -> None:
-    _control(server, "faults", {"faults": [{"op": op, "delay": HOLD}]})
+    github_control(server, "faults", {"faults": [{"op": op, "delay": HOLD}]})
 
 
 def _given_up(action: Action) -> None:
@@ -69,7 +57,7 @@ def _given_up(action: Action) -> None:
 def _github_effects(server: GitHubStandin) -> list[str]:
     # Whatever the stand-in still holds has landed by now.
     time.sleep(HOLD)
-    return [e["op"] for e in _control(server, "effects")["effects"]]
+    return [e["op"] for e in github_control(server, "effects")["effects"]]
 
 
 def test_a_github_create_still_held_when_its_attempt_gave_up_is_made_once(
@@ -85,7 +73,7 @@ def test_a_github_create_still_held_when_its_attempt_gave_up_is_made_once(
     action.refresh_from_db()
     assert (action.status, action.attempts) == (Action.Status.SUCCEEDED, 2)
     # The model hears of the one issue, read back by its marker.
-    issues = _control(github, "requests")["requests"]
+    issues = github_control(github, "requests")["requests"]
     created = [r for r in issues if r["operation"] == "create_issue"]
     assert len(created) == 1, created
     assert action.result["created"]["title"] == "Held create"
@@ -132,7 +120,7 @@ def test_a_github_create_refused_by_a_rate_limit_is_retried_without_waiting(
     call = {"name": "github_create_issue", "arguments": {"title": "Refused"}}
     action = _approved(room, bob, alice, model, call)
     faults = [{"op": "create_issue", "status": 429, "count": 3, "retry_after": 0}]
-    _control(github, "faults", {"faults": faults})
+    github_control(github, "faults", {"faults": faults})
     _given_up_by_rate_limit(action)
     started = time.monotonic()
     steps.tool_call(action_id=str(action.pk))

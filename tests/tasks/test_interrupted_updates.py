@@ -10,7 +10,6 @@ does after a transient error.
 from __future__ import annotations
 
 import pytest
-import requests
 
 from chat import services
 from chat.models import Action, Request, Room, User
@@ -18,7 +17,7 @@ from standins.github_server import GitHubStandin
 from tasks import steps
 from tasks.errors import TransientError
 from tasks.linear_client import LinearClient
-from tests.tasks.conftest import LINEAR_KEY, Linear, Model
+from tests.tasks.conftest import LINEAR_KEY, Linear, Model, github_control
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -106,17 +105,6 @@ def test_an_applied_update_changed_again_since_is_not_sent_a_second_time(
 # GitHub ------------------------------------------------------------------------------
 
 
-def _github(server: GitHubStandin, name: str, body: dict | None = None) -> dict:
-    url = f"{server.url}/_control/{name}"
-    answer = (
-        requests.post(url, json=body, timeout=5)
-        if body is not None
-        else requests.get(url, timeout=5)
-    )
-    answer.raise_for_status()
-    return answer.json()
-
-
 def test_a_github_update_applied_before_its_answer_was_lost_succeeds_once(
     room: Room, alice: User, bob: User, model: Model, github: GitHubStandin
 ) -> None:
@@ -128,7 +116,7 @@ def test_a_github_update_applied_before_its_answer_was_lost_succeeds_once(
         "arguments": {"number": 1, "title": "Renamed by the agent", "labels": ["bug"]},
     }
     action = _approved(room, bob, alice, model, call)
-    _github(
+    github_control(
         github,
         "faults",
         {"faults": [{"op": "update_issue", "status": 502, "after_apply": True}]},
@@ -136,7 +124,7 @@ def test_a_github_update_applied_before_its_answer_was_lost_succeeds_once(
     _interrupted(action)
     steps.tool_call(action_id=str(action.pk))
 
-    effects = _github(github, "effects")["effects"]
+    effects = github_control(github, "effects")["effects"]
     assert [e["op"] for e in effects] == ["update_issue"]
     action.refresh_from_db()
     assert (action.status, action.attempts) == (Action.Status.SUCCEEDED, 2)
