@@ -68,7 +68,7 @@ def plan(smoke: bool) -> Plan:
             noop_tasks=200,
             ref_samples=5,
             concurrent_k=[5],
-            concurrent_text="count to 20",
+            concurrent_text="count to 60",
             concurrent_fair_k=5,
             concurrent_burst=7,
             concurrent_kill_k=3,

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from stack.procs import free_port
-from stack.supervisor import WORKER_READY, Proc, stop_all
+from stack.supervisor import WORKER_READY, Proc, answers, stop_all
 
 # Plain `pytest` too gets development settings (settings default DEBUG to off); set
 # before pytest-django imports them. The processes below inherit it.
@@ -151,21 +151,19 @@ def _database_url() -> str:
 
 
 class Kept:
-    """Workers kept running from one test to the next of the same module.
+    """Processes kept running from one test to the next of the same module.
 
-    A test that asks for a worker (same name, same env) gets a kept one when there
-    is one, marked so that its earlier output satisfies no wait: the start of a
-    worker costs seconds, its reuse a few control messages. Between tests a kept
-    worker consumes nothing (Celery's `cancel_consumer`), so a test that did not ask
-    for it never has its tasks run by it; it is kept only once it holds no task of
-    the test before (none running, reserved or scheduled), else stopped. The
-    processes of a test that failed or killed any of them are all stopped: the next
-    test gets fresh ones. Never kept: web processes (a decision made on a kept one
-    failed: Django caches ContentType ids per process, and the flush between tests
-    recreates the content types under new ids, so the admin log entry a decision
-    writes named a content type that no longer exists), beat (its sweep would act
-    in tests that start it on purpose, later), workers with MCP servers
-    (`_keepable`).
+    A test that asks for a web process or a worker (same name, same env) gets a kept
+    one when there is one, marked so that its earlier output satisfies no wait: a
+    start costs seconds, a reuse a request or a few control messages. Between tests
+    a kept worker consumes nothing (Celery's `cancel_consumer`), so a test that did
+    not ask for it never has its tasks run by it; it is kept only once it holds no
+    task of the test before (none running, reserved or scheduled), else stopped. A
+    kept web process holds no socket (the test's clients closed theirs) and caches
+    content type ids, which `_content_types_as_created` keeps true across the flush
+    between tests. The processes of a test that failed or killed any of them are all
+    stopped: the next test gets fresh ones. Never kept: beat (its sweep would act in
+    the next test, which may not want one), workers with MCP servers (`_keepable`).
     """
 
     def __init__(self) -> None:
@@ -337,6 +335,18 @@ class Stack:
 
     def web(self, name: str = "web", **extra_env: str) -> str:
         env = {**self.env, **extra_env}
+        key = ("web", name, tuple(sorted(env.items())))
+        proc = self._reuse(key)
+        if proc is not None and not answers(f"{proc.url}/healthz"):
+            self.procs.remove(proc)
+            proc.stop()
+            proc = None
+        if proc is None:
+            proc = self._start_web(name, env)
+        self.keys[id(proc)] = key
+        return proc.url
+
+    def _start_web(self, name: str, env: dict) -> Proc:
         # The kernel names a free port, but nothing holds it until uvicorn binds it:
         # a process of a parallel run (`-n 2`) may take it first. This one then says
         # so and ends (and the other may be what answers there): another port.
@@ -349,7 +359,7 @@ class Stack:
             proc.stop()
         proc.wait_serving(timeout=30)
         assert proc.alive(), proc.output()
-        return proc.url
+        return proc
 
     def stop(self, keep: bool = False) -> None:
         """Stop the processes, or with `keep` hand what may be kept to `kept`."""
@@ -374,10 +384,80 @@ def kept_processes() -> Iterator[Kept]:
     kept.stop()
 
 
+ContentTypeRows = tuple[list[tuple], list[tuple]]
+
+
+def _content_type_rows() -> ContentTypeRows:
+    from django.contrib.auth.models import Permission
+    from django.contrib.contenttypes.models import ContentType
+
+    types = ContentType.objects.order_by("id")
+    return (
+        list(types.values_list("id", "app_label", "model")),
+        list(
+            Permission.objects.order_by("id").values_list(
+                "id", "content_type_id", "codename", "name"
+            )
+        ),
+    )
+
+
+@pytest.fixture(scope="session")
+def _content_types_at_start(django_db_setup, django_db_blocker) -> ContentTypeRows:
+    with django_db_blocker.unblock():
+        return _content_type_rows()
+
+
+def _put_back(rows: ContentTypeRows) -> None:
+    """Content types and permissions under the ids they had when the test database
+    was made, if they are not (the flush after a transactional test makes them
+    afresh, under new ids)."""
+    from django.contrib.auth.models import Permission
+    from django.contrib.contenttypes.models import ContentType
+    from django.core.management.color import no_style
+    from django.db import connection, transaction
+
+    if _content_type_rows() == rows:
+        return
+    types, permissions = rows
+    with transaction.atomic():
+        # Nothing else is left to refer to them: the flush emptied every table.
+        Permission.objects.all().delete()
+        ContentType.objects.all().delete()
+        ContentType.objects.bulk_create(
+            ContentType(id=id, app_label=app, model=model) for id, app, model in types
+        )
+        Permission.objects.bulk_create(
+            Permission(id=id, content_type_id=type_id, codename=code, name=name)
+            for id, type_id, code, name in permissions
+        )
+        with connection.cursor() as cursor:
+            for sql in connection.ops.sequence_reset_sql(
+                no_style(), [ContentType, Permission]
+            ):
+                cursor.execute(sql)
+    ContentType.objects.clear_cache()
+
+
+@pytest.fixture
+def _content_types_as_created(
+    _content_types_at_start: ContentTypeRows, django_db_blocker
+) -> Iterator[None]:
+    """Keep content type ids as they were made, before the test and after its
+    flush (this fixture is set up before `transactional_db`, so torn down after it):
+    a kept web process caches them (the admin's log entry of a decision names one)."""
+    with django_db_blocker.unblock():
+        _put_back(_content_types_at_start)
+    yield
+    with django_db_blocker.unblock():
+        _put_back(_content_types_at_start)
+
+
 @pytest.fixture
 def stack(
     request,
     kept_processes,
+    _content_types_as_created,
     transactional_db,
     standins,
     openai_standin,
@@ -385,7 +465,7 @@ def stack(
 ) -> Iterator[Stack]:
     """A function-scoped set of processes on the test database; start what you need.
 
-    Workers come from the module's kept ones where they can (`Kept`);
+    Web processes and workers come from the module's kept ones where they can (`Kept`);
     `@pytest.mark.fresh_stack` on a test or module asks for new ones.
     """
     from django.conf import settings
