@@ -75,6 +75,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    # Last, so it sees what views raise first: an outage answers 503
+    # (agentsite/unavailable.py).
+    "agentsite.unavailable.OutageMiddleware",
 ]
 
 ROOT_URLCONF = "agentsite.urls"
