@@ -318,6 +318,11 @@ class Action(Leased):
     requester_may_approve = models.BooleanField(default=True)
     delay = models.PositiveIntegerField(default=0)
     expires_at = models.DateTimeField(null=True, blank=True)
+    # Escalation, copied from the rule: who may also vote once `escalates_at` passes
+    # with the action still pending (`escalated_at` says it did; chat.eligibility).
+    escalate_to = models.JSONField(null=True, blank=True)
+    escalates_at = models.DateTimeField(null=True, blank=True)
+    escalated_at = models.DateTimeField(null=True, blank=True)
     # When an approved action with a delay starts; until then it may be retracted.
     runs_at = models.DateTimeField(null=True, blank=True)
     # Votes count for one ballot: an edit of the arguments or a retract opens the next.
@@ -342,6 +347,7 @@ class Action(Leased):
         indexes = [
             models.Index(fields=["status", "created"]),
             models.Index(fields=["status", "expires_at"]),
+            models.Index(fields=["status", "escalates_at"]),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -409,7 +415,12 @@ class PolicyRule(models.Model):
         "requester_may_approve",
         "timeout",
         "delay",
+        "escalate_after",
+        "escalate_to",
+        "expires_at",
     )
+    # What the API shows of a rule but no client sets (sending one: 400).
+    READ_ONLY = ("id", "expired", "created_by", "created", "source_action")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     room = models.ForeignKey(
@@ -428,13 +439,43 @@ class PolicyRule(models.Model):
     # Seconds; null: AGENT_APPROVAL_TIMEOUT.
     timeout = models.PositiveIntegerField(null=True, blank=True)
     delay = models.PositiveIntegerField(default=0)
+    # Seconds an action under this rule may stay pending before `escalate_to`
+    # (usernames) may vote on it too; both or neither, `ask` rules only.
+    escalate_after = models.PositiveIntegerField(null=True, blank=True)
+    escalate_to = models.JSONField(default=list, blank=True)
+    # From this time on the rule matches no call (a grant's end); null: never.
+    expires_at = models.DateTimeField(null=True, blank=True)
+    # When the sweep reported the expiry (the `policy` event "expired"), once.
+    expiry_reported_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
+    # The action whose approval made this rule (a grant).
+    source_action = models.ForeignKey(
+        Action,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["created"]
+        indexes = [models.Index(fields=["expiry_reported_at", "expires_at"])]
 
     def __str__(self) -> str:
         return f"{self.tool}: {self.mode}"
+
+    def expired_at(self, now: datetime) -> bool:
+        """True from `expires_at` on: the rule then matches nothing."""
+        return self.expires_at is not None and self.expires_at <= now
 
 
 class AguiRun(models.Model):
@@ -494,7 +535,13 @@ def _all_events() -> list[str]:
 class Webhook(models.Model):
     """A URL of a room's that hears of its actions and requests (signed POSTs)."""
 
-    EVENTS = ("action.pending", "action.decided", "request.ended")
+    EVENTS = (
+        "action.pending",
+        "action.decided",
+        "request.ended",
+        "action.escalated",
+        "policy.changed",
+    )
 
     class Format(models.TextChoices):
         JSON = "json"

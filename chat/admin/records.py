@@ -7,6 +7,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
+from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -28,7 +29,14 @@ from chat.models import (
     User,
 )
 from chat.services.policies import FIELDS as RULE_FIELDS
-from chat.services.policies import rule_check_scope, rule_clean
+from chat.services.policies import (
+    policy_changed,
+    policy_deleted,
+    rule_check_consistent,
+    rule_check_scope,
+    rule_clean,
+    rule_saved,
+)
 from chat.services.rooms import room_name_clean
 
 from .common import (
@@ -223,16 +231,16 @@ class PolicyRuleForm(forms.ModelForm[PolicyRule]):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
+        fields = {k: v for k, v in data.items() if k in RULE_FIELDS}
+        if "expires_at" not in self.changed_data:
+            # Must be in the future only when set: a rule that expired since
+            # stays as it is when the room is saved.
+            fields.pop("expires_at", None)
         try:
-            clean = rule_clean({k: v for k, v in data.items() if k in RULE_FIELDS})
+            clean = rule_clean(fields)
+            rule_check_consistent(PolicyRule(**clean))
         except Invalid as exc:
             raise forms.ValidationError(exc.detail) from None
-        approvers = clean.get("approvers") or []
-        if approvers and clean.get("approvals_required", 1) > len(approvers):
-            raise forms.ValidationError(
-                "approvals_required is more than the approvers named: no action "
-                "could be approved."
-            )
         data.update(clean)
         return data
 
@@ -307,6 +315,9 @@ class RoomAdmin(DeciderMayViewMixin, admin.ModelAdmin[Room]):
     def save_formset(
         self, request: HttpRequest, form: Any, formset: Any, change: bool
     ) -> None:
+        if formset.model is PolicyRule:
+            self._save_rules(request, formset)
+            return
         if formset.model is not Membership:
             super().save_formset(request, form, formset, change)
             return
@@ -330,6 +341,25 @@ class RoomAdmin(DeciderMayViewMixin, admin.ModelAdmin[Room]):
                 membership.pk, (membership.room_id, membership.user_id)
             )
             services.member_left(room_id=room_id, user_id=user_id)
+
+    def _save_rules(self, request: HttpRequest, formset: Any) -> None:
+        """The policy inline saved as the API saves rules: each change is a `policy`
+        event and a `policy.changed` webhook (chat.services.policies)."""
+        actor = request.user
+        assert isinstance(actor, User)
+        with transaction.atomic():
+            formset.save(commit=False)
+            for rule in formset.deleted_objects:
+                policy_deleted(rule=rule, actor=actor)
+            room = formset.instance
+            for rule in formset.new_objects:
+                rule.created_by = actor
+                rule.save()
+                policy_changed(room=room, change="created", rule=rule, actor=actor)
+            for rule, _ in formset.changed_objects:
+                rule_saved(rule)
+                policy_changed(room=room, change="updated", rule=rule, actor=actor)
+            formset.save_m2m()
 
 
 @admin.register(Membership)

@@ -33,6 +33,11 @@ urlpatterns = [
         views.RequestCancelView.as_view(),
         name="api-request-cancel",
     ),
+    path(
+        "requests/<str:request_id>/decide",
+        views.RequestDecideView.as_view(),
+        name="api-request-decide",
+    ),
     path("actions", views.ActionsView.as_view(), name="api-actions"),
     path("actions/<str:action_id>", views.ActionView.as_view(), name="api-action"),
     path(

@@ -31,6 +31,7 @@ from chat.api.parsers import SafeJSONParser
 from chat.api.serializers import (
     ActionSerializer,
     MemberSerializer,
+    PolicyRuleSerializer,
     RequestDetailSerializer,
     RequestSerializer,
     RoomDetailSerializer,
@@ -287,6 +288,66 @@ class RequestCancelView(APIView):
         return Response(RequestSerializer(agent_request).data)
 
 
+class DecideAllIn(serializers.Serializer[Any]):
+    decision = serializers.ChoiceField(choices=["approve", "deny"])
+    reason = StrictCharField(
+        required=False, allow_blank=True, max_length=2000, validators=[NO_NUL]
+    )
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(
+                    {name: ["Unknown field."] for name in unknown}
+                )
+        return super().to_internal_value(data)
+
+
+class RefusedSerializer(serializers.Serializer[Any]):
+    """A pending action a decide-all did not vote on, and why."""
+
+    action = serializers.CharField()
+    status = serializers.ChoiceField(choices=[403, 409])
+    detail = serializers.CharField()
+
+
+class RequestDecideView(APIView):
+    @extend_schema(
+        request=DecideAllIn,
+        responses={
+            200: inline_serializer(
+                "DecidedAll",
+                {
+                    "actions": ActionSerializer(many=True),
+                    "refused": RefusedSerializer(many=True),
+                },
+            ),
+            **_refusals(400, 404, 409, 415),
+            403: OpenApiResponse(
+                inline_serializer(
+                    "DecideAllForbidden",
+                    {
+                        "detail": serializers.CharField(),
+                        "refused": RefusedSerializer(many=True, required=False),
+                    },
+                ),
+                description="Every pending action refuses the caller (`refused`).",
+            ),
+        },
+    )
+    def post(self, request: AuthenticatedRequest, request_id: str) -> Response:
+        data = _valid(DecideAllIn, request.data)
+        done = services.request_decide_all(
+            request_id=request_id,
+            user=request.user,
+            decision=data["decision"],
+            reason=data.get("reason", ""),
+            via=Action.Via.API,
+        )
+        return Response({"actions": done.actions, "refused": done.refused})
+
+
 class ActionsView(APIView):
     @extend_schema(
         parameters=[
@@ -330,9 +391,18 @@ class ActionView(APIView):
         return Response(ActionSerializer(action).data)
 
 
+class GrantIn(serializers.Serializer[Any]):
+    seconds = serializers.IntegerField(min_value=1, max_value=86400)
+
+
 class ApproveIn(serializers.Serializer[Any]):
     arguments = serializers.DictField(required=False)
     reason = StrictCharField(required=False, allow_blank=True, max_length=2000)
+    grant = GrantIn(
+        required=False,
+        help_text="Also allow this tool on this target for `seconds` (an expiring "
+        "auto rule); not with arguments.",
+    )
 
     def validate_arguments(self, value: object) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -353,15 +423,22 @@ class ActionApproveView(APIView):
     )
     def post(self, request: AuthenticatedRequest, action_id: str) -> Response:
         data = _valid(ApproveIn, request.data)
-        action = services.action_decide(
+        # The grant as sent: the service checks it whole (and its refusals are the
+        # contract's, the same over the socket).
+        grant = request.data.get("grant") if "grant" in data else None
+        action, rule = services.action_grant(
             action_id=action_id,
             user=request.user,
             decision="approve",
             reason=data.get("reason", ""),
             arguments=data.get("arguments"),
             via=Action.Via.API,
+            grant=grant,
         )
-        return Response(ActionSerializer(action).data)
+        answer = dict(ActionSerializer(action).data)
+        if rule is not None:
+            answer["grant"] = PolicyRuleSerializer(rule).data
+        return Response(answer)
 
 
 class ActionDenyView(APIView):

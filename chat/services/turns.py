@@ -257,6 +257,10 @@ def _create_action(
             "approvers to change the rule."
         )
     action.save(force_insert=True)
+    if action.escalates_at is not None and rule.escalate_after:
+        # `created` + escalate_after exactly; `created` is set by the insert.
+        action.escalates_at = action.created + timedelta(seconds=rule.escalate_after)
+        action.save(update_fields=["escalates_at"])
     if action.status == Action.Status.DENIED:
         tool_result_emit(action)
         metrics.action_ended(tool=action.tool, outcome=action.status)

@@ -50,6 +50,14 @@ CONTRACT = {
     ("delete", "/api/rooms/{slug}/members/{username}"): {"204", "403", "404", "409"},
     # agentsite's extension: the Linear teams a room's agent may touch.
     ("patch", "/api/rooms/{slug}"): {"200", "400", "403", "404"},
+    # Governance
+    ("post", "/api/requests/{request_id}/decide"): {
+        "200",
+        "400",
+        "403",
+        "404",
+        "409",
+    },
     # AG-UI endpoint
     ("post", "/api/rooms/{slug}/agui"): {"200", "400", "403", "404", "409"},
     ("post", "/api/rooms/{slug}/agui/connect"): {"200", "400", "403", "404", "409"},
