@@ -21,6 +21,7 @@ from chat.tools import Scope, ToolSpec, catalogue, name_of, target_names
 from chat.tools.spec import unstorable
 
 from .access import can_decide, id_or_none
+from .audit import audit_write
 
 FIELDS = set(PolicyRule.FIELDS)
 MAX_SECONDS = 30 * 24 * 3600
@@ -257,18 +258,38 @@ def policy_list(*, room: Room) -> list[PolicyRule]:
     return list(room.policy_rules.order_by("created"))
 
 
-def policy_create(*, room: Room, actor: User, data: object) -> PolicyRule:
+def policy_create(
+    *, room: Room, actor: User, data: object, via: str = Action.Via.API
+) -> PolicyRule:
     """Add a rule to the room's policy; approvers (and deciders) only."""
     _check_may_edit(room, actor)
     clean = rule_clean(data)
     rule_check_scope(room=room, tool=clean["tool"])
     rule = PolicyRule(room=room, **clean)
     _check_consistent(rule)
-    rule.save()
+    with transaction.atomic():
+        rule.save()
+        policy_audit(rule, change="created", actor=actor, via=via)
     return rule
 
 
-def policy_update(*, room: Room, actor: User, rule_id: str, data: object) -> PolicyRule:
+def policy_audit(rule: PolicyRule, *, change: str, actor: User, via: str) -> None:
+    """The audit record of a change of the room's policy (inside its transaction),
+    by any route: the API, the admin. `rule`: as it is after the change, or as it
+    was for a deletion."""
+    audit_write(
+        room=rule.room_id, kind=f"policy.{change}", actor=actor, via=via, rule=rule
+    )
+
+
+def policy_update(
+    *,
+    room: Room,
+    actor: User,
+    rule_id: str,
+    data: object,
+    via: str = Action.Via.API,
+) -> PolicyRule:
     _check_may_edit(room, actor)
     clean = rule_clean(data, partial=True)
     if "tool" in clean:
@@ -279,12 +300,19 @@ def policy_update(*, room: Room, actor: User, rule_id: str, data: object) -> Pol
             setattr(rule, field, value)
         _check_consistent(rule)
         rule.save()
+        policy_audit(rule, change="updated", actor=actor, via=via)
     return rule
 
 
-def policy_delete(*, room: Room, actor: User, rule_id: str) -> None:
+def policy_delete(
+    *, room: Room, actor: User, rule_id: str, via: str = Action.Via.API
+) -> None:
     _check_may_edit(room, actor)
-    _rule_get(room, rule_id).delete()
+    with transaction.atomic():
+        rule = _rule_get(room, rule_id, lock=True)
+        # As it was: the record keeps the rule's id.
+        policy_audit(rule, change="deleted", actor=actor, via=via)
+        rule.delete()
 
 
 def _rule_get(room: Room, rule_id: str, lock: bool = False) -> PolicyRule:
@@ -322,6 +350,7 @@ __all__ = [
     "Resolution",
     "policy_names_target",
     "rule_copy",
+    "policy_audit",
     "policy_create",
     "policy_delete",
     "policy_list",
