@@ -39,6 +39,9 @@ class Room(models.Model):
     # The seq of the room's newest durable event; bumped under the row lock so that
     # seqs are gap-free and strictly increasing (see chat/realtime.py).
     last_seq = models.PositiveBigIntegerField(default=0)
+    # The seq of the room's newest audit record, bumped under the same row lock:
+    # records commit in seq order, so paging by seq never skips one.
+    audit_seq = models.PositiveBigIntegerField(default=0)
     # Linear team keys the room's agent may read and write; empty: every team the
     # API key sees. Checked when a call is previewed and again when it runs.
     linear_teams = models.JSONField(
@@ -327,6 +330,8 @@ class Action(Leased):
     runs_at = models.DateTimeField(null=True, blank=True)
     # Votes count for one ballot: an edit of the arguments or a retract opens the next.
     ballot = models.PositiveIntegerField(default=0)
+    # When the current ballot opened: an edit or a retract; null: at `created`.
+    ballot_started = models.DateTimeField(null=True, blank=True)
     # [{username, at, reason}] of every retraction, for the model and the audit.
     retractions = models.JSONField(default=list, blank=True)
     # When the voters who had not voted were reminded (at half the timeout).
@@ -522,6 +527,50 @@ class RoomEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.room_id}#{self.seq} {self.type}"
+
+
+class AuditRecord(models.Model):
+    """One governance change of a room (a vote, a decision, a policy or membership
+    change), append-only, written in the transaction of the change it reports
+    (`chat.services.audit.audit_write`; PROTOCOL.md, "Audit export")."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+")
+    seq = models.PositiveBigIntegerField()
+    at = models.DateTimeField()
+    kind = models.CharField(max_length=20)
+    # A username, "policy" or "system": kept as text, so a record outlives renames
+    # and deleted accounts and says what it said.
+    actor = models.CharField(max_length=150)
+    via = models.CharField(max_length=10, choices=Action.Via.choices)
+    request_ref = models.UUIDField(null=True, blank=True)
+    # The action as it was at that moment (its row changes later).
+    action_ref = models.UUIDField(null=True, blank=True)
+    tool = models.CharField(max_length=64, blank=True)
+    arguments = models.JSONField(null=True, blank=True)
+    preview = models.JSONField(null=True, blank=True)
+    decision = models.CharField(max_length=10, blank=True)
+    reason = models.TextField(blank=True)
+    rule = models.JSONField(null=True, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    # A vote's: when the ballot it was cast in opened (the action's creation, an
+    # edit or a retract), for the stats' time to vote. Not exported.
+    ballot_start = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["room", "seq"]
+        verbose_name = "audit record"
+        constraints = [
+            models.UniqueConstraint(fields=["room", "seq"], name="one_audit_per_seq")
+        ]
+        indexes = [models.Index(fields=["room", "kind", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.room_id}#{self.seq} {self.kind} by {self.actor}"
+
+    @property
+    def public_id(self) -> str:
+        """The record's `id`: opaque to clients, the paging cursor."""
+        return f"{self.room_id}-{self.seq}"
 
 
 def _webhook_secret() -> str:

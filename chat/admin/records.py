@@ -37,13 +37,14 @@ from chat.services.policies import (
     rule_clean,
     rule_saved,
 )
-from chat.services.rooms import room_name_clean
+from chat.services.rooms import member_audit, room_name_clean
 
 from .common import (
     SUMMARY_CHARS,
     AgentRecordMixin,
     DeciderMayViewMixin,
     action_summary,
+    admin_user,
     pretty,
 )
 
@@ -171,6 +172,7 @@ class RoomEventAdmin(AgentRecordMixin, admin.ModelAdmin[RoomEvent]):
 
 
 APPROVER = Membership.Role.APPROVER
+ADMIN = Action.Via.ADMIN
 
 
 class MembershipFormSet(forms.BaseInlineFormSet):  # type: ignore[type-arg]
@@ -328,19 +330,24 @@ class RoomAdmin(DeciderMayViewMixin, admin.ModelAdmin[Room]):
         ]
         # As stored: a form's instance already carries the new user.
         before = {
-            pk: (room_id, user_id)
-            for pk, room_id, user_id in Membership.objects.filter(
+            old.pk: old
+            for old in Membership.objects.filter(
                 pk__in=[m.pk for m in changed]
-            ).values_list("pk", "room_id", "user_id")
+            ).select_related("user")
         }
         super().save_formset(request, form, formset, change)
         # Removed or changed members lose their open sockets and their stale votes,
-        # as through the API.
+        # as through the API; each change is audited in the admin's transaction.
+        actor = admin_user(request)
+        for membership in formset.new_objects:
+            member_audit(membership, kind="member.added", actor=actor, via=ADMIN)
+        for membership in formset.deleted_objects:
+            member_audit(membership, kind="member.removed", actor=actor, via=ADMIN)
+        for membership in changed:
+            _audit_member_change(before[membership.pk], membership, actor)
         for membership in [*formset.deleted_objects, *changed]:
-            room_id, user_id = before.get(
-                membership.pk, (membership.room_id, membership.user_id)
-            )
-            services.member_left(room_id=room_id, user_id=user_id)
+            old = before.get(membership.pk, membership)
+            services.member_left(room_id=old.room_id, user_id=old.user_id)
 
     def _save_rules(self, request: HttpRequest, formset: Any) -> None:
         """The policy inline saved as the API saves rules: each change is a `policy`
@@ -350,15 +357,19 @@ class RoomAdmin(DeciderMayViewMixin, admin.ModelAdmin[Room]):
         with transaction.atomic():
             formset.save(commit=False)
             for rule in formset.deleted_objects:
-                policy_deleted(rule=rule, actor=actor)
+                policy_deleted(rule=rule, actor=actor, via=ADMIN)
             room = formset.instance
             for rule in formset.new_objects:
                 rule.created_by = actor
                 rule.save()
-                policy_changed(room=room, change="created", rule=rule, actor=actor)
+                policy_changed(
+                    room=room, change="created", rule=rule, actor=actor, via=ADMIN
+                )
             for rule, _ in formset.changed_objects:
                 rule_saved(rule)
-                policy_changed(room=room, change="updated", rule=rule, actor=actor)
+                policy_changed(
+                    room=room, change="updated", rule=rule, actor=actor, via=ADMIN
+                )
             formset.save_m2m()
 
 
@@ -386,13 +397,20 @@ class MembershipAdmin(admin.ModelAdmin[Membership]):
     def save_model(
         self, request: HttpRequest, obj: Membership, form: Any, change: bool
     ) -> None:
+        actor = admin_user(request)
         if change and form.changed_data:
-            old = Membership.objects.get(pk=obj.pk)
+            old = Membership.objects.select_related("user").get(pk=obj.pk)
             services.member_left(room_id=old.room_id, user_id=old.user_id)
+            super().save_model(request, obj, form, change)
+            _audit_member_change(old, obj, actor)
+            return
         super().save_model(request, obj, form, change)
+        if not change:
+            member_audit(obj, kind="member.added", actor=actor, via=ADMIN)
 
     def delete_model(self, request: HttpRequest, obj: Membership) -> None:
         super().delete_model(request, obj)
+        member_audit(obj, kind="member.removed", actor=admin_user(request), via=ADMIN)
         services.member_left(room_id=obj.room_id, user_id=obj.user_id)
 
     def delete_queryset(
@@ -410,10 +428,29 @@ class MembershipAdmin(admin.ModelAdmin[Membership]):
             except Conflict as exc:
                 self.message_user(request, f"{room.slug}: {exc.detail}", messages.ERROR)
                 queryset = queryset.exclude(room=room)
-        pairs = list(queryset.values_list("room_id", "user_id"))
-        super().delete_queryset(request, queryset)
+        removed = list(queryset.select_related("user"))
+        pairs = [(m.room_id, m.user_id) for m in removed]
+        with transaction.atomic():
+            super().delete_queryset(request, queryset)
+            for membership in removed:
+                member_audit(
+                    membership,
+                    kind="member.removed",
+                    actor=admin_user(request),
+                    via=ADMIN,
+                )
         for room_id, user_id in pairs:
             services.member_left(room_id=room_id, user_id=user_id)
+
+
+def _audit_member_change(old: Membership, new: Membership, actor: User) -> None:
+    """A membership changed in the admin: another user in the row is one removed
+    and one added; the same user with another role, a role change."""
+    if old.user_id != new.user_id or old.room_id != new.room_id:
+        member_audit(old, kind="member.removed", actor=actor, via=ADMIN)
+        member_audit(new, kind="member.added", actor=actor, via=ADMIN)
+    elif old.role != new.role:
+        member_audit(new, kind="member.role", actor=actor, via=ADMIN)
 
 
 def _is_last_approver(membership: Membership) -> bool:

@@ -3,7 +3,7 @@ from csp.decorators import csp_update
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from . import agui, policies, views, webhooks
+from . import agui, governance, policies, views, webhooks
 
 urlpatterns = [
     path("auth/token", views.TokenView.as_view(), name="api-token"),
@@ -80,6 +80,8 @@ urlpatterns = [
         webhooks.WebhookRotateView.as_view(),
         name="api-webhook-rotate",
     ),
+    path("rooms/<slug:slug>/audit", governance.AuditView.as_view(), name="api-audit"),
+    path("rooms/<slug:slug>/stats", governance.StatsView.as_view(), name="api-stats"),
     path("tools", policies.ToolsView.as_view(), name="api-tools"),
     path("schema", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's set-up script as a file: the CSP allows no

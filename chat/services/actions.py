@@ -18,6 +18,7 @@ from chat.text import storable
 from chat.tools import InvalidCall, Reading, Scope, ToolSpec, preview_call, validate
 
 from .access import can_see, id_or_none
+from .audit import audit_write
 from .events import action_emit, tool_result_emit
 from .grants import grant_check, grant_clean, grant_create
 from .locks import action_lock
@@ -176,6 +177,15 @@ def action_grant(
             via=via,
         )
         ballots.record(action, vote)
+        audit_write(
+            room=action.room_id,
+            kind="vote",
+            actor=user,
+            via=via,
+            action=action,
+            decision=decision,
+            reason=reason,
+        )
         # Only votes whose voters may still vote count (a removed or demoted
         # approver's vote is dropped, and would not count if it were not yet).
         approvals = len(ballots.approvals(action))
@@ -185,6 +195,15 @@ def action_grant(
         elif approvals >= action.approvals_required:
             _record_decision(action, user, Action.Status.APPROVED, reason, via)
             _schedule(action)
+        if action.status != Action.Status.PENDING:
+            audit_write(
+                room=action.room_id,
+                kind=action.status,  # approved, denied
+                actor=user,
+                via=via,
+                action=action,
+                reason=reason,
+            )
         else:
             action.save()
             _log_vote(action, user, via, approvals)
@@ -195,7 +214,7 @@ def action_grant(
         granted = None
         if seconds is not None:
             granted = grant_create(
-                action=action, room=request.room, user=user, seconds=seconds
+                action=action, room=request.room, user=user, seconds=seconds, via=via
             )
     request_advance(request_id=action.request_id)
     return action, granted
@@ -226,6 +245,7 @@ def action_retract(
             )
         action.move_to(Action.Status.PENDING)
         action.ballot += 1
+        action.ballot_started = timezone.now()
         action.runs_at = None
         action.decided_by, action.decided_at, action.decided_via = None, None, ""
         action.retractions = [
@@ -237,6 +257,14 @@ def action_retract(
             },
         ]
         action.save()
+        audit_write(
+            room=action.room_id,
+            kind="retracted",
+            actor=user,
+            via=via,
+            action=action,
+            reason=reason,
+        )
         LogEntry.objects.log_actions(
             user.pk,
             [action],
@@ -300,6 +328,7 @@ def _judge_edit(
     action.arguments = arguments
     action.preview = reading.preview
     action.ballot += 1  # the votes so far were for other arguments
+    action.ballot_started = timezone.now()
 
 
 def _schedule(action: Action) -> None:
@@ -408,6 +437,15 @@ def action_expire_overdue() -> int:
             action.decided_at, action.decided_via = timezone.now(), Action.Via.SYSTEM
             approval_traced(action)
             action.save()
+            # Under the lock and after the status check: once per action, however
+            # many sweeps overlap.
+            audit_write(
+                room=action.room_id,
+                kind="expired",
+                actor="system",
+                via="system",
+                action=action,
+            )
             metrics.action_ended(
                 tool=action.tool, outcome=action.status, pending_since=action.created
             )

@@ -77,7 +77,9 @@ def grant_check(*, action: Action, room: Room, user: User) -> None:
         )
 
 
-def grant_create(*, action: Action, room: Room, user: User, seconds: int) -> PolicyRule:
+def grant_create(
+    *, action: Action, room: Room, user: User, seconds: int, via: str
+) -> PolicyRule:
     """The grant's `auto` rule, in the vote's transaction, and its `policy` event."""
     target, value = _target(action)
     rule = PolicyRule.objects.create(
@@ -89,7 +91,15 @@ def grant_create(*, action: Action, room: Room, user: User, seconds: int) -> Pol
         created_by=user,
         source_action=action,
     )
-    policy_changed(room=room, change="granted", rule=rule, actor=user, action=action)
+    policy_changed(
+        room=room,
+        change="granted",
+        rule=rule,
+        actor=user,
+        action=action,
+        via=via,
+        data={"seconds": seconds},
+    )
     return rule
 
 
@@ -115,5 +125,11 @@ def policy_expire(*, rule_id: UUID) -> bool:
         if not claimed:
             return False
         rule = PolicyRule.objects.select_related("room", "created_by").get(pk=rule_id)
-        policy_changed(room=rule.room, change="expired", rule=rule, actor=None)
+        policy_changed(
+            room=rule.room,
+            change="expired",
+            rule=rule,
+            actor=None,
+            via=Action.Via.SYSTEM,
+        )
     return True

@@ -27,6 +27,7 @@ from chat.tools import Scope, ToolSpec, catalogue, name_of, target_names
 from chat.tools.spec import unstorable
 
 from .access import can_decide, id_or_none
+from .audit import audit_write
 from .notify import policy_notify
 
 FIELDS = set(PolicyRule.FIELDS)
@@ -318,7 +319,9 @@ def policy_list(*, room: Room) -> list[PolicyRule]:
     return list(room.policy_rules.select_related("created_by").order_by("created"))
 
 
-def policy_create(*, room: Room, actor: User, data: object) -> PolicyRule:
+def policy_create(
+    *, room: Room, actor: User, data: object, via: str = Action.Via.API
+) -> PolicyRule:
     """Add a rule to the room's policy; approvers (and deciders) only."""
     _check_may_edit(room, actor)
     clean = rule_clean(data)
@@ -327,11 +330,18 @@ def policy_create(*, room: Room, actor: User, data: object) -> PolicyRule:
     rule_check_consistent(rule)
     with transaction.atomic():
         rule.save()
-        policy_changed(room=room, change="created", rule=rule, actor=actor)
+        policy_changed(room=room, change="created", rule=rule, actor=actor, via=via)
     return rule
 
 
-def policy_update(*, room: Room, actor: User, rule_id: str, data: object) -> PolicyRule:
+def policy_update(
+    *,
+    room: Room,
+    actor: User,
+    rule_id: str,
+    data: object,
+    via: str = Action.Via.API,
+) -> PolicyRule:
     _check_may_edit(room, actor)
     clean = rule_clean(data, partial=True)
     if "tool" in clean:
@@ -342,15 +352,17 @@ def policy_update(*, room: Room, actor: User, rule_id: str, data: object) -> Pol
             setattr(rule, field, value)
         rule_check_consistent(rule)
         rule_saved(rule)
-        policy_changed(room=room, change="updated", rule=rule, actor=actor)
+        policy_changed(room=room, change="updated", rule=rule, actor=actor, via=via)
     return rule
 
 
-def policy_delete(*, room: Room, actor: User, rule_id: str) -> None:
+def policy_delete(
+    *, room: Room, actor: User, rule_id: str, via: str = Action.Via.API
+) -> None:
     _check_may_edit(room, actor)
     with transaction.atomic():
         rule = _rule_get(room, rule_id, lock=True)
-        policy_deleted(rule=rule, actor=actor)
+        policy_deleted(rule=rule, actor=actor, via=via)
 
 
 def rule_saved(rule: PolicyRule) -> None:
@@ -361,12 +373,16 @@ def rule_saved(rule: PolicyRule) -> None:
     rule.save()
 
 
-def policy_deleted(*, rule: PolicyRule, actor: User | None) -> None:
+def policy_deleted(
+    *, rule: PolicyRule, actor: User | None, via: str = Action.Via.API
+) -> None:
     """Delete a rule and report it (as it was), in the caller's transaction."""
     room = Room.objects.get(pk=rule.room_id)
     gone = rule_payload(rule)
     rule.delete()
-    policy_changed(room=room, change="deleted", rule=rule, actor=actor, shown=gone)
+    policy_changed(
+        room=room, change="deleted", rule=rule, actor=actor, shown=gone, via=via
+    )
 
 
 def policy_changed(
@@ -377,6 +393,8 @@ def policy_changed(
     actor: User | None,
     action: Action | None = None,
     shown: RulePayload | None = None,
+    via: str = Action.Via.API,
+    data: dict[str, object] | None = None,
 ) -> PolicyPayload:
     """Announce a change of the room's policy, in the transaction that made it: the
     room's durable `policy` event and the `policy.changed` webhooks. Every path
@@ -391,6 +409,16 @@ def policy_changed(
     )
     event = event_emit(room_id=room.pk, type="policy", payload=payload)
     policy_notify(room=room, payload=payload, change=f"{room.pk}:{event.seq}")
+    audit_write(
+        room=room,
+        kind=f"policy.{change}",
+        actor=actor,
+        via=via,
+        action=action,
+        # The rule as the event shows it (a deleted one has no row any more).
+        rule=payload["rule"],
+        data=data,
+    )
     return payload
 
 

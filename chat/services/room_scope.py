@@ -51,7 +51,7 @@ def request_cancel_in_room(*, room: Room, request_id: str, user: User) -> Reques
     pk = id_or_none(request_id)
     if not Request.objects.filter(pk=pk, room=room).exists():  # type: ignore[misc]
         raise NotFound("No such request in this room.")
-    return request_cancel(request_id=request_id, user=user)
+    return request_cancel(request_id=request_id, user=user, via=Action.Via.ROOM)
 
 
 def request_decide_all_in_room(
