@@ -10,7 +10,7 @@ import { el } from "./dom.js";
 
 export const STATS_DAYS = 30;
 
-const APPROVER_COLUMNS = ["Approver", "Votes", "Approvals", "Denials", "Median time to vote", "Flag"];
+const APPROVER_COLUMNS = ["Approver", "Votes", "Approvals", "Denials", "Median time to vote"];
 const TOOL_COLUMNS = ["Tool", "Proposed", "Approved", "Denied", "Expired", "Auto", "Never"];
 
 export function createStatsPanel({ root, config, fetch }) {
@@ -60,16 +60,15 @@ export function createStatsPanel({ root, config, fetch }) {
     return node;
   }
 
+  /* `first`: the row's header, text or nodes. */
   function row(first, cells) {
     const tr = el("tr");
-    const header = el("th", null, first);
+    const header = el("th");
     header.scope = "row";
+    header.append(...(Array.isArray(first) ? first : [first]));
     tr.append(header);
     for (const cell of cells) {
-      const td = el("td");
-      if (cell instanceof Node) td.append(cell);
-      else td.textContent = String(cell);
-      tr.append(td);
+      tr.append(el("td", null, cell));
     }
     return tr;
   }
@@ -77,14 +76,16 @@ export function createStatsPanel({ root, config, fetch }) {
   function approverTable(approvers) {
     const rows = approvers.map((entry) => {
       const median = entry.median_seconds_to_vote;
-      const flag = entry.rubber_stamp
-        ? el("span", "badge badge--stamp", "Rubber stamp") : "";
-      if (flag) {
+      // The flag beside the name, where a narrow panel still shows it.
+      const who = [String(entry.username)];
+      if (entry.rubber_stamp) {
+        const flag = el("span", "badge badge--stamp", "Rubber stamp");
         flag.title = "10 or more approvals, no denial, and a median under 5 s to vote.";
+        who.push(" ", flag);
       }
-      return row(entry.username, [
+      return row(who, [
         entry.votes, entry.approvals, entry.denials,
-        median === null || median === undefined ? "–" : duration(median), flag,
+        median === null || median === undefined ? "–" : duration(median),
       ]);
     });
     if (!rows.length) rows.push(emptyRow(APPROVER_COLUMNS.length, "No approvers."));

@@ -30,7 +30,9 @@ USERS = {
     "bob": (False, Membership.Role.MEMBER),
 }
 # The demo room's approval policy: four eyes and a quorum on deletes, a grace period
-# on updates, searches approval-free (PROTOCOL.md, "Approval policies").
+# on updates, searches approval-free (PROTOCOL.md, "Approval policies"); comments
+# are alice's to approve, and carol's too once one waited a minute (PROTOCOL.md,
+# "Governance"). Comments are also what a grant suits: one approval, no delay.
 POLICY = [
     {
         "tool": "delete_issue",
@@ -39,6 +41,12 @@ POLICY = [
     },
     {"tool": "update_issue", "delay": 15},
     {"tool": "search_issues", "mode": "auto"},
+    {
+        "tool": "add_comment",
+        "approvers": ["alice"],
+        "escalate_after": 60,
+        "escalate_to": ["carol"],
+    },
 ]
 
 
@@ -123,5 +131,6 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Created room {ROOM_NAME!r} (/{ROOM_SLUG}): demo, alice and carol "
             "approve, bob is a member; deletes need two approvals, not the "
-            "requester's; updates wait 15 s for a retract; searches run at once."
+            "requester's; updates wait 15 s for a retract; searches run at once; "
+            "comments are alice's, escalating to carol after a minute."
         )
