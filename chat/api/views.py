@@ -43,12 +43,23 @@ from chat.http import AuthenticatedRequest
 from chat.models import Action, ApiToken, Membership, Room
 from chat.realtime import event_frame, events_after
 
+
+class RefusedSerializer(serializers.Serializer[Any]):
+    """A pending action a decide-all did not vote on, and why."""
+
+    action = serializers.CharField()
+    status = serializers.ChoiceField(choices=[403, 409])
+    detail = serializers.CharField()
+
+
 ERROR = inline_serializer(
     "Error",
     {
         "detail": serializers.CharField(),
         # Validation errors (400) also say which field failed, field by field.
         "errors": serializers.JSONField(required=False),
+        # A decide-all refused on every pending action (403) says why, per action.
+        "refused": RefusedSerializer(many=True, required=False),
     },
 )
 SLUG = r"^[-a-zA-Z0-9_]+$"  # Django's slug path converter
@@ -319,14 +330,6 @@ DECIDE_ALL_BODY = {
 }
 
 
-class RefusedSerializer(serializers.Serializer[Any]):
-    """A pending action a decide-all did not vote on, and why."""
-
-    action = serializers.CharField()
-    status = serializers.ChoiceField(choices=[403, 409])
-    detail = serializers.CharField()
-
-
 class RequiredBodySchema(AutoSchema):
     """A raw body schema is exact; drf-spectacular marks no raw body required."""
 
@@ -353,17 +356,7 @@ class RequestDecideView(APIView):
                     "refused": RefusedSerializer(many=True),
                 },
             ),
-            **_refusals(400, 404, 409, 415),
-            403: OpenApiResponse(
-                inline_serializer(
-                    "DecideAllForbidden",
-                    {
-                        "detail": serializers.CharField(),
-                        "refused": RefusedSerializer(many=True, required=False),
-                    },
-                ),
-                description="Every pending action refuses the caller (`refused`).",
-            ),
+            **_refusals(400, 403, 404, 409, 415),
         },
     )
     def post(self, request: AuthenticatedRequest, request_id: str) -> Response:
@@ -449,7 +442,16 @@ class DenyIn(serializers.Serializer[Any]):
 class ActionApproveView(APIView):
     @extend_schema(
         request=ApproveIn,
-        responses={200: ActionSerializer, **_refusals(400, 403, 404, 409, 415)},
+        responses={
+            # Not a component of its own: clients generated before grants keep
+            # reading the answer as an Action (`grant` is an additional property).
+            200: OpenApiResponse(
+                ActionSerializer,
+                description="The action as the vote left it; with `grant`, also "
+                "`grant`: the rule the grant made (as GET .../policies lists it).",
+            ),
+            **_refusals(400, 403, 404, 409, 415),
+        },
     )
     def post(self, request: AuthenticatedRequest, action_id: str) -> Response:
         data = _valid(ApproveIn, request.data)
@@ -484,6 +486,8 @@ class ActionDenyView(APIView):
             decision="deny",
             reason=data.get("reason", ""),
             via=Action.Via.API,
+            # A grant on a deny is refused (400), not ignored.
+            grant=request.data.get("grant") if isinstance(request.data, dict) else None,
         )
         return Response(ActionSerializer(action).data)
 

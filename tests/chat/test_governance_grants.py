@@ -167,25 +167,16 @@ def test_a_bad_grant_gets_400_and_records_nothing(room, alice, bob, body) -> Non
 
 
 def test_a_grant_on_a_deny_or_a_tool_without_target_gets_400(room, alice, bob) -> None:
-    from chat.tools import catalogue
-
     action = propose(room, bob)
     denied = api(alice).post(
         f"/api/actions/{action.pk}/deny", {"grant": {"seconds": 60}}, format="json"
     )
-    # The deny endpoint takes no grant: refused, or at least never a grant.
-    assert not PolicyRule.objects.exists()
-    assert denied.status_code in (200, 400)
-    untargeted = next(s for s in catalogue().values() if s.target is None)
-    other = propose(room, bob, untargeted.name, **_some_arguments(untargeted))
-    if other.status == Action.Status.PENDING:
-        refusal(approve(alice, other, grant={"seconds": 60}), 400)
-    assert not PolicyRule.objects.exists()
-
-
-def _some_arguments(spec) -> dict:
-    required = spec.parameters.get("required", [])
-    return {name: "x" for name in required} or {"query": "x"}
+    refusal(denied, 400)
+    assert not PolicyRule.objects.exists() and not Vote.objects.exists()
+    other = propose(room, bob, "create_issue", title="New")  # target: null
+    assert other.status == Action.Status.PENDING
+    refusal(approve(alice, other, grant={"seconds": 60}), 400)
+    assert not PolicyRule.objects.exists() and not Vote.objects.exists()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -393,3 +384,20 @@ def test_webhooks_accept_the_new_events_and_get_them_by_default(room, alice) -> 
 
 def test_membership_is_unaffected(room, alice) -> None:
     assert Membership.objects.filter(room=room).count() == 2
+
+
+def test_the_schema_documents_grants_and_the_new_rule_fields(alice) -> None:
+    schema = api(alice).get("/api/schema?format=json").json()
+    approve_op = schema["paths"]["/api/actions/{action_id}/approve"]["post"]
+    assert "`grant`" in approve_op["responses"]["200"]["description"]
+    grant_in = schema["components"]["schemas"]["GrantInRequest"]["properties"]
+    assert grant_in["seconds"]["minimum"] == 1
+    assert grant_in["seconds"]["maximum"] == 86400
+    rule = schema["components"]["schemas"]["PolicyRule"]["properties"]
+    for name in ("escalate_after", "escalate_to", "expires_at", "expired"):
+        assert name in rule
+    for name in ("created_by", "source_action"):
+        assert name in rule
+    action = schema["components"]["schemas"]["Action"]["properties"]
+    for name in ("escalate_to", "escalates_at", "escalated_at"):
+        assert name in action
