@@ -6,6 +6,7 @@ from typing import Any
 from django.contrib.auth import authenticate
 from django.core.validators import RegexValidator, slug_re
 from django.db.models import OuterRef, Subquery
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -42,12 +43,23 @@ from chat.http import AuthenticatedRequest
 from chat.models import Action, ApiToken, Membership, Room
 from chat.realtime import event_frame, events_after
 
+
+class RefusedSerializer(serializers.Serializer[Any]):
+    """A pending action a decide-all did not vote on, and why."""
+
+    action = serializers.CharField()
+    status = serializers.ChoiceField(choices=[403, 409])
+    detail = serializers.CharField()
+
+
 ERROR = inline_serializer(
     "Error",
     {
         "detail": serializers.CharField(),
         # Validation errors (400) also say which field failed, field by field.
         "errors": serializers.JSONField(required=False),
+        # A decide-all refused on every pending action (403) says why, per action.
+        "refused": RefusedSerializer(many=True, required=False),
     },
 )
 SLUG = r"^[-a-zA-Z0-9_]+$"  # Django's slug path converter
@@ -304,17 +316,38 @@ class DecideAllIn(serializers.Serializer[Any]):
         return super().to_internal_value(data)
 
 
-class RefusedSerializer(serializers.Serializer[Any]):
-    """A pending action a decide-all did not vote on, and why."""
+# As DecideAllIn checks it: any other field is refused (the schema says so).
+DECIDE_ALL_BODY = {
+    "application/json": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["decision"],
+        "properties": {
+            "decision": {"type": "string", "enum": ["approve", "deny"]},
+            "reason": {"type": "string", "maxLength": 2000, "pattern": "^[^\\x00]*$"},
+        },
+    }
+}
 
-    action = serializers.CharField()
-    status = serializers.ChoiceField(choices=[403, 409])
-    detail = serializers.CharField()
+
+class RequiredBodySchema(AutoSchema):
+    """A raw body schema is exact; drf-spectacular marks no raw body required."""
+
+    def _get_request_body(self, direction: str = "request") -> dict[str, Any] | None:
+        # drf-spectacular leaves this method unannotated.
+        body: dict[str, Any] | None = super()._get_request_body(  # type: ignore[no-untyped-call]
+            direction
+        )
+        if body is not None and self.method == "POST":
+            body["required"] = True
+        return body
 
 
 class RequestDecideView(APIView):
+    schema = RequiredBodySchema()
+
     @extend_schema(
-        request=DecideAllIn,
+        request=DECIDE_ALL_BODY,
         responses={
             200: inline_serializer(
                 "DecidedAll",
@@ -323,17 +356,7 @@ class RequestDecideView(APIView):
                     "refused": RefusedSerializer(many=True),
                 },
             ),
-            **_refusals(400, 404, 409, 415),
-            403: OpenApiResponse(
-                inline_serializer(
-                    "DecideAllForbidden",
-                    {
-                        "detail": serializers.CharField(),
-                        "refused": RefusedSerializer(many=True, required=False),
-                    },
-                ),
-                description="Every pending action refuses the caller (`refused`).",
-            ),
+            **_refusals(400, 403, 404, 409, 415),
         },
     )
     def post(self, request: AuthenticatedRequest, request_id: str) -> Response:
@@ -419,7 +442,16 @@ class DenyIn(serializers.Serializer[Any]):
 class ActionApproveView(APIView):
     @extend_schema(
         request=ApproveIn,
-        responses={200: ActionSerializer, **_refusals(400, 403, 404, 409, 415)},
+        responses={
+            # Not a component of its own: clients generated before grants keep
+            # reading the answer as an Action (`grant` is an additional property).
+            200: OpenApiResponse(
+                ActionSerializer,
+                description="The action as the vote left it; with `grant`, also "
+                "`grant`: the rule the grant made (as GET .../policies lists it).",
+            ),
+            **_refusals(400, 403, 404, 409, 415),
+        },
     )
     def post(self, request: AuthenticatedRequest, action_id: str) -> Response:
         data = _valid(ApproveIn, request.data)
@@ -454,6 +486,8 @@ class ActionDenyView(APIView):
             decision="deny",
             reason=data.get("reason", ""),
             via=Action.Via.API,
+            # A grant on a deny is refused (400), not ignored.
+            grant=request.data.get("grant") if isinstance(request.data, dict) else None,
         )
         return Response(ActionSerializer(action).data)
 

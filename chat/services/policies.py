@@ -270,8 +270,13 @@ def _future(value: object) -> datetime | None:
             when = None
     if when is None:
         raise Invalid("expires_at: an ISO 8601 time, or null.")
-    if timezone.is_naive(when):
-        when = timezone.make_aware(when, UTC)
+    try:
+        if timezone.is_naive(when):
+            when = timezone.make_aware(when, UTC)
+        # Stored in UTC: a time whose offset takes it past year 9999 cannot be.
+        when = when.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise Invalid("expires_at: an ISO 8601 time, or null.") from None
     if when <= timezone.now():
         raise Invalid("expires_at: must be in the future.")
     return when
