@@ -340,3 +340,47 @@ def test_a_record_rolls_back_with_its_change(room: Room, alice: User) -> None:
     # Gap-free: the rolled-back seq is taken again.
     assert record.seq == before + 1 == made.last().seq
     assert record.actor == "system"
+
+
+def test_policy_changes_in_the_room_admin(room: Room) -> None:
+    root = User.objects.create_superuser("root", "root@example.com", "x")
+    client = Client()
+    client.force_login(root)
+    url = reverse("admin:chat_room_change", args=[room.pk])
+    form: dict[str, Any] = {
+        "slug": room.slug,
+        "name": room.name,
+        "memberships-TOTAL_FORMS": 0,
+        "memberships-INITIAL_FORMS": 0,
+        "policy_rules-TOTAL_FORMS": 1,
+        "policy_rules-INITIAL_FORMS": 0,
+        "policy_rules-0-tool": "delete_issue",
+        "policy_rules-0-arguments": "{}",
+        "policy_rules-0-mode": "ask",
+        "policy_rules-0-approvals_required": 1,
+        "policy_rules-0-approvers": "[]",
+        "policy_rules-0-requester_may_approve": "on",
+        "policy_rules-0-delay": 0,
+    }
+    assert client.post(url, form).status_code == 302
+    made = room.policy_rules.get()
+    form.update(
+        {
+            "policy_rules-INITIAL_FORMS": 1,
+            "policy_rules-0-id": str(made.pk),
+            "policy_rules-0-room": room.pk,
+            "policy_rules-0-delay": 30,
+        }
+    )
+    assert client.post(url, form).status_code == 302
+    form["policy_rules-0-DELETE"] = "on"
+    assert client.post(url, form).status_code == 302
+    assert not room.policy_rules.exists()
+
+    changes = records(room, kind__startswith="policy.")
+    assert [(r.kind, r.actor, r.via, r.rule["delay"]) for r in changes] == [
+        ("policy.created", "root", "admin", 0),
+        ("policy.updated", "root", "admin", 30),
+        ("policy.deleted", "root", "admin", 30),
+    ]
+    assert {r.rule["id"] for r in changes} == {str(made.pk)}
