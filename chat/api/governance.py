@@ -115,10 +115,10 @@ class AuditView(_FormatIsOurs):
             _stream(room.pk, after, limit, fmt), content_type=audit.FORMATS[fmt]
         )
         response["Cache-Control"] = "no-store"
-        if fmt == "csv":
-            response["Content-Disposition"] = (
-                f'attachment; filename="audit-{room.slug}.csv"'
-            )
+        # A link on the room's page downloads it as a file.
+        response["Content-Disposition"] = (
+            f'attachment; filename="audit-{room.slug}.{fmt}"'
+        )
         return response
 
 

@@ -63,6 +63,8 @@ def test_approvers_and_deciders_read_members_get_403_outsiders_404(
 def test_jsonl_is_the_default_one_record_per_line(room: Room, alice: User) -> None:
     response = api(alice).get(url(room))
     assert response["Content-Type"] == "application/x-ndjson"
+    download = 'attachment; filename="audit-triage.jsonl"'
+    assert response["Content-Disposition"] == download
     first, second = lines(response)
     assert first == {
         "id": first["id"],
