@@ -70,7 +70,7 @@ FORMATS = {
     "csv": "text/csv; charset=utf-8",
 }
 LIMIT_DEFAULT, LIMIT_MAX = 1000, 5000
-ID = re.compile(r"(\d{1,18})-(\d{1,18})")
+ID = re.compile(r"([0-9]{1,18})-([0-9]{1,18})")
 # Spreadsheets run a cell that starts with one of these as a formula ("CSV
 # injection"); such a text cell (a reason, a username) gets a leading apostrophe,
 # OWASP's advice. The JSON columns stay valid JSON: a JSON value starting with one
@@ -253,7 +253,7 @@ def audit_cursor(*, room: Room, after: str | None) -> int:
 def audit_limit(value: str | None) -> int:
     if value is None:
         return LIMIT_DEFAULT
-    if not re.fullmatch(r"\d{1,5}", value) or not 1 <= int(value) <= LIMIT_MAX:
+    if not re.fullmatch(r"[0-9]{1,5}", value) or not 1 <= int(value) <= LIMIT_MAX:
         raise Invalid(f"limit: an integer from 1 to {LIMIT_MAX}.")
     return int(value)
 

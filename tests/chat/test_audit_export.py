@@ -140,6 +140,8 @@ def test_csv_columns_nulls_json_text_and_formula_cells(
         {"after": "x"},
         {"after": "1-"},
         {"after": "99999-1"},
+        {"limit": "\u0663"},  # an Arabic-Indic 3: not an integer in JSON's sense
+        {"after": "\u0661-\u0661"},
     ],
 )
 def test_bad_paging_parameters_are_400(room: Room, alice: User, query: dict) -> None:
