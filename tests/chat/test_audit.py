@@ -384,3 +384,47 @@ def test_policy_changes_in_the_room_admin(room: Room) -> None:
         ("policy.deleted", "root", "admin", 30),
     ]
     assert {r.rule["id"] for r in changes} == {str(made.pk)}
+
+
+def test_membership_changes_in_the_room_admins_inline(
+    room: Room, mallory: User
+) -> None:
+    root = User.objects.create_superuser("root", "root@example.com", "x")
+    client = Client()
+    client.force_login(root)
+    url = reverse("admin:chat_room_change", args=[room.pk])
+    form: dict[str, Any] = {
+        "slug": room.slug,
+        "name": room.name,
+        "policy_rules-TOTAL_FORMS": 0,
+        "policy_rules-INITIAL_FORMS": 0,
+        "memberships-TOTAL_FORMS": 1,
+        "memberships-INITIAL_FORMS": 0,
+        "memberships-0-user": mallory.pk,
+        "memberships-0-role": "member",
+    }
+    assert client.post(url, form).status_code == 302
+    membership = Membership.objects.get(room=room, user=mallory)
+    form.update(
+        {
+            "memberships-INITIAL_FORMS": 1,
+            "memberships-0-id": membership.pk,
+            "memberships-0-room": room.pk,
+            "memberships-0-role": "approver",
+        }
+    )
+    assert client.post(url, form).status_code == 302
+    form["memberships-0-DELETE"] = "on"
+    assert client.post(url, form).status_code == 302
+    assert not Membership.objects.filter(room=room, user=mallory).exists()
+
+    assert [(r.kind, r.actor, r.via, r.data) for r in records(room)[2:]] == [
+        ("member.added", "root", "admin", {"username": "mallory", "role": "member"}),
+        ("member.role", "root", "admin", {"username": "mallory", "role": "approver"}),
+        (
+            "member.removed",
+            "root",
+            "admin",
+            {"username": "mallory", "role": "approver"},
+        ),
+    ]
