@@ -428,3 +428,33 @@ def test_membership_changes_in_the_room_admins_inline(
             {"username": "mallory", "role": "approver"},
         ),
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_sweeps_at_once_write_one_expired_record(room: Room, bob: User) -> None:
+    """PostgreSQL: two beats' sweeps race for the same overdue actions; each
+    expiry happens under the request's lock after a status check, and its record
+    with it, so each action has exactly one `expired` record."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite serialises every write; the race needs row locks")
+    from tests.chat.test_api import pending_action
+
+    overdue = [pending_action(room, bob, call=f"call_{n}") for n in range(4)]
+    Action.objects.filter(pk__in=[a.pk for a in overdue]).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+
+    def sweep(_: int) -> int:
+        try:
+            return services.action_expire_overdue()
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        assert sum(pool.map(sweep, range(3))) == 4
+    for action in overdue:
+        assert kinds(room, action) == ["expired"]
