@@ -69,6 +69,10 @@ RECORD_SCHEMA = {
 
 class AuditView(_FormatIsOurs):
     @extend_schema(
+        description="The room's audit records after `after`, oldest first, streamed "
+        "as JSON lines or CSV (`format`, whatever `Accept` says). A page with fewer "
+        "than `limit` records was the last for now; continue with the last `id`. "
+        "Approvers of the room and holders of `chat.decide_action`.",
         parameters=[
             OpenApiParameter(
                 "after",
@@ -111,10 +115,10 @@ class AuditView(_FormatIsOurs):
             _stream(room.pk, after, limit, fmt), content_type=audit.FORMATS[fmt]
         )
         response["Cache-Control"] = "no-store"
-        if fmt == "csv":
-            response["Content-Disposition"] = (
-                f'attachment; filename="audit-{room.slug}.csv"'
-            )
+        # A link on the room's page downloads it as a file.
+        response["Content-Disposition"] = (
+            f'attachment; filename="audit-{room.slug}.{fmt}"'
+        )
         return response
 
 
@@ -164,6 +168,8 @@ TOOL_OUT = inline_serializer(
 
 class StatsView(_FormatIsOurs):
     @extend_schema(
+        description="Votes per approver and actions per tool over the last `days` "
+        "days. Approvers of the room and holders of `chat.decide_action`.",
         parameters=[
             OpenApiParameter(
                 "days",

@@ -18,7 +18,7 @@ from chat.text import storable
 from chat.tools import InvalidCall, Reading, Scope, ToolSpec, preview_call, validate
 
 from .access import can_see, id_or_none
-from .audit import audit_write
+from .audit import audit_record, audit_save, audit_write
 from .events import action_emit, tool_result_emit
 from .grants import grant_check, grant_clean, grant_create
 from .locks import action_lock
@@ -177,15 +177,17 @@ def action_grant(
             via=via,
         )
         ballots.record(action, vote)
-        audit_write(
-            room=action.room_id,
-            kind="vote",
-            actor=user,
-            via=via,
-            action=action,
-            decision=decision,
-            reason=reason,
-        )
+        audited = [
+            audit_record(
+                room=action.room_id,
+                kind="vote",
+                actor=user,
+                via=via,
+                action=action,
+                decision=decision,
+                reason=reason,
+            )
+        ]
         # Only votes whose voters may still vote count (a removed or demoted
         # approver's vote is dropped, and would not count if it were not yet).
         approvals = len(ballots.approvals(action))
@@ -195,18 +197,22 @@ def action_grant(
         elif approvals >= action.approvals_required:
             _record_decision(action, user, Action.Status.APPROVED, reason, via)
             _schedule(action)
-        if action.status != Action.Status.PENDING:
-            audit_write(
-                room=action.room_id,
-                kind=action.status,  # approved, denied
-                actor=user,
-                via=via,
-                action=action,
-                reason=reason,
-            )
         else:
             action.save()
             _log_vote(action, user, via, approvals)
+        if action.status != Action.Status.PENDING:
+            audited.append(
+                audit_record(
+                    room=action.room_id,
+                    kind=action.status,  # approved, denied
+                    actor=user,
+                    via=via,
+                    action=action,
+                    reason=reason,
+                )
+            )
+        # The vote and the decision it made: one seq bump, one insert.
+        audit_save(*audited)
         # The room sees the vote; approvers outside it hear of a decision, or of
         # edited arguments that wait for their votes afresh.
         announced = action_emit(action, ballots)

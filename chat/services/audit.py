@@ -70,7 +70,7 @@ FORMATS = {
     "csv": "text/csv; charset=utf-8",
 }
 LIMIT_DEFAULT, LIMIT_MAX = 1000, 5000
-ID = re.compile(r"(\d{1,18})-(\d{1,18})")
+ID = re.compile(r"([0-9]{1,18})-([0-9]{1,18})")
 # Spreadsheets run a cell that starts with one of these as a formula ("CSV
 # injection"); such a text cell (a reason, a username) gets a leading apostrophe,
 # OWASP's advice. The JSON columns stay valid JSON: a JSON value starting with one
@@ -102,24 +102,51 @@ def audit_write(
     caller already shaped it (the `policy` event's). A vote's `ballot_start`
     defaults to when the action's current ballot opened.
     """
+    [record] = audit_save(
+        audit_record(
+            room=room,
+            kind=kind,
+            actor=actor,
+            via=via,
+            request=request,
+            action=action,
+            decision=decision,
+            reason=reason,
+            rule=rule,
+            data=data,
+            ballot_start=ballot_start,
+        )
+    )
+    return record
+
+
+def audit_record(
+    *,
+    room: Room | int,
+    kind: str,
+    actor: User | str | None,
+    via: str,
+    request: Any = None,
+    action: Action | None = None,
+    decision: str | None = None,
+    reason: str = "",
+    rule: PolicyRule | Mapping[str, Any] | None = None,
+    data: Mapping[str, Any] | None = None,
+    ballot_start: datetime | None = None,
+) -> AuditRecord:
+    """A record as `audit_write` takes it, unsaved: `audit_save` several at once
+    (a vote and the decision it made) in two queries."""
     assert kind in KINDS, kind
-    assert transaction.get_connection().in_atomic_block, "audit_write needs atomic()"
-    room_id = room if isinstance(room, int) else room.pk
     if request is None and action is not None:
         request = action.request_id
-    request_id = getattr(request, "pk", request)
     if kind == "vote" and ballot_start is None and action is not None:
         ballot_start = action.ballot_started or action.created
-    seq = _next_seq(room_id)
-    return AuditRecord.objects.create(
-        room_id=room_id,
-        seq=seq,
-        # After the room's lock: `at` follows seq, as readers page by seq.
-        at=timezone.now(),
+    return AuditRecord(
+        room_id=room if isinstance(room, int) else room.pk,
         kind=kind,
         actor=_actor(actor),
         via=via,
-        request_ref=request_id,
+        request_ref=getattr(request, "pk", request),
         action_ref=action.pk if action is not None else None,
         tool=action.tool if action is not None else "",
         arguments=_json(action.arguments) if action is not None else None,
@@ -130,6 +157,20 @@ def audit_write(
         data=_json(dict(data or {})),
         ballot_start=ballot_start,
     )
+
+
+def audit_save(*records: AuditRecord) -> list[AuditRecord]:
+    """Store records of one room, in order, under its next seqs (inside the
+    transaction of their change)."""
+    assert transaction.get_connection().in_atomic_block, "audit needs atomic()"
+    room_id = records[0].room_id
+    assert all(r.room_id == room_id for r in records)
+    last = _next_seq(room_id, len(records))
+    # After the room's lock: `at` follows seq, as readers page by seq.
+    now = timezone.now()
+    for offset, record in enumerate(records):
+        record.seq, record.at = last - len(records) + 1 + offset, now
+    return AuditRecord.objects.bulk_create(records)
 
 
 def _actor(actor: User | str | None) -> str:
@@ -159,15 +200,16 @@ def _rule(rule: PolicyRule | Mapping[str, Any] | None) -> dict[str, Any] | None:
     return _json(dict(rule))  # type: ignore[no-any-return]
 
 
-def _next_seq(room_id: int) -> int:
-    # As chat.realtime._next_seq: one UPDATE ... RETURNING, holding the row lock.
+def _next_seq(room_id: int, count: int = 1) -> int:
+    # As chat.realtime._next_seq: one UPDATE ... RETURNING, holding the row lock;
+    # the last of `count` seqs.
     table, column = Room._meta.db_table, Room._meta.get_field("audit_seq").column
     quote = connection.ops.quote_name
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {quote(table)} SET {quote(column)} = {quote(column)} + 1 "
+            f"UPDATE {quote(table)} SET {quote(column)} = {quote(column)} + %s "
             f"WHERE {quote(Room._meta.pk.column)} = %s RETURNING {quote(column)}",
-            [room_id],
+            [count, room_id],
         )
         row = cursor.fetchone()
     if row is None:
@@ -211,7 +253,7 @@ def audit_cursor(*, room: Room, after: str | None) -> int:
 def audit_limit(value: str | None) -> int:
     if value is None:
         return LIMIT_DEFAULT
-    if not re.fullmatch(r"\d{1,5}", value) or not 1 <= int(value) <= LIMIT_MAX:
+    if not re.fullmatch(r"[0-9]{1,5}", value) or not 1 <= int(value) <= LIMIT_MAX:
         raise Invalid(f"limit: an integer from 1 to {LIMIT_MAX}.")
     return int(value)
 
@@ -313,6 +355,8 @@ __all__ = [
     "audit_format",
     "audit_limit",
     "audit_page",
+    "audit_record",
+    "audit_save",
     "audit_write",
     "room_for_governance",
     "rule_snapshot",

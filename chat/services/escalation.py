@@ -18,6 +18,7 @@ from django.utils import timezone
 from chat.eligibility import Ballots
 from chat.models import Action
 
+from .audit import audit_write
 from .events import action_emit
 from .locks import action_lock
 from .notify import escalation_notify
@@ -63,6 +64,14 @@ def action_escalate(*, action_id: UUID) -> bool:
         ballots = Ballots([action], requesters={action.pk: request.user_id})
         payload = action_emit(action, ballots)
         escalation_notify(action, payload, escalated_to(action, ballots))
+        audit_write(
+            room=action.room_id,
+            kind="escalated",
+            actor="system",
+            via=Action.Via.SYSTEM,
+            action=action,
+            data={"escalate_to": list(action.escalate_to or [])},
+        )
     return True
 
 

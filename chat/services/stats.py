@@ -32,7 +32,7 @@ APPROVED_LIKE = (
 def stats_days(value: str | None) -> int:
     if value is None:
         return DAYS_DEFAULT
-    if not re.fullmatch(r"\d{1,3}", value) or not 1 <= int(value) <= DAYS_MAX:
+    if not re.fullmatch(r"[0-9]{1,3}", value) or not 1 <= int(value) <= DAYS_MAX:
         raise Invalid(f"days: an integer from 1 to {DAYS_MAX}.")
     return int(value)
 

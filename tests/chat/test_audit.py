@@ -340,3 +340,121 @@ def test_a_record_rolls_back_with_its_change(room: Room, alice: User) -> None:
     # Gap-free: the rolled-back seq is taken again.
     assert record.seq == before + 1 == made.last().seq
     assert record.actor == "system"
+
+
+def test_policy_changes_in_the_room_admin(room: Room) -> None:
+    root = User.objects.create_superuser("root", "root@example.com", "x")
+    client = Client()
+    client.force_login(root)
+    url = reverse("admin:chat_room_change", args=[room.pk])
+    form: dict[str, Any] = {
+        "slug": room.slug,
+        "name": room.name,
+        "memberships-TOTAL_FORMS": 0,
+        "memberships-INITIAL_FORMS": 0,
+        "policy_rules-TOTAL_FORMS": 1,
+        "policy_rules-INITIAL_FORMS": 0,
+        "policy_rules-0-tool": "delete_issue",
+        "policy_rules-0-arguments": "{}",
+        "policy_rules-0-mode": "ask",
+        "policy_rules-0-approvals_required": 1,
+        "policy_rules-0-approvers": "[]",
+        "policy_rules-0-requester_may_approve": "on",
+        "policy_rules-0-delay": 0,
+    }
+    assert client.post(url, form).status_code == 302
+    made = room.policy_rules.get()
+    form.update(
+        {
+            "policy_rules-INITIAL_FORMS": 1,
+            "policy_rules-0-id": str(made.pk),
+            "policy_rules-0-room": room.pk,
+            "policy_rules-0-delay": 30,
+        }
+    )
+    assert client.post(url, form).status_code == 302
+    form["policy_rules-0-DELETE"] = "on"
+    assert client.post(url, form).status_code == 302
+    assert not room.policy_rules.exists()
+
+    changes = records(room, kind__startswith="policy.")
+    assert [(r.kind, r.actor, r.via, r.rule["delay"]) for r in changes] == [
+        ("policy.created", "root", "admin", 0),
+        ("policy.updated", "root", "admin", 30),
+        ("policy.deleted", "root", "admin", 30),
+    ]
+    assert {r.rule["id"] for r in changes} == {str(made.pk)}
+
+
+def test_membership_changes_in_the_room_admins_inline(
+    room: Room, mallory: User
+) -> None:
+    root = User.objects.create_superuser("root", "root@example.com", "x")
+    client = Client()
+    client.force_login(root)
+    url = reverse("admin:chat_room_change", args=[room.pk])
+    form: dict[str, Any] = {
+        "slug": room.slug,
+        "name": room.name,
+        "policy_rules-TOTAL_FORMS": 0,
+        "policy_rules-INITIAL_FORMS": 0,
+        "memberships-TOTAL_FORMS": 1,
+        "memberships-INITIAL_FORMS": 0,
+        "memberships-0-user": mallory.pk,
+        "memberships-0-role": "member",
+    }
+    assert client.post(url, form).status_code == 302
+    membership = Membership.objects.get(room=room, user=mallory)
+    form.update(
+        {
+            "memberships-INITIAL_FORMS": 1,
+            "memberships-0-id": membership.pk,
+            "memberships-0-room": room.pk,
+            "memberships-0-role": "approver",
+        }
+    )
+    assert client.post(url, form).status_code == 302
+    form["memberships-0-DELETE"] = "on"
+    assert client.post(url, form).status_code == 302
+    assert not Membership.objects.filter(room=room, user=mallory).exists()
+
+    assert [(r.kind, r.actor, r.via, r.data) for r in records(room)[2:]] == [
+        ("member.added", "root", "admin", {"username": "mallory", "role": "member"}),
+        ("member.role", "root", "admin", {"username": "mallory", "role": "approver"}),
+        (
+            "member.removed",
+            "root",
+            "admin",
+            {"username": "mallory", "role": "approver"},
+        ),
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_sweeps_at_once_write_one_expired_record(room: Room, bob: User) -> None:
+    """PostgreSQL: two beats' sweeps race for the same overdue actions; each
+    expiry happens under the request's lock after a status check, and its record
+    with it, so each action has exactly one `expired` record."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite serialises every write; the race needs row locks")
+    from tests.chat.test_api import pending_action
+
+    overdue = [pending_action(room, bob, call=f"call_{n}") for n in range(4)]
+    Action.objects.filter(pk__in=[a.pk for a in overdue]).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+
+    def sweep(_: int) -> int:
+        try:
+            return services.action_expire_overdue()
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        assert sum(pool.map(sweep, range(3))) == 4
+    for action in overdue:
+        assert kinds(room, action) == ["expired"]
