@@ -130,7 +130,7 @@ def test_409_without_pending_actions_404_for_outsiders_400_for_bad_bodies(
     refusal(decide(alice, finished.pk, decision="approve"), 409)
 
 
-def test_ten_thousand_character_reason_is_refused(room, alice, bob) -> None:
+def test_a_reason_over_2000_characters_is_refused(room, alice, bob) -> None:
     actions = propose_many(room, bob, "ENG-1")
     refusal(
         decide(alice, actions[0].request_id, decision="deny", reason="x" * 2001), 400

@@ -17,7 +17,6 @@ from chat import services
 from chat.models import (
     Action,
     Delivery,
-    Membership,
     PolicyRule,
     Room,
     RoomEvent,
@@ -380,10 +379,6 @@ def test_webhooks_accept_the_new_events_and_get_them_by_default(room, alice) -> 
     assert chosen.status_code == 201, chosen.content
     every = api(alice).post(base, {"url": "https://93.184.215.14/b"}, format="json")
     assert {"action.escalated", "policy.changed"} <= set(every.json()["events"])
-
-
-def test_membership_is_unaffected(room, alice) -> None:
-    assert Membership.objects.filter(room=room).count() == 2
 
 
 def test_the_schema_documents_grants_and_the_new_rule_fields(alice) -> None:
