@@ -244,7 +244,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if handler is None:
             self._error(
                 str(kind or ""),
-                "Unknown frame type; expected chat, decide, cancel or resync.",
+                "Unknown frame type; expected chat, decide, decide_all, retract, "
+                "cancel or resync.",
             )
             return
         # Frames that change something are SERVER spans (`ws chat`), the root of
@@ -300,6 +301,35 @@ class RoomConsumer(AsyncWebsocketConsumer):
             decision=decision,
             reason=reason or "",
             arguments=arguments,
+            grant=frame.get("grant"),
+        )
+
+    async def frame_decide_all(self, frame: dict[str, Any]) -> None:
+        """`decide_all`: the user's vote on every pending action of a request; the
+        sender alone hears what was voted on and what refused (`decided_all`)."""
+        request_id, decision = frame.get("request"), frame.get("decision")
+        reason = frame.get("reason")
+        if not isinstance(request_id, str) or not isinstance(decision, str):
+            raise Invalid("decide_all needs a request id and a decision.")
+        if reason is not None and not isinstance(reason, str):
+            raise Invalid("reason must be a string.")
+        done = await database_sync_to_async(services.request_decide_all_in_room)(
+            room=self.member_room,
+            request_id=request_id,
+            user=self.user,
+            decision=decision,
+            reason=reason or "",
+        )
+        self._write(
+            encode(
+                {
+                    "type": "decided_all",
+                    "request": request_id,
+                    "decision": decision,
+                    "actions": [a["id"] for a in done.actions],
+                    "refused": done.refused,
+                }
+            )
         )
 
     async def frame_retract(self, frame: dict[str, Any]) -> None:
@@ -336,6 +366,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     FRAME_HANDLERS = {
         "chat": frame_chat,
         "decide": frame_decide,
+        "decide_all": frame_decide_all,
         "retract": frame_retract,
         "cancel": frame_cancel,
         "resync": frame_resync,

@@ -42,6 +42,14 @@ def refusal(action: Action, requester_id: int | None, voter: Voter) -> str | Non
         return (
             "This action's rule needs someone other than the requester to approve it."
         )
+    if (
+        action.escalated_at is not None
+        and voter.username in (action.escalate_to or ())
+        and (voter.role is not None or voter.decider)
+    ):
+        # Escalated: its escalate_to users who are in the room (any role) or hold
+        # chat.decide_action vote besides those the rule named; four eyes stands.
+        return None
     if action.approvers:
         if voter.username not in action.approvers:
             return (

@@ -4,9 +4,11 @@
 class AppError(Exception):
     status = 400
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, **extra: object) -> None:
         super().__init__(detail)
         self.detail = detail
+        # Fields the REST answer carries beside `detail` (decide-all's `refused`).
+        self.extra = extra
 
 
 class Invalid(AppError):

@@ -39,6 +39,9 @@ class Room(models.Model):
     # The seq of the room's newest durable event; bumped under the row lock so that
     # seqs are gap-free and strictly increasing (see chat/realtime.py).
     last_seq = models.PositiveBigIntegerField(default=0)
+    # The seq of the room's newest audit record, bumped under the same row lock:
+    # records commit in seq order, so paging by seq never skips one.
+    audit_seq = models.PositiveBigIntegerField(default=0)
     # Linear team keys the room's agent may read and write; empty: every team the
     # API key sees. Checked when a call is previewed and again when it runs.
     linear_teams = models.JSONField(
@@ -318,10 +321,17 @@ class Action(Leased):
     requester_may_approve = models.BooleanField(default=True)
     delay = models.PositiveIntegerField(default=0)
     expires_at = models.DateTimeField(null=True, blank=True)
+    # Escalation, copied from the rule: who may also vote once `escalates_at` passes
+    # with the action still pending (`escalated_at` says it did; chat.eligibility).
+    escalate_to = models.JSONField(null=True, blank=True)
+    escalates_at = models.DateTimeField(null=True, blank=True)
+    escalated_at = models.DateTimeField(null=True, blank=True)
     # When an approved action with a delay starts; until then it may be retracted.
     runs_at = models.DateTimeField(null=True, blank=True)
     # Votes count for one ballot: an edit of the arguments or a retract opens the next.
     ballot = models.PositiveIntegerField(default=0)
+    # When the current ballot opened: an edit or a retract; null: at `created`.
+    ballot_started = models.DateTimeField(null=True, blank=True)
     # [{username, at, reason}] of every retraction, for the model and the audit.
     retractions = models.JSONField(default=list, blank=True)
     # When the voters who had not voted were reminded (at half the timeout).
@@ -342,6 +352,7 @@ class Action(Leased):
         indexes = [
             models.Index(fields=["status", "created"]),
             models.Index(fields=["status", "expires_at"]),
+            models.Index(fields=["status", "escalates_at"]),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -409,7 +420,12 @@ class PolicyRule(models.Model):
         "requester_may_approve",
         "timeout",
         "delay",
+        "escalate_after",
+        "escalate_to",
+        "expires_at",
     )
+    # What the API shows of a rule but no client sets (sending one: 400).
+    READ_ONLY = ("id", "expired", "created_by", "created", "source_action")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     room = models.ForeignKey(
@@ -428,13 +444,43 @@ class PolicyRule(models.Model):
     # Seconds; null: AGENT_APPROVAL_TIMEOUT.
     timeout = models.PositiveIntegerField(null=True, blank=True)
     delay = models.PositiveIntegerField(default=0)
+    # Seconds an action under this rule may stay pending before `escalate_to`
+    # (usernames) may vote on it too; both or neither, `ask` rules only.
+    escalate_after = models.PositiveIntegerField(null=True, blank=True)
+    escalate_to = models.JSONField(default=list, blank=True)
+    # From this time on the rule matches no call (a grant's end); null: never.
+    expires_at = models.DateTimeField(null=True, blank=True)
+    # When the sweep reported the expiry (the `policy` event "expired"), once.
+    expiry_reported_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
+    # The action whose approval made this rule (a grant).
+    source_action = models.ForeignKey(
+        Action,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["created"]
+        indexes = [models.Index(fields=["expiry_reported_at", "expires_at"])]
 
     def __str__(self) -> str:
         return f"{self.tool}: {self.mode}"
+
+    def expired_at(self, now: datetime) -> bool:
+        """True from `expires_at` on: the rule then matches nothing."""
+        return self.expires_at is not None and self.expires_at <= now
 
 
 class AguiRun(models.Model):
@@ -483,6 +529,50 @@ class RoomEvent(models.Model):
         return f"{self.room_id}#{self.seq} {self.type}"
 
 
+class AuditRecord(models.Model):
+    """One governance change of a room (a vote, a decision, a policy or membership
+    change), append-only, written in the transaction of the change it reports
+    (`chat.services.audit.audit_write`; PROTOCOL.md, "Audit export")."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+")
+    seq = models.PositiveBigIntegerField()
+    at = models.DateTimeField()
+    kind = models.CharField(max_length=20)
+    # A username, "policy" or "system": kept as text, so a record outlives renames
+    # and deleted accounts and says what it said.
+    actor = models.CharField(max_length=150)
+    via = models.CharField(max_length=10, choices=Action.Via.choices)
+    request_ref = models.UUIDField(null=True, blank=True)
+    # The action as it was at that moment (its row changes later).
+    action_ref = models.UUIDField(null=True, blank=True)
+    tool = models.CharField(max_length=64, blank=True)
+    arguments = models.JSONField(null=True, blank=True)
+    preview = models.JSONField(null=True, blank=True)
+    decision = models.CharField(max_length=10, blank=True)
+    reason = models.TextField(blank=True)
+    rule = models.JSONField(null=True, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    # A vote's: when the ballot it was cast in opened (the action's creation, an
+    # edit or a retract), for the stats' time to vote. Not exported.
+    ballot_start = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["room", "seq"]
+        verbose_name = "audit record"
+        constraints = [
+            models.UniqueConstraint(fields=["room", "seq"], name="one_audit_per_seq")
+        ]
+        indexes = [models.Index(fields=["room", "kind", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.room_id}#{self.seq} {self.kind} by {self.actor}"
+
+    @property
+    def public_id(self) -> str:
+        """The record's `id`: opaque to clients, the paging cursor."""
+        return f"{self.room_id}-{self.seq}"
+
+
 def _webhook_secret() -> str:
     return new_secret()
 
@@ -494,7 +584,13 @@ def _all_events() -> list[str]:
 class Webhook(models.Model):
     """A URL of a room's that hears of its actions and requests (signed POSTs)."""
 
-    EVENTS = ("action.pending", "action.decided", "request.ended")
+    EVENTS = (
+        "action.pending",
+        "action.decided",
+        "request.ended",
+        "action.escalated",
+        "policy.changed",
+    )
 
     class Format(models.TextChoices):
         JSON = "json"

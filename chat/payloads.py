@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from .eligibility import Ballots
 from .links import decide_url
-from .models import Action, Message, Request
+from .models import Action, Message, PolicyRule, Request
 
 
 class ApprovalPayload(TypedDict):
@@ -48,10 +48,44 @@ class ActionPayload(TypedDict):
     requester_may_approve: bool
     expires_at: str | None
     runs_at: str | None
+    escalate_to: list[str] | None
+    escalates_at: str | None
+    escalated_at: str | None
     eligible: list[str]
     rule: dict[str, Any] | None
     retractions: list[dict[str, Any]]
     decide_url: str
+
+
+class RulePayload(TypedDict):
+    """A rule of a room's approval policy, as the API lists it and `policy` events
+    carry it."""
+
+    id: str
+    tool: str
+    arguments: dict[str, Any]
+    mode: str
+    approvals_required: int
+    approvers: list[str]
+    requester_may_approve: bool
+    timeout: int | None
+    delay: int
+    escalate_after: int | None
+    escalate_to: list[str]
+    expires_at: str | None
+    expired: bool
+    created_by: str | None
+    created: str
+    source_action: str | None
+
+
+class PolicyPayload(TypedDict):
+    """What a `policy` event and a `policy.changed` webhook say of a change."""
+
+    change: str  # created, updated, deleted, granted, expired
+    rule: RulePayload
+    actor: str  # a username, or "system"
+    action: str | None  # a grant's action
 
 
 class MessagePayload(TypedDict):
@@ -118,6 +152,11 @@ def action_payload(action: Action, ballots: Ballots | None = None) -> ActionPayl
         requester_may_approve=bool(action.requester_may_approve),
         expires_at=iso(action.expires_at),
         runs_at=iso(action.runs_at),
+        escalate_to=None
+        if action.escalate_to is None
+        else [str(n) for n in action.escalate_to],
+        escalates_at=iso(action.escalates_at),
+        escalated_at=iso(action.escalated_at),
         eligible=ballots.eligible(action),
         rule=action.rule,
         retractions=action.retractions,
@@ -130,6 +169,30 @@ def action_payloads(actions: Iterable[Action]) -> list[ActionPayload]:
     actions = list(actions)
     ballots = Ballots(actions)
     return [action_payload(action, ballots) for action in actions]
+
+
+def rule_payload(rule: PolicyRule, now: datetime | None = None) -> RulePayload:
+    created_by = rule.created_by.username if rule.created_by else None
+    return RulePayload(
+        id=str(rule.pk),
+        tool=rule.tool,
+        arguments=rule.arguments or {},
+        mode=str(rule.mode),
+        approvals_required=int(rule.approvals_required),
+        approvers=[str(n) for n in rule.approvers or []],
+        requester_may_approve=bool(rule.requester_may_approve),
+        timeout=rule.timeout,
+        delay=int(rule.delay),
+        escalate_after=rule.escalate_after,
+        escalate_to=[str(n) for n in rule.escalate_to or []],
+        expires_at=iso(rule.expires_at),
+        expired=rule.expired_at(now or timezone.now()),
+        created_by=created_by,
+        created=_when(rule.created),
+        source_action=None
+        if rule.source_action_id is None
+        else str(rule.source_action_id),
+    )
 
 
 def message_payload(message: Message) -> MessagePayload:

@@ -25,7 +25,7 @@ from . import probes, services
 from .errors import AppError
 from .http import AuthenticatedHttpRequest
 from .metrics import RedisCollector
-from .models import Membership, Room
+from .models import Action, Membership, Room
 from .redis_client import redis_client
 from .snapshot import snapshot_build
 
@@ -211,6 +211,7 @@ def room_list(request: AuthenticatedHttpRequest) -> HttpResponse:
                 user=request.user,
                 name=request.POST.get("name", ""),
                 slug=request.POST.get("slug", ""),
+                via=Action.Via.ROOM,
             )
         except AppError as exc:
             messages.error(request, exc.detail)
@@ -260,6 +261,7 @@ def room_member_add(request: AuthenticatedHttpRequest, slug: str) -> HttpRespons
             actor=request.user,
             username=username,
             role=request.POST.get("role", Membership.Role.MEMBER),
+            via=Action.Via.ROOM,
         )
     except services.NotFound:
         raise Http404("No such room.") from None

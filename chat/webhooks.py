@@ -159,6 +159,14 @@ def slack_message(body: dict[str, Any]) -> dict[str, Any]:
     """A Slack incoming-webhook message (Block Kit) for one of our bodies."""
     room = body["room"]["name"]
     action = body.get("action")
+    if body["type"] == "policy.changed":
+        policy = body["policy"]
+        rule = policy["rule"]
+        text = (
+            f"The approval policy of {room} changed ({policy['change']} by "
+            f"{policy['actor']}): {rule['tool']} {rule['mode']}"
+        )
+        return {"text": text, "blocks": [_section(text)]}
     if action is None:
         request = body.get("request") or {}
         text = f"A request in {room} ended: {request.get('status', '')}"
@@ -166,6 +174,9 @@ def slack_message(body: dict[str, Any]) -> dict[str, Any]:
     tool, status = action["tool"], action["status"]
     if body["type"] == "action.pending":
         text = f"{tool} in {room} waits for approval"
+    elif body["type"] == "action.escalated":
+        names = ", ".join(body.get("escalated_to") or [])
+        text = f"{tool} in {room} escalated to {names}"
     else:
         text = f"{tool} in {room}: {status}"
     lines = [f"*{_escape(text)}*"]
@@ -173,7 +184,9 @@ def slack_message(body: dict[str, Any]) -> dict[str, Any]:
     if preview:
         lines.append(_escape(json.dumps(preview, ensure_ascii=False))[:2000])
     blocks: list[dict[str, Any]] = [_section("\n".join(lines), mrkdwn=True)]
-    if body["type"] == "action.pending" and body.get("decide_url"):
+    if body["type"] in ("action.pending", "action.escalated") and body.get(
+        "decide_url"
+    ):
         blocks.append(
             {
                 "type": "actions",

@@ -7,6 +7,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
+from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -28,14 +29,22 @@ from chat.models import (
     User,
 )
 from chat.services.policies import FIELDS as RULE_FIELDS
-from chat.services.policies import rule_check_scope, rule_clean
-from chat.services.rooms import room_name_clean
+from chat.services.policies import (
+    policy_changed,
+    policy_deleted,
+    rule_check_consistent,
+    rule_check_scope,
+    rule_clean,
+    rule_saved,
+)
+from chat.services.rooms import member_audit, room_name_clean
 
 from .common import (
     SUMMARY_CHARS,
     AgentRecordMixin,
     DeciderMayViewMixin,
     action_summary,
+    admin_user,
     pretty,
 )
 
@@ -163,6 +172,7 @@ class RoomEventAdmin(AgentRecordMixin, admin.ModelAdmin[RoomEvent]):
 
 
 APPROVER = Membership.Role.APPROVER
+ADMIN = Action.Via.ADMIN
 
 
 class MembershipFormSet(forms.BaseInlineFormSet):  # type: ignore[type-arg]
@@ -223,16 +233,16 @@ class PolicyRuleForm(forms.ModelForm[PolicyRule]):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
+        fields = {k: v for k, v in data.items() if k in RULE_FIELDS}
+        if "expires_at" not in self.changed_data:
+            # Must be in the future only when set: a rule that expired since
+            # stays as it is when the room is saved.
+            fields.pop("expires_at", None)
         try:
-            clean = rule_clean({k: v for k, v in data.items() if k in RULE_FIELDS})
+            clean = rule_clean(fields)
+            rule_check_consistent(PolicyRule(**clean))
         except Invalid as exc:
             raise forms.ValidationError(exc.detail) from None
-        approvers = clean.get("approvers") or []
-        if approvers and clean.get("approvals_required", 1) > len(approvers):
-            raise forms.ValidationError(
-                "approvals_required is more than the approvers named: no action "
-                "could be approved."
-            )
         data.update(clean)
         return data
 
@@ -307,6 +317,9 @@ class RoomAdmin(DeciderMayViewMixin, admin.ModelAdmin[Room]):
     def save_formset(
         self, request: HttpRequest, form: Any, formset: Any, change: bool
     ) -> None:
+        if formset.model is PolicyRule:
+            self._save_rules(request, formset)
+            return
         if formset.model is not Membership:
             super().save_formset(request, form, formset, change)
             return
@@ -317,19 +330,47 @@ class RoomAdmin(DeciderMayViewMixin, admin.ModelAdmin[Room]):
         ]
         # As stored: a form's instance already carries the new user.
         before = {
-            pk: (room_id, user_id)
-            for pk, room_id, user_id in Membership.objects.filter(
+            old.pk: old
+            for old in Membership.objects.filter(
                 pk__in=[m.pk for m in changed]
-            ).values_list("pk", "room_id", "user_id")
+            ).select_related("user")
         }
         super().save_formset(request, form, formset, change)
         # Removed or changed members lose their open sockets and their stale votes,
-        # as through the API.
+        # as through the API; each change is audited in the admin's transaction.
+        actor = admin_user(request)
+        for membership in formset.new_objects:
+            member_audit(membership, kind="member.added", actor=actor, via=ADMIN)
+        for membership in formset.deleted_objects:
+            member_audit(membership, kind="member.removed", actor=actor, via=ADMIN)
+        for membership in changed:
+            _audit_member_change(before[membership.pk], membership, actor)
         for membership in [*formset.deleted_objects, *changed]:
-            room_id, user_id = before.get(
-                membership.pk, (membership.room_id, membership.user_id)
-            )
-            services.member_left(room_id=room_id, user_id=user_id)
+            old = before.get(membership.pk, membership)
+            services.member_left(room_id=old.room_id, user_id=old.user_id)
+
+    def _save_rules(self, request: HttpRequest, formset: Any) -> None:
+        """The policy inline saved as the API saves rules: each change is a `policy`
+        event and a `policy.changed` webhook (chat.services.policies)."""
+        actor = request.user
+        assert isinstance(actor, User)
+        with transaction.atomic():
+            formset.save(commit=False)
+            for rule in formset.deleted_objects:
+                policy_deleted(rule=rule, actor=actor, via=ADMIN)
+            room = formset.instance
+            for rule in formset.new_objects:
+                rule.created_by = actor
+                rule.save()
+                policy_changed(
+                    room=room, change="created", rule=rule, actor=actor, via=ADMIN
+                )
+            for rule, _ in formset.changed_objects:
+                rule_saved(rule)
+                policy_changed(
+                    room=room, change="updated", rule=rule, actor=actor, via=ADMIN
+                )
+            formset.save_m2m()
 
 
 @admin.register(Membership)
@@ -356,13 +397,20 @@ class MembershipAdmin(admin.ModelAdmin[Membership]):
     def save_model(
         self, request: HttpRequest, obj: Membership, form: Any, change: bool
     ) -> None:
+        actor = admin_user(request)
         if change and form.changed_data:
-            old = Membership.objects.get(pk=obj.pk)
+            old = Membership.objects.select_related("user").get(pk=obj.pk)
             services.member_left(room_id=old.room_id, user_id=old.user_id)
+            super().save_model(request, obj, form, change)
+            _audit_member_change(old, obj, actor)
+            return
         super().save_model(request, obj, form, change)
+        if not change:
+            member_audit(obj, kind="member.added", actor=actor, via=ADMIN)
 
     def delete_model(self, request: HttpRequest, obj: Membership) -> None:
         super().delete_model(request, obj)
+        member_audit(obj, kind="member.removed", actor=admin_user(request), via=ADMIN)
         services.member_left(room_id=obj.room_id, user_id=obj.user_id)
 
     def delete_queryset(
@@ -380,10 +428,29 @@ class MembershipAdmin(admin.ModelAdmin[Membership]):
             except Conflict as exc:
                 self.message_user(request, f"{room.slug}: {exc.detail}", messages.ERROR)
                 queryset = queryset.exclude(room=room)
-        pairs = list(queryset.values_list("room_id", "user_id"))
-        super().delete_queryset(request, queryset)
+        removed = list(queryset.select_related("user"))
+        pairs = [(m.room_id, m.user_id) for m in removed]
+        with transaction.atomic():
+            super().delete_queryset(request, queryset)
+            for membership in removed:
+                member_audit(
+                    membership,
+                    kind="member.removed",
+                    actor=admin_user(request),
+                    via=ADMIN,
+                )
         for room_id, user_id in pairs:
             services.member_left(room_id=room_id, user_id=user_id)
+
+
+def _audit_member_change(old: Membership, new: Membership, actor: User) -> None:
+    """A membership changed in the admin: another user in the row is one removed
+    and one added; the same user with another role, a role change."""
+    if old.user_id != new.user_id or old.room_id != new.room_id:
+        member_audit(old, kind="member.removed", actor=actor, via=ADMIN)
+        member_audit(new, kind="member.added", actor=actor, via=ADMIN)
+    elif old.role != new.role:
+        member_audit(new, kind="member.role", actor=actor, via=ADMIN)
 
 
 def _is_last_approver(membership: Membership) -> bool:

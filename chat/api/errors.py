@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, AppError):
-        return Response({"detail": exc.detail}, status=exc.status)
+        return Response({"detail": exc.detail, **exc.extra}, status=exc.status)
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
         # DRF turns these into 403 when the view's first authentication class sends
         # no challenge, and sessions (listed first) send none; the contract says 401.

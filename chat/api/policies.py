@@ -3,7 +3,6 @@
 import re
 from typing import Any
 
-from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -16,7 +15,7 @@ from chat.http import AuthenticatedRequest
 from chat.models import Action
 from chat.tools import Scope, ToolSpec, catalogue, mcp
 
-from .views import SLUG, DenyIn, _refusals, _valid
+from .views import SLUG, DenyIn, RequiredBodySchema, _refusals, _valid
 
 
 def _tool_schema() -> dict[str, Any]:
@@ -55,6 +54,29 @@ def _rule_schema(*, partial: bool) -> dict[str, Any]:
                 "maximum": 2592000,
             },
             "delay": {"type": "integer", "minimum": 0, "maximum": 86400},
+            "escalate_after": {
+                "type": "integer",
+                "nullable": True,
+                "minimum": 1,
+                "maximum": 2592000,
+                "description": "Seconds an action may stay pending before it "
+                "escalates; with escalate_to, on ask rules only.",
+            },
+            "escalate_to": {
+                "type": "array",
+                "nullable": True,
+                "maxItems": 20,
+                "items": {"type": "string"},
+                "description": "Usernames of existing users (1 to 20) who may also "
+                "vote once an action escalates.",
+            },
+            "expires_at": {
+                "type": "string",
+                "format": "date-time",
+                "nullable": True,
+                "description": "From this time on (in the future when set) the rule "
+                "matches no call.",
+            },
         },
     }
     if not partial:
@@ -75,21 +97,8 @@ TOOL_OUT = inline_serializer(
 )
 
 
-class _RuleBodySchema(AutoSchema):
-    """The raw rule schema is exact; drf-spectacular marks no raw body required."""
-
-    def _get_request_body(self, direction: str = "request") -> dict[str, Any] | None:
-        # drf-spectacular leaves this method unannotated.
-        body: dict[str, Any] | None = super()._get_request_body(  # type: ignore[no-untyped-call]
-            direction
-        )
-        if body is not None and self.method == "POST":
-            body["required"] = True
-        return body
-
-
 class PoliciesView(APIView):
-    schema = _RuleBodySchema()
+    schema = RequiredBodySchema()
 
     @extend_schema(responses={200: PolicyRuleSerializer(many=True), **_refusals(404)})
     def get(self, request: AuthenticatedRequest, slug: str) -> Response:

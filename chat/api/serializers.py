@@ -14,7 +14,7 @@ from rest_framework import serializers
 from chat.eligibility import Ballots
 from chat.links import decide_url
 from chat.models import Action, Membership, Message, PolicyRule, Request, Room
-from chat.payloads import action_payload, message_payload
+from chat.payloads import action_payload, message_payload, rule_payload
 
 
 class MessageSerializer(serializers.ModelSerializer[Message]):
@@ -73,6 +73,18 @@ class ActionSerializer(serializers.ModelSerializer[Action]):
     eligible = serializers.SerializerMethodField()
     rule = serializers.JSONField(read_only=True, allow_null=True)
     retractions = serializers.JSONField(read_only=True)
+    escalate_to = serializers.ListField(
+        child=serializers.CharField(),
+        read_only=True,
+        allow_null=True,
+        help_text="Who may also vote once it escalates (its rule's escalate_to).",
+    )
+    escalates_at = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text="created + escalate_after, or null."
+    )
+    escalated_at = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text="When it escalated; null until."
+    )
     # "" until decided: read-only fields lose the model's blank choice in the schema.
     decided_via = serializers.ChoiceField(
         choices=Action.Via.choices, allow_blank=True, read_only=True
@@ -105,6 +117,9 @@ class ActionSerializer(serializers.ModelSerializer[Action]):
             "requester_may_approve",
             "expires_at",
             "runs_at",
+            "escalate_to",
+            "escalates_at",
+            "escalated_at",
             "eligible",
             "rule",
             "retractions",
@@ -210,11 +225,38 @@ class RoomDetailSerializer(RoomSerializer):
 
 
 class PolicyRuleSerializer(serializers.ModelSerializer[PolicyRule]):
+    """A rule as `rule_payload` builds it (the `policy` events carry the same)."""
+
     id = serializers.CharField(read_only=True)
     arguments = serializers.JSONField(read_only=True)
     approvers = serializers.ListField(child=serializers.CharField(), read_only=True)
+    escalate_to = serializers.ListField(child=serializers.CharField(), read_only=True)
+    expires_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    expired = serializers.BooleanField(
+        read_only=True, help_text="True from expires_at on: the rule matches nothing."
+    )
+    created_by = serializers.CharField(
+        read_only=True,
+        allow_null=True,
+        help_text="Who made the rule (the voter, for a grant); null for older rules.",
+    )
+    source_action = serializers.CharField(
+        read_only=True,
+        allow_null=True,
+        help_text="The action whose approval made this rule (a grant), else null.",
+    )
 
     class Meta:
         model = PolicyRule
-        fields = ["id", *PolicyRule.FIELDS, "created"]
+        fields = [
+            "id",
+            *PolicyRule.FIELDS,
+            "expired",
+            "created_by",
+            "created",
+            "source_action",
+        ]
         read_only_fields = fields
+
+    def to_representation(self, instance: PolicyRule) -> dict[str, Any]:
+        return dict(rule_payload(instance))

@@ -3,7 +3,7 @@ from csp.decorators import csp_update
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from . import agui, policies, views, webhooks
+from . import agui, governance, policies, views, webhooks
 
 urlpatterns = [
     path("auth/token", views.TokenView.as_view(), name="api-token"),
@@ -32,6 +32,11 @@ urlpatterns = [
         "requests/<str:request_id>/cancel",
         views.RequestCancelView.as_view(),
         name="api-request-cancel",
+    ),
+    path(
+        "requests/<str:request_id>/decide",
+        views.RequestDecideView.as_view(),
+        name="api-request-decide",
     ),
     path("actions", views.ActionsView.as_view(), name="api-actions"),
     path("actions/<str:action_id>", views.ActionView.as_view(), name="api-action"),
@@ -75,6 +80,8 @@ urlpatterns = [
         webhooks.WebhookRotateView.as_view(),
         name="api-webhook-rotate",
     ),
+    path("rooms/<slug:slug>/audit", governance.AuditView.as_view(), name="api-audit"),
+    path("rooms/<slug:slug>/stats", governance.StatsView.as_view(), name="api-stats"),
     path("tools", policies.ToolsView.as_view(), name="api-tools"),
     path("schema", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's set-up script as a file: the CSP allows no

@@ -6,6 +6,7 @@ from typing import Any
 from django.contrib.auth import authenticate
 from django.core.validators import RegexValidator, slug_re
 from django.db.models import OuterRef, Subquery
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -31,6 +32,7 @@ from chat.api.parsers import SafeJSONParser
 from chat.api.serializers import (
     ActionSerializer,
     MemberSerializer,
+    PolicyRuleSerializer,
     RequestDetailSerializer,
     RequestSerializer,
     RoomDetailSerializer,
@@ -41,12 +43,23 @@ from chat.http import AuthenticatedRequest
 from chat.models import Action, ApiToken, Membership, Room
 from chat.realtime import event_frame, events_after
 
+
+class RefusedSerializer(serializers.Serializer[Any]):
+    """A pending action a decide-all did not vote on, and why."""
+
+    action = serializers.CharField()
+    status = serializers.ChoiceField(choices=[403, 409])
+    detail = serializers.CharField()
+
+
 ERROR = inline_serializer(
     "Error",
     {
         "detail": serializers.CharField(),
         # Validation errors (400) also say which field failed, field by field.
         "errors": serializers.JSONField(required=False),
+        # A decide-all refused on every pending action (403) says why, per action.
+        "refused": RefusedSerializer(many=True, required=False),
     },
 )
 SLUG = r"^[-a-zA-Z0-9_]+$"  # Django's slug path converter
@@ -287,6 +300,77 @@ class RequestCancelView(APIView):
         return Response(RequestSerializer(agent_request).data)
 
 
+class DecideAllIn(serializers.Serializer[Any]):
+    decision = serializers.ChoiceField(choices=["approve", "deny"])
+    reason = StrictCharField(
+        required=False, allow_blank=True, max_length=2000, validators=[NO_NUL]
+    )
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(
+                    {name: ["Unknown field."] for name in unknown}
+                )
+        return super().to_internal_value(data)
+
+
+# As DecideAllIn checks it: any other field is refused (the schema says so).
+DECIDE_ALL_BODY = {
+    "application/json": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["decision"],
+        "properties": {
+            "decision": {"type": "string", "enum": ["approve", "deny"]},
+            "reason": {"type": "string", "maxLength": 2000, "pattern": "^[^\\x00]*$"},
+        },
+    }
+}
+
+
+class RequiredBodySchema(AutoSchema):
+    """A raw body schema is exact; drf-spectacular marks no raw body required."""
+
+    def _get_request_body(self, direction: str = "request") -> dict[str, Any] | None:
+        # drf-spectacular leaves this method unannotated.
+        body: dict[str, Any] | None = super()._get_request_body(  # type: ignore[no-untyped-call]
+            direction
+        )
+        if body is not None and self.method == "POST":
+            body["required"] = True
+        return body
+
+
+class RequestDecideView(APIView):
+    schema = RequiredBodySchema()
+
+    @extend_schema(
+        request=DECIDE_ALL_BODY,
+        responses={
+            200: inline_serializer(
+                "DecidedAll",
+                {
+                    "actions": ActionSerializer(many=True),
+                    "refused": RefusedSerializer(many=True),
+                },
+            ),
+            **_refusals(400, 403, 404, 409, 415),
+        },
+    )
+    def post(self, request: AuthenticatedRequest, request_id: str) -> Response:
+        data = _valid(DecideAllIn, request.data)
+        done = services.request_decide_all(
+            request_id=request_id,
+            user=request.user,
+            decision=data["decision"],
+            reason=data.get("reason", ""),
+            via=Action.Via.API,
+        )
+        return Response({"actions": done.actions, "refused": done.refused})
+
+
 class ActionsView(APIView):
     @extend_schema(
         parameters=[
@@ -330,9 +414,18 @@ class ActionView(APIView):
         return Response(ActionSerializer(action).data)
 
 
+class GrantIn(serializers.Serializer[Any]):
+    seconds = serializers.IntegerField(min_value=1, max_value=86400)
+
+
 class ApproveIn(serializers.Serializer[Any]):
     arguments = serializers.DictField(required=False)
     reason = StrictCharField(required=False, allow_blank=True, max_length=2000)
+    grant = GrantIn(
+        required=False,
+        help_text="Also allow this tool on this target for `seconds` (an expiring "
+        "auto rule); not with arguments.",
+    )
 
     def validate_arguments(self, value: object) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -349,19 +442,35 @@ class DenyIn(serializers.Serializer[Any]):
 class ActionApproveView(APIView):
     @extend_schema(
         request=ApproveIn,
-        responses={200: ActionSerializer, **_refusals(400, 403, 404, 409, 415)},
+        responses={
+            # Not a component of its own: clients generated before grants keep
+            # reading the answer as an Action (`grant` is an additional property).
+            200: OpenApiResponse(
+                ActionSerializer,
+                description="The action as the vote left it; with `grant`, also "
+                "`grant`: the rule the grant made (as GET .../policies lists it).",
+            ),
+            **_refusals(400, 403, 404, 409, 415),
+        },
     )
     def post(self, request: AuthenticatedRequest, action_id: str) -> Response:
         data = _valid(ApproveIn, request.data)
-        action = services.action_decide(
+        # The grant as sent: the service checks it whole (and its refusals are the
+        # contract's, the same over the socket).
+        grant = request.data.get("grant") if "grant" in data else None
+        action, rule = services.action_grant(
             action_id=action_id,
             user=request.user,
             decision="approve",
             reason=data.get("reason", ""),
             arguments=data.get("arguments"),
             via=Action.Via.API,
+            grant=grant,
         )
-        return Response(ActionSerializer(action).data)
+        answer = dict(ActionSerializer(action).data)
+        if rule is not None:
+            answer["grant"] = PolicyRuleSerializer(rule).data
+        return Response(answer)
 
 
 class ActionDenyView(APIView):
@@ -377,6 +486,8 @@ class ActionDenyView(APIView):
             decision="deny",
             reason=data.get("reason", ""),
             via=Action.Via.API,
+            # A grant on a deny is refused (400), not ignored.
+            grant=request.data.get("grant") if isinstance(request.data, dict) else None,
         )
         return Response(ActionSerializer(action).data)
 

@@ -29,9 +29,12 @@ from .actions import (
     action_decide,
     action_expire_overdue,
     action_get,
+    action_grant,
     action_list,
     action_retract,
 )
+from .decide_all import DecidedAll, request_decide_all
+from .escalation import action_escalate, action_escalate_due
 from .events import (
     action_emit,
     message_emit,
@@ -48,6 +51,7 @@ from .execution import (
     action_renew,
     action_sending,
 )
+from .grants import policy_expire, policy_expire_due
 from .locks import action_lock, request_lock
 from .notify import (
     action_notify,
@@ -59,8 +63,10 @@ from .notify import (
     request_notify,
 )
 from .policies import (
+    policy_changed,
     policy_create,
     policy_delete,
+    policy_deleted,
     policy_list,
     policy_names_target,
     policy_update,
@@ -78,6 +84,7 @@ from .room_scope import (
     action_decide_in_room,
     action_retract_in_room,
     request_cancel_in_room,
+    request_decide_all_in_room,
 )
 from .rooms import (
     LAST_APPROVER,
@@ -109,6 +116,15 @@ from .webhooks import webhook_create, webhook_delete, webhook_list, webhook_rota
 
 __all__ = [
     "LAST_APPROVER",
+    "DecidedAll",
+    "action_escalate",
+    "action_escalate_due",
+    "action_grant",
+    "policy_changed",
+    "policy_deleted",
+    "policy_expire",
+    "policy_expire_due",
+    "request_decide_all",
     "mcp_listing_store",
     "mcp_pin_accept",
     "request_notice",
@@ -158,6 +174,7 @@ __all__ = [
     "request_advance",
     "request_cancel",
     "request_cancel_in_room",
+    "request_decide_all_in_room",
     "request_emit",
     "request_finish",
     "request_get",

@@ -18,7 +18,9 @@ from chat.text import storable
 from chat.tools import InvalidCall, Reading, Scope, ToolSpec, preview_call, validate
 
 from .access import can_see, id_or_none
+from .audit import audit_record, audit_save, audit_write
 from .events import action_emit, tool_result_emit
+from .grants import grant_check, grant_clean, grant_create
 from .locks import action_lock
 from .notify import action_notify
 from .policies import rule_copy, rule_resolve
@@ -89,7 +91,30 @@ def action_decide(
     reason: str = "",
     arguments: dict[str, Any] | None = None,
     via: str = Action.Via.API,
+    grant: object = None,
 ) -> Action:
+    """`action_grant` without the grant's rule: the action as the vote left it."""
+    return action_grant(
+        action_id=action_id,
+        user=user,
+        decision=decision,
+        reason=reason,
+        arguments=arguments,
+        via=via,
+        grant=grant,
+    )[0]
+
+
+def action_grant(
+    *,
+    action_id: str,
+    user: User,
+    decision: str,
+    reason: str = "",
+    arguments: dict[str, Any] | None = None,
+    via: str = Action.Via.API,
+    grant: object = None,
+) -> tuple[Action, PolicyRule | None]:
     """Record `user`'s vote on a pending action, under the rule copied onto it.
 
     The vote that completes the quorum (`approvals_required` distinct eligible
@@ -100,11 +125,21 @@ def action_decide(
     previewed afresh) replace the old, the earlier votes are cleared and this one
     counts for the new ones. Later votes get 409. A denial reaches the model as the
     tool's result, with the reason.
+
+    `grant` (`{seconds}`, an approval only): the vote also makes an expiring `auto`
+    rule for the action's tool and target, in the same transaction (chat.services.
+    grants); returned beside the action. Refused with nothing recorded (400, 403)
+    where it would lower a bar.
     """
     action = action_get(action_id=action_id, user=user)
     if decision not in ("approve", "deny"):
         raise Invalid("decision must be approve or deny.")
-    reason = _clean_reason(reason)
+    reason = reason_clean(reason)
+    seconds = None
+    if grant is not None:
+        seconds = grant_clean(
+            grant, decision=decision, arguments=arguments, action=action
+        )
     edit: tuple[ToolSpec, Reading] | None = None
     if arguments is not None:
         if decision != "approve":
@@ -131,6 +166,8 @@ def action_decide(
             _judge_edit(action, *edit, arguments, ballots, user)
         elif any(v.user_id == user.pk for v in ballots.current_votes(action)):
             raise Conflict("You already voted on this action's current arguments.")
+        if seconds is not None:
+            grant_check(action=action, room=request.room, user=user)
         vote = Vote.objects.create(
             action=action,
             user=user,
@@ -140,6 +177,17 @@ def action_decide(
             via=via,
         )
         ballots.record(action, vote)
+        audited = [
+            audit_record(
+                room=action.room_id,
+                kind="vote",
+                actor=user,
+                via=via,
+                action=action,
+                decision=decision,
+                reason=reason,
+            )
+        ]
         # Only votes whose voters may still vote count (a removed or demoted
         # approver's vote is dropped, and would not count if it were not yet).
         approvals = len(ballots.approvals(action))
@@ -152,12 +200,30 @@ def action_decide(
         else:
             action.save()
             _log_vote(action, user, via, approvals)
+        if action.status != Action.Status.PENDING:
+            audited.append(
+                audit_record(
+                    room=action.room_id,
+                    kind=action.status,  # approved, denied
+                    actor=user,
+                    via=via,
+                    action=action,
+                    reason=reason,
+                )
+            )
+        # The vote and the decision it made: one seq bump, one insert.
+        audit_save(*audited)
         # The room sees the vote; approvers outside it hear of a decision, or of
         # edited arguments that wait for their votes afresh.
         announced = action_emit(action, ballots)
         action_notify(action, announced)
+        granted = None
+        if seconds is not None:
+            granted = grant_create(
+                action=action, room=request.room, user=user, seconds=seconds, via=via
+            )
     request_advance(request_id=action.request_id)
-    return action
+    return action, granted
 
 
 def action_retract(
@@ -169,7 +235,7 @@ def action_retract(
     The model hears of the retraction with the action's final result.
     """
     action = action_get(action_id=action_id, user=user)
-    reason = _clean_reason(reason)
+    reason = reason_clean(reason)
     with transaction.atomic():
         locked = action_lock(action_id=action.pk)
         assert locked is not None
@@ -185,6 +251,7 @@ def action_retract(
             )
         action.move_to(Action.Status.PENDING)
         action.ballot += 1
+        action.ballot_started = timezone.now()
         action.runs_at = None
         action.decided_by, action.decided_at, action.decided_via = None, None, ""
         action.retractions = [
@@ -196,6 +263,14 @@ def action_retract(
             },
         ]
         action.save()
+        audit_write(
+            room=action.room_id,
+            kind="retracted",
+            actor=user,
+            via=via,
+            action=action,
+            reason=reason,
+        )
         LogEntry.objects.log_actions(
             user.pk,
             [action],
@@ -259,6 +334,7 @@ def _judge_edit(
     action.arguments = arguments
     action.preview = reading.preview
     action.ballot += 1  # the votes so far were for other arguments
+    action.ballot_started = timezone.now()
 
 
 def _schedule(action: Action) -> None:
@@ -295,7 +371,7 @@ def _state(action: Action) -> str:
     return f"it has already {status.value}{approved}"  # succeeded, failed
 
 
-def _clean_reason(reason: object) -> str:
+def reason_clean(reason: object) -> str:
     if reason is None:
         return ""
     if not isinstance(reason, str) or len(reason) > 2000 or not storable(reason):
@@ -367,6 +443,15 @@ def action_expire_overdue() -> int:
             action.decided_at, action.decided_via = timezone.now(), Action.Via.SYSTEM
             approval_traced(action)
             action.save()
+            # Under the lock and after the status check: once per action, however
+            # many sweeps overlap.
+            audit_write(
+                room=action.room_id,
+                kind="expired",
+                actor="system",
+                via="system",
+                action=action,
+            )
             metrics.action_ended(
                 tool=action.tool, outcome=action.status, pending_since=action.created
             )

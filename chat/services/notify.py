@@ -11,6 +11,7 @@ reported twice (every vote reports its action again) is one row.
 import json
 import logging
 import random
+from collections.abc import Mapping
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -71,6 +72,54 @@ def action_notify(action: Action, payload: ActionPayload) -> None:
     if action.status == Action.Status.PENDING:
         key = f"action.pending:{changes[0][1]}"
         rows += _email_rows(action, room, link, key, names=payload["eligible"])
+    _store(rows)
+
+
+def policy_notify(*, room: Room, payload: Mapping[str, Any], change: str) -> None:
+    """`policy.changed` to the room's webhooks; `change` names it (once per key)."""
+    body = {"type": "policy.changed", "room": _room(room), "policy": payload}
+    _store(_webhook_rows(room, "policy.changed", change, body))
+
+
+def escalation_notify(
+    action: Action, payload: ActionPayload, escalated_to: list[str]
+) -> None:
+    """An escalation, once: `action.escalated` to the room's webhooks, and a mail
+    ("Escalated: ...") to each escalated user who may now vote and has an address."""
+    room = Room.objects.get(pk=action.room_id)
+    link = decide_url(action)
+    body = {
+        "type": "action.escalated",
+        "room": _room(room),
+        "action": payload,
+        "decide_url": link,
+        "escalated_to": escalated_to,
+    }
+    rows = _webhook_rows(room, "action.escalated", str(action.pk), body)
+    names = sorted(set(escalated_to) & set(payload["eligible"]))
+    people = User.objects.filter(username__in=names, is_active=True).exclude(email="")
+    subject = one_line(
+        f"Escalated: [{room.name}] {action.tool} waits for your approval"
+    )
+    for person in people:
+        text = _email_text(action, room, link, person, reminder=False)
+        text = text.replace(
+            "and you may approve or deny it.",
+            "and you may approve or deny it: nobody decided it in time, so it was "
+            "escalated to you.",
+            1,
+        )
+        rows.append(
+            Delivery(
+                key=f"email:action.escalated:{action.pk}:{person.pk}",
+                channel=Delivery.Channel.EMAIL,
+                event="action.escalated",
+                room=room,
+                to=person.email,
+                subject=subject[:200],
+                body=text,
+            )
+        )
     _store(rows)
 
 

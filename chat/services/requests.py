@@ -17,6 +17,7 @@ from chat.redis_client import redis_client, redis_key
 from chat.text import storable
 
 from .access import can_decide, can_see, id_or_none, room_role
+from .audit import audit_write
 from .events import action_emit, message_emit, request_emit
 from .leases import lease_end
 from .locks import request_lock
@@ -153,7 +154,9 @@ def request_get(*, request_id: str, user: User) -> Request:
     return request
 
 
-def request_cancel(*, request_id: str, user: User) -> Request:
+def request_cancel(
+    *, request_id: str, user: User, via: str = Action.Via.API
+) -> Request:
     """Stop a request: its stream within a second, its pending actions at once."""
     request = request_get(request_id=request_id, user=user)
     if request.user_id != user.pk and not can_decide(room=request.room, user=user):
@@ -179,6 +182,14 @@ def request_cancel(*, request_id: str, user: User) -> Request:
             if waiting:
                 approval_traced(action)
             action.save(update_fields=["status", "trace_context", "updated"])
+            audit_write(
+                room=request.room_id,
+                kind="cancelled",
+                actor=user,
+                via=via,
+                request=request.pk,
+                action=action,
+            )
             metrics.action_ended(
                 tool=action.tool,
                 outcome=action.status,

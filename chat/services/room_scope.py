@@ -8,6 +8,7 @@ from chat.models import Action, Request, Room, User
 
 from .access import id_or_none
 from .actions import action_decide, action_retract
+from .decide_all import DecidedAll, request_decide_all
 from .requests import request_cancel
 
 
@@ -19,6 +20,7 @@ def action_decide_in_room(
     decision: str,
     reason: str = "",
     arguments: dict[str, Any] | None = None,
+    grant: object = None,
 ) -> Action:
     """`action_decide` on an action of `room`, voted from the room."""
     _check_action_in_room(room=room, action_id=action_id)
@@ -29,6 +31,7 @@ def action_decide_in_room(
         reason=reason,
         arguments=arguments,
         via=Action.Via.ROOM,
+        grant=grant,
     )
 
 
@@ -48,7 +51,23 @@ def request_cancel_in_room(*, room: Room, request_id: str, user: User) -> Reques
     pk = id_or_none(request_id)
     if not Request.objects.filter(pk=pk, room=room).exists():  # type: ignore[misc]
         raise NotFound("No such request in this room.")
-    return request_cancel(request_id=request_id, user=user)
+    return request_cancel(request_id=request_id, user=user, via=Action.Via.ROOM)
+
+
+def request_decide_all_in_room(
+    *, room: Room, request_id: str, user: User, decision: str, reason: str = ""
+) -> DecidedAll:
+    """`request_decide_all` on a request of `room`, voted from the room."""
+    pk = id_or_none(request_id)
+    if not Request.objects.filter(pk=pk, room=room).exists():  # type: ignore[misc]
+        raise NotFound("No such request in this room.")
+    return request_decide_all(
+        request_id=request_id,
+        user=user,
+        decision=decision,
+        reason=reason,
+        via=Action.Via.ROOM,
+    )
 
 
 def _check_action_in_room(*, room: Room, action_id: str) -> None:

@@ -8,12 +8,13 @@ from django.db import transaction
 from django.utils.text import slugify
 
 from chat.errors import Conflict, Forbidden, Invalid, NotFound
-from chat.models import Membership, Room, User
+from chat.models import Action, Membership, Room, User
 from chat.realtime import member_evict
 from chat.text import single_line, storable
 from chat.tools import packs_available
 
 from .access import room_role
+from .audit import audit_write
 from .votes import votes_drop_stale_on_commit
 
 
@@ -28,7 +29,9 @@ def room_name_clean(name: str) -> str:
     return name
 
 
-def room_create(*, user: User, name: str, slug: str = "") -> Room:
+def room_create(
+    *, user: User, name: str, slug: str = "", via: str = Action.Via.API
+) -> Room:
     """Create a room; its creator is its first approver."""
     name = room_name_clean(name)
     if not storable(slug):
@@ -42,7 +45,10 @@ def room_create(*, user: User, name: str, slug: str = "") -> Room:
         if Room.objects.filter(slug=slug).exists():
             raise Conflict(f"A room with the slug {slug!r} already exists.")
         room = Room.objects.create(slug=slug, name=name, created_by=user)
-        Membership.objects.create(room=room, user=user, role=Membership.Role.APPROVER)
+        membership = Membership.objects.create(
+            room=room, user=user, role=Membership.Role.APPROVER
+        )
+        member_audit(membership, kind="member.added", actor=user, via=via)
     return room
 
 
@@ -90,7 +96,9 @@ def packs_clean(packs: object) -> list[str]:
     return list(dict.fromkeys(packs))
 
 
-def member_add(*, room: Room, actor: User, username: str, role: str) -> Membership:
+def member_add(
+    *, room: Room, actor: User, username: str, role: str, via: str = Action.Via.API
+) -> Membership:
     """Add someone to a room, or change their role; approvers only."""
     if room_role(room=room, user=actor) != Membership.Role.APPROVER:
         raise Forbidden("Only approvers of this room may add members.")
@@ -104,16 +112,21 @@ def member_add(*, room: Room, actor: User, username: str, role: str) -> Membersh
         membership, created = Membership.objects.select_for_update().get_or_create(
             room=room, user=user, defaults={"role": role}
         )
+        if created:
+            member_audit(membership, kind="member.added", actor=actor, via=via)
         if not created and membership.role != role:
             if membership.role == Membership.Role.APPROVER:
                 room_keeps_an_approver(room=room, leaving={user.pk})
             membership.role = role
             membership.save(update_fields=["role"])
+            member_audit(membership, kind="member.role", actor=actor, via=via)
             member_changed(membership)
     return membership
 
 
-def member_remove(*, room: Room, actor: User, username: str) -> None:
+def member_remove(
+    *, room: Room, actor: User, username: str, via: str = Action.Via.API
+) -> None:
     """Take someone out of a room; approvers only. Their open sockets close."""
     if room_role(room=room, user=actor) != Membership.Role.APPROVER:
         raise Forbidden("Only approvers of this room may remove members.")
@@ -128,7 +141,22 @@ def member_remove(*, room: Room, actor: User, username: str) -> None:
         if membership.role == Membership.Role.APPROVER:
             room_keeps_an_approver(room=room, leaving={membership.user_id})
         membership.delete()
+        member_audit(membership, kind="member.removed", actor=actor, via=via)
         member_changed(membership)
+
+
+def member_audit(
+    membership: Membership, *, kind: str, actor: User | str, via: str
+) -> None:
+    """The audit record of a membership change (inside its transaction), by any
+    route: the API, the room page, the admin."""
+    audit_write(
+        room=membership.room_id,
+        kind=kind,
+        actor=actor,
+        via=via,
+        data={"username": membership.user.get_username(), "role": membership.role},
+    )
 
 
 def member_changed(membership: Membership) -> None:

@@ -13,7 +13,9 @@ from chat import enqueue
 from chat.models import Action, Request
 
 from .actions import action_expire_overdue
+from .escalation import action_escalate_due
 from .execution import action_abandon
+from .grants import policy_expire_due
 from .leases import lease_expired
 from .notify import action_remind_due, deliveries_lost
 from .requests import request_advance
@@ -61,6 +63,8 @@ def sweep() -> dict[str, Any]:
     for request_id in misfiled:
         request_advance(request_id=request_id)
     expired = action_expire_overdue()
+    escalated = action_escalate_due()
+    rules_expired = policy_expire_due()
     # Outbox rows whose task was lost (a worker restart, a failed enqueue).
     lost = deliveries_lost()
     for delivery_id in lost:
@@ -70,6 +74,8 @@ def sweep() -> dict[str, Any]:
         "actions": len(actions),
         "abandoned": len(abandoned),
         "expired": expired,
+        "escalated": escalated,
+        "rules_expired": rules_expired,
         "reminded": action_remind_due(),
         "deliveries": len(lost),
         "advanced": len(misfiled),

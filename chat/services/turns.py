@@ -23,6 +23,7 @@ from chat.models import Action, Message, PolicyRule, Request
 from chat.realtime import partial_clear
 from chat.tools import CheckedCall
 
+from .audit import audit_write
 from .events import action_emit, message_emit, request_emit, tool_result_emit
 from .leases import (
     lease_end,
@@ -257,6 +258,21 @@ def _create_action(
             "approvers to change the rule."
         )
     action.save(force_insert=True)
+    if action.escalates_at is not None and rule.escalate_after:
+        # `created` + escalate_after exactly; `created` is set by the insert.
+        action.escalates_at = action.created + timedelta(seconds=rule.escalate_after)
+        action.save(update_fields=["escalates_at"])
+    if action.status != Action.Status.PENDING:
+        audit_write(
+            room=request.room_id,
+            kind="auto" if action.status == Action.Status.EXECUTING else "never",
+            actor="policy",
+            via=Action.Via.POLICY,
+            request=request.pk,
+            action=action,
+            reason=action.reason,
+            data={"rule": rule.rule_id},
+        )
     if action.status == Action.Status.DENIED:
         tool_result_emit(action)
         metrics.action_ended(tool=action.tool, outcome=action.status)

@@ -2,13 +2,15 @@
  * Action cards: what the agent wants to do, its preview and arguments, the votes
  * and who may still vote, the decision and the outcome; for those who may vote,
  * Approve, Deny (with a reason) and Edit (approve with edited arguments) while it
- * is pending, and Retract while an approval waits out its rule's delay.
+ * is pending, "Approve and allow for 1 hour" (a grant) where its rule allows one,
+ * and Retract while an approval waits out its rule's delay; its escalation, live.
  */
 
 import {
   isWaiting, mayRetract, mayVote, untilText, voteSummary, waitingFor,
 } from "./approvals.js";
 import { button, cssToken, el, keepingScroll, pretty, timeElement, timeOf } from "./dom.js";
+import { GRANT_SECONDS, clockUntil, escalationLine, mayGrant } from "./governance.js";
 
 export const ACTION_LABELS = {
   pending: "Pending approval",
@@ -66,6 +68,7 @@ export function createActions({ timeline, config, send }) {
   const actions = new Map(); // id -> {data, el, json, ui}
   const viewer = { username: config.username };
   let ticker = null;
+  let targets = new Map(); // tool name -> the argument naming its target (GET /api/tools)
 
   function upsertAction(data) {
     const json = JSON.stringify(data);
@@ -117,9 +120,10 @@ export function createActions({ timeline, config, send }) {
 
   /* "runs in 12 s" / "expires in 23 h"; past its time the line says so and stops. */
   function showUntil(node, now) {
-    const left = untilText(node.dataset.at, now);
+    const clock = node.dataset.format === "clock";
+    const left = clock ? clockUntil(node.dataset.at, now) : untilText(node.dataset.at, now);
     if (left) {
-      node.textContent = `${node.dataset.verb} ${left}`;
+      node.textContent = `${node.dataset.verb} ${clock ? "in " : ""}${left}`;
       return;
     }
     node.textContent = node.dataset.past;
@@ -172,6 +176,8 @@ export function createActions({ timeline, config, send }) {
     card.append(actionArguments(data));
     const votes = actionVotes(data);
     if (votes) card.append(votes);
+    const escalation = actionEscalation(data);
+    if (escalation) card.append(escalation);
     const decision = actionDecision(data);
     if (decision) card.append(decision);
     const outcome = actionOutcome(data);
@@ -213,6 +219,24 @@ export function createActions({ timeline, config, send }) {
       if (retraction.reason) line.append(document.createTextNode(`: ${retraction.reason}`));
       box.append(line);
     }
+    return box;
+  }
+
+  /* "Escalated to carol", or "Escalates to carol in 0:59" counting down. */
+  function actionEscalation(data) {
+    const line = escalationLine(data);
+    if (!line) return null;
+    if (line.text) return el("p", "action__escalation action__escalation--done", line.text);
+    const node = el("span", "action__escalation muted");
+    node.dataset.until = "escalates";
+    node.dataset.format = "clock";
+    node.dataset.at = line.at;
+    node.dataset.verb = line.verb;
+    node.dataset.past = line.past;
+    node.title = new Date(line.at).toLocaleString();
+    showUntil(node, Date.now());
+    const box = el("p", "action__escalation-box");
+    box.append(node);
     return box;
   }
 
@@ -392,8 +416,16 @@ export function createActions({ timeline, config, send }) {
 
   function decisionButtons(entry) {
     const row = el("div", "btn-row");
+    row.append(button("Approve", "btn--approve", () => decide(entry, "approve")));
+    const target = targets.get(entry.data.tool);
+    if (mayGrant(entry.data, viewer, { target, canDecide: config.canDecide })) {
+      const grant = button("Approve and allow for 1 hour", "btn--grant", () => (
+        decide(entry, "approve", { grant: { seconds: GRANT_SECONDS } })));
+      grant.title = `Approve, and let ${entry.data.tool} run without approval on `
+        + `${target} ${JSON.stringify(entry.data.arguments[target])} for an hour.`;
+      row.append(grant);
+    }
     row.append(
-      button("Approve", "btn--approve", () => decide(entry, "approve")),
       button("Deny", "btn--deny", () => switchMode(entry, "deny", "input")),
       button("Edit", "btn--secondary", () => switchMode(entry, "edit", "textarea")),
     );
@@ -515,5 +547,17 @@ export function createActions({ timeline, config, send }) {
     }
   }
 
-  return { upsertAction, releaseBusy, refused };
+  /* The tools' targets ({name, target} from GET /api/tools) arrived: pending
+     cards may now offer a grant. */
+  function setTargets(tools) {
+    targets = new Map(tools.filter((tool) => tool && typeof tool.target === "string")
+      .map((tool) => [tool.name, tool.target]));
+    for (const entry of actions.values()) {
+      if (entry.data.status === "pending" && entry.ui.mode === "idle" && !entry.ui.busy) {
+        rerenderAction(entry);
+      }
+    }
+  }
+
+  return { upsertAction, releaseBusy, refused, setTargets };
 }

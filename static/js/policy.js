@@ -1,15 +1,18 @@
 /*
  * The room's approval policy panel: its rules in words for every member and, for
  * approvers, the form that adds a rule and a Delete button per rule (REST,
- * /api/rooms/<slug>/policies, with the session's CSRF token). Rules change
- * rarely and no event announces them: the list is read when the panel opens and
- * every little while it stays open.
+ * /api/rooms/<slug>/policies, with the session's CSRF token). The list is read
+ * when the panel opens, then follows the room's `policy` events (a rule created,
+ * changed, deleted, granted or expired), with a slow re-read as a safety net.
+ * Grants say who granted them and count down to their expiry every second.
  */
 
 import { describeRule, ruleFromForm } from "./approvals.js";
 import { button, el } from "./dom.js";
+import { clockUntil, ruleNotes, rulesAfter } from "./governance.js";
 
 const REFRESH_MS = 20000;
+const TICK_MS = 1000;
 
 export function createPolicyPanel({ root, config, csrfToken, fetch }) {
   const list = root.querySelector("#policy-rules");
@@ -17,7 +20,9 @@ export function createPolicyPanel({ root, config, csrfToken, fetch }) {
   const form = root.querySelector("#policy-form"); // approvers only
   const base = `/api/rooms/${encodeURIComponent(config.slug)}/policies`;
   let refresher = null;
+  let ticker = null;
   let toolsLoaded = false;
+  let rules = null; // as last drawn; null until read
 
   /* A JSON call; resolves to {ok, status, data, detail}. */
   async function call(url, init) {
@@ -51,23 +56,80 @@ export function createPolicyPanel({ root, config, csrfToken, fetch }) {
     drawRules(answer.data);
   }
 
-  function drawRules(rules) {
+  function drawRules(next) {
+    rules = next;
     list.replaceChildren(...rules.map(ruleItem));
     status.hidden = rules.length > 0;
     status.textContent = "No rules: the tools that change things ask one approver, "
       + "the others run at once.";
+    startTicking();
+  }
+
+  /* A `policy` event: the change is drawn at once when the list was read. */
+  function apply(change) {
+    if (rules !== null) drawRules(rulesAfter(rules, change));
   }
 
   function ruleItem(rule) {
-    const item = el("li", `policy__rule policy__rule--${rule.mode === "never" ? "never" : "ok"}`);
+    const notes = ruleNotes(rule, Date.now());
+    const expired = Boolean(notes.expires && notes.expires.expired);
+    const kind = rule.mode === "never" ? "never" : "ok";
+    const item = el("li", `policy__rule policy__rule--${kind}${expired ? " policy__rule--expired" : ""}`);
     item.dataset.ruleId = rule.id;
-    item.append(el("span", "policy__text", describeRule(rule)));
+    const body = el("span", "policy__body");
+    body.append(el("span", "policy__text", describeRule(rule)));
+    item.append(body);
+    const extra = [];
+    if (notes.granted) extra.push(el("span", "policy__granted", notes.granted));
+    if (notes.expires) extra.push(expiryNote(notes.expires));
+    if (notes.escalates) extra.push(el("span", "policy__escalates", notes.escalates));
+    if (extra.length) {
+      const line = el("span", "policy__notes");
+      line.append(...extra);
+      body.append(line);
+    }
     if (config.canDecide) {
       const remove = button("Delete", "btn--quiet btn--small", () => deleteRule(rule, remove));
       remove.title = `Delete the rule for ${rule.tool === "*" ? "any tool" : rule.tool}`;
       item.append(remove);
     }
     return item;
+  }
+
+  function expiryNote(expires) {
+    if (expires.expired) return el("span", "policy__expired", "Expired");
+    const node = el("span", "policy__expires");
+    node.dataset.expires = expires.at;
+    node.title = new Date(expires.at).toLocaleString();
+    showExpiry(node, Date.now());
+    return node;
+  }
+
+  /* "Expires in 59:59", then "Expired" at its time (the sweep's `policy` event
+     follows within seconds, and redraws it the same). */
+  function showExpiry(node, now) {
+    const left = clockUntil(node.dataset.expires, now);
+    if (left) {
+      node.textContent = `Expires in ${left}`;
+      return;
+    }
+    node.textContent = "Expired";
+    node.className = "policy__expired";
+    delete node.dataset.expires;
+    node.closest(".policy__rule")?.classList.add("policy__rule--expired");
+  }
+
+  function startTicking() {
+    if (ticker !== null || !list.querySelector("[data-expires]")) return;
+    ticker = window.setInterval(() => {
+      const counting = list.querySelectorAll("[data-expires]");
+      const now = Date.now();
+      counting.forEach((node) => showExpiry(node, now));
+      if (!counting.length) {
+        window.clearInterval(ticker);
+        ticker = null;
+      }
+    }, TICK_MS);
   }
 
   async function deleteRule(rule, control) {
@@ -167,5 +229,10 @@ export function createPolicyPanel({ root, config, csrfToken, fetch }) {
   }
   root.addEventListener("toggle", onToggle);
   if (root.open) onToggle();
-  return { refresh };
+  /* Re-read when open (after a reconnect, events may have been missed). */
+  function resync() {
+    if (root.open) refresh();
+  }
+
+  return { refresh, apply, resync };
 }

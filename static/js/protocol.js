@@ -83,6 +83,9 @@ export function parseFrame(text) {
       return isUsers(frame.users) ? frame : null;
     case "error":
       return frame;
+    case "decided_all":
+      return typeof frame.request === "string" && Array.isArray(frame.actions)
+        && Array.isArray(frame.refused) ? frame : null;
     default:
       // An event type this page does not know still counts for the seq order.
       if (frame.seq === undefined) return frame;
@@ -103,7 +106,9 @@ export function backoffDelay(attempt, random) {
  *   snapshot(snapshot)                the room as a whole (the page's, then each socket's)
  *   message(m), action(a), request(r) durable events, in seq order, each once
  *   text({message, request, content}) an answer's text so far (deltas applied)
+ *   policy({change, rule, actor, action}) a `policy` event, in seq order, once
  *   presence(users), error({detail, frame})
+ *   decidedAll({request, decision, actions, refused}) the sender's decide-all result
  *   status({state, attempt?, delay?, code?}) state: connecting, syncing, live,
  *                                            offline (retrying in delay ms), closed
  * Returns {start(seed), reconnectNow(), send(frame, rest), lastSeq}.
@@ -183,6 +188,7 @@ export function createRoomSocket({
       case "snapshot": applySnapshot(frame, true); break;
       case "delta": applyDelta(frame); break;
       case "presence": on.presence(frame.users); break;
+      case "decided_all": if (on.decidedAll) on.decidedAll(frame); break;
       case "error":
         on.error({ detail: typeof frame.detail === "string" ? frame.detail : "",
                    frame: typeof frame.frame === "string" ? frame.frame : "" });
@@ -253,6 +259,11 @@ export function createRoomSocket({
 
   function dispatchDurable(frame) {
     const payload = frame[frame.type];
+    if (frame.type === "policy") {
+      // A rule changed: its payload names the rule, not itself.
+      if (on.policy && isObject(payload) && hasId(payload.rule)) on.policy(payload);
+      return;
+    }
     // An unknown type or a broken payload counts only for the seq order.
     if (!DURABLE.has(frame.type) || !hasId(payload)) return;
     if (frame.type === "message") {
@@ -312,8 +323,9 @@ export function createRoomSocket({
   // Sending ------------------------------------------------------------------------
 
   /* Sends a client frame over the socket, or the same operation over REST
-     (rest: {url, body}) while the socket is down. Resolves to {ok: true}, or
-     {ok: false, status, detail} (status 0: the server was not reached). */
+     (rest: {url, body}) while the socket is down. Resolves to {ok: true} (over
+     REST, with the answer's JSON as `data`, or null), or {ok: false, status,
+     detail} (status 0: the server was not reached). */
   async function send(frame, rest) {
     if (isOpen()) {
       socket.send(JSON.stringify(frame));
@@ -330,10 +342,15 @@ export function createRoomSocket({
     } catch (error) {
       return { ok: false, status: 0, detail: null };
     }
-    if (response.ok) return { ok: true };
-    const answer = await response.json().catch(() => null);
+    const answer = await readJson(response);
+    if (response.ok) return { ok: true, data: answer };
     const detail = isObject(answer) && typeof answer.detail === "string" ? answer.detail : null;
     return { ok: false, status: response.status, detail };
+  }
+
+  async function readJson(response) {
+    if (typeof response.json !== "function") return null;
+    return response.json().catch(() => null);
   }
 
   return {

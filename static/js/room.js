@@ -11,12 +11,14 @@ import {
   actionAnnouncement, createAnnouncer, messageAnnouncement, spoken,
 } from "./announce.js";
 import { mayVote } from "./approvals.js";
+import { createBatches } from "./batch.js";
 import { createComposer } from "./composer.js";
 import { createMessages } from "./messages.js";
 import { createNotices, refusalText, showConnection } from "./notices.js";
 import { createPolicyPanel } from "./policy.js";
 import { renderPresence } from "./presence.js";
 import { createRoomSocket } from "./protocol.js";
+import { createStatsPanel } from "./stats.js";
 import { createTimeline } from "./timeline.js";
 
 const root = document.getElementById("room");
@@ -67,6 +69,11 @@ function start(root) {
 
   const messages = createMessages({ timeline, config, cancelRequest });
   const actions = createActions({ timeline, config, send });
+  // Approve all / Deny all: the bar says what was refused, not a notice.
+  const batches = createBatches({
+    timeline, config, announce: announcer.say,
+    send: (frame, rest) => socket.send(frame, rest),
+  });
   const composer = createComposer({
     form: dom.composer, text: dom.text, counter: dom.counter, announce: announcer.say,
     config, send, notices,
@@ -84,6 +91,7 @@ function start(root) {
   function onAction(data) {
     const before = statuses.get(data.id);
     actions.upsertAction(data);
+    batches.update(data);
     statuses.set(data.id, data.status);
     announcer.say(actionAnnouncement(data, before, mayVote(data, viewer)));
   }
@@ -108,8 +116,11 @@ function start(root) {
     snapshot.requests.forEach(messages.upsertRequest);
     for (const action of [...snapshot.recent_actions, ...snapshot.actions]) {
       actions.upsertAction(action);
+      batches.update(action);
       statuses.set(action.id, action.status);
     }
+    // Policy events missed while the socket was away.
+    if (policyPanel) policyPanel.resync();
     // The page's own snapshot leaves presence to the socket (null).
     if (snapshot.presence) renderPresence(dom.presence, snapshot.presence, config.username);
     timeline.refreshEmpty();
@@ -117,6 +128,7 @@ function start(root) {
 
   function onError(error) {
     const detail = error.detail || "The server refused that.";
+    if (error.frame === "decide_all" && batches.refused(detail)) return;
     if (!(onCard(error.frame) && actions.refused(detail))) notices.show(detail);
     if (error.frame === "chat") composer.restore();
   }
@@ -139,6 +151,8 @@ function start(root) {
       notice: onNotice,
       text: onText,
       presence: (users) => renderPresence(dom.presence, users, config.username),
+      policy: (change) => { if (policyPanel) policyPanel.apply(change); },
+      decidedAll: (result) => batches.done(result),
       error: onError,
       status: (update) => showConnection(dom.conn, update, notices),
     },
@@ -149,14 +163,27 @@ function start(root) {
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible") socket.reconnectNow();
   });
+  const policy = document.getElementById("policy");
+  const policyPanel = policy ? createPolicyPanel({
+    root: policy, config, csrfToken: () => dom.csrf.value,
+    fetch: (url, init) => window.fetch(url, init),
+  }) : null;
+  const stats = document.getElementById("stats"); // approvers only
+  if (stats) createStatsPanel({ root: stats, config, fetch: (url, init) => window.fetch(url, init) });
+  if (config.canDecide) loadTargets();
   socket.start(pageSnapshot());
 
-  const policy = document.getElementById("policy");
-  if (policy) {
-    createPolicyPanel({
-      root: policy, config, csrfToken: () => dom.csrf.value,
-      fetch: (url, init) => window.fetch(url, init),
-    });
+  /* Which argument names each tool's target: a pending card may offer a grant. */
+  async function loadTargets() {
+    try {
+      const response = await window.fetch(
+        `/api/tools?room=${encodeURIComponent(config.slug)}`,
+        { credentials: "same-origin", headers: { Accept: "application/json" } });
+      const tools = response.ok ? await response.json() : null;
+      if (Array.isArray(tools)) actions.setTargets(tools);
+    } catch (error) {
+      // No grant buttons: Approve still works.
+    }
   }
 }
 

@@ -90,6 +90,45 @@ def test_axe_finds_nothing_serious_on_login_room_inbox_and_decision_pages(
     assert found == []
 
 
+def test_axe_finds_nothing_serious_in_the_governance_controls(
+    stack: Stack, room: Room, alice, bob, contexts, linear_standin
+):
+    """Approve all / Deny all and the grant button, a grant counting down and an
+    escalating rule in the policy panel, the Decision stats panel."""
+    services.policy_create(
+        room=room,
+        actor=alice,
+        data={"tool": "delete_issue", "escalate_after": 600, "escalate_to": ["bob"]},
+    )
+    base = stack.web()
+    stack.worker()
+    granted = services.request_start(room=room, user=bob, text="comment on ENG-5: hi")
+    [comment] = pending(granted)
+    services.action_decide(
+        action_id=str(comment.pk), user=alice, decision="approve", grant={"seconds": 60}
+    )
+    request = services.request_start(room=room, user=bob, text="delete ENG-3 ENG-4")
+    pending(request, count=2)
+    page = open_room(log_in(contexts(bypass_csp=True), base, "alice"), base, room.slug)
+    bar = page.locator(".batch")
+    expect(bar.get_by_role("button", name="Approve all")).to_be_visible()
+    expect(
+        page.get_by_role("button", name="Approve and allow for 1 hour")
+    ).to_have_count(2)
+    expect(page.locator(".action__escalation").first).to_contain_text(
+        "Escalates to bob"
+    )
+    page.locator("#policy summary").click()
+    expect(page.locator(".policy__expires")).to_contain_text("Expires in")
+    page.locator("#stats summary").click()
+    expect(page.get_by_role("table", name="Approvers, last 30 days")).to_be_visible()
+    found = serious_violations(page)
+    bar.get_by_role("button", name="Deny all").click()
+    expect(bar.get_by_label("Why deny them all?")).to_be_focused()
+    found += serious_violations(page)
+    assert found == []
+
+
 def tab_to(page: Page, target: Locator, limit: int = 120) -> None:
     """Presses Tab until `target` has focus (failing after `limit` presses), and
     checks that focus is visible on it."""

@@ -176,7 +176,7 @@ def test_reload_draws_decided_cards_and_statuses_before_the_socket(pages):
     alice, bob = pages
     ask(bob, "Please delete ENG-3")
     request_id = request_of(bob, "Please delete ENG-3")
-    the_card(alice, "pending").get_by_role("button", name="Approve").click()
+    the_card(alice, "pending").get_by_role("button", name="Approve", exact=True).click()
     expect(request_status(bob, request_id)).to_have_text("Done")
 
     # With the socket refused, all the page shows comes from the snapshot it was
@@ -366,7 +366,7 @@ def test_page_reconnects_and_catches_up_on_what_it_missed(
     expect(bob.locator("#conn-status")).to_have_attribute("data-state", "offline")
 
     # Everything below happens while bob's page is cut off.
-    the_card(alice, "pending").get_by_role("button", name="Approve").click()
+    the_card(alice, "pending").get_by_role("button", name="Approve", exact=True).click()
     expect(final_answer(alice, request_id)).to_contain_text("I deleted ENG-3")
     expect(request_status(alice, request_id)).to_have_text("Done")
     # With the socket down, Send falls back to the REST API (with the CSRF token).

@@ -56,6 +56,7 @@ OPERATIONS = [
     ("GET", "/api/rooms/{slug}/events"),
     ("GET", "/api/requests/{request_id}"),
     ("POST", "/api/requests/{request_id}/cancel"),
+    ("POST", "/api/requests/{request_id}/decide"),
     ("GET", "/api/actions"),
     ("GET", "/api/actions/{action_id}"),
     ("POST", "/api/actions/{action_id}/approve"),
@@ -73,6 +74,8 @@ OPERATIONS = [
     ("PATCH", "/api/rooms/{slug}"),
     ("DELETE", "/api/auth/token"),
     ("DELETE", "/api/rooms/{slug}/members/{username}"),
+    ("GET", "/api/rooms/{slug}/audit"),
+    ("GET", "/api/rooms/{slug}/stats"),
 ]
 
 IDS = [f"{method} {path}" for method, path in OPERATIONS]
@@ -113,7 +116,8 @@ EXCEPTIONS: dict[tuple[str, str], dict[str, list]] = {
     },
     ("POST", "/api/actions/{action_id}/approve"): {
         "excluded_checks": [positive_data_acceptance],
-        "additional_checks": [_refused_only("Invalid arguments for ")],
+        # A grant with edited arguments, or on a tool without a target, is 400.
+        "additional_checks": [_refused_only("Invalid arguments for ", "grant:")],
     },
     # Named approvers must be users that exist, and no more approvals may be asked
     # than approvers are named: no schema says which names exist.
@@ -121,7 +125,13 @@ EXCEPTIONS: dict[tuple[str, str], dict[str, list]] = {
         "excluded_checks": [positive_data_acceptance],
         "additional_checks": [
             _refused_only(
-                "approvers: no user", "approvals_required is", "arguments: NUL"
+                "approvers: no user",
+                "approvals_required is",
+                "arguments: NUL",
+                # Which names exist, the time now, and fields that go in pairs.
+                "escalate_to: no user",
+                "escalate_after",
+                "expires_at",
             )
         ],
     },
@@ -137,11 +147,22 @@ EXCEPTIONS: dict[tuple[str, str], dict[str, list]] = {
         "excluded_checks": [positive_data_acceptance],
         "additional_checks": [_refused_only("secret")],
     },
+    # An audit cursor must be one of this room's records: no schema knows which.
+    ("GET", "/api/rooms/{slug}/audit"): {
+        "excluded_checks": [positive_data_acceptance],
+        "additional_checks": [_refused_only("after:")],
+    },
     ("PATCH", "/api/rooms/{slug}/policies/{rule_id}"): {
         "excluded_checks": [positive_data_acceptance],
         "additional_checks": [
             _refused_only(
-                "approvers: no user", "approvals_required is", "arguments: NUL"
+                "approvers: no user",
+                "approvals_required is",
+                "arguments: NUL",
+                # Which names exist, the time now, and fields that go in pairs.
+                "escalate_to: no user",
+                "escalate_after",
+                "expires_at",
             )
         ],
     },

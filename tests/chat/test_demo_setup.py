@@ -52,3 +52,19 @@ def test_a_delete_asked_by_bob_mails_the_demo_rooms_approvers(
         "carol@example.com",
         "demo@example.com",
     ]
+
+
+def test_the_demo_rooms_comments_are_alices_and_escalate_to_carol_after_a_minute(
+    db, demo_debug
+):
+    call_command("demo_setup")
+    room = Room.objects.get(slug="demo")
+    [rule] = room.policy_rules.filter(tool="add_comment")
+    assert (rule.mode, rule.approvers) == ("ask", ["alice"])
+    assert (rule.escalate_after, rule.escalate_to) == (60, ["carol"])
+    # One approval, the requester's allowed, no delay: a comment may be granted.
+    assert (rule.approvals_required, rule.requester_may_approve, rule.delay) == (
+        1,
+        True,
+        0,
+    )

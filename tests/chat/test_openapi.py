@@ -50,6 +50,16 @@ CONTRACT = {
     ("delete", "/api/rooms/{slug}/members/{username}"): {"204", "403", "404", "409"},
     # agentsite's extension: the Linear teams a room's agent may touch.
     ("patch", "/api/rooms/{slug}"): {"200", "400", "403", "404"},
+    # Governance
+    ("post", "/api/requests/{request_id}/decide"): {
+        "200",
+        "400",
+        "403",
+        "404",
+        "409",
+    },
+    ("get", "/api/rooms/{slug}/audit"): {"200", "400", "403", "404"},
+    ("get", "/api/rooms/{slug}/stats"): {"200", "400", "403", "404"},
     # AG-UI endpoint
     ("post", "/api/rooms/{slug}/agui"): {"200", "400", "403", "404", "409"},
     ("post", "/api/rooms/{slug}/agui/connect"): {"200", "400", "403", "404", "409"},
@@ -115,6 +125,15 @@ def test_the_agui_paths_take_json_and_answer_an_event_stream(
     assert list(operation["responses"]["200"]["content"]) == ["text/event-stream"]
     refusal = operation["responses"]["409"]["content"]["application/json"]["schema"]
     assert refusal == {"$ref": "#/components/schemas/Error"}
+
+
+def test_the_audit_answers_json_lines_or_csv(schema: dict) -> None:
+    operation = _operation(schema, "get", "/api/rooms/{slug}/audit")
+    answers = operation["responses"]["200"]["content"]
+    assert list(answers) == ["application/x-ndjson", "text/csv"]
+    assert "kind" in answers["application/x-ndjson"]["schema"]["properties"]
+    formats = [p for p in operation["parameters"] if p["name"] == "format"]
+    assert formats[0]["schema"]["enum"] == ["jsonl", "csv"]
 
 
 def test_error_answers_are_documented_as_detail_objects(schema: dict) -> None:

@@ -121,7 +121,13 @@ def test_created_webhook_shows_its_generated_secret_once(room, alice, allow_priv
     created = _hook(room, alice, "http://127.0.0.1:9/hook")
     assert set(created) >= {"id", "url", "events", "format", "secret"}
     assert len(created["secret"]) >= 32
-    assert created["events"] == ["action.pending", "action.decided", "request.ended"]
+    assert created["events"] == [
+        "action.pending",
+        "action.decided",
+        "request.ended",
+        "action.escalated",
+        "policy.changed",
+    ]
     assert created["format"] == "json"
     listed = api(alice).get(f"/api/rooms/{room.slug}/webhooks").json()
     assert [hook["id"] for hook in listed] == [created["id"]]

@@ -86,7 +86,7 @@ class FakeSocket {
 }
 
 const KINDS = ["snapshot", "message", "action", "request", "text", "presence", "error",
-               "status"];
+               "status", "policy", "decidedAll"];
 
 /* A room page's connection with everything it reports recorded in `seen`. */
 function room({ random = () => 0.5, fetch } = {}) {
@@ -271,6 +271,31 @@ test("presence and error frames are handed on", () => {
 
   assert.deepEqual(page.of("presence"), [["alice", "bob"]]);
   assert.deepEqual(page.of("error"), [{ detail: "Already decided.", frame: "decide" }]);
+});
+
+test("policy events are handed on in seq order; one naming no rule only takes its seq", () => {
+  const page = room().live(1);
+  const change = { change: "granted", rule: { id: "p1", tool: "add_comment" },
+                   actor: "alice", action: "a1" };
+
+  page.socket.receive({ type: "policy", seq: 3, policy: change }); // past a gap: held
+  page.socket.receive({ type: "policy", seq: 2, policy: { change: "created", rule: null } });
+  page.socket.receive(message(4, "m4"));
+
+  assert.deepEqual(page.of("policy"), [change]);
+  assert.deepEqual(page.drawn(), ["message:m4"]);
+  assert.deepEqual(resyncs(page.socket), [1]);
+});
+
+test("the sender's decided_all is handed on; a broken one is dropped", () => {
+  const page = room().live(1);
+  const result = { type: "decided_all", request: "r1", decision: "approve",
+                   actions: ["a1", "a2"], refused: [{ action: "a3", status: 403, detail: "" }] };
+
+  page.socket.receive(result);
+  page.socket.receive({ type: "decided_all", request: "r1", actions: "a1", refused: [] });
+
+  assert.deepEqual(page.of("decidedAll"), [result]);
 });
 
 // Streamed text -----------------------------------------------------------------------
@@ -539,7 +564,7 @@ test("while the socket is down the operation goes to its REST twin, with the CSR
   }
 
   assert.deepEqual(answers, [
-    { ok: true },
+    { ok: true, data: { id: "r1" } },
     { ok: false, status: 409, detail: "It already ended." },
     { ok: false, status: 502, detail: null },
     { ok: false, status: 0, detail: null },

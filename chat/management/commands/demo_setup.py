@@ -14,8 +14,9 @@ from django.contrib.auth.models import Permission
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
-from chat.models import Membership, Room, User
+from chat.models import Action, Membership, Room, User
 from chat.services import policy_create, room_create
+from chat.services.rooms import member_audit
 
 PASSWORD = "demo"
 # Each demo user's address (a reserved domain, RFC 2606): with the console mail
@@ -30,7 +31,9 @@ USERS = {
     "bob": (False, Membership.Role.MEMBER),
 }
 # The demo room's approval policy: four eyes and a quorum on deletes, a grace period
-# on updates, searches approval-free (PROTOCOL.md, "Approval policies").
+# on updates, searches approval-free (PROTOCOL.md, "Approval policies"); comments
+# are alice's to approve, and carol's too once one waited a minute (PROTOCOL.md,
+# "Governance"). Comments are also what a grant suits: one approval, no delay.
 POLICY = [
     {
         "tool": "delete_issue",
@@ -39,6 +42,12 @@ POLICY = [
     },
     {"tool": "update_issue", "delay": 15},
     {"tool": "search_issues", "mode": "auto"},
+    {
+        "tool": "add_comment",
+        "approvers": ["alice"],
+        "escalate_after": 60,
+        "escalate_to": ["carol"],
+    },
 ]
 
 
@@ -113,15 +122,22 @@ class Command(BaseCommand):
             self.stdout.write(f"Room {ROOM_NAME!r} (/{ROOM_SLUG}) exists.")
             return
         # Makes its creator, demo, the first approver.
-        room = room_create(user=users["demo"], name=ROOM_NAME, slug=ROOM_SLUG)
+        demo, system = users["demo"], Action.Via.SYSTEM
+        room = room_create(user=demo, name=ROOM_NAME, slug=ROOM_SLUG, via=system)
         for name, (_superuser, role) in USERS.items():
-            Membership.objects.get_or_create(
-                room=room, user=users[name], defaults={"role": role}
-            )
+            with transaction.atomic():
+                membership, made = Membership.objects.get_or_create(
+                    room=room, user=users[name], defaults={"role": role}
+                )
+                if made:
+                    member_audit(
+                        membership, kind="member.added", actor=demo, via=system
+                    )
         for rule in POLICY:
-            policy_create(room=room, actor=users["demo"], data=rule)
+            policy_create(room=room, actor=demo, data=rule, via=system)
         self.stdout.write(
             f"Created room {ROOM_NAME!r} (/{ROOM_SLUG}): demo, alice and carol "
             "approve, bob is a member; deletes need two approvals, not the "
-            "requester's; updates wait 15 s for a retract; searches run at once."
+            "requester's; updates wait 15 s for a retract; searches run at once; "
+            "comments are alice's, escalating to carol after a minute."
         )
