@@ -26,7 +26,25 @@ def _check_transition(
 
 class User(AbstractUser):
     """A person (`AUTH_USER_MODEL`): Django's user as it is, ours to extend without
-    swapping the model under a deployment that has data."""
+    swapping the model under a deployment that has data.
+
+    Or a room's bot (`bot_room` set): the author of what the room's triggers and
+    schedules post (`chat.services.bots`). A bot has no usable password, no token and
+    no membership, so it cannot log in, is listed nowhere and never votes.
+    """
+
+    bot_room = models.OneToOneField(
+        "chat.Room",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="bot",
+        editable=False,
+    )
+
+    @property
+    def is_bot(self) -> bool:
+        return self.bot_room_id is not None
 
 
 class Room(models.Model):
@@ -152,6 +170,11 @@ class Request(Leased):
     # it: every task of its turn runs in that trace (agentsite.telemetry); {} when
     # tracing was off.
     trace_context = models.JSONField(default=dict, blank=True)
+    # What posted it when no person did (contract: "Who posts them"): null, or
+    # {"kind": "webhook", "id", "source", "event", "delivery"} or
+    # {"kind": "schedule", "id", "slot"}. The worker tells the model such a
+    # message came from an outside event.
+    trigger = models.JSONField(null=True, blank=True, editable=False)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 

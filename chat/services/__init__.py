@@ -32,6 +32,7 @@ from .actions import (
     action_list,
     action_retract,
 )
+from .bots import room_bot
 from .events import (
     action_emit,
     message_emit,
@@ -73,6 +74,7 @@ from .requests import (
     request_finish,
     request_get,
     request_start,
+    request_start_triggered,
 )
 from .room_scope import (
     action_decide_in_room,
@@ -164,6 +166,8 @@ __all__ = [
     "request_lock",
     "request_notify",
     "request_start",
+    "request_start_triggered",
+    "room_bot",
     "room_create",
     "room_get_for_member",
     "room_keeps_an_approver",
