@@ -18,6 +18,7 @@ import { createPolicyPanel } from "./policy.js";
 import { renderPresence } from "./presence.js";
 import { createRoomSocket } from "./protocol.js";
 import { createTimeline } from "./timeline.js";
+import { createSchedulesPanel, createTriggersPanel } from "./triggers.js";
 
 const root = document.getElementById("room");
 if (root) start(root);
@@ -155,6 +156,23 @@ function start(root) {
   if (policy) {
     createPolicyPanel({
       root: policy, config, csrfToken: () => dom.csrf.value,
+      fetch: (url, init) => window.fetch(url, init),
+    });
+  }
+
+  // Approvers only: the template leaves both panels out of anyone else's page.
+  const triggers = document.getElementById("triggers");
+  if (triggers) {
+    createTriggersPanel({
+      root: triggers, config, csrfToken: () => dom.csrf.value,
+      fetch: (url, init) => window.fetch(url, init),
+      clipboard: window.navigator.clipboard,
+    });
+  }
+  const schedules = document.getElementById("schedules");
+  if (schedules) {
+    createSchedulesPanel({
+      root: schedules, config, csrfToken: () => dom.csrf.value,
       fetch: (url, init) => window.fetch(url, init),
     });
   }
