@@ -97,6 +97,16 @@ from .rooms import (
 from .sweep import sweep
 from .tokens import token_authenticate, token_issue, token_revoke
 from .tools import mcp_listing_store, mcp_pin_accept, request_notice
+from .triggers import (
+    trigger_create,
+    trigger_delete,
+    trigger_deliver,
+    trigger_deliveries_forget,
+    trigger_get,
+    trigger_list,
+    trigger_update,
+    triggers_disable,
+)
 from .turns import (
     calls_within_cap,
     step_claim,
@@ -186,6 +196,14 @@ __all__ = [
     "token_issue",
     "token_revoke",
     "tool_result_content",
+    "trigger_create",
+    "trigger_deliver",
+    "trigger_deliveries_forget",
+    "trigger_delete",
+    "trigger_get",
+    "trigger_list",
+    "trigger_update",
+    "triggers_disable",
     "tool_result_emit",
     "webhook_create",
     "webhook_delete",
