@@ -51,6 +51,14 @@ function panelParts(root, prefix) {
     say(text) {
       status.textContent = text;
       status.hidden = !text;
+      status.dataset.kind = "";
+    },
+    /* After a list arrived: says it is empty, or clears "Loading…" and that
+       word, leaving what a button said. */
+    listed(count, emptyText) {
+      if (!count) this.say(emptyText);
+      else if (status.dataset.kind === "list") this.say("");
+      status.dataset.kind = count ? "" : "list";
     },
     showError(text) {
       problem.textContent = text || "";
@@ -135,11 +143,11 @@ export function createTriggersPanel({ root, config, csrfToken, fetch, clipboard 
     const answer = await call(base);
     if (!answer.ok || !Array.isArray(answer.data)) {
       parts.say(answer.detail);
+      parts.status.dataset.kind = "list"; // the next list replaces it
       return;
     }
     parts.list.replaceChildren(...answer.data.map(triggerItem));
-    if (!answer.data.length) parts.say("No triggers: add one to start the agent from a webhook.");
-    else if (parts.status.textContent.startsWith("No triggers")) parts.say("");
+    parts.listed(answer.data.length, "No triggers: add one to start the agent from a webhook.");
   }
 
   function label(trigger) {
@@ -237,11 +245,11 @@ export function createSchedulesPanel({ root, config, csrfToken, fetch }) {
     const answer = await call(base);
     if (!answer.ok || !Array.isArray(answer.data)) {
       parts.say(answer.detail);
+      parts.status.dataset.kind = "list"; // the next list replaces it
       return;
     }
     parts.list.replaceChildren(...answer.data.map(scheduleItem));
-    if (!answer.data.length) parts.say("No schedules: add one to post a request on a cron.");
-    else if (parts.status.textContent.startsWith("No schedules")) parts.say("");
+    parts.listed(answer.data.length, "No schedules: add one to post a request on a cron.");
   }
 
   function scheduleItem(schedule) {
