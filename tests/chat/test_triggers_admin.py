@@ -37,10 +37,9 @@ def test_the_list_shows_the_columns_and_no_secret(alice: User, room, admin_clien
     assert trigger.secret not in change.content.decode()
 
 
-def test_the_disable_action_disables_the_selected_ones(
-    alice: User, room, admin_client
-):
-    one, two = _trigger(alice, "one"), _trigger(alice, "two")
+def test_the_disable_action_disables_the_selected_ones(alice: User, room, admin_client):
+    one = _trigger(alice, "one")
+    _trigger(alice, "two")
     response = admin_client.post(
         "/admin/chat/trigger/",
         {"action": "disable", "_selected_action": [one.pk]},
