@@ -3,7 +3,7 @@ from csp.decorators import csp_update
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from . import agui, policies, views, webhooks
+from . import agui, policies, triggers, views, webhooks
 
 urlpatterns = [
     path("auth/token", views.TokenView.as_view(), name="api-token"),
@@ -74,6 +74,16 @@ urlpatterns = [
         "rooms/<slug:slug>/webhooks/<str:webhook_id>/rotate",
         webhooks.WebhookRotateView.as_view(),
         name="api-webhook-rotate",
+    ),
+    path(
+        "rooms/<slug:slug>/triggers",
+        triggers.TriggersView.as_view(),
+        name="api-triggers",
+    ),
+    path(
+        "rooms/<slug:slug>/triggers/<str:trigger_id>",
+        triggers.TriggerView.as_view(),
+        name="api-trigger",
     ),
     path("tools", policies.ToolsView.as_view(), name="api-tools"),
     path("schema", SpectacularAPIView.as_view(), name="api-schema"),

@@ -32,6 +32,7 @@ from .actions import (
     action_list,
     action_retract,
 )
+from .bots import room_bot
 from .events import (
     action_emit,
     message_emit,
@@ -73,6 +74,7 @@ from .requests import (
     request_finish,
     request_get,
     request_start,
+    request_start_triggered,
 )
 from .room_scope import (
     action_decide_in_room,
@@ -95,6 +97,16 @@ from .rooms import (
 from .sweep import sweep
 from .tokens import token_authenticate, token_issue, token_revoke
 from .tools import mcp_listing_store, mcp_pin_accept, request_notice
+from .triggers import (
+    trigger_create,
+    trigger_delete,
+    trigger_deliver,
+    trigger_deliveries_forget,
+    trigger_get,
+    trigger_list,
+    trigger_update,
+    triggers_disable,
+)
 from .turns import (
     calls_within_cap,
     step_claim,
@@ -164,6 +176,8 @@ __all__ = [
     "request_lock",
     "request_notify",
     "request_start",
+    "request_start_triggered",
+    "room_bot",
     "room_create",
     "room_get_for_member",
     "room_keeps_an_approver",
@@ -182,6 +196,14 @@ __all__ = [
     "token_issue",
     "token_revoke",
     "tool_result_content",
+    "trigger_create",
+    "trigger_deliver",
+    "trigger_deliveries_forget",
+    "trigger_delete",
+    "trigger_get",
+    "trigger_list",
+    "trigger_update",
+    "triggers_disable",
     "tool_result_emit",
     "webhook_create",
     "webhook_delete",

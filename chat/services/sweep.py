@@ -17,6 +17,7 @@ from .execution import action_abandon
 from .leases import lease_expired
 from .notify import action_remind_due, deliveries_lost
 from .requests import request_advance
+from .triggers import trigger_deliveries_forget
 
 BATCH = 500
 
@@ -73,6 +74,8 @@ def sweep() -> dict[str, Any]:
         "reminded": action_remind_due(),
         "deliveries": len(lost),
         "advanced": len(misfiled),
+        # Delivery ids past TRIGGER_DELIVERY_DAYS (an indexed range: cheap when none).
+        "forgotten": trigger_deliveries_forget(now=now),
     }
 
 
