@@ -449,6 +449,12 @@ SCHEDULES_PER_ROOM = env_int("SCHEDULES_PER_ROOM", 20)
 # Seconds a passed slot may be late and still run once (after an outage).
 SCHEDULE_CATCH_UP = env_int("SCHEDULE_CATCH_UP", 300)
 
+# Schedules (contract: "Triggers and schedules"): at most this many per room; after an
+# outage only the latest passed slot runs, and only if it is less than
+# SCHEDULE_CATCH_UP seconds late. The sweep (AGENT_SWEEP_SECONDS) posts due slots.
+SCHEDULES_PER_ROOM = env_int("SCHEDULES_PER_ROOM", 20)
+SCHEDULE_CATCH_UP = env_int("SCHEDULE_CATCH_UP", 300)
+
 # Reaching approvers (contract: "Reaching approvers outside the room")
 # The origin of the links in mail and webhooks (`decide_url`).
 SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")

@@ -756,3 +756,54 @@ class TriggerDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.delivery} for {self.trigger_id}"
+
+
+def _schedule_id() -> str:
+    return secrets.token_urlsafe(24)  # 192 random bits, as a trigger's
+
+
+class Schedule(models.Model):
+    """A room's cron: a request posted by the room's bot at every slot (contract:
+    "Schedules"). `next_run` is the claim: the sweep moves it forward with a
+    conditional UPDATE in the transaction that posts the slot's request."""
+
+    id = models.CharField(
+        primary_key=True, max_length=64, default=_schedule_id, editable=False
+    )
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="schedules")
+    name = models.CharField(max_length=100, blank=True)
+    cron = models.CharField(max_length=200)
+    timezone = models.CharField(max_length=64, default="UTC")
+    prompt = models.TextField()
+    enabled = models.BooleanField(default=True)
+    # The room's bot, who posts its requests.
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    # The next slot (UTC); null while disabled.
+    next_run = models.DateTimeField(null=True, blank=True)
+    last_run = models.DateTimeField(null=True, blank=True)
+    last_request = models.ForeignKey(
+        Request, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    skipped = models.PositiveIntegerField(default=0)
+    last_skipped = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created"]
+        indexes = [models.Index(fields=["next_run"])]
+
+    def __str__(self) -> str:
+        return f"{self.name or self.cron} ({self.timezone})"

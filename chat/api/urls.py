@@ -3,7 +3,7 @@ from csp.decorators import csp_update
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from . import agui, policies, triggers, views, webhooks
+from . import agui, policies, schedules, triggers, views, webhooks
 
 urlpatterns = [
     path("auth/token", views.TokenView.as_view(), name="api-token"),
@@ -84,6 +84,16 @@ urlpatterns = [
         "rooms/<slug:slug>/triggers/<str:trigger_id>",
         triggers.TriggerView.as_view(),
         name="api-trigger",
+    ),
+    path(
+        "rooms/<slug:slug>/schedules",
+        schedules.SchedulesView.as_view(),
+        name="api-schedules",
+    ),
+    path(
+        "rooms/<slug:slug>/schedules/<str:schedule_id>",
+        schedules.ScheduleView.as_view(),
+        name="api-schedule",
     ),
     path("tools", policies.ToolsView.as_view(), name="api-tools"),
     path("schema", SpectacularAPIView.as_view(), name="api-schema"),

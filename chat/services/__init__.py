@@ -94,6 +94,15 @@ from .rooms import (
     user_deactivated,
     user_saved,
 )
+from .schedules import (
+    schedule_create,
+    schedule_delete,
+    schedule_get,
+    schedule_list,
+    schedule_update,
+    schedules_disable,
+    schedules_fire,
+)
 from .sweep import sweep
 from .tokens import token_authenticate, token_issue, token_revoke
 from .tools import mcp_listing_store, mcp_pin_accept, request_notice
@@ -191,6 +200,13 @@ __all__ = [
     "step_record",
     "step_release",
     "step_renew",
+    "schedule_create",
+    "schedule_delete",
+    "schedule_get",
+    "schedule_list",
+    "schedule_update",
+    "schedules_disable",
+    "schedules_fire",
     "sweep",
     "token_authenticate",
     "token_issue",

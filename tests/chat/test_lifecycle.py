@@ -53,6 +53,8 @@ def test_sweep_requeues_a_step_whose_lease_ran_out(
         "deliveries": 0,
         "advanced": 0,
         "forgotten": 0,
+        "scheduled": 0,
+        "skipped_slots": 0,
     }
     assert _queued(task_queue) == [(enqueue.MODEL_STEP, repr((str(turn.pk), 0)))]
 
@@ -130,6 +132,8 @@ def test_sweep_does_not_requeue_a_turn_waiting_for_approval(
         "deliveries": 0,
         "advanced": 0,
         "forgotten": 0,
+        "scheduled": 0,
+        "skipped_slots": 0,
     }
     assert _queued(task_queue) == []
 
