@@ -173,7 +173,12 @@ class Runner:
         self._start_standins()
         python = sys.executable
         self._run_task("migrate", [python, "manage.py", "migrate", "--noinput"])
-        self._run_task("setup", [python, "manage.py", "demo_setup"])
+        setup = [python, "manage.py", "demo_setup"]
+        if "Linear" in self.demo:
+            # The stand-in started above: the Demo room's Linear trigger is
+            # registered with it, as a webhook is with Linear.
+            setup.append("--linear-standin")
+        self._run_task("setup", setup)
         # What a deployment does after migrate (docs/PROTOCOL.md): the web process
         # serves the hashed files from STATIC_ROOT when DEBUG is off.
         self._run_task(

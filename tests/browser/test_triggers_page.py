@@ -18,8 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from chat import models as chat_models
-from chat.models import Trigger
+from chat.models import Schedule, Trigger
 from tests.browser.conftest import PHONE, log_in, open_room, screenshot
 from tests.browser.test_accessibility import serious_violations
 from tests.browser.test_csp import VIOLATIONS, watched
@@ -172,7 +171,7 @@ def test_schedules_are_added_disabled_enabled_and_deleted(stack: Stack, room, co
     schedules.get_by_label("Prompt").fill("List the issues opened today.")
     schedules.get_by_role("button", name="Add schedule").click()
     expect(schedules.locator("#schedule-error")).to_be_visible()
-    assert not chat_models.Schedule.objects.exists()
+    assert not Schedule.objects.exists()
 
     schedules.get_by_label("Cron").fill("*/5 * * * *")
     schedules.get_by_label("Name").fill("Every five minutes")
@@ -184,7 +183,7 @@ def test_schedules_are_added_disabled_enabled_and_deleted(stack: Stack, room, co
         expect(item).to_contain_text(text)
     expect(item.locator(".auto__next")).to_have_text(re.compile(r"^Next run: \S+"))
     expect(item.locator(".auto__next time")).to_have_count(1)
-    schedule = chat_models.Schedule.objects.get()
+    schedule = Schedule.objects.get()
     assert schedule.timezone == "Europe/Paris" and schedule.next_run is not None
 
     triggers = panel(alice, "Triggers")
@@ -204,4 +203,4 @@ def test_schedules_are_added_disabled_enabled_and_deleted(stack: Stack, room, co
 
     item.get_by_role("button", name="Delete").click()
     expect(schedules.locator(".auto__item")).to_have_count(0)
-    assert not chat_models.Schedule.objects.exists()
+    assert not Schedule.objects.exists()

@@ -2,10 +2,21 @@
 
 Idempotent: it creates what is missing and leaves what exists alone (it never
 resets a password), so `make run` calls it on every start.
+
+The Demo room has a Linear trigger (contract: "Triggers and schedules"). With
+`--linear-standin` (`make run` passes it when it started the Linear stand-in) it is
+registered with the stand-in, as `webhookCreate` registers a webhook with Linear,
+on every start (the stand-in forgets it when it stops): an issue created through
+the stand-in then comes back as a signed `Issue.create` delivery and a request "via
+Linear trigger".
 """
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
+import uuid
 from typing import Any
 
 from django.conf import settings
@@ -14,8 +25,8 @@ from django.contrib.auth.models import Permission
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
-from chat.models import Membership, Room, User
-from chat.services import policy_create, room_create
+from chat.models import Membership, Room, Trigger, User
+from chat.services import can_decide, policy_create, room_create, trigger_create
 
 PASSWORD = "demo"
 # Each demo user's address (a reserved domain, RFC 2606): with the console mail
@@ -40,6 +51,19 @@ POLICY = [
     {"tool": "update_issue", "delay": 15},
     {"tool": "search_issues", "mode": "auto"},
 ]
+# The Demo room's trigger: a new Linear issue asks the agent to look at it. "Show"
+# comes first, so the demo model reads the issue (a read: it runs at once) whatever
+# its title says; nothing it posts creates an issue, so nothing loops.
+TRIGGER = {
+    "source": "linear",
+    "name": "New Linear issues",
+    "events": ["Issue.create"],
+    "prompt": "Show {{ data.identifier }}: a new Linear issue in team "
+    "{{ data.team.key }}, “{{ data.title }}”. Is anything missing from it?",
+}
+REGISTER = """mutation DemoWebhook($input: WebhookCreateInput!) {
+  webhookCreate(input: $input) { success webhook { id } }
+}"""
 
 
 class Command(BaseCommand):
@@ -50,6 +74,12 @@ class Command(BaseCommand):
             "--force",
             action="store_true",
             help="create them even with DEBUG off (known passwords!)",
+        )
+        parser.add_argument(
+            "--linear-standin",
+            action="store_true",
+            help="register the Demo room's Linear trigger with the Linear stand-in "
+            "at LINEAR_API_URL (`make run` does when it started the stand-in)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -63,6 +93,9 @@ class Command(BaseCommand):
                 for name, (superuser, _role) in USERS.items()
             }
             self.ensure_room(users)
+            trigger = self.ensure_trigger(users["demo"])
+        if trigger is not None and options["linear_standin"]:
+            self.register(trigger)
         self.stdout.write(
             "Log in as demo / demo (superuser: the admin is at /admin/); "
             "alice and carol (approvers) and bob (member) use the password demo too."
@@ -124,4 +157,72 @@ class Command(BaseCommand):
             f"Created room {ROOM_NAME!r} (/{ROOM_SLUG}): demo, alice and carol "
             "approve, bob is a member; deletes need two approvals, not the "
             "requester's; updates wait 15 s for a retract; searches run at once."
+        )
+
+    def ensure_trigger(self, demo: User) -> Trigger | None:
+        """The Demo room's Linear trigger: made with the room, or for a room made
+        before triggers existed (one with none). Others are left alone."""
+        room = Room.objects.filter(slug=ROOM_SLUG).first()
+        if room is None:
+            return None
+        trigger = Trigger.objects.filter(
+            room=room, source=Trigger.Source.LINEAR, name=TRIGGER["name"]
+        ).first()
+        if trigger is not None or Trigger.objects.filter(room=room).exists():
+            return trigger
+        if not can_decide(room=room, user=demo):
+            return None  # someone changed who approves there: theirs to decide
+        trigger = trigger_create(room_slug=ROOM_SLUG, user=demo, data=TRIGGER)
+        self.stdout.write(
+            f"Gave {ROOM_NAME!r} a Linear trigger: a new issue posts a request "
+            "there, as the room's bot."
+        )
+        return trigger
+
+    def register(self, trigger: Trigger) -> None:
+        """Register the trigger's URL with the Linear stand-in (only asked for when
+        `make run` started it), never with Linear: a real workspace's webhooks are
+        made in Linear's settings (README, "Triggers")."""
+        url = f"{settings.SITE_URL}/hooks/{trigger.pk}"
+        hook = {
+            "url": url,
+            # The trigger's own secret, so the stand-in signs what it verifies.
+            "secret": trigger.secret,
+            "resourceTypes": ["Issue"],
+            "allPublicTeams": True,
+            "label": f"agentsite {ROOM_NAME}",
+            # The same id for the same URL: a second run while the stand-in runs
+            # adds no second webhook (it answers "already exists").
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, url)),
+        }
+        body = json.dumps({"query": REGISTER, "variables": {"input": hook}}).encode()
+        request = urllib.request.Request(
+            settings.LINEAR_API_URL,
+            data=body,
+            method="POST",
+            # The stand-in wants a credential on the wire, like Linear; any will do.
+            headers={"Content-Type": "application/json", "Authorization": "demo"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as refusal:
+            raw = refusal.read()
+        except OSError as error:
+            self.stdout.write(
+                f"The Linear stand-in at {settings.LINEAR_API_URL} did not answer "
+                f"({error}): the demo trigger is not registered this time."
+            )
+            return
+        try:
+            answer = json.loads(raw or b"{}")
+        except ValueError:
+            answer = {"errors": [raw[:200].decode("utf-8", "replace")]}
+        errors = answer.get("errors") if isinstance(answer, dict) else None
+        if errors and "already exists" not in json.dumps(errors):
+            self.stdout.write(f"The Linear stand-in refused the webhook: {errors}")
+            return
+        self.stdout.write(
+            "Registered the Demo room's Linear trigger with the Linear stand-in: "
+            f"an issue created through it is delivered to {url}."
         )
