@@ -2,7 +2,8 @@
 process (contract: "Triggers and schedules", "Pages and admin"): an approver adds a
 trigger and sees its secret once, copies its URL, and a signed delivery to that URL
 shows a request "via GitHub trigger" on every page without a reload; schedules are
-added, disabled, enabled and deleted; a member's page has neither panel."""
+added, disabled, enabled and deleted; a member's page has neither panel; and the
+demo's step: an issue created in the Demo room comes back "via Linear trigger"."""
 
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ import uuid
 from urllib.parse import urlsplit
 
 import pytest
+from django.core.management import call_command
 from playwright.sync_api import Locator, Page, expect
 
-from chat.models import Schedule, Trigger
+from chat.models import Schedule, Trigger, User
 from tests.browser.conftest import PHONE, log_in, open_room, screenshot
 from tests.browser.test_accessibility import serious_violations
 from tests.browser.test_csp import VIOLATIONS, watched
+from tests.browser.test_room_page import ask, final_answer, request_of, the_card
 from tests.plugins.stack import Stack
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
@@ -186,9 +189,10 @@ def test_schedules_are_added_disabled_enabled_and_deleted(stack: Stack, room, co
     schedule = Schedule.objects.get()
     assert schedule.timezone == "Europe/Paris" and schedule.next_run is not None
 
+    schedules.scroll_into_view_if_needed()
+    screenshot(alice, "room-desktop-schedules.png")
     triggers = panel(alice, "Triggers")
     assert serious_violations(alice) == []
-    screenshot(alice, "room-desktop-schedules.png")
     triggers.locator("summary").click()
 
     item.get_by_role("button", name="Disable").click()
@@ -204,3 +208,38 @@ def test_schedules_are_added_disabled_enabled_and_deleted(stack: Stack, room, co
     item.get_by_role("button", name="Delete").click()
     expect(schedules.locator(".auto__item")).to_have_count(0)
     assert not Schedule.objects.exists()
+
+
+def test_an_issue_created_in_the_demo_comes_back_via_the_linear_trigger(
+    stack: Stack, contexts, linear_standin, settings
+):
+    """`make run`'s demo: the Demo room's Linear trigger is registered with the Linear
+    stand-in; bob asks for an issue, alice approves, the stand-in sends its signed
+    `Issue.create` to the trigger, and the agent answers the bot's request."""
+    base = stack.web()
+    stack.worker()
+    settings.DEBUG = True
+    # What `make run` sets for demo_setup: where hooks are reached, the stand-in.
+    settings.SITE_URL = base
+    settings.LINEAR_API_URL = linear_standin.url
+    call_command("demo_setup", "--linear-standin")
+    for person in User.objects.filter(username__in=["alice", "bob"]):
+        person.set_password(f"{person.username}-pass")  # what log_in types
+        person.save(update_fields=["password"])
+    alice = open_room(log_in(contexts(), base, "alice"), base, "demo")
+    bob = open_room(log_in(contexts(**PHONE), base, "bob"), base, "demo")
+
+    ask(bob, "create an issue titled Flaky CI")
+    the_card(alice, "pending").get_by_role("button", name="Approve", exact=True).click()
+
+    for page in (alice, bob):
+        message = page.locator(".msg--user", has_text="a new Linear issue")
+        expect(message).to_contain_text("Show ENG-13")
+        expect(message).to_contain_text("“Flaky CI”")
+        expect(message.locator(".msg__via")).to_have_text("via Linear trigger")
+        expect(message.locator(".msg__author")).to_have_text("demo-bot")
+    request = request_of(bob, "a new Linear issue")
+    expect(final_answer(bob, request)).to_contain_text('ENG-13 is "Flaky CI"')
+    [delivery] = linear_standin.control("webhook_deliveries")["deliveries"]
+    assert delivery["status"] == 202, delivery
+    screenshot(alice, "room-desktop-via-linear-trigger.png")
