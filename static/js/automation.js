@@ -132,9 +132,9 @@ export function secretHelp(source) {
       + "payload URL, choose content type application/json, and paste this secret.";
   }
   if (source === "linear") {
-    return "In Linear: Settings → API → Webhooks → New webhook; paste the URL. "
-      + "Linear shows its own signing secret: set it here instead, or pass this one "
-      + "as the secret of webhookCreate.";
+    return "In Linear: Settings → API → Webhooks → New webhook; paste the URL and "
+      + "choose Issues. Linear shows a signing secret of its own: paste it here with "
+      + "Set secret (or pass this one as the secret of webhookCreate).";
   }
   return "Give the sender the URL and this secret (Standard Webhooks: "
     + "webhook-id, webhook-timestamp and webhook-signature headers).";

@@ -97,7 +97,7 @@ function itemButtons({ item, kind, label, url, call, refresh, parts }) {
       method: "PATCH", body: JSON.stringify({ enabled: !item.enabled }),
     });
     if (!answer.ok && answer.status !== 404) parts.showError(answer.detail);
-    await refresh();
+    await refresh({ force: true });
     toggle.disabled = false;
   });
   toggle.title = `${item.enabled ? "Disable" : "Enable"} the ${kind} ${label}`;
@@ -110,7 +110,7 @@ function itemButtons({ item, kind, label, url, call, refresh, parts }) {
       return;
     }
     parts.say(`Deleted the ${kind} ${label}.`);
-    await refresh();
+    await refresh({ force: true });
   });
   remove.title = `Delete the ${kind} ${label}`;
   row.append(toggle, remove);
@@ -139,7 +139,9 @@ export function createTriggersPanel({ root, config, csrfToken, fetch, clipboard 
   // id -> secret, from the POST that created it; this page's memory only.
   const secrets = new Map();
 
-  async function refresh() {
+  async function refresh({ force } = {}) {
+    // Not while someone types a secret: the redraw would take the field away.
+    if (!force && parts.list.querySelector(".auto__secret-form")) return;
     const answer = await call(base);
     if (!answer.ok || !Array.isArray(answer.data)) {
       parts.say(answer.detail);
@@ -177,8 +179,61 @@ export function createTriggersPanel({ root, config, csrfToken, fetch, clipboard 
     const copy = button("Copy URL", "btn--small", () => copyText(trigger.url, url, "URL"));
     copy.title = `Copy the URL of the trigger ${label(trigger)}`;
     buttons.prepend(copy);
+    const replace = button("Set secret", "btn--quiet btn--small", () => {
+      const open = item.querySelector(".auto__secret-form");
+      if (open) open.remove();
+      else buttons.after(secretForm(trigger));
+      replace.setAttribute("aria-expanded", String(!open));
+    });
+    replace.setAttribute("aria-expanded", "false");
+    replace.title = `Set the signing secret of the trigger ${label(trigger)}`;
+    buttons.append(replace);
     item.append(buttons);
     return item;
+  }
+
+  /* The secret a sender chose (Linear shows its own for a webhook made in its
+     settings): PATCH {secret}. Typed into a password field, never shown back. */
+  function secretForm(trigger) {
+    const form = el("form", "stack-form auto__secret-form");
+    form.noValidate = true;
+    const id = `trigger-secret-${cssToken(trigger.id)}`;
+    const fieldLabel = el("label", null, `Signing secret from ${sourceName(trigger.source)}`);
+    fieldLabel.htmlFor = id;
+    const input = el("input");
+    Object.assign(input, { id, name: "secret", type: "password", autocomplete: "off" });
+    input.spellcheck = false;
+    const problem = el("p", "field-error");
+    problem.setAttribute("role", "alert");
+    problem.hidden = true;
+    const save = el("button", "btn btn--secondary btn--small", "Save secret");
+    save.type = "submit";
+    form.append(fieldLabel, input, problem, save);
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const secret = input.value.trim();
+      if (!secret) {
+        problem.textContent = "Paste the sender's signing secret.";
+        problem.hidden = false;
+        return;
+      }
+      save.disabled = true;
+      const answer = await call(`${base}/${encodeURIComponent(trigger.id)}`, {
+        method: "PATCH", body: JSON.stringify({ secret }),
+      });
+      save.disabled = false;
+      if (!answer.ok) {
+        problem.textContent = answer.detail;
+        problem.hidden = false;
+        return;
+      }
+      input.value = "";
+      secrets.delete(trigger.id);
+      parts.say(`Saved the signing secret of the trigger ${label(trigger)}.`);
+      await refresh({ force: true });
+    });
+    window.setTimeout(() => input.focus(), 0);
+    return form;
   }
 
   function secretBox(trigger) {
@@ -226,7 +281,7 @@ export function createTriggersPanel({ root, config, csrfToken, fetch, clipboard 
     if (!created) return;
     if (created.secret) secrets.set(created.id, created.secret);
     parts.say("Trigger added: give its sender the URL and the secret.");
-    await refresh();
+    await refresh({ force: true });
   }
 
   parts.form.addEventListener("submit", add);

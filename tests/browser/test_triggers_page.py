@@ -107,6 +107,20 @@ def test_a_trigger_shows_its_secret_once_and_its_deliveries_post_labelled_reques
     assert url == item.locator(".auto__url").text_content()
     assert urlsplit(url).path == f"/hooks/{trigger.pk}"
 
+    # The sender's own secret (Linear shows one for a webhook made in its settings).
+    item.get_by_role("button", name="Set secret").click()
+    item.get_by_label("Signing secret from GitHub").fill("short")
+    item.get_by_role("button", name="Save secret").click()
+    expect(item.locator(".auto__secret-form .field-error")).to_contain_text("16")
+    secret = "a-secret-github-was-given-" + uuid.uuid4().hex
+    item.get_by_label("Signing secret from GitHub").fill(secret)
+    item.get_by_role("button", name="Save secret").click()
+    expect(item.locator(".auto__secret-form")).to_have_count(0)
+    expect(item.locator(".auto__secret")).to_have_count(0)  # the old one is void
+    expect(triggers.locator(".auto__status")).to_contain_text("Saved the signing")
+    trigger.refresh_from_db()
+    assert trigger.secret == secret
+
     # A real signed delivery, to the copied URL's path on this test's web process.
     hook = base + urlsplit(url).path
     status, answer = deliver_github(
