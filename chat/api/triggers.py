@@ -3,6 +3,7 @@
 from typing import Any
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -15,6 +16,9 @@ from chat.models import Trigger
 from chat.services.triggers import EVENTS_MAX, FILTER_KEYS_MAX, NAME_MAX
 
 from .views import _refusals
+
+# A name on one line, possibly empty (chat.text.single_line), as a schema pattern.
+ONE_LINE_OR_EMPTY = RegexValidator(r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$")
 
 
 def _event() -> serializers.RegexField:
@@ -55,7 +59,10 @@ def _trigger_in(name: str, *, create: bool) -> Any:
             "base64 of 24 to 64 bytes. Absent (create) or null: generated.",
         ),
         "name": serializers.CharField(
-            required=False, allow_blank=True, max_length=NAME_MAX
+            required=False,
+            allow_blank=True,
+            max_length=NAME_MAX,
+            validators=[ONE_LINE_OR_EMPTY],
         ),
         "enabled": serializers.BooleanField(required=False),
     }

@@ -172,7 +172,10 @@ def _clean_filter(conditions: object) -> dict[str, Any]:
     if not isinstance(conditions, dict) or len(conditions) > FILTER_KEYS_MAX:
         raise Invalid(f"filter must be an object of at most {FILTER_KEYS_MAX} paths.")
     for path, value in conditions.items():
-        path_parse(path, wildcard=True)
+        try:
+            path_parse(path, wildcard=True)
+        except Invalid as error:
+            raise Invalid(f"filter: {error.detail}") from None
         if isinstance(value, dict | list) or (
             isinstance(value, str) and not storable(value)
         ):

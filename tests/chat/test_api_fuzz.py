@@ -73,6 +73,11 @@ OPERATIONS = [
     ("PATCH", "/api/rooms/{slug}"),
     ("DELETE", "/api/auth/token"),
     ("DELETE", "/api/rooms/{slug}/members/{username}"),
+    ("GET", "/api/rooms/{slug}/triggers"),
+    ("POST", "/api/rooms/{slug}/triggers"),
+    ("GET", "/api/rooms/{slug}/triggers/{trigger_id}"),
+    ("PATCH", "/api/rooms/{slug}/triggers/{trigger_id}"),
+    ("DELETE", "/api/rooms/{slug}/triggers/{trigger_id}"),
     ("GET", "/api/rooms/{slug}/schedules"),
     ("POST", "/api/rooms/{slug}/schedules"),
     ("GET", "/api/rooms/{slug}/schedules/{schedule_id}"),
@@ -142,6 +147,16 @@ EXCEPTIONS: dict[tuple[str, str], dict[str, list]] = {
         "excluded_checks": [positive_data_acceptance],
         "additional_checks": [_refused_only("secret")],
     },
+    # A prompt must parse as a template, a given secret fit its source (whsec_ +
+    # base64 for generic), a filter's keys be paths: no schema pattern says so.
+    ("POST", "/api/rooms/{slug}/triggers"): {
+        "excluded_checks": [positive_data_acceptance],
+        "additional_checks": [_refused_only("prompt", "secret", "filter")],
+    },
+    ("PATCH", "/api/rooms/{slug}/triggers/{trigger_id}"): {
+        "excluded_checks": [positive_data_acceptance],
+        "additional_checks": [_refused_only("prompt", "secret", "filter", "source")],
+    },
     ("PATCH", "/api/rooms/{slug}/policies/{rule_id}"): {
         "excluded_checks": [positive_data_acceptance],
         "additional_checks": [
@@ -184,6 +199,7 @@ class World:
     actions: list[str]
     rules: list[str]
     webhooks: list[str]
+    triggers: list[str]
     schedules: list[str]
 
 
@@ -245,6 +261,12 @@ def world(room: Room, alice: User, bob: User, mallory: User) -> World:
         Webhook.objects.create(room=room, url="https://93.184.215.14/hook"),
         Webhook.objects.create(room=elsewhere, url="https://93.184.215.14/other"),
     ]
+    triggers = [
+        services.trigger_create(
+            room_slug=slug, user=owner, data={"source": "github", "prompt": "x"}
+        ).pk
+        for slug, owner in ((room.slug, alice), (elsewhere.slug, mallory))
+    ]
     schedules = [
         services.schedule_create(room_slug=slug, user=owner, data=SCHEDULE).pk
         for slug, owner in ((room.slug, alice), (elsewhere.slug, mallory))
@@ -256,6 +278,7 @@ def world(room: Room, alice: User, bob: User, mallory: User) -> World:
         actions=[str(a) for a in (pending.pk, done.pk, hidden.pk)],
         rules=[str(r.pk) for r in rules],
         webhooks=[str(h.pk) for h in hooks],
+        triggers=triggers,
         schedules=schedules,
     )
 
@@ -281,6 +304,13 @@ def _known_path_parameters(world: World, path: str) -> st.SearchStrategy[dict]:
             {
                 "slug": st.sampled_from(world.slugs),
                 "webhook_id": st.sampled_from(world.webhooks),
+            }
+        )
+    if "{trigger_id}" in path:
+        return st.fixed_dictionaries(
+            {
+                "slug": st.sampled_from(world.slugs),
+                "trigger_id": st.sampled_from(world.triggers),
             }
         )
     if "{slug}" in path:
@@ -317,6 +347,20 @@ KNOWN_BODIES = {
             "username": st.sampled_from(["alice", "bob", "mallory", "nobody"]),
             "role": st.sampled_from(Membership.Role.values),
         }
+    ),
+    ("POST", "/api/rooms/{slug}/triggers"): st.fixed_dictionaries(
+        {
+            "source": st.sampled_from(["linear", "github", "generic"]),
+            "prompt": st.sampled_from(["New: {{ issue.title }}", "{{ $event }}", "x"]),
+        },
+        optional={
+            "events": st.lists(st.sampled_from(["Issue", "issues.opened"])),
+            "filter": st.dictionaries(
+                st.sampled_from(["action", "data.labels.*.name"]),
+                st.one_of(st.none(), st.booleans(), st.integers(), st.text()),
+            ),
+            "enabled": st.booleans(),
+        },
     ),
     # Address literals: no DNS, and both sides of the SSRF guard.
     ("POST", "/api/rooms/{slug}/webhooks"): st.fixed_dictionaries(
@@ -431,6 +475,12 @@ HOSTILE_BODIES = [
     ("POST", "/api/rooms/{slug}/requests", '{"text": "hi \\ud800"}'),
     ("POST", "/api/rooms/{slug}/requests", "[" * 5000 + "]" * 5000),
     ("POST", "/api/actions/{action}/deny", '{"reason": "no \\ud800"}'),
+    ("POST", "/api/rooms/{slug}/triggers", '{"source": "linear", "prompt": "\\ud800"}'),
+    (
+        "POST",
+        "/api/rooms/{slug}/triggers",
+        '{"source": "github", "filter": {"\\ud800": 1}}',
+    ),
     ("POST", "/api/actions/{action}/approve", '{"arguments": {"id": "\\ud800"}}'),
     ("POST", "/api/actions/{action}/approve", '{"arguments": {"\\ud800": 1}}'),
     (
