@@ -15,6 +15,7 @@ from django.db import connection, connections, transaction
 
 from chat import services
 from chat.models import Message, Request, Room, Schedule, User
+from tests.chat.test_api import api, forget_throttle_counts  # noqa: F401  (autouse)
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
 
@@ -61,6 +62,8 @@ def test_a_due_slot_is_posted_once_by_the_room_bot(room: Room, alice: User) -> N
     # $slot in the schedule's offset, exactly the rendered prompt.
     assert message.content == "Report for 2026-03-02T10:00:00+01:00 (Daily)"
     assert message.author == room.bot
+    shown = api(alice).get(f"/api/requests/{request.pk}").json()
+    assert shown["trigger"] == request.trigger and shown["user"] == room.bot.username
     schedule.refresh_from_db()
     assert schedule.last_run == T0 and schedule.last_request == request
     assert schedule.next_run == T0 + timedelta(days=1)
