@@ -116,14 +116,15 @@ def slot_after(cron: str, tz: str, after: datetime) -> datetime | None:
 
 
 def slot_due(
-    cron: str, tz: str, first: datetime, now: datetime, *, limit: int = 100_000
+    cron: str, tz: str, first: datetime, now: datetime, *, limit: int = 10_000
 ) -> tuple[datetime, int, datetime | None, datetime | None]:
     """The slots passed since a schedule's due slot `first` (at or before `now`):
     the latest of them, how many came before it, the one just before it (or None),
     and the next slot after `now` (None: none in 50 years).
 
-    Counting stops at `limit` slots (months of a slot a minute, after an outage that
-    long); the latest is then found stepping back from `now`.
+    Counting stops at `limit` slots (a week of a slot a minute; stepping costs some
+    40 us a slot, in the sweep's transaction); the latest is then found stepping
+    back from `now`.
     """
     latest, earlier, before = first, 0, None
     for slot in slots(cron, tz, first):
@@ -132,12 +133,14 @@ def slot_due(
             return latest, earlier, before, at
         before, latest, earlier = latest, at, earlier + 1
         if earlier >= limit:
-            latest = _latest_at_or_before(cron, tz, now)
+            latest, before = _two_latest(cron, tz, now)
             return latest, earlier, before, slot_after(cron, tz, now)
     return latest, earlier, before, None
 
 
-def _latest_at_or_before(cron: str, tz: str, now: datetime) -> datetime:
+def _two_latest(cron: str, tz: str, now: datetime) -> tuple[datetime, datetime]:
+    """The latest slot at or before `now` and the one before it."""
     zone = ZoneInfo(tz)
     back = CronSim(cron, (now + timedelta(seconds=1)).astimezone(zone), reverse=True)
-    return next(back).astimezone(UTC)
+    latest = next(back).astimezone(UTC)
+    return latest, next(back).astimezone(UTC)

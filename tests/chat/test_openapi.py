@@ -52,9 +52,6 @@ CONTRACT = {
     ("get", "/api/rooms/{slug}/triggers/{trigger_id}"): {"200", "403", "404"},
     ("patch", "/api/rooms/{slug}/triggers/{trigger_id}"): {"200", "400", "403", "404"},
     ("delete", "/api/rooms/{slug}/triggers/{trigger_id}"): {"204", "403", "404"},
-    ("post", "/api/actions/{action_id}/retract"): {"200", "400", "403", "404", "409"},
-    ("delete", "/api/rooms/{slug}/members/{username}"): {"204", "403", "404", "409"},
-    # Triggers and schedules
     ("get", "/api/rooms/{slug}/schedules"): {"200", "403", "404"},
     ("post", "/api/rooms/{slug}/schedules"): {"201", "400", "403", "404", "409"},
     ("get", "/api/rooms/{slug}/schedules/{schedule_id}"): {"200", "403", "404"},
@@ -65,6 +62,8 @@ CONTRACT = {
         "404",
     },
     ("delete", "/api/rooms/{slug}/schedules/{schedule_id}"): {"204", "403", "404"},
+    ("post", "/api/actions/{action_id}/retract"): {"200", "400", "403", "404", "409"},
+    ("delete", "/api/rooms/{slug}/members/{username}"): {"204", "403", "404", "409"},
     # agentsite's extension: the Linear teams a room's agent may touch.
     ("patch", "/api/rooms/{slug}"): {"200", "400", "403", "404"},
     # AG-UI endpoint

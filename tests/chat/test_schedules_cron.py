@@ -201,7 +201,10 @@ def test_slot_due_counts_the_passed_slots() -> None:
 def test_slot_due_past_its_limit_still_finds_the_latest() -> None:
     first = datetime(2026, 1, 1, tzinfo=UTC)
     now = datetime(2026, 1, 1, 2, 30, 10, tzinfo=UTC)
-    latest, earlier, _, upcoming = slot_due("* * * * *", "UTC", first, now, limit=10)
+    latest, earlier, before, upcoming = slot_due(
+        "* * * * *", "UTC", first, now, limit=10
+    )
     assert latest == datetime(2026, 1, 1, 2, 30, tzinfo=UTC)
+    assert before == datetime(2026, 1, 1, 2, 29, tzinfo=UTC)
     assert earlier == 10
     assert upcoming == datetime(2026, 1, 1, 2, 31, tzinfo=UTC)

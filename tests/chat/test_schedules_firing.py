@@ -15,6 +15,7 @@ from django.db import connection, connections, transaction
 
 from chat import services
 from chat.models import Message, Request, Room, Schedule, User
+from tests.chat.test_api import api, forget_throttle_counts  # noqa: F401  (autouse)
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
 
@@ -61,6 +62,8 @@ def test_a_due_slot_is_posted_once_by_the_room_bot(room: Room, alice: User) -> N
     # $slot in the schedule's offset, exactly the rendered prompt.
     assert message.content == "Report for 2026-03-02T10:00:00+01:00 (Daily)"
     assert message.author == room.bot
+    shown = api(alice).get(f"/api/requests/{request.pk}").json()
+    assert shown["trigger"] == request.trigger and shown["user"] == room.bot.username
     schedule.refresh_from_db()
     assert schedule.last_run == T0 and schedule.last_request == request
     assert schedule.next_run == T0 + timedelta(days=1)
@@ -222,4 +225,52 @@ def test_two_sweeps_at_once_post_a_slot_once(room: Room, alice: User) -> None:
     assert schedule.next_run == T0 + timedelta(minutes=1)
     # A restart: a new process sweeps again, and posts nothing for that slot.
     assert services.schedules_fire(now + timedelta(seconds=5))["posted"] == 0
+    assert len(posted(schedule)) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_delete_during_a_post_answers_after_it_and_nothing_follows(
+    room: Room, alice: User
+) -> None:
+    """A sweep that claimed a slot holds the schedule's row until its request
+    commits; a DELETE meanwhile waits for it, so what it answers is final."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite serialises every write; the race needs row locks")
+    schedule = schedule_at(room, alice, cron="* * * * *", due=T0)
+    now = T0 + timedelta(seconds=1)
+
+    def sweep() -> dict[str, int]:
+        try:
+            return services.schedules_fire(now)
+        finally:
+            connection.close()
+
+    def delete() -> int:
+        try:
+            services.schedule_delete(
+                room_slug=room.slug, user=alice, schedule_id=schedule.pk
+            )
+            # What a client can see once the DELETE answered.
+            return Request.objects.filter(trigger__id=schedule.pk).count()
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        with transaction.atomic():
+            # The room's row, held here: the sweep claims the slot, then waits to
+            # post its request into the room.
+            Room.objects.select_for_update().get(pk=room.pk)
+            swept = pool.submit(sweep)
+            deadline = time.monotonic() + 10
+            while _waiting_for_locks() < 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            deleted = pool.submit(delete)
+            while _waiting_for_locks() < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert _waiting_for_locks() >= 2
+        assert swept.result(timeout=30)["posted"] == 1
+        assert deleted.result(timeout=30) == 1
+
+    assert not Schedule.objects.filter(pk=schedule.pk).exists()
+    assert services.schedules_fire(now + timedelta(minutes=5))["posted"] == 0
     assert len(posted(schedule)) == 1
