@@ -49,6 +49,15 @@ _EVENT = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 EDITABLE = ("prompt", "events", "filter", "name", "enabled", "secret")
 
 
+def trigger_id_valid(trigger_id: object) -> bool:
+    """Whether `trigger_id` can be one (PostgreSQL refuses a NUL in a query: a 500)."""
+    return (
+        isinstance(trigger_id, str)
+        and 0 < len(trigger_id) <= 64
+        and storable(trigger_id)
+    )
+
+
 def _room_for_approver(slug: str, user: User) -> Room:
     room = Room.objects.filter(slug=slug).first()
     if room is None or not can_see(room=room, user=user):
@@ -65,8 +74,10 @@ def trigger_list(*, room_slug: str, user: User) -> list[Trigger]:
 
 def trigger_get(*, room_slug: str, user: User, trigger_id: str) -> Trigger:
     room = _room_for_approver(room_slug, user)
+    if not trigger_id_valid(trigger_id):
+        raise NotFound("No such trigger.")
     trigger = (
-        Trigger.objects.filter(room=room, pk=str(trigger_id))
+        Trigger.objects.filter(room=room, pk=trigger_id)
         .select_related("room", "created_by")
         .first()
     )

@@ -353,6 +353,10 @@ def test_a_wrong_content_type_gets_415(alice: User, room) -> None:
 def test_unknown_hook_and_other_methods(alice: User, room) -> None:
     trigger = make(alice, "github")
     assert Client().post("/hooks/nope", b"{}", "application/json").status_code == 404
+    for bad in ["%00", "x" * 65]:
+        assert (
+            Client().post(f"/hooks/{bad}", b"{}", "application/json").status_code == 404
+        )
     got = Client().get(f"/hooks/{trigger.pk}")
     assert got.status_code == 405 and got.json()["detail"]
 
