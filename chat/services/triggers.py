@@ -228,7 +228,7 @@ def trigger_deliver(
         return HookAnswer(401, {"detail": str(error)})
     try:
         payload = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested thousands deep
         payload = None
     if not isinstance(payload, dict):
         return HookAnswer(400, {"detail": "The body must be a JSON object."})
@@ -241,7 +241,7 @@ def trigger_deliver(
                 f"{DELIVERY_ID_MAX} characters) is required."
             },
         )
-    event = event_name(source=trigger.source, headers=headers, body=payload)
+    event = _storable(event_name(source=trigger.source, headers=headers, body=payload))
     try:
         with transaction.atomic():
             return _record_and_post(trigger.pk, payload, event, delivery)
@@ -338,15 +338,25 @@ def _render(
     trigger: Trigger, payload: dict[str, Any], event: str, delivery: str
 ) -> str:
     template = template_parse(trigger.prompt, variables=TRIGGER_VARIABLES)
-    return template.render(
-        body=payload,
-        variables={
-            "event": event,
-            "delivery": delivery,
-            "source": trigger.source,
-            "trigger": trigger.name,
-        },
+    return _storable(
+        template.render(
+            body=payload,
+            variables={
+                "event": event,
+                "delivery": delivery,
+                "source": trigger.source,
+                "trigger": trigger.name,
+            },
+        )
     )
+
+
+def _storable(text: str) -> str:
+    """Event text as the database can keep it: a JSON body may carry NULs and lone
+    surrogates (`\\u0000`, `\\ud800`), which PostgreSQL refuses."""
+    if storable(text):
+        return text
+    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
 
 
 def _rate_wait(trigger: Trigger, now: datetime) -> int | None:
