@@ -175,9 +175,9 @@ class Runner:
         self._run_task("migrate", [python, "manage.py", "migrate", "--noinput"])
         setup = [python, "manage.py", "demo_setup"]
         if "Linear" in self.demo:
-            # The stand-in started above: the Demo room's Linear trigger is
-            # registered with it, as a webhook is with Linear.
-            setup.append("--linear-standin")
+            # The Linear stand-in runs here: the demo trigger is registered with it
+            # (webhookCreate), so an issue created there fires the trigger.
+            setup.append("--linear-standin-webhook")
         self._run_task("setup", setup)
         # What a deployment does after migrate (docs/PROTOCOL.md): the web process
         # serves the hashed files from STATIC_ROOT when DEBUG is off.

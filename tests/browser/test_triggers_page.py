@@ -236,7 +236,7 @@ def test_an_issue_created_in_the_demo_comes_back_via_the_linear_trigger(
     # What `make run` sets for demo_setup: where hooks are reached, the stand-in.
     settings.SITE_URL = base
     settings.LINEAR_API_URL = linear_standin.url
-    call_command("demo_setup", "--linear-standin")
+    call_command("demo_setup", "--linear-standin-webhook")
     for person in User.objects.filter(username__in=["alice", "bob"]):
         person.set_password(f"{person.username}-pass")  # what log_in types
         person.save(update_fields=["password"])

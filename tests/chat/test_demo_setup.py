@@ -1,12 +1,11 @@
 """`manage.py demo_setup`: the demo users have addresses, so the approvers of the
-Demo room are mailed (printed on the console by `make run`) when an action waits; the
-Demo room has a Linear trigger."""
+Demo room are mailed (printed on the console by `make run`) when an action waits."""
 
 import pytest
 from django.core.management import call_command
 
 from chat import services
-from chat.models import Delivery, Room, Trigger, User
+from chat.models import Delivery, Room, User
 from tests.chat.test_api import pending_action
 
 
@@ -17,7 +16,7 @@ def demo_debug(settings):
 
 def test_every_demo_user_has_an_address(db, demo_debug):
     call_command("demo_setup")
-    # People only: the Demo room's bot (made with its trigger) has no address.
+    # People only: a room's bot (made with its first trigger) has no address.
     people = User.objects.filter(bot_room=None)
     addresses = dict(people.values_list("username", "email"))
     assert addresses == {
@@ -57,22 +56,31 @@ def test_a_delete_asked_by_bob_mails_the_demo_rooms_approvers(
     ]
 
 
-def test_the_demo_room_gets_one_linear_trigger_posted_by_its_bot(db, demo_debug):
-    call_command("demo_setup")
-    call_command("demo_setup")
-    room = Room.objects.get(slug="demo")
-    [trigger] = Trigger.objects.filter(room=room)
-    assert (trigger.source, trigger.events) == ("linear", ["Issue.create"])
-    assert trigger.enabled and trigger.created_by.username == "demo"
-    assert services.room_bot(room).username == "demo-bot"
-    # Its prompt reads the new issue (a read, which runs at once), whatever the
-    # issue's title says: the demo model takes the first command it finds.
+def test_make_run_registers_the_demo_trigger_with_the_linear_standin(
+    db, demo_debug, settings
+):
+    import threading
+
+    from chat.models import Trigger
+    from standins.linear_server import SUBSET_PATH, LinearStandin, load_schema
+
+    linear = LinearStandin(("127.0.0.1", 0), schema=load_schema(str(SUBSET_PATH)))
+    threading.Thread(target=linear.serve_forever, daemon=True).start()
+    settings.LINEAR_API_URL = linear.url
+    try:
+        call_command("demo_setup", "--linear-standin-webhook")
+        call_command("demo_setup", "--linear-standin-webhook")  # every start
+    finally:
+        linear.shutdown()
+        linear.server_close()
+    (trigger,) = Trigger.objects.all()
+    assert trigger.room.slug == "demo" and trigger.source == "linear"
+    hooks = list(linear.store.webhooks.values())
+    # Once: a second run while the stand-in runs would otherwise post each issue
+    # twice.
+    assert [h["url"] for h in hooks] == [f"{settings.SITE_URL}/hooks/{trigger.pk}"]
+    assert hooks[0]["secret"] == trigger.secret
+    # Its prompt reads the new issue first (a read, which runs at once), whatever
+    # the issue says: the demo model takes the first command it finds.
     assert trigger.prompt.startswith("Show {{ data.identifier }}")
-
-
-def test_a_demo_room_whose_triggers_were_changed_is_left_alone(db, demo_debug):
-    call_command("demo_setup")
-    room = Room.objects.get(slug="demo")
-    Trigger.objects.filter(room=room).update(name="Mine now", enabled=False)
-    call_command("demo_setup")
-    assert list(Trigger.objects.values_list("name", "enabled")) == [("Mine now", False)]
+    assert trigger.events == ["Issue.create"]

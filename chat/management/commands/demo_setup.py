@@ -2,23 +2,14 @@
 
 Idempotent: it creates what is missing and leaves what exists alone (it never
 resets a password), so `make run` calls it on every start.
-
-The Demo room has a Linear trigger (contract: "Triggers and schedules"). With
-`--linear-standin` (`make run` passes it when it started the Linear stand-in) it is
-registered with the stand-in, as `webhookCreate` registers a webhook with Linear,
-on every start (the stand-in forgets it when it stops): an issue created through
-the stand-in then comes back as a signed `Issue.create` delivery and a request "via
-Linear trigger".
 """
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 import uuid
 from typing import Any
 
+import requests
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
@@ -51,19 +42,20 @@ POLICY = [
     {"tool": "update_issue", "delay": 15},
     {"tool": "search_issues", "mode": "auto"},
 ]
-# The Demo room's trigger: a new Linear issue asks the agent to look at it. "Show"
-# comes first, so the demo model reads the issue (a read: it runs at once) whatever
-# its title says; nothing it posts creates an issue, so nothing loops.
-TRIGGER = {
+
+# Fired by the Linear stand-in when an issue is created through it (`make run`).
+DEMO_TRIGGER = {
     "source": "linear",
     "name": "New Linear issues",
     "events": ["Issue.create"],
-    "prompt": "Show {{ data.identifier }}: a new Linear issue in team "
-    "{{ data.team.key }}, “{{ data.title }}”. Is anything missing from it?",
+    # "Show" comes first: the demo model reads the issue (a read, which runs at once)
+    # whatever its title or description says, as it takes the first command it
+    # finds; a real model gets the same words.
+    "prompt": (
+        "Show {{ data.identifier }}: a new Linear issue in team {{ data.team.key }}, "
+        "“{{ data.title }}”. Is anything missing from it? Change nothing."
+    ),
 }
-REGISTER = """mutation DemoWebhook($input: WebhookCreateInput!) {
-  webhookCreate(input: $input) { success webhook { id } }
-}"""
 
 
 class Command(BaseCommand):
@@ -76,10 +68,10 @@ class Command(BaseCommand):
             help="create them even with DEBUG off (known passwords!)",
         )
         parser.add_argument(
-            "--linear-standin",
+            "--linear-standin-webhook",
             action="store_true",
-            help="register the Demo room's Linear trigger with the Linear stand-in "
-            "at LINEAR_API_URL (`make run` does when it started the stand-in)",
+            help="give the Demo room a Linear trigger and register it with the "
+            "Linear stand-in at LINEAR_API_URL (webhookCreate); `make run` does",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -92,10 +84,9 @@ class Command(BaseCommand):
                 name: self.ensure_user(name, superuser)
                 for name, (superuser, _role) in USERS.items()
             }
-            self.ensure_room(users)
-            trigger = self.ensure_trigger(users["demo"])
-        if trigger is not None and options["linear_standin"]:
-            self.register(trigger)
+            room = self.ensure_room(users)
+        if options["linear_standin_webhook"] and room is not None:
+            self.register_demo_trigger(room, users["demo"])
         self.stdout.write(
             "Log in as demo / demo (superuser: the admin is at /admin/); "
             "alice and carol (approvers) and bob (member) use the password demo too."
@@ -136,15 +127,15 @@ class Command(BaseCommand):
             content_type__app_label="chat", codename="add_room"
         )
 
-    def ensure_room(self, users: dict[str, User]) -> None:
+    def ensure_room(self, users: dict[str, User]) -> Room | None:
         """The Demo room with its members, created only if the slug is free.
 
         An existing room is left alone, members included: someone may have
         changed them on purpose.
         """
-        if Room.objects.filter(slug=ROOM_SLUG).exists():
+        if (existing := Room.objects.filter(slug=ROOM_SLUG).first()) is not None:
             self.stdout.write(f"Room {ROOM_NAME!r} (/{ROOM_SLUG}) exists.")
-            return
+            return existing
         # Makes its creator, demo, the first approver.
         room = room_create(user=users["demo"], name=ROOM_NAME, slug=ROOM_SLUG)
         for name, (_superuser, role) in USERS.items():
@@ -158,71 +149,48 @@ class Command(BaseCommand):
             "approve, bob is a member; deletes need two approvals, not the "
             "requester's; updates wait 15 s for a retract; searches run at once."
         )
+        return room
 
-    def ensure_trigger(self, demo: User) -> Trigger | None:
-        """The Demo room's Linear trigger: made with the room, or for a room made
-        before triggers existed (one with none). Others are left alone."""
-        room = Room.objects.filter(slug=ROOM_SLUG).first()
-        if room is None:
-            return None
-        trigger = Trigger.objects.filter(
-            room=room, source=Trigger.Source.LINEAR, name=TRIGGER["name"]
-        ).first()
-        if trigger is not None or Trigger.objects.filter(room=room).exists():
-            return trigger
-        if not can_decide(room=room, user=demo):
-            return None  # someone changed who approves there: theirs to decide
-        trigger = trigger_create(room_slug=ROOM_SLUG, user=demo, data=TRIGGER)
-        self.stdout.write(
-            f"Gave {ROOM_NAME!r} a Linear trigger: a new issue posts a request "
-            "there, as the room's bot."
-        )
-        return trigger
-
-    def register(self, trigger: Trigger) -> None:
-        """Register the trigger's URL with the Linear stand-in (only asked for when
-        `make run` started it), never with Linear: a real workspace's webhooks are
-        made in Linear's settings (README, "Triggers")."""
+    def register_demo_trigger(self, room: Room, demo: User) -> None:
+        """The Demo room's Linear trigger (made once), registered with the Linear
+        stand-in, which keeps webhooks in memory: so on every start."""
+        trigger = Trigger.objects.filter(room=room, name=DEMO_TRIGGER["name"]).first()
+        if trigger is None:
+            if not can_decide(room=room, user=demo):
+                return  # someone changed who approves there: theirs to decide
+            trigger = trigger_create(room_slug=room.slug, user=demo, data=DEMO_TRIGGER)
         url = f"{settings.SITE_URL}/hooks/{trigger.pk}"
-        hook = {
-            "url": url,
-            # The trigger's own secret, so the stand-in signs what it verifies.
-            "secret": trigger.secret,
-            "resourceTypes": ["Issue"],
-            "allPublicTeams": True,
-            "label": f"agentsite {ROOM_NAME}",
-            # The same id for the same URL: a second run while the stand-in runs
-            # adds no second webhook (it answers "already exists").
-            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, url)),
-        }
-        body = json.dumps({"query": REGISTER, "variables": {"input": hook}}).encode()
-        request = urllib.request.Request(
-            settings.LINEAR_API_URL,
-            data=body,
-            method="POST",
-            # The stand-in wants a credential on the wire, like Linear; any will do.
-            headers={"Content-Type": "application/json", "Authorization": "demo"},
+        query = (
+            "mutation($input: WebhookCreateInput!) "
+            "{ webhookCreate(input: $input) { success } }"
         )
+        variables = {
+            "input": {
+                "url": url,
+                "secret": trigger.secret,
+                "resourceTypes": ["Issue"],
+                "label": "agentsite demo",
+                # The same id for the same URL: a second run while the stand-in
+                # still runs adds no second webhook (so no second request per
+                # issue); the stand-in answers that it exists.
+                "id": str(uuid.uuid5(uuid.NAMESPACE_URL, url)),
+            }
+        }
         try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as refusal:
-            raw = refusal.read()
-        except OSError as error:
-            self.stdout.write(
-                f"The Linear stand-in at {settings.LINEAR_API_URL} did not answer "
-                f"({error}): the demo trigger is not registered this time."
+            answer = requests.post(
+                settings.LINEAR_API_URL,
+                json={"query": query, "variables": variables},
+                headers={"Authorization": settings.LINEAR_API_KEY or "lin_api_demo"},
+                timeout=10,
             )
-            return
-        try:
-            answer = json.loads(raw or b"{}")
-        except ValueError:
-            answer = {"errors": [raw[:200].decode("utf-8", "replace")]}
-        errors = answer.get("errors") if isinstance(answer, dict) else None
-        if errors and "already exists" not in json.dumps(errors):
-            self.stdout.write(f"The Linear stand-in refused the webhook: {errors}")
+            answer.raise_for_status()
+            errors = answer.json().get("errors")
+            if errors and "already exists" not in str(errors):
+                raise ValueError(errors)
+        except (requests.RequestException, ValueError) as error:
+            self.stdout.write(f"Could not register the demo trigger: {error}")
             return
         self.stdout.write(
-            "Registered the Demo room's Linear trigger with the Linear stand-in: "
-            f"an issue created through it is delivered to {url}."
+            f"The Demo room's trigger {DEMO_TRIGGER['name']!r} is registered with "
+            "the Linear stand-in: an issue created there posts a request."
         )
