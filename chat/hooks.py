@@ -12,6 +12,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from chat import services
 from chat.models import Trigger
+from chat.services.triggers import trigger_id_valid
 
 
 def _answer(status: int, body: dict[str, object]) -> JsonResponse:
@@ -24,7 +25,11 @@ def hook(request: HttpRequest, trigger_id: str) -> JsonResponse:
         response = _answer(405, {"detail": f'Method "{request.method}" not allowed.'})
         response["Allow"] = "POST"
         return response
-    trigger = Trigger.objects.filter(pk=trigger_id).first()
+    trigger = (
+        Trigger.objects.filter(pk=trigger_id).first()
+        if trigger_id_valid(trigger_id)
+        else None
+    )
     if trigger is None:
         return _answer(404, {"detail": "No such trigger."})
     body = _body(request, settings.TRIGGER_MAX_BYTES)

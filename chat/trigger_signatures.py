@@ -117,7 +117,7 @@ def verify(
 def _linear_fresh(body: bytes) -> None:
     try:
         stamp = json.loads(body).get("webhookTimestamp")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         stamp = None
     if not isinstance(stamp, int | float) or isinstance(stamp, bool):
         raise Unverified("The body has no webhookTimestamp.")

@@ -49,6 +49,15 @@ _EVENT = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 EDITABLE = ("prompt", "events", "filter", "name", "enabled", "secret")
 
 
+def trigger_id_valid(trigger_id: object) -> bool:
+    """Whether `trigger_id` can be one (PostgreSQL refuses a NUL in a query: a 500)."""
+    return (
+        isinstance(trigger_id, str)
+        and 0 < len(trigger_id) <= 64
+        and storable(trigger_id)
+    )
+
+
 def _room_for_approver(slug: str, user: User) -> Room:
     room = Room.objects.filter(slug=slug).first()
     if room is None or not can_see(room=room, user=user):
@@ -65,8 +74,10 @@ def trigger_list(*, room_slug: str, user: User) -> list[Trigger]:
 
 def trigger_get(*, room_slug: str, user: User, trigger_id: str) -> Trigger:
     room = _room_for_approver(room_slug, user)
+    if not trigger_id_valid(trigger_id):
+        raise NotFound("No such trigger.")
     trigger = (
-        Trigger.objects.filter(room=room, pk=str(trigger_id))
+        Trigger.objects.filter(room=room, pk=trigger_id)
         .select_related("room", "created_by")
         .first()
     )
@@ -217,7 +228,7 @@ def trigger_deliver(
         return HookAnswer(401, {"detail": str(error)})
     try:
         payload = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested thousands deep
         payload = None
     if not isinstance(payload, dict):
         return HookAnswer(400, {"detail": "The body must be a JSON object."})
@@ -230,7 +241,7 @@ def trigger_deliver(
                 f"{DELIVERY_ID_MAX} characters) is required."
             },
         )
-    event = event_name(source=trigger.source, headers=headers, body=payload)
+    event = _storable(event_name(source=trigger.source, headers=headers, body=payload))
     try:
         with transaction.atomic():
             return _record_and_post(trigger.pk, payload, event, delivery)
@@ -327,15 +338,25 @@ def _render(
     trigger: Trigger, payload: dict[str, Any], event: str, delivery: str
 ) -> str:
     template = template_parse(trigger.prompt, variables=TRIGGER_VARIABLES)
-    return template.render(
-        body=payload,
-        variables={
-            "event": event,
-            "delivery": delivery,
-            "source": trigger.source,
-            "trigger": trigger.name,
-        },
+    return _storable(
+        template.render(
+            body=payload,
+            variables={
+                "event": event,
+                "delivery": delivery,
+                "source": trigger.source,
+                "trigger": trigger.name,
+            },
+        )
     )
+
+
+def _storable(text: str) -> str:
+    """Event text as the database can keep it: a JSON body may carry NULs and lone
+    surrogates (`\\u0000`, `\\ud800`), which PostgreSQL refuses."""
+    if storable(text):
+        return text
+    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
 
 
 def _rate_wait(trigger: Trigger, now: datetime) -> int | None:

@@ -52,3 +52,27 @@ def test_a_delete_asked_by_bob_mails_the_demo_rooms_approvers(
         "carol@example.com",
         "demo@example.com",
     ]
+
+
+def test_make_run_registers_the_demo_trigger_with_the_linear_standin(
+    db, demo_debug, settings
+):
+    import threading
+
+    from chat.models import Trigger
+    from standins.linear_server import SUBSET_PATH, LinearStandin, load_schema
+
+    linear = LinearStandin(("127.0.0.1", 0), schema=load_schema(str(SUBSET_PATH)))
+    threading.Thread(target=linear.serve_forever, daemon=True).start()
+    settings.LINEAR_API_URL = linear.url
+    try:
+        call_command("demo_setup", "--linear-standin-webhook")
+        call_command("demo_setup", "--linear-standin-webhook")  # every start
+    finally:
+        linear.shutdown()
+        linear.server_close()
+    (trigger,) = Trigger.objects.all()
+    assert trigger.room.slug == "demo" and trigger.source == "linear"
+    hooks = list(linear.store.webhooks.values())
+    assert [h["url"] for h in hooks] == [f"{settings.SITE_URL}/hooks/{trigger.pk}"] * 2
+    assert hooks[0]["secret"] == trigger.secret

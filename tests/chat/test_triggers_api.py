@@ -184,3 +184,4 @@ def test_another_rooms_trigger_is_not_found(alice: User, room) -> None:
     made = create(alice)
     path = f"/api/rooms/{other.slug}/triggers/{made['id']}"
     refusal(api(alice).get(path), 404)
+    refusal(api(alice).get(f"{URL}/%00"), 404)

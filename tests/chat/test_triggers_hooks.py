@@ -267,6 +267,21 @@ def test_a_body_that_is_no_object_or_lacks_a_delivery_id_gets_400(
     assert not posted()
 
 
+def test_hostile_json_gets_400_or_posts_storable_text(alice: User, room) -> None:
+    github = make(alice, "github", prompt="{{ issue.title }} {{ $event }}")
+    deep = b"[" * 5000 + b"]" * 5000
+    assert send(github, None, raw=deep).status_code == 400
+    linear = make(alice, "linear")
+    assert (
+        send(linear, None, raw=b'{"a":' * 5000 + b"1" + b"}" * 5000).status_code == 401
+    )
+    raw = b'{"action": "x\\u0000y", "issue": {"title": "a\\u0000b \\ud800"}}'
+    answer = send(github, None, raw=raw, event="issues")
+    assert answer.status_code == 202, answer.content
+    assert Message.objects.get().content == "ab ? issues.xy"
+    assert Request.objects.get().trigger["event"] == "issues.xy"
+
+
 def test_a_disabled_trigger_ignores_and_records_the_delivery(alice: User, room) -> None:
     trigger = make(alice, "linear", enabled=False)
     response = send(trigger, linear_body(), delivery="d-off")
@@ -353,6 +368,10 @@ def test_a_wrong_content_type_gets_415(alice: User, room) -> None:
 def test_unknown_hook_and_other_methods(alice: User, room) -> None:
     trigger = make(alice, "github")
     assert Client().post("/hooks/nope", b"{}", "application/json").status_code == 404
+    for bad in ["%00", "x" * 65]:
+        assert (
+            Client().post(f"/hooks/{bad}", b"{}", "application/json").status_code == 404
+        )
     got = Client().get(f"/hooks/{trigger.pk}")
     assert got.status_code == 405 and got.json()["detail"]
 

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import requests
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
-from chat.models import Membership, Room, User
-from chat.services import policy_create, room_create
+from chat.models import Membership, Room, Trigger, User
+from chat.services import policy_create, room_create, trigger_create
 
 PASSWORD = "demo"
 # Each demo user's address (a reserved domain, RFC 2606): with the console mail
@@ -41,6 +42,18 @@ POLICY = [
     {"tool": "search_issues", "mode": "auto"},
 ]
 
+# Fired by the Linear stand-in when an issue is created through it (`make run`).
+DEMO_TRIGGER = {
+    "source": "linear",
+    "name": "New Linear issues",
+    "events": ["Issue.create"],
+    "prompt": (
+        'A new Linear issue was filed: {{ data.identifier }} "{{ data.title }}" '
+        "(team {{ data.team.key }}).\n{{ data.description }}\n\n"
+        "Summarize it in one line and suggest a priority. Change nothing."
+    ),
+}
+
 
 class Command(BaseCommand):
     help = "Create the demo users (password 'demo') and the Demo room if missing."
@@ -50,6 +63,12 @@ class Command(BaseCommand):
             "--force",
             action="store_true",
             help="create them even with DEBUG off (known passwords!)",
+        )
+        parser.add_argument(
+            "--linear-standin-webhook",
+            action="store_true",
+            help="give the Demo room a Linear trigger and register it with the "
+            "Linear stand-in at LINEAR_API_URL (webhookCreate); `make run` does",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -62,7 +81,9 @@ class Command(BaseCommand):
                 name: self.ensure_user(name, superuser)
                 for name, (superuser, _role) in USERS.items()
             }
-            self.ensure_room(users)
+            room = self.ensure_room(users)
+        if options["linear_standin_webhook"] and room is not None:
+            self.register_demo_trigger(room, users["demo"])
         self.stdout.write(
             "Log in as demo / demo (superuser: the admin is at /admin/); "
             "alice and carol (approvers) and bob (member) use the password demo too."
@@ -103,15 +124,15 @@ class Command(BaseCommand):
             content_type__app_label="chat", codename="add_room"
         )
 
-    def ensure_room(self, users: dict[str, User]) -> None:
+    def ensure_room(self, users: dict[str, User]) -> Room | None:
         """The Demo room with its members, created only if the slug is free.
 
         An existing room is left alone, members included: someone may have
         changed them on purpose.
         """
-        if Room.objects.filter(slug=ROOM_SLUG).exists():
+        if (existing := Room.objects.filter(slug=ROOM_SLUG).first()) is not None:
             self.stdout.write(f"Room {ROOM_NAME!r} (/{ROOM_SLUG}) exists.")
-            return
+            return existing
         # Makes its creator, demo, the first approver.
         room = room_create(user=users["demo"], name=ROOM_NAME, slug=ROOM_SLUG)
         for name, (_superuser, role) in USERS.items():
@@ -124,4 +145,41 @@ class Command(BaseCommand):
             f"Created room {ROOM_NAME!r} (/{ROOM_SLUG}): demo, alice and carol "
             "approve, bob is a member; deletes need two approvals, not the "
             "requester's; updates wait 15 s for a retract; searches run at once."
+        )
+        return room
+
+    def register_demo_trigger(self, room: Room, demo: User) -> None:
+        """The Demo room's Linear trigger (made once), registered with the Linear
+        stand-in, which keeps webhooks in memory: so on every start."""
+        trigger = Trigger.objects.filter(room=room, name=DEMO_TRIGGER["name"]).first()
+        if trigger is None:
+            trigger = trigger_create(room_slug=room.slug, user=demo, data=DEMO_TRIGGER)
+        query = (
+            "mutation($input: WebhookCreateInput!) "
+            "{ webhookCreate(input: $input) { success } }"
+        )
+        variables = {
+            "input": {
+                "url": f"{settings.SITE_URL}/hooks/{trigger.pk}",
+                "secret": trigger.secret,
+                "resourceTypes": ["Issue"],
+                "label": "agentsite demo",
+            }
+        }
+        try:
+            answer = requests.post(
+                settings.LINEAR_API_URL,
+                json={"query": query, "variables": variables},
+                headers={"Authorization": settings.LINEAR_API_KEY or "lin_api_demo"},
+                timeout=10,
+            )
+            answer.raise_for_status()
+            if answer.json().get("errors"):
+                raise ValueError(answer.json()["errors"])
+        except (requests.RequestException, ValueError) as error:
+            self.stdout.write(f"Could not register the demo trigger: {error}")
+            return
+        self.stdout.write(
+            f"The Demo room's trigger {DEMO_TRIGGER['name']!r} is registered with "
+            "the Linear stand-in: an issue created there posts a request."
         )
