@@ -44,6 +44,15 @@ def _room_for_approver(slug: str, user: User) -> Room:
     return room
 
 
+def _id(schedule_id: object) -> str | None:
+    """An id as a client gave it, or None when it cannot be one: PostgreSQL refuses
+    a NUL in a query (a 500), and pk=None matches no row."""
+    if isinstance(schedule_id, str) and 0 < len(schedule_id) <= 64:
+        if storable(schedule_id):
+            return schedule_id
+    return None
+
+
 def schedule_list(*, room_slug: str, user: User) -> list[Schedule]:
     room = _room_for_approver(room_slug, user)
     return list(_with_people().filter(room=room))
@@ -51,7 +60,7 @@ def schedule_list(*, room_slug: str, user: User) -> list[Schedule]:
 
 def schedule_get(*, room_slug: str, user: User, schedule_id: str) -> Schedule:
     room = _room_for_approver(room_slug, user)
-    schedule = _with_people().filter(room=room, pk=schedule_id).first()
+    schedule = _with_people().filter(room=room, pk=_id(schedule_id)).first()
     if schedule is None:
         raise NotFound("No such schedule.")
     return schedule
@@ -93,7 +102,7 @@ def schedule_update(
     with transaction.atomic():
         schedule = (
             Schedule.objects.select_for_update()
-            .filter(room=room, pk=schedule_id)
+            .filter(room=room, pk=_id(schedule_id))
             .first()
         )
         if schedule is None:
@@ -110,7 +119,7 @@ def schedule_delete(*, room_slug: str, user: User, schedule_id: str) -> None:
     DELETE waits for: that post commits before this answer, none after it."""
     room = _room_for_approver(room_slug, user)
     with transaction.atomic():
-        deleted, _ = Schedule.objects.filter(room=room, pk=schedule_id).delete()
+        deleted, _ = Schedule.objects.filter(room=room, pk=_id(schedule_id)).delete()
     if not deleted:
         raise NotFound("No such schedule.")
 

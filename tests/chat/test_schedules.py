@@ -194,6 +194,14 @@ def test_delete_answers_204_then_404(room: Room, alice: User) -> None:
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("bad", ["%00", "a%00b", "x" * 65])
+def test_an_id_that_cannot_be_one_is_404(room: Room, alice: User, bad: str) -> None:
+    for method in ("get", "patch", "delete"):
+        response = getattr(api(alice), method)(url(room, bad), {}, format="json")
+        refusal(response, 404)
+
+
+@pytest.mark.django_db
 def test_a_schedule_of_another_room_is_404(
     room: Room, alice: User, mallory: User
 ) -> None:
