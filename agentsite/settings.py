@@ -438,6 +438,26 @@ AGENT_SWEEP_GRACE_SECONDS = env_int("AGENT_SWEEP_GRACE_SECONDS", 10)
 # watchers 15 ms p50 while sending every token cost the web process little).
 AGENT_DELTA_INTERVAL_MS = env_int("AGENT_DELTA_INTERVAL_MS", 5)
 
+# Triggers and schedules (contract: "Triggers and schedules")
+# Requests one trigger may post per 60 s; past it a delivery answers 429.
+TRIGGER_MAX_PER_MINUTE = env_int("TRIGGER_MAX_PER_MINUTE", 10)
+# A delivery's body past this many bytes answers 413, read no further.
+TRIGGER_MAX_BYTES = env_int("TRIGGER_MAX_BYTES", 1024 * 1024)
+# Characters of one value a prompt template inserts, before the cut's "…".
+TRIGGER_VALUE_MAX_CHARS = env_int("TRIGGER_VALUE_MAX_CHARS", 2000)
+# Days a delivery id is kept, so that a sender's redelivery posts nothing twice.
+TRIGGER_DELIVERY_DAYS = env_int("TRIGGER_DELIVERY_DAYS", 30)
+TRIGGERS_PER_ROOM = env_int("TRIGGERS_PER_ROOM", 20)
+SCHEDULES_PER_ROOM = env_int("SCHEDULES_PER_ROOM", 20)
+# Seconds a passed slot may be late and still run once (after an outage).
+SCHEDULE_CATCH_UP = env_int("SCHEDULE_CATCH_UP", 300)
+
+# Schedules (contract: "Triggers and schedules"): at most this many per room; after an
+# outage only the latest passed slot runs, and only if it is less than
+# SCHEDULE_CATCH_UP seconds late. The sweep (AGENT_SWEEP_SECONDS) posts due slots.
+SCHEDULES_PER_ROOM = env_int("SCHEDULES_PER_ROOM", 20)
+SCHEDULE_CATCH_UP = env_int("SCHEDULE_CATCH_UP", 300)
+
 # Reaching approvers (contract: "Reaching approvers outside the room")
 # The origin of the links in mail and webhooks (`decide_url`).
 SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")

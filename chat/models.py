@@ -1,5 +1,6 @@
 """Rooms, the people in them, the agent's requests and everything a room has seen."""
 
+import secrets
 import uuid
 from collections.abc import Collection, Mapping
 from datetime import datetime
@@ -26,7 +27,25 @@ def _check_transition(
 
 class User(AbstractUser):
     """A person (`AUTH_USER_MODEL`): Django's user as it is, ours to extend without
-    swapping the model under a deployment that has data."""
+    swapping the model under a deployment that has data.
+
+    Or a room's bot (`bot_room` set): the author of what the room's triggers and
+    schedules post (`chat.services.bots`). A bot has no usable password, no token and
+    no membership, so it cannot log in, is listed nowhere and never votes.
+    """
+
+    bot_room = models.OneToOneField(
+        "chat.Room",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="bot",
+        editable=False,
+    )
+
+    @property
+    def is_bot(self) -> bool:
+        return self.bot_room_id is not None
 
 
 class Room(models.Model):
@@ -155,6 +174,11 @@ class Request(Leased):
     # it: every task of its turn runs in that trace (agentsite.telemetry); {} when
     # tracing was off.
     trace_context = models.JSONField(default=dict, blank=True)
+    # What posted it when no person did (contract: "Who posts them"): null, or
+    # {"kind": "webhook", "id", "source", "event", "delivery"} or
+    # {"kind": "schedule", "id", "slot"}. The worker tells the model such a
+    # message came from an outside event.
+    trigger = models.JSONField(null=True, blank=True, editable=False)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -760,3 +784,122 @@ class McpPin(models.Model):
     @property
     def changed(self) -> bool:
         return self.pinned_digest != self.listed_digest
+
+
+def _trigger_id() -> str:
+    # 192 random bits, URL-safe: the id is the hook's address, public by nature.
+    return secrets.token_urlsafe(24)
+
+
+class Trigger(models.Model):
+    """A signed webhook from Linear, GitHub or a Standard Webhooks sender that
+    posts a request in the room (contract: "Triggers"). Rules in
+    `chat/services/triggers.py`."""
+
+    class Source(models.TextChoices):
+        LINEAR = "linear"
+        GITHUB = "github"
+        GENERIC = "generic"
+
+    id = models.CharField(
+        primary_key=True, max_length=64, default=_trigger_id, editable=False
+    )
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="triggers")
+    source = models.CharField(max_length=10, choices=Source.choices)
+    name = models.CharField(max_length=100, blank=True)
+    events = models.JSONField(default=list, blank=True)
+    filter = models.JSONField(default=dict, blank=True)
+    prompt = models.TextField()
+    enabled = models.BooleanField(default=True)
+    # Shown once (the answer that sets it); never in the admin or a list.
+    secret = models.CharField(max_length=200, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    last_delivery = models.DateTimeField(null=True, blank=True, editable=False)
+    last_fired = models.DateTimeField(null=True, blank=True, editable=False)
+    fired = models.PositiveIntegerField(default=0, editable=False)
+
+    class Meta:
+        ordering = ["created"]
+
+    def __str__(self) -> str:
+        return f"{self.get_source_display()} trigger {self.name or self.id}"
+
+
+class TriggerDelivery(models.Model):
+    """A delivery id a trigger has seen, kept TRIGGER_DELIVERY_DAYS: the same id
+    twice, even at once, posts one request (the unique constraint decides)."""
+
+    trigger = models.ForeignKey(
+        Trigger, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    delivery = models.CharField(max_length=200)
+    request = models.ForeignKey(
+        Request, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["trigger", "delivery"], name="one_delivery_per_trigger"
+            )
+        ]
+        # The rate limit counts a trigger's recent posts.
+        indexes = [models.Index(fields=["trigger", "created"])]
+
+    def __str__(self) -> str:
+        return f"{self.delivery} for {self.trigger_id}"
+
+
+def _schedule_id() -> str:
+    return secrets.token_urlsafe(24)  # 192 random bits, as a trigger's
+
+
+class Schedule(models.Model):
+    """A room's cron: a request posted by the room's bot at every slot (contract:
+    "Schedules"). `next_run` is the claim: the sweep moves it forward with a
+    conditional UPDATE in the transaction that posts the slot's request."""
+
+    id = models.CharField(
+        primary_key=True, max_length=64, default=_schedule_id, editable=False
+    )
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="schedules")
+    name = models.CharField(max_length=100, blank=True)
+    cron = models.CharField(max_length=200)
+    timezone = models.CharField(max_length=64, default="UTC")
+    prompt = models.TextField()
+    enabled = models.BooleanField(default=True)
+    # The room's bot, who posts its requests.
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    # The next slot (UTC); null while disabled.
+    next_run = models.DateTimeField(null=True, blank=True)
+    last_run = models.DateTimeField(null=True, blank=True)
+    last_request = models.ForeignKey(
+        Request, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    skipped = models.PositiveIntegerField(default=0)
+    last_skipped = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created"]
+        indexes = [models.Index(fields=["next_run"])]
+
+    def __str__(self) -> str:
+        return f"{self.name or self.cron} ({self.timezone})"

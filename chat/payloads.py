@@ -104,6 +104,9 @@ class RequestPayload(TypedDict):
     id: str
     status: str
     error: str
+    # null for a person's request; what posted it otherwise (contract: "Who posts
+    # them").
+    trigger: dict[str, Any] | None
 
 
 def iso(value: datetime | None) -> str | None:
@@ -210,7 +213,10 @@ def message_payload(message: Message) -> MessagePayload:
 
 def request_payload(request: Request) -> RequestPayload:
     return RequestPayload(
-        id=str(request.pk), status=str(request.status), error=request.error
+        id=str(request.pk),
+        status=str(request.status),
+        error=request.error,
+        trigger=request.trigger,
     )
 
 

@@ -173,7 +173,12 @@ class Runner:
         self._start_standins()
         python = sys.executable
         self._run_task("migrate", [python, "manage.py", "migrate", "--noinput"])
-        self._run_task("setup", [python, "manage.py", "demo_setup"])
+        setup = [python, "manage.py", "demo_setup"]
+        if "Linear" in self.demo:
+            # The Linear stand-in runs here: the demo trigger is registered with it
+            # (webhookCreate), so an issue created there fires the trigger.
+            setup.append("--linear-standin-webhook")
+        self._run_task("setup", setup)
         # What a deployment does after migrate (docs/PROTOCOL.md): the web process
         # serves the hashed files from STATIC_ROOT when DEBUG is off.
         self._run_task(

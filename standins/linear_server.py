@@ -28,7 +28,7 @@ from typing import Any
 import graphql
 from graphql import GraphQLError, GraphQLScalarType, GraphQLSchema
 
-from . import linear_data
+from . import linear_data, linear_webhooks
 
 SUBSET_PATH = Path(__file__).with_name("linear_subset.graphql")
 DEFAULT_PAGE = 50
@@ -118,7 +118,14 @@ class Store:
             self.issues: dict[str, dict] = seeded["issues"]
             self.comments: dict[str, dict] = {}
             # Ids per kind; Linear never reuses one, even of something deleted.
-            self.taken_ids = {"Issue": set(self.issues), "Comment": set()}
+            self.taken_ids = {
+                "Issue": set(self.issues),
+                "Comment": set(),
+                "Webhook": set(),
+            }
+            # Registered with webhookCreate; what each POST to them answered.
+            self.webhooks: dict[str, dict] = {}
+            self.webhook_deliveries: list[dict] = []
             self.sequences = {team_id: 0 for team_id in self.teams}
             for issue in self.issues.values():
                 team_id = issue["teamId"]
@@ -441,7 +448,65 @@ def resolve_issue_create(_: Any, info: Any, input: dict) -> dict:
     issue_id = store.claim_id(input.get("id"), "Issue")
     issue = store.add_issue(team, issue_id, input)
     store.record_effect("issueCreate", issue, issue["identifier"], dict(input))
+    _announce(store, "create", issue, team)
     return {"success": True, "lastSyncId": store.next_sync_id(), "issue": issue}
+
+
+def _announce(store: Store, action: str, issue: dict, team: dict) -> None:
+    """Send the issue's event to every enabled webhook subscribed to issues of its
+    team (one scoped to no team hears every team)."""
+    for hook in store.webhooks.values():
+        if not hook["enabled"] or "Issue" not in hook["resourceTypes"]:
+            continue
+        if hook["teamId"] and hook["teamId"] != team["id"]:
+            continue
+        body = linear_webhooks.issue_body(
+            action, issue, team, store.states[issue["stateId"]], hook, issue_url(issue)
+        )
+        linear_webhooks.send_later(hook, body, store.webhook_deliveries)
+
+
+def resolve_webhook_create(_: Any, info: Any, input: dict) -> dict:
+    store = info.context
+    url = input.get("url") or ""
+    if not url.startswith(("http://", "https://")):
+        raise invalid("Argument Validation Error: url must be a URL address.")
+    team_id = input.get("teamId")
+    if team_id is not None:
+        team = store.find_team(team_id)
+        if team is None:
+            raise not_found("Team")
+        team_id = team["id"]
+    stamp = now()
+    hook = {
+        "__typename": "Webhook",
+        "id": store.claim_id(input.get("id"), "Webhook"),
+        "url": url,
+        "label": input.get("label"),
+        "enabled": input.get("enabled", True) is not False,
+        "secret": input.get("secret") or linear_webhooks.new_secret(),
+        "resourceTypes": list(input.get("resourceTypes") or []),
+        "teamId": team_id,
+        "teamIds": [team_id] if team_id else [],
+        "allPublicTeams": bool(input.get("allPublicTeams")),
+        "archivedAt": None,
+        "creator": None,
+        "failures": [],
+        "createdAt": stamp,
+        "updatedAt": stamp,
+    }
+    store.webhooks[hook["id"]] = hook
+    store.record_effect("webhookCreate", hook, url, {**input, "secret": "<hidden>"})
+    return {"success": True, "lastSyncId": store.next_sync_id(), "webhook": hook}
+
+
+def resolve_webhook_delete(_: Any, info: Any, id: str) -> dict:
+    store = info.context
+    hook = store.webhooks.pop(id, None)
+    if hook is None:
+        raise not_found("Webhook")
+    store.record_effect("webhookDelete", hook, hook["url"], {"id": id})
+    return {"success": True, "lastSyncId": store.next_sync_id(), "entityId": id}
 
 
 def resolve_issue_update(_: Any, info: Any, id: str, input: dict) -> dict:
@@ -571,7 +636,10 @@ FIELD_RESOLVERS = {
         "issueUpdate": resolve_issue_update,
         "issueDelete": resolve_issue_delete,
         "commentCreate": resolve_comment_create,
+        "webhookCreate": resolve_webhook_create,
+        "webhookDelete": resolve_webhook_delete,
     },
+    "Webhook": {"team": _related("teams", "teamId")},
     "Issue": ISSUE_FIELDS,
     "IssueSearchResult": ISSUE_FIELDS,
     "Team": {"states": _team_states, "issues": _team_issues},
@@ -666,6 +734,9 @@ class Handler(BaseHTTPRequestHandler):
             "/_control/effects": lambda: {"effects": list(store.effects)},
             "/_control/requests": lambda: {"requests": list(store.requests)},
             "/_control/health": lambda: {"ok": True},
+            "/_control/webhook_deliveries": lambda: {
+                "deliveries": list(store.webhook_deliveries)
+            },
         }
         with store.lock:
             answer = routes.get(self.path.split("?")[0])

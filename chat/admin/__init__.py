@@ -10,7 +10,15 @@ Everything that came from the model or from Linear (arguments, issue titles,
 messages) is untrusted: it reaches HTML only through autoescaping or `format_html`.
 """
 
-from . import actions, audit, outbox, packs, records  # noqa: F401 - registers admins
+from . import (  # noqa: F401 - registers the admins
+    actions,
+    audit,
+    outbox,
+    packs,
+    records,
+    schedules,
+    triggers,
+)
 from .common import action_summary
 
 __all__ = ["action_summary"]

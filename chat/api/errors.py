@@ -46,6 +46,6 @@ def json_404_or_page(
     request: HttpRequest, exception: Exception | None = None
 ) -> HttpResponse:
     """API clients get JSON for unknown paths too; people get the usual page."""
-    if request.path.startswith("/api/"):
+    if request.path.startswith(("/api/", "/hooks/")):
         return JsonResponse({"detail": "Not found."}, status=404)
     return page_not_found(request, exception)

@@ -168,10 +168,26 @@ class RequestSerializer(serializers.ModelSerializer[Request]):
         source="user.username", read_only=True, allow_null=True, default=None
     )
     usage = serializers.JSONField(read_only=True)
+    trigger = serializers.JSONField(
+        read_only=True,
+        allow_null=True,
+        help_text='null for a person\'s request; {"kind": "webhook", "id", "source", '
+        '"event", "delivery"} or {"kind": "schedule", "id", "slot"} for one a '
+        "trigger or a schedule posted as the room's bot.",
+    )
 
     class Meta:
         model = Request
-        fields = ["id", "room", "user", "status", "error", "created", "usage"]
+        fields = [
+            "id",
+            "room",
+            "user",
+            "status",
+            "error",
+            "created",
+            "usage",
+            "trigger",
+        ]
         read_only_fields = fields
 
 

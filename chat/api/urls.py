@@ -3,7 +3,7 @@ from csp.decorators import csp_update
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from . import agui, governance, policies, views, webhooks
+from . import agui, governance, policies, schedules, triggers, views, webhooks
 
 urlpatterns = [
     path("auth/token", views.TokenView.as_view(), name="api-token"),
@@ -82,6 +82,26 @@ urlpatterns = [
     ),
     path("rooms/<slug:slug>/audit", governance.AuditView.as_view(), name="api-audit"),
     path("rooms/<slug:slug>/stats", governance.StatsView.as_view(), name="api-stats"),
+    path(
+        "rooms/<slug:slug>/triggers",
+        triggers.TriggersView.as_view(),
+        name="api-triggers",
+    ),
+    path(
+        "rooms/<slug:slug>/triggers/<str:trigger_id>",
+        triggers.TriggerView.as_view(),
+        name="api-trigger",
+    ),
+    path(
+        "rooms/<slug:slug>/schedules",
+        schedules.SchedulesView.as_view(),
+        name="api-schedules",
+    ),
+    path(
+        "rooms/<slug:slug>/schedules/<str:schedule_id>",
+        schedules.ScheduleView.as_view(),
+        name="api-schedule",
+    ),
     path("tools", policies.ToolsView.as_view(), name="api-tools"),
     path("schema", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's set-up script as a file: the CSP allows no

@@ -33,6 +33,7 @@ from .actions import (
     action_list,
     action_retract,
 )
+from .bots import room_bot
 from .decide_all import DecidedAll, request_decide_all
 from .escalation import action_escalate, action_escalate_due
 from .events import (
@@ -79,6 +80,7 @@ from .requests import (
     request_finish,
     request_get,
     request_start,
+    request_start_triggered,
 )
 from .room_scope import (
     action_decide_in_room,
@@ -99,9 +101,28 @@ from .rooms import (
     user_deactivated,
     user_saved,
 )
+from .schedules import (
+    schedule_create,
+    schedule_delete,
+    schedule_get,
+    schedule_list,
+    schedule_update,
+    schedules_disable,
+    schedules_fire,
+)
 from .sweep import sweep
 from .tokens import token_authenticate, token_issue, token_revoke
 from .tools import mcp_listing_store, mcp_pin_accept, request_notice
+from .triggers import (
+    trigger_create,
+    trigger_delete,
+    trigger_deliver,
+    trigger_deliveries_forget,
+    trigger_get,
+    trigger_list,
+    trigger_update,
+    triggers_disable,
+)
 from .turns import (
     calls_within_cap,
     step_claim,
@@ -181,6 +202,8 @@ __all__ = [
     "request_lock",
     "request_notify",
     "request_start",
+    "request_start_triggered",
+    "room_bot",
     "room_create",
     "room_get_for_member",
     "room_keeps_an_approver",
@@ -194,11 +217,26 @@ __all__ = [
     "step_record",
     "step_release",
     "step_renew",
+    "schedule_create",
+    "schedule_delete",
+    "schedule_get",
+    "schedule_list",
+    "schedule_update",
+    "schedules_disable",
+    "schedules_fire",
     "sweep",
     "token_authenticate",
     "token_issue",
     "token_revoke",
     "tool_result_content",
+    "trigger_create",
+    "trigger_deliver",
+    "trigger_deliveries_forget",
+    "trigger_delete",
+    "trigger_get",
+    "trigger_list",
+    "trigger_update",
+    "triggers_disable",
     "tool_result_emit",
     "webhook_create",
     "webhook_delete",

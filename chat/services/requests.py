@@ -2,6 +2,7 @@
 
 import logging
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -18,6 +19,7 @@ from chat.text import storable
 
 from .access import can_decide, can_see, id_or_none, room_role
 from .audit import audit_write
+from .bots import room_bot
 from .events import action_emit, message_emit, request_emit
 from .leases import lease_end
 from .locks import request_lock
@@ -64,6 +66,46 @@ def request_start(*, room: Room, user: User, text: object) -> Request:
         # Last, so the user's row is locked only for the count and the commit: posts
         # of one user in many rooms do not queue behind each other's room locks.
         _check_active_limit(user, request)
+        transaction.on_commit(
+            lambda: enqueue.model_step(
+                request_id=request.pk, step=request.step, trace=request.trace_context
+            )
+        )
+    return request
+
+
+def request_start_triggered(
+    *, room: Room, text: str, trigger: dict[str, Any]
+) -> Request:
+    """Post `text` as the room's bot for a trigger or a schedule slot, and queue the
+    agent's turn (contract: "Who posts them").
+
+    `trigger` is the request's `trigger` field ({"kind": "webhook", ...} or
+    {"kind": "schedule", ...}); the worker reads it to tell the model the message came
+    from an outside event. Runs in the caller's transaction, so the delivery id or
+    the slot it claims commits with the request or not at all. The bot is not held
+    to the per-user limits: the trigger's rate and one request per slot bound it.
+    """
+    if not text.strip():
+        raise Invalid("The message is empty.")
+    if not storable(text):
+        raise Invalid("The message contains a NUL character or invalid Unicode.")
+    text = text[: settings.AGENT_MAX_INPUT_CHARS]
+    bot = room_bot(room)
+    with transaction.atomic():
+        request = Request.objects.create(
+            room=room, user=bot, trigger=trigger, trace_context=telemetry.carrier()
+        )
+        telemetry.tag(request_id=request.pk, room=room.slug)
+        message = Message.objects.create(
+            room=room,
+            request=request,
+            role=Message.Role.USER,
+            content=text,
+            author=bot,
+        )
+        message_emit(message)
+        request_emit(request)
         transaction.on_commit(
             lambda: enqueue.model_step(
                 request_id=request.pk, step=request.step, trace=request.trace_context

@@ -19,6 +19,8 @@ from .grants import policy_expire_due
 from .leases import lease_expired
 from .notify import action_remind_due, deliveries_lost
 from .requests import request_advance
+from .schedules import schedules_fire
+from .triggers import trigger_deliveries_forget
 
 BATCH = 500
 
@@ -28,7 +30,8 @@ def sweep() -> dict[str, Any]:
     and advance every request a crash left between a decision and its advance.
 
     Queuing one twice is harmless: its claim finds it taken or done; so is advancing
-    one twice. Runs every few seconds (`AGENT_SWEEP_SECONDS`, Celery beat).
+    one twice. Runs every few seconds (`AGENT_SWEEP_SECONDS`, Celery beat), which
+    is also what posts the schedules' due slots, each claimed once.
     """
     now = timezone.now()
     settle = now - timedelta(seconds=settings.AGENT_SWEEP_GRACE_SECONDS)
@@ -69,7 +72,10 @@ def sweep() -> dict[str, Any]:
     lost = deliveries_lost()
     for delivery_id in lost:
         enqueue.deliver(delivery_id=delivery_id)
+    scheduled = schedules_fire(now)
     return {
+        "scheduled": scheduled["posted"],
+        "skipped_slots": scheduled["skipped"],
         "steps": len(steps),
         "actions": len(actions),
         "abandoned": len(abandoned),
@@ -79,6 +85,8 @@ def sweep() -> dict[str, Any]:
         "reminded": action_remind_due(),
         "deliveries": len(lost),
         "advanced": len(misfiled),
+        # Delivery ids past TRIGGER_DELIVERY_DAYS (an indexed range: cheap when none).
+        "forgotten": trigger_deliveries_forget(now=now),
     }
 
 

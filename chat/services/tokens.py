@@ -7,6 +7,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from chat.errors import Forbidden
 from chat.models import ApiToken, User
 
 
@@ -17,6 +18,8 @@ def _digest(key: str) -> str:
 
 def token_issue(*, user: User) -> tuple[ApiToken, str]:
     """A new token for `user` and its key, which is shown this once only."""
+    if user.is_bot:
+        raise Forbidden("A room's bot cannot hold a token.")
     key = secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
         user=user,
@@ -34,7 +37,7 @@ def token_authenticate(*, key: str) -> ApiToken | None:
         .filter(digest=_digest(key), expires_at__gt=timezone.now())
         .first()
     )
-    if token is None or not token.user.is_active:
+    if token is None or not token.user.is_active or token.user.is_bot:
         return None
     return token
 

@@ -6,6 +6,7 @@
 
 import { ENDED } from "./protocol.js";
 import { ACTION_LABELS } from "./actions.js";
+import { viaLabel } from "./automation.js";
 import {
   button, cssToken, el, keepingScroll, markdown, pretty, timeElement, timeOf,
 } from "./dom.js";
@@ -22,7 +23,7 @@ const REQUEST_LABELS = {
 
 export function createMessages({ timeline, config, cancelRequest }) {
   const messages = new Map(); // id -> {data, el}: final messages, which never change
-  const requests = new Map(); // id -> {id, status, error}
+  const requests = new Map(); // id -> {id, status, error, trigger}
   const stream = createStream({ timeline });
 
   /* True when it drew a message the page did not show yet. */
@@ -72,6 +73,7 @@ export function createMessages({ timeline, config, cancelRequest }) {
     meta.append(el("span", "msg__author", who));
     if (user && data.author === config.username) meta.append(el("span", "msg__you", "you"));
     meta.append(timeElement(data.created));
+    if (user) renderVia(meta, data.request);
     const body = el("div", user ? "msg__body msg__body--plain" : "msg__body md");
     if (user) body.textContent = data.content;
     else body.append(markdown(data.content));
@@ -114,15 +116,30 @@ export function createMessages({ timeline, config, cancelRequest }) {
 
   function upsertRequest(data) {
     const previous = requests.get(data.id) || {};
-    const request = { ...previous, id: data.id, status: data.status, error: data.error };
+    const request = {
+      ...previous, id: data.id, status: data.status, error: data.error,
+      trigger: data.trigger ?? previous.trigger ?? null,
+    };
     requests.set(data.id, request);
     const owner = timeline.list.querySelector(
       `.msg--user[data-request="${CSS.escape(data.id)}"]`);
     if (owner) {
+      renderVia(owner.querySelector(".msg__meta"), data.id);
       const message = messages.get(owner.dataset.messageId);
       renderRequestFooter(owner, message ? message.data : {});
     }
     if (ENDED.has(request.status)) stream.stop(data.id);
+  }
+
+  /* "via Linear trigger" (or GitHub, webhook, schedule) beside the author of a
+     message a trigger or schedule posted, from its request's `trigger`; the
+     request may arrive before or after the message. */
+  function renderVia(meta, requestId) {
+    const request = requestId ? requests.get(requestId) : null;
+    const text = request ? viaLabel(request.trigger) : null;
+    if (!meta || !text || meta.querySelector(".msg__via")) return;
+    const label = el("span", "msg__via", text);
+    meta.querySelector(".msg__author").after(label);
   }
 
   function renderRequestFooter(item, message) {

@@ -8,6 +8,7 @@
  */
 
 import { describeRule, ruleFromForm } from "./approvals.js";
+import { createApi } from "./api.js";
 import { button, el } from "./dom.js";
 import { clockUntil, ruleNotes, rulesAfter } from "./governance.js";
 
@@ -23,28 +24,7 @@ export function createPolicyPanel({ root, config, csrfToken, fetch }) {
   let ticker = null;
   let toolsLoaded = false;
   let rules = null; // as last drawn; null until read
-
-  /* A JSON call; resolves to {ok, status, data, detail}. */
-  async function call(url, init) {
-    let response;
-    try {
-      response = await fetch(url, {
-        credentials: "same-origin",
-        ...init,
-        headers: {
-          Accept: "application/json",
-          ...(init && init.body ? { "Content-Type": "application/json" } : {}),
-          ...(init && init.method && init.method !== "GET" ? { "X-CSRFToken": csrfToken() } : {}),
-        },
-      });
-    } catch (error) {
-      return { ok: false, status: 0, detail: "Could not reach the server." };
-    }
-    const data = response.status === 204 ? null : await response.json().catch(() => null);
-    const detail = data && typeof data.detail === "string" ? data.detail
-      : `The server answered ${response.status}.`;
-    return { ok: response.ok, status: response.status, data, detail };
-  }
+  const call = createApi({ fetch, csrfToken });
 
   async function refresh() {
     const answer = await call(base);

@@ -20,6 +20,7 @@ import { renderPresence } from "./presence.js";
 import { createRoomSocket } from "./protocol.js";
 import { createStatsPanel } from "./stats.js";
 import { createTimeline } from "./timeline.js";
+import { createSchedulesPanel, createTriggersPanel } from "./triggers.js";
 
 const root = document.getElementById("room");
 if (root) start(root);
@@ -184,6 +185,23 @@ function start(root) {
     } catch (error) {
       // No grant buttons: Approve still works.
     }
+  }
+
+  // Approvers only: the template leaves both panels out of anyone else's page.
+  const triggers = document.getElementById("triggers");
+  if (triggers) {
+    createTriggersPanel({
+      root: triggers, config, csrfToken: () => dom.csrf.value,
+      fetch: (url, init) => window.fetch(url, init),
+      clipboard: window.navigator.clipboard,
+    });
+  }
+  const schedules = document.getElementById("schedules");
+  if (schedules) {
+    createSchedulesPanel({
+      root: schedules, config, csrfToken: () => dom.csrf.value,
+      fetch: (url, init) => window.fetch(url, init),
+    });
   }
 }
 

@@ -748,6 +748,7 @@ def test_events_come_in_seq_order_with_last_seq(bob: User, room: Room) -> None:
         "id": str(first.pk),
         "status": "queued",
         "error": "",
+        "trigger": None,
     }
 
 

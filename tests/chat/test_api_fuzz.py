@@ -76,6 +76,16 @@ OPERATIONS = [
     ("DELETE", "/api/rooms/{slug}/members/{username}"),
     ("GET", "/api/rooms/{slug}/audit"),
     ("GET", "/api/rooms/{slug}/stats"),
+    ("GET", "/api/rooms/{slug}/triggers"),
+    ("POST", "/api/rooms/{slug}/triggers"),
+    ("GET", "/api/rooms/{slug}/triggers/{trigger_id}"),
+    ("PATCH", "/api/rooms/{slug}/triggers/{trigger_id}"),
+    ("DELETE", "/api/rooms/{slug}/triggers/{trigger_id}"),
+    ("GET", "/api/rooms/{slug}/schedules"),
+    ("POST", "/api/rooms/{slug}/schedules"),
+    ("GET", "/api/rooms/{slug}/schedules/{schedule_id}"),
+    ("PATCH", "/api/rooms/{slug}/schedules/{schedule_id}"),
+    ("DELETE", "/api/rooms/{slug}/schedules/{schedule_id}"),
 ]
 
 IDS = [f"{method} {path}" for method, path in OPERATIONS]
@@ -152,6 +162,16 @@ EXCEPTIONS: dict[tuple[str, str], dict[str, list]] = {
         "excluded_checks": [positive_data_acceptance],
         "additional_checks": [_refused_only("after:")],
     },
+    # A prompt must parse as a template, a given secret fit its source (whsec_ +
+    # base64 for generic), a filter's keys be paths: no schema pattern says so.
+    ("POST", "/api/rooms/{slug}/triggers"): {
+        "excluded_checks": [positive_data_acceptance],
+        "additional_checks": [_refused_only("prompt", "secret", "filter")],
+    },
+    ("PATCH", "/api/rooms/{slug}/triggers/{trigger_id}"): {
+        "excluded_checks": [positive_data_acceptance],
+        "additional_checks": [_refused_only("prompt", "secret", "filter", "source")],
+    },
     ("PATCH", "/api/rooms/{slug}/policies/{rule_id}"): {
         "excluded_checks": [positive_data_acceptance],
         "additional_checks": [
@@ -165,6 +185,17 @@ EXCEPTIONS: dict[tuple[str, str], dict[str, list]] = {
                 "expires_at",
             )
         ],
+    },
+    # A cron expression, a time zone name and a template have grammars of their
+    # own (Debian's cron, the IANA database, placeholders): no schema pattern says
+    # which strings parse. A refusal of valid data must name the field.
+    ("POST", "/api/rooms/{slug}/schedules"): {
+        "excluded_checks": [positive_data_acceptance],
+        "additional_checks": [_refused_only("cron", "timezone", "prompt", "name")],
+    },
+    ("PATCH", "/api/rooms/{slug}/schedules/{schedule_id}"): {
+        "excluded_checks": [positive_data_acceptance],
+        "additional_checks": [_refused_only("cron", "timezone", "prompt", "name")],
     },
 }
 
@@ -189,6 +220,8 @@ class World:
     actions: list[str]
     rules: list[str]
     webhooks: list[str]
+    triggers: list[str]
+    schedules: list[str]
 
 
 @pytest.fixture
@@ -249,6 +282,16 @@ def world(room: Room, alice: User, bob: User, mallory: User) -> World:
         Webhook.objects.create(room=room, url="https://93.184.215.14/hook"),
         Webhook.objects.create(room=elsewhere, url="https://93.184.215.14/other"),
     ]
+    triggers = [
+        services.trigger_create(
+            room_slug=slug, user=owner, data={"source": "github", "prompt": "x"}
+        ).pk
+        for slug, owner in ((room.slug, alice), (elsewhere.slug, mallory))
+    ]
+    schedules = [
+        services.schedule_create(room_slug=slug, user=owner, data=SCHEDULE).pk
+        for slug, owner in ((room.slug, alice), (elsewhere.slug, mallory))
+    ]
     return World(
         token=token_for(alice),
         slugs=[room.slug, elsewhere.slug],
@@ -256,6 +299,8 @@ def world(room: Room, alice: User, bob: User, mallory: User) -> World:
         actions=[str(a) for a in (pending.pk, done.pk, hidden.pk)],
         rules=[str(r.pk) for r in rules],
         webhooks=[str(h.pk) for h in hooks],
+        triggers=triggers,
+        schedules=schedules,
     )
 
 
@@ -268,11 +313,25 @@ def _known_path_parameters(world: World, path: str) -> st.SearchStrategy[dict]:
                 "rule_id": st.sampled_from(world.rules),
             }
         )
+    if "{schedule_id}" in path:
+        return st.fixed_dictionaries(
+            {
+                "slug": st.sampled_from(world.slugs),
+                "schedule_id": st.sampled_from(world.schedules),
+            }
+        )
     if "{webhook_id}" in path:
         return st.fixed_dictionaries(
             {
                 "slug": st.sampled_from(world.slugs),
                 "webhook_id": st.sampled_from(world.webhooks),
+            }
+        )
+    if "{trigger_id}" in path:
+        return st.fixed_dictionaries(
+            {
+                "slug": st.sampled_from(world.slugs),
+                "trigger_id": st.sampled_from(world.triggers),
             }
         )
     if "{slug}" in path:
@@ -283,6 +342,17 @@ def _known_path_parameters(world: World, path: str) -> st.SearchStrategy[dict]:
         return st.fixed_dictionaries({"action_id": st.sampled_from(world.actions)})
     return st.just({})
 
+
+SCHEDULE = {"cron": "0 9 * * mon-fri", "prompt": "Standup for {{ $slot }}"}
+SCHEDULE_FIELDS = {
+    "cron": st.sampled_from(["*/5 * * * *", "0 9 * * 1-5", "0 0 1 jan *", "0 0 L * *"]),
+    "prompt": st.sampled_from(["Report {{ $slot }}", "{{ $schedule }}", "{{ x }}"]),
+}
+SCHEDULE_OPTIONAL = {
+    "timezone": st.sampled_from(["UTC", "Europe/Berlin", "Mars/Base"]),
+    "name": st.sampled_from(["", "Daily"]),
+    "enabled": st.booleans(),
+}
 
 # Bodies that can succeed, which random text almost never does: real credentials,
 # people who exist.
@@ -299,6 +369,20 @@ KNOWN_BODIES = {
             "role": st.sampled_from(Membership.Role.values),
         }
     ),
+    ("POST", "/api/rooms/{slug}/triggers"): st.fixed_dictionaries(
+        {
+            "source": st.sampled_from(["linear", "github", "generic"]),
+            "prompt": st.sampled_from(["New: {{ issue.title }}", "{{ $event }}", "x"]),
+        },
+        optional={
+            "events": st.lists(st.sampled_from(["Issue", "issues.opened"])),
+            "filter": st.dictionaries(
+                st.sampled_from(["action", "data.labels.*.name"]),
+                st.one_of(st.none(), st.booleans(), st.integers(), st.text()),
+            ),
+            "enabled": st.booleans(),
+        },
+    ),
     # Address literals: no DNS, and both sides of the SSRF guard.
     ("POST", "/api/rooms/{slug}/webhooks"): st.fixed_dictionaries(
         {
@@ -312,6 +396,12 @@ KNOWN_BODIES = {
             ),
             "format": st.sampled_from(Webhook.Format.values),
         },
+    ),
+    ("POST", "/api/rooms/{slug}/schedules"): st.fixed_dictionaries(
+        SCHEDULE_FIELDS, optional=SCHEDULE_OPTIONAL
+    ),
+    ("PATCH", "/api/rooms/{slug}/schedules/{schedule_id}"): st.fixed_dictionaries(
+        {}, optional={**SCHEDULE_FIELDS, **SCHEDULE_OPTIONAL}
     ),
 }
 
@@ -406,6 +496,12 @@ HOSTILE_BODIES = [
     ("POST", "/api/rooms/{slug}/requests", '{"text": "hi \\ud800"}'),
     ("POST", "/api/rooms/{slug}/requests", "[" * 5000 + "]" * 5000),
     ("POST", "/api/actions/{action}/deny", '{"reason": "no \\ud800"}'),
+    ("POST", "/api/rooms/{slug}/triggers", '{"source": "linear", "prompt": "\\ud800"}'),
+    (
+        "POST",
+        "/api/rooms/{slug}/triggers",
+        '{"source": "github", "filter": {"\\ud800": 1}}',
+    ),
     ("POST", "/api/actions/{action}/approve", '{"arguments": {"id": "\\ud800"}}'),
     ("POST", "/api/actions/{action}/approve", '{"arguments": {"\\ud800": 1}}'),
     (

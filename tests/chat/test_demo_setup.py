@@ -16,7 +16,9 @@ def demo_debug(settings):
 
 def test_every_demo_user_has_an_address(db, demo_debug):
     call_command("demo_setup")
-    addresses = dict(User.objects.values_list("username", "email"))
+    # People only: a room's bot (made with its first trigger) has no address.
+    people = User.objects.filter(bot_room=None)
+    addresses = dict(people.values_list("username", "email"))
     assert addresses == {
         "demo": "demo@example.com",
         "alice": "alice@example.com",
@@ -68,3 +70,33 @@ def test_the_demo_rooms_comments_are_alices_and_escalate_to_carol_after_a_minute
         True,
         0,
     )
+
+
+def test_make_run_registers_the_demo_trigger_with_the_linear_standin(
+    db, demo_debug, settings
+):
+    import threading
+
+    from chat.models import Trigger
+    from standins.linear_server import SUBSET_PATH, LinearStandin, load_schema
+
+    linear = LinearStandin(("127.0.0.1", 0), schema=load_schema(str(SUBSET_PATH)))
+    threading.Thread(target=linear.serve_forever, daemon=True).start()
+    settings.LINEAR_API_URL = linear.url
+    try:
+        call_command("demo_setup", "--linear-standin-webhook")
+        call_command("demo_setup", "--linear-standin-webhook")  # every start
+    finally:
+        linear.shutdown()
+        linear.server_close()
+    (trigger,) = Trigger.objects.all()
+    assert trigger.room.slug == "demo" and trigger.source == "linear"
+    hooks = list(linear.store.webhooks.values())
+    # Once: a second run while the stand-in runs would otherwise post each issue
+    # twice.
+    assert [h["url"] for h in hooks] == [f"{settings.SITE_URL}/hooks/{trigger.pk}"]
+    assert hooks[0]["secret"] == trigger.secret
+    # Its prompt reads the new issue first (a read, which runs at once), whatever
+    # the issue says: the demo model takes the first command it finds.
+    assert trigger.prompt.startswith("Show {{ data.identifier }}")
+    assert trigger.events == ["Issue.create"]

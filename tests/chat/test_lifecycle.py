@@ -54,6 +54,9 @@ def test_sweep_requeues_a_step_whose_lease_ran_out(
         "reminded": 0,
         "deliveries": 0,
         "advanced": 0,
+        "forgotten": 0,
+        "scheduled": 0,
+        "skipped_slots": 0,
     }
     assert _queued(task_queue) == [(enqueue.MODEL_STEP, repr((str(turn.pk), 0)))]
 
@@ -132,6 +135,9 @@ def test_sweep_does_not_requeue_a_turn_waiting_for_approval(
         "reminded": 0,
         "deliveries": 0,
         "advanced": 0,
+        "forgotten": 0,
+        "scheduled": 0,
+        "skipped_slots": 0,
     }
     assert _queued(task_queue) == []
 

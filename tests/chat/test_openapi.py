@@ -46,6 +46,22 @@ CONTRACT = {
         "403",
         "404",
     },
+    # Triggers and schedules
+    ("get", "/api/rooms/{slug}/triggers"): {"200", "403", "404"},
+    ("post", "/api/rooms/{slug}/triggers"): {"201", "400", "403", "404", "409"},
+    ("get", "/api/rooms/{slug}/triggers/{trigger_id}"): {"200", "403", "404"},
+    ("patch", "/api/rooms/{slug}/triggers/{trigger_id}"): {"200", "400", "403", "404"},
+    ("delete", "/api/rooms/{slug}/triggers/{trigger_id}"): {"204", "403", "404"},
+    ("get", "/api/rooms/{slug}/schedules"): {"200", "403", "404"},
+    ("post", "/api/rooms/{slug}/schedules"): {"201", "400", "403", "404", "409"},
+    ("get", "/api/rooms/{slug}/schedules/{schedule_id}"): {"200", "403", "404"},
+    ("patch", "/api/rooms/{slug}/schedules/{schedule_id}"): {
+        "200",
+        "400",
+        "403",
+        "404",
+    },
+    ("delete", "/api/rooms/{slug}/schedules/{schedule_id}"): {"204", "403", "404"},
     ("post", "/api/actions/{action_id}/retract"): {"200", "400", "403", "404", "409"},
     ("delete", "/api/rooms/{slug}/members/{username}"): {"204", "403", "404", "409"},
     # agentsite's extension: the Linear teams a room's agent may touch.

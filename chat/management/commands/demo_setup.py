@@ -6,16 +6,19 @@ resets a password), so `make run` calls it on every start.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
+import requests
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
-from chat.models import Action, Membership, Room, User
-from chat.services import policy_create, room_create
+from chat.errors import AppError
+from chat.models import Action, Membership, Room, Trigger, User
+from chat.services import policy_create, room_create, trigger_create
 from chat.services.rooms import member_audit
 
 PASSWORD = "demo"
@@ -50,6 +53,20 @@ POLICY = [
     },
 ]
 
+# Fired by the Linear stand-in when an issue is created through it (`make run`).
+DEMO_TRIGGER = {
+    "source": "linear",
+    "name": "New Linear issues",
+    "events": ["Issue.create"],
+    # "Show" comes first: the demo model reads the issue (a read, which runs at once)
+    # whatever its title or description says, as it takes the first command it
+    # finds; a real model gets the same words.
+    "prompt": (
+        "Show {{ data.identifier }}: a new Linear issue in team {{ data.team.key }}, "
+        "“{{ data.title }}”. Is anything missing from it? Change nothing."
+    ),
+}
+
 
 class Command(BaseCommand):
     help = "Create the demo users (password 'demo') and the Demo room if missing."
@@ -59,6 +76,12 @@ class Command(BaseCommand):
             "--force",
             action="store_true",
             help="create them even with DEBUG off (known passwords!)",
+        )
+        parser.add_argument(
+            "--linear-standin-webhook",
+            action="store_true",
+            help="give the Demo room a Linear trigger and register it with the "
+            "Linear stand-in at LINEAR_API_URL (webhookCreate); `make run` does",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -71,7 +94,9 @@ class Command(BaseCommand):
                 name: self.ensure_user(name, superuser)
                 for name, (superuser, _role) in USERS.items()
             }
-            self.ensure_room(users)
+            room = self.ensure_room(users)
+        if options["linear_standin_webhook"] and room is not None:
+            self.register_demo_trigger(room, users["demo"])
         self.stdout.write(
             "Log in as demo / demo (superuser: the admin is at /admin/); "
             "alice and carol (approvers) and bob (member) use the password demo too."
@@ -112,15 +137,15 @@ class Command(BaseCommand):
             content_type__app_label="chat", codename="add_room"
         )
 
-    def ensure_room(self, users: dict[str, User]) -> None:
+    def ensure_room(self, users: dict[str, User]) -> Room | None:
         """The Demo room with its members, created only if the slug is free.
 
         An existing room is left alone, members included: someone may have
         changed them on purpose.
         """
-        if Room.objects.filter(slug=ROOM_SLUG).exists():
+        if (existing := Room.objects.filter(slug=ROOM_SLUG).first()) is not None:
             self.stdout.write(f"Room {ROOM_NAME!r} (/{ROOM_SLUG}) exists.")
-            return
+            return existing
         # Makes its creator, demo, the first approver.
         demo, system = users["demo"], Action.Via.SYSTEM
         room = room_create(user=demo, name=ROOM_NAME, slug=ROOM_SLUG, via=system)
@@ -140,4 +165,53 @@ class Command(BaseCommand):
             "approve, bob is a member; deletes need two approvals, not the "
             "requester's; updates wait 15 s for a retract; searches run at once; "
             "comments are alice's, escalating to carol after a minute."
+        )
+        return room
+
+    def register_demo_trigger(self, room: Room, demo: User) -> None:
+        """The Demo room's Linear trigger (made once), registered with the Linear
+        stand-in, which keeps webhooks in memory: so on every start."""
+        trigger = Trigger.objects.filter(room=room, name=DEMO_TRIGGER["name"]).first()
+        if trigger is None:
+            try:
+                trigger = trigger_create(
+                    room_slug=room.slug, user=demo, data=DEMO_TRIGGER
+                )
+            except AppError as error:  # demo no longer approves there, 20 triggers
+                self.stdout.write(f"No demo trigger: {error.detail}")
+                return
+        url = f"{settings.SITE_URL}/hooks/{trigger.pk}"
+        query = (
+            "mutation($input: WebhookCreateInput!) "
+            "{ webhookCreate(input: $input) { success } }"
+        )
+        variables = {
+            "input": {
+                "url": url,
+                "secret": trigger.secret,
+                "resourceTypes": ["Issue"],
+                "label": "agentsite demo",
+                # The same id for the same URL: a second run while the stand-in
+                # still runs adds no second webhook (so no second request per
+                # issue); the stand-in answers that it exists.
+                "id": str(uuid.uuid5(uuid.NAMESPACE_URL, url)),
+            }
+        }
+        try:
+            answer = requests.post(
+                settings.LINEAR_API_URL,
+                json={"query": query, "variables": variables},
+                headers={"Authorization": settings.LINEAR_API_KEY or "lin_api_demo"},
+                timeout=10,
+            )
+            answer.raise_for_status()
+            errors = answer.json().get("errors")
+            if errors and "already exists" not in str(errors):
+                raise ValueError(errors)
+        except (requests.RequestException, ValueError) as error:
+            self.stdout.write(f"Could not register the demo trigger: {error}")
+            return
+        self.stdout.write(
+            f"The Demo room's trigger {DEMO_TRIGGER['name']!r} is registered with "
+            "the Linear stand-in: an issue created there posts a request."
         )
