@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
+from urllib.request import getproxies, proxy_bypass
 
+import httpx2
 import openai
 from django.conf import settings
 from opentelemetry.trace import Span, SpanKind
@@ -26,6 +28,7 @@ from opentelemetry.trace import Span, SpanKind
 from agentsite import telemetry
 from chat import metrics
 
+from . import sse_client
 from .engine import engine
 from .errors import PermanentError, ServiceError, TransientError
 
@@ -157,25 +160,11 @@ async def _chat(
     started = time.monotonic()
     outcome = "error"
     try:
-        # The SDK's `chat.completions.create` walks the whole body through its
-        # typed-dict transform first: a fifth of a model step's CPU (`make bench
-        # --profile`) for a body that is plain JSON already. Its generic `post` sends
-        # the same request and sorts a refusal into its errors; the answer's bytes
-        # are read here (`_read`), not by its SSE decoder and per-chunk objects.
-        stream = await _aclient().post(
-            "/chat/completions",
-            body=body,
-            cast_to=object,
-            stream=True,
-            stream_cls=openai.AsyncStream[object],
-            # As `create` sends it: the API key only, never an admin key from the
-            # environment (OPENAI_ADMIN_KEY), which `post` would otherwise allow.
-            options={"security": {"bearer_auth": True}},
-        )
-        try:
-            await _read(stream.response, on_text, stop, completion, started)
-        finally:
-            await stream.response.aclose()
+        lean = _lean()
+        if lean is None:
+            await _sdk_stream(body, on_text, stop, completion, started)
+        else:
+            await _lean_stream(lean, body, on_text, stop, completion, started)
         outcome = "ok"
         return completion
     except Stopped:
@@ -280,6 +269,96 @@ def _describe(span: Span, completion: Completion, started: float) -> None:
         span.set_attribute("gen_ai.output.messages", json.dumps([message]))
 
 
+async def _sdk_stream(
+    body: dict[str, Any],
+    on_text: Callable[[str], None],
+    stop: threading.Event,
+    completion: Completion,
+    started: float,
+) -> None:
+    """The answer through the SDK (and its httpx): behind a proxy, which the lean
+    client does not speak."""
+    # The SDK's `chat.completions.create` walks the whole body through its
+    # typed-dict transform first: a fifth of a model step's CPU (`make bench
+    # --profile`) for a body that is plain JSON already. Its generic `post` sends
+    # the same request and sorts a refusal into its errors.
+    stream = await _aclient().post(
+        "/chat/completions",
+        body=body,
+        cast_to=object,
+        stream=True,
+        stream_cls=openai.AsyncStream[object],
+        # As `create` sends it: the API key only, never an admin key from the
+        # environment (OPENAI_ADMIN_KEY), which `post` would otherwise allow.
+        options={"security": {"bearer_auth": True}},
+    )
+    try:
+        await _read(stream.response, on_text, stop, completion, started)
+    finally:
+        await stream.response.aclose()
+
+
+_lean_clients: dict[tuple[str, str, float], sse_client.Client] = {}
+
+
+def _lean() -> sse_client.Client | None:
+    """The loop's lean client for OPENAI_BASE_URL; None behind a proxy."""
+    base = settings.OPENAI_BASE_URL
+    parts = urlsplit(base)
+    if parts.scheme in getproxies() and not proxy_bypass(parts.hostname or ""):
+        return None
+    key = (base, settings.OPENAI_API_KEY, settings.OPENAI_TIMEOUT)
+    client = _lean_clients.get(key)
+    if client is None:
+        for old in _lean_clients.values():
+            old.close()
+        _lean_clients.clear()
+        sdk = _client()
+        # What the SDK sends (its version, the organization and project from the
+        # environment), with the API key only, as `create` sends it.
+        headers = {k: v for k, v in sdk.default_headers.items() if isinstance(v, str)}
+        headers["Authorization"] = f"Bearer {sdk.api_key}"
+        client = _lean_clients[key] = sse_client.Client(
+            base, headers, settings.OPENAI_TIMEOUT
+        )
+    return client
+
+
+async def _lean_stream(
+    lean: sse_client.Client,
+    body: dict[str, Any],
+    on_text: Callable[[str], None],
+    stop: threading.Event,
+    completion: Completion,
+    started: float,
+) -> None:
+    """The answer through the lean client: each SSE event is folded into the
+    completion as its bytes are read."""
+    calls: dict[int, ToolCall] = {}
+
+    def on_event(data: bytes) -> None:
+        if completion.first_token is None:
+            completion.first_token = time.monotonic() - started
+        if stop.is_set():
+            raise Stopped()
+        if data != b"[DONE]":
+            _event(None, data, completion, calls, on_text)
+
+    try:
+        await lean.post("/chat/completions", json.dumps(body).encode(), on_event)
+    except Stopped:
+        raise
+    except sse_client.StatusError as exc:
+        request = httpx2.Request("POST", settings.OPENAI_BASE_URL)
+        answer = httpx2.Response(exc.status, content=exc.body, request=request)
+        raise _client()._make_status_error_from_response(answer) from None
+    except Exception as exc:
+        if completion.finish_reason is None:
+            raise
+        logger.warning("model stream: ignored what followed the answer: %r", exc)
+    _settle(completion, calls)
+
+
 async def _read(
     response: Any,
     on_text: Callable[[str], None],
@@ -320,11 +399,15 @@ async def _read(
         # The answer was whole before this (a trailing usage chunk we cannot
         # read, a link dropped before [DONE]): keep it rather than retry it.
         logger.warning("model stream: ignored what followed the answer: %r", exc)
+    _settle(completion, calls)
+    return completion
+
+
+def _settle(completion: Completion, calls: dict[int, ToolCall]) -> None:
     completion.tool_calls = [calls[i] for i in sorted(calls)]
     if completion.finish_reason == "length":
         what = " a tool call" if completion.tool_calls else ""
         raise PermanentError(LENGTH_CUT.format(what=what and " writing" + what))
-    return completion
 
 
 def _event(
@@ -340,7 +423,9 @@ def _event(
         message = error.get("message") if isinstance(error, dict) else None
         raise openai.APIError(
             message=message if isinstance(message, str) and message else "error",
-            request=response.request,
+            request=response.request
+            if response is not None
+            else httpx2.Request("POST", settings.OPENAI_BASE_URL),
             body=error,
         )
     _read_chunk(chunk, completion, calls, on_text)
@@ -418,7 +503,9 @@ def _classify(exc: Exception) -> ServiceError:
         return PermanentError(
             f"The model service refused the request ({exc.status_code}): {message}"
         )
-    if isinstance(exc, openai.APIConnectionError | openai.APITimeoutError):
+    if isinstance(
+        exc, openai.APIConnectionError | openai.APITimeoutError | sse_client.Unreachable
+    ):
         return TransientError("The model service could not be reached or timed out.")
     if isinstance(exc, openai.APIError):
         # A stream that broke off midway (dropped connection, an error chunk).
