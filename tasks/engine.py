@@ -130,7 +130,6 @@ class Running(Future[T]):
     def settle(self, task: asyncio.Task[T]) -> None:
         if task.cancelled():
             self.cancel()
-            self.set_running_or_notify_cancel()
         elif (exc := task.exception()) is not None:
             self.set_exception(exc)
         else:
@@ -150,7 +149,7 @@ def engine() -> Engine:
         return _engine
 
 
-def current_task() -> asyncio.Task[Any]:
-    task = asyncio.current_task()
-    assert task is not None, "called outside the engine's loop"
-    return task
+def drain(timeout: float) -> bool:
+    """Wait until this process's engine, if it started, carries no stream."""
+    running = _engine
+    return running is None or running.pid != os.getpid() or running.drain(timeout)

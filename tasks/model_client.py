@@ -80,7 +80,8 @@ def warm() -> None:
 
 
 async def _warm_async() -> None:
-    _aclient()
+    if _lean() is None:  # behind a proxy: the SDK's client streams
+        _aclient()
 
 
 _async_clients: dict[tuple[str, str, float], openai.AsyncOpenAI] = {}

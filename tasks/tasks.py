@@ -22,8 +22,7 @@ from agentsite import logs
 from chat import enqueue, probes, services
 
 from . import deliver as deliver_
-from . import mcp_client, model_client, steps
-from .engine import engine
+from . import engine, mcp_client, model_client, steps
 from .errors import TransientError
 
 logger = logging.getLogger(__name__)
@@ -48,7 +47,7 @@ def _drain(**kwargs: object) -> None:
     # the engine and returned: the streams are waited for here, as the tasks were
     # before (a stream still running when the process ends is taken over after its
     # lease, as after a crash).
-    if not engine().drain(timeout=SHUTDOWN_WAIT_SECONDS):
+    if not engine.drain(timeout=SHUTDOWN_WAIT_SECONDS):
         logger.warning("shutting down with model streams still running")
 
 

@@ -15,9 +15,10 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from chat import services
+from chat import enqueue, services
 from chat.models import Message, Request, Room, User
 from tasks import steps
+from tasks import tasks as entry
 from tasks.engine import Running
 from tests.tasks.conftest import Model, deltas
 
@@ -30,6 +31,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture(autouse=True)
 def queue(task_queue: Callable[[], list[dict]]) -> Callable[[], list[dict]]:
     return task_queue
+
+
+@pytest.fixture
+def turn(room: Room, bob: User) -> Request:
+    return services.request_start(room=room, user=bob, text="Say hello.")
 
 
 def _begin(request: Request) -> Running[None]:
@@ -127,3 +133,41 @@ def test_a_stream_whose_lease_was_taken_over_stops_writing(
     held = Request.objects.get(pk=turn.pk)
     assert (held.status, held.lease_token) == (Status.RUNNING, "another-worker")
     assert not Message.objects.filter(role=Message.Role.ASSISTANT).exists()
+
+
+def _wait(check: Callable[[], object], what: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout} s for {what}")
+        time.sleep(0.05)
+
+
+def test_a_stream_failing_after_its_task_returned_is_sent_again_as_a_retry(
+    model: Model, turn: Request, queue: Callable[[], list[dict]]
+) -> None:
+    model.faults({"status": 429})
+    entry.model_step.apply(args=(str(turn.pk), 0))  # returns once handed over
+
+    def retried() -> list[dict]:
+        return [m for m in queue() if m["task"] == enqueue.MODEL_STEP and m["retries"]]
+
+    _wait(retried, "the retry's message")
+    [retry] = retried()
+    assert (retry["retries"], retry["argsrepr"]) == (1, repr((str(turn.pk), 0)))
+    assert retry["eta"]  # after a backoff
+    held = Request.objects.get(pk=turn.pk)
+    assert (held.status, held.lease_until) == (Status.RUNNING, None)
+
+
+def test_the_last_retry_failing_on_the_loop_fails_the_request(
+    model: Model, turn: Request, queue: Callable[[], list[dict]]
+) -> None:
+    model.faults({"status": 503})
+    entry.model_step.apply(args=(str(turn.pk), 0), retries=entry.MAX_RETRIES)
+    _wait(
+        lambda: Request.objects.get(pk=turn.pk).status == Status.FAILED,
+        "the request to fail",
+    )
+    assert "gave up after 5 retries" in Request.objects.get(pk=turn.pk).error
+    assert [m["retries"] for m in queue() if m["task"] == enqueue.MODEL_STEP] == [0]
