@@ -437,6 +437,11 @@ AGENT_SWEEP_GRACE_SECONDS = env_int("AGENT_SWEEP_GRACE_SECONDS", 10)
 # model faster than that gets its tokens merged (`make bench`: merging at 30 ms cost
 # watchers 15 ms p50 while sending every token cost the web process little).
 AGENT_DELTA_INTERVAL_MS = env_int("AGENT_DELTA_INTERVAL_MS", 5)
+# Each worker process streams every model call it holds on one event loop
+# (`tasks.engine`): at most this many at once (a Celery task waits for room), with
+# this many threads beside the loop for the database writes that end a stream.
+AGENT_STREAMS_PER_PROCESS = env_int("AGENT_STREAMS_PER_PROCESS", 1000)
+AGENT_ENGINE_THREADS = env_int("AGENT_ENGINE_THREADS", 8)
 
 # Triggers and schedules (contract: "Triggers and schedules")
 # Requests one trigger may post per 60 s; past it a delivery answers 429.

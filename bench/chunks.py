@@ -2,11 +2,11 @@
 
 `python -m bench.chunks --out F` (in the bench's environment) streams the same
 answer from the OpenAI stand-in several times through the worker's own
-`tasks.model_client.stream_chat` (the openai SDK over httpx, with the chunks folded as a
-model step folds them), then through a bare socket that only counts the chunks as
-they arrive; CPU (user + system, this process) per chunk for each. Run alone, one
-stream at a time, so the figure is the per-chunk cost and not contention: it is
-what K concurrent streams multiply.
+`tasks.model_client.stream_chat` (on the stream engine's loop, the SSE bytes read
+and the chunks folded as a model step folds them), then through a bare socket that
+only counts the chunks as they arrive; CPU (user + system, this process) per chunk
+for each. Run alone, one stream at a time, so the figure is the per-chunk cost and
+not contention: it is what K concurrent streams multiply.
 """
 
 from __future__ import annotations

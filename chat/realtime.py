@@ -123,16 +123,36 @@ def delta_send(
     Clients apply a delta as `content = content[:offset] + text`; a delta at offset 0
     with empty text therefore clears a message whose model call is being retried.
     """
-    frame = {
-        "type": "delta",
-        "request": str(request_id),
-        "message": str(message_id),
-        "offset": offset,
-        "text": text,
-    }
-    # Stored in the publisher's batch, just before the frame: no round trip here.
-    store = ("set" if offset == 0 else "append", redis_key("partial", message_id), text)
-    publisher.submit(room_id, None, encode(frame), store=store)
+    stream = DeltaStream(room_id=room_id, request_id=request_id, message_id=message_id)
+    deltas_send([stream.item(offset, text)])
+
+
+class DeltaStream:
+    """One message's deltas, each built in one string operation (a stream sends
+    hundreds): the frame is `encode`'s, byte for byte."""
+
+    def __init__(
+        self, *, room_id: int, request_id: uuid.UUID, message_id: uuid.UUID
+    ) -> None:
+        self.channel = room_channel(room_id)
+        self.key = redis_key("partial", message_id)
+        self._head = (
+            f'{{"type":"delta","request":"{request_id}",'
+            f'"message":"{message_id}","offset":'
+        )
+
+    def item(self, offset: int, text: str) -> "Item":
+        """The delta at `offset`, with the partial text's write for late joiners
+        (made in the same pipeline, just before the frame)."""
+        frame = f'{self._head}{offset},"text":{json.dumps(text)}}}'
+        store = ("set" if offset == 0 else "append", self.key, text)
+        return (self.channel, None, frame, store)
+
+
+def deltas_send(items: "list[Item]") -> None:
+    """Publish deltas (`DeltaStream.item`) in one hand-over to the publisher, which
+    sends them, with their partial texts, in one pipeline."""
+    publisher.submit_many(items)
 
 
 def partial_text(message_id: uuid.UUID) -> str | None:
@@ -181,6 +201,10 @@ class Publisher:
         self._ensure_started()
         self._queue.put((room_channel(room_id), seq, text, store))
 
+    def submit_many(self, items: list[Item]) -> None:
+        self._ensure_started()
+        self._queue.put(items)
+
     def store(self, store: Store) -> None:
         self._ensure_started()
         self._queue.put((None, None, "", store))
@@ -207,10 +231,18 @@ class Publisher:
 
     def _run(self) -> None:
         while True:
-            batch = [self._queue.get()]
-            while len(batch) < self.BATCH:
+            batch: list[Any] = []
+            item = self._queue.get()
+            while True:
+                # A list is a batch of deltas (`submit_many`), sent in order.
+                if isinstance(item, list):
+                    batch.extend(item)
+                else:
+                    batch.append(item)
+                if len(batch) >= self.BATCH:
+                    break
                 try:
-                    batch.append(self._queue.get_nowait())
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
             events = [item for item in batch if not isinstance(item, threading.Event)]

@@ -1,10 +1,9 @@
 """One thread per worker process that keeps every lease of the process alive.
 
 While a step streams or a tool runs, its lease is renewed (so the sweep knows the
-worker is alive), a cancel is noticed within a fraction of a second, and streamed
-text that waited for its coalescing slot is sent. One thread serves every turn the
-process runs, so a few hundred turns at once cost one wake-up per poll, not one
-thread and a hundred wake-ups a second each; renewals and cancel polls are batched.
+worker is alive) and a cancel is noticed within a fraction of a second. One thread
+serves every turn the process runs, so a few hundred turns at once cost one wake-up
+per poll; renewals and cancel polls are batched.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from django.conf import settings
 from django.db import close_old_connections, connection
@@ -26,12 +24,6 @@ from chat.redis_client import redis_client
 logger = logging.getLogger(__name__)
 
 CANCEL_POLL_SECONDS = 0.2
-
-
-class Flushable(Protocol):
-    def flush_due(self) -> float | None:
-        """Send what is due; the monotonic time more is due, or None."""
-        ...
 
 
 class Lease:
@@ -60,9 +52,7 @@ class Keeper(threading.Thread):
     def __init__(self) -> None:
         super().__init__(name="lease-keeper", daemon=True)
         self._lock = threading.Lock()
-        self._wake = threading.Event()
         self._leases: set[Lease] = set()
-        self._due: dict[Flushable, float] = {}
 
     @contextmanager
     def hold(self, lease: Lease) -> Iterator[Lease]:
@@ -75,44 +65,10 @@ class Keeper(threading.Thread):
             with self._lock:
                 self._leases.discard(lease)
 
-    def flush_at(self, relay: Flushable, when: float) -> None:
-        """Call `relay.flush_due()` at `when` (monotonic) or soon after."""
-        with self._lock:
-            first = relay not in self._due
-            self._due[relay] = min(when, self._due.get(relay, when))
-        if first:
-            self._wake.set()
-
-    def forget(self, relay: Flushable) -> None:
-        with self._lock:
-            self._due.pop(relay, None)
-
     def run(self) -> None:
-        next_poll = time.monotonic()
         while True:
-            now = time.monotonic()
-            with self._lock:
-                due = [r for r, at in self._due.items() if at <= now]
-                soonest = min(self._due.values(), default=now + CANCEL_POLL_SECONDS)
-            for relay in due:
-                self._flush(relay)
-            if now >= next_poll:
-                next_poll = now + CANCEL_POLL_SECONDS
-                self._poll()
-            self._wake.wait(max(0.0, min(soonest, next_poll) - time.monotonic()))
-            self._wake.clear()
-
-    def _flush(self, relay: Flushable) -> None:
-        try:
-            again = relay.flush_due()
-        except Exception:
-            logger.exception("could not send streamed text")
-            again = None
-        with self._lock:
-            if again is None:
-                self._due.pop(relay, None)
-            else:
-                self._due[relay] = again
+            time.sleep(CANCEL_POLL_SECONDS)
+            self._poll()
 
     def _poll(self) -> None:
         with self._lock:

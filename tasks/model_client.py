@@ -6,10 +6,10 @@ missing or empty, the first chunk may hold the role only, ids may change per chu
 a tool call's name may come again with each piece of its arguments.
 """
 
+import asyncio
 import json
 import logging
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
+from urllib.request import getproxies, proxy_bypass
 
+import httpx2
 import openai
 from django.conf import settings
 from opentelemetry.trace import Span, SpanKind
@@ -26,6 +28,8 @@ from opentelemetry.trace import Span, SpanKind
 from agentsite import telemetry
 from chat import metrics
 
+from . import sse_client
+from .engine import engine
 from .errors import PermanentError, ServiceError, TransientError
 
 logger = logging.getLogger(__name__)
@@ -69,8 +73,35 @@ def _client() -> openai.OpenAI:
 
 
 def warm() -> None:
-    """Build the client (its TLS context and pools) before the first model call."""
+    """Build the clients (their TLS contexts and pools) and start the stream engine
+    before the first model call."""
     _client()
+    engine().submit(_warm_async()).result()
+
+
+async def _warm_async() -> None:
+    if _lean() is None:  # behind a proxy: the SDK's client streams
+        _aclient()
+
+
+_async_clients: dict[tuple[str, str, float], openai.AsyncOpenAI] = {}
+
+
+def _aclient() -> openai.AsyncOpenAI:
+    """The engine loop's client (an async client belongs to the loop it runs on),
+    built again when the settings it was built from change (tests point it at a
+    stand-in)."""
+    key = (settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY, settings.OPENAI_TIMEOUT)
+    client = _async_clients.get(key)
+    if client is None:
+        _async_clients.clear()
+        client = _async_clients[key] = openai.AsyncOpenAI(
+            api_key=settings.OPENAI_API_KEY or "demo-key",
+            base_url=settings.OPENAI_BASE_URL,
+            timeout=settings.OPENAI_TIMEOUT,
+            max_retries=0,
+        )
+    return client
 
 
 def stream_chat(
@@ -81,26 +112,42 @@ def stream_chat(
     on_open: Callable[[Callable[[], None]], None] = lambda close: None,
     trace_attributes: dict[str, str] | None = None,
 ) -> Completion:
-    """Stream one answer; `on_text` gets text as it comes, tool calls are assembled.
+    """`chat` from a thread: the stream runs on the engine's loop, this thread waits.
 
-    `on_open` receives a function that closes the stream, so another thread can cut
-    a silent stream short when the request is cancelled. The call is the span
-    `chat {model}` when tracing is on, with `trace_attributes` (the turn's ids).
+    `on_open` receives a function that cuts the stream short from any thread (the
+    reader sees Stopped at once); `on_text` is called on the loop.
     """
-    if not telemetry.enabled():
-        return _stream_chat(messages, tools, on_text, stop, on_open)
-    with _model_span(messages, trace_attributes or {}) as (span, done):
-        completion = _stream_chat(messages, tools, on_text, stop, on_open)
-        done(completion)
-        return completion
+    running = engine().submit(
+        chat(messages, tools, on_text, stop, trace_attributes=trace_attributes)
+    )
+    on_open(running.stop)
+    return running.result()
 
 
-def _stream_chat(
+async def chat(
     messages: list[dict[str, Any]],
     tools: list[dict[str, Any]],
     on_text: Callable[[str], None],
     stop: threading.Event,
-    on_open: Callable[[Callable[[], None]], None],
+    trace_attributes: dict[str, str] | None = None,
+) -> Completion:
+    """Stream one answer on the engine's loop; `on_text` gets text as it comes, tool
+    calls are assembled. Cancelling the coroutine, or setting `stop`, abandons the
+    stream (Stopped). The call is the span `chat {model}` when tracing is on, with
+    `trace_attributes` (the turn's ids)."""
+    if not telemetry.enabled():
+        return await _chat(messages, tools, on_text, stop)
+    with _model_span(messages, trace_attributes or {}) as (span, done):
+        completion = await _chat(messages, tools, on_text, stop)
+        done(completion)
+        return completion
+
+
+async def _chat(
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]],
+    on_text: Callable[[str], None],
+    stop: threading.Event,
 ) -> Completion:
     body = {
         "model": settings.OPENAI_MODEL,
@@ -114,30 +161,19 @@ def _stream_chat(
     started = time.monotonic()
     outcome = "error"
     try:
-        # The SDK's `chat.completions.create` walks the whole body through its
-        # typed-dict transform first: a fifth of a model step's CPU (`make bench
-        # --profile`) for a body that is plain JSON already. Its generic `post` sends
-        # the same request; `Stream[object]` hands over each chunk as the JSON the
-        # server sent, where building typed chunks (field by field, unvalidated) was
-        # a fifth of a streaming worker's CPU with 200 turns at once.
-        stream = _client().post(
-            "/chat/completions",
-            body=body,
-            cast_to=object,
-            stream=True,
-            stream_cls=openai.Stream[object],
-            # As `create` sends it: the API key only, never an admin key from the
-            # environment (OPENAI_ADMIN_KEY), which `post` would otherwise allow.
-            options={"security": {"bearer_auth": True}},
-        )
-        on_open(lambda: _cut(stream))
-        with stream:
-            _assemble(stream, on_text, stop, completion, started)
+        lean = _lean()
+        if lean is None:
+            await _sdk_stream(body, on_text, stop, completion, started)
+        else:
+            await _lean_stream(lean, body, on_text, stop, completion, started)
         outcome = "ok"
         return completion
     except Stopped:
         outcome = "ok"  # cut short by a cancel: the service did nothing wrong
         raise
+    except asyncio.CancelledError:
+        outcome = "ok"
+        raise Stopped() from None
     except Exception as exc:
         if stop.is_set():
             outcome = "ok"
@@ -234,57 +270,171 @@ def _describe(span: Span, completion: Completion, started: float) -> None:
         span.set_attribute("gen_ai.output.messages", json.dumps([message]))
 
 
-def _cut(stream: openai.Stream[object]) -> None:
-    """Stop a stream from another thread, even while its reader waits for a chunk.
+async def _sdk_stream(
+    body: dict[str, Any],
+    on_text: Callable[[str], None],
+    stop: threading.Event,
+    completion: Completion,
+    started: float,
+) -> None:
+    """The answer through the SDK (and its httpx): behind a proxy, which the lean
+    client does not speak."""
+    # The SDK's `chat.completions.create` walks the whole body through its
+    # typed-dict transform first: a fifth of a model step's CPU (`make bench
+    # --profile`) for a body that is plain JSON already. Its generic `post` sends
+    # the same request and sorts a refusal into its errors.
+    stream = await _aclient().post(
+        "/chat/completions",
+        body=body,
+        cast_to=object,
+        stream=True,
+        stream_cls=openai.AsyncStream[object],
+        # As `create` sends it: the API key only, never an admin key from the
+        # environment (OPENAI_ADMIN_KEY), which `post` would otherwise allow.
+        options={"security": {"bearer_auth": True}},
+    )
+    try:
+        await _read(stream.response, on_text, stop, completion, started)
+    finally:
+        await stream.response.aclose()
 
-    Closing the response only marks it closed; the reader stays blocked in `recv`
-    until the model sends more. Shutting the socket down wakes it at once (the
-    connection is dropped, not returned to the pool).
-    """
-    network = stream.response.extensions.get("network_stream")
-    sock = network.get_extra_info("socket") if network is not None else None
-    if sock is not None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass  # already closed by the other side
-    stream.close()
+
+_lean_clients: dict[tuple[str, str, float], sse_client.Client] = {}
 
 
-def _assemble(
-    stream: openai.Stream[object],
+def _lean() -> sse_client.Client | None:
+    """The loop's lean client for OPENAI_BASE_URL; None behind a proxy."""
+    base = settings.OPENAI_BASE_URL
+    parts = urlsplit(base)
+    if parts.scheme in getproxies() and not proxy_bypass(parts.hostname or ""):
+        return None
+    key = (base, settings.OPENAI_API_KEY, settings.OPENAI_TIMEOUT)
+    client = _lean_clients.get(key)
+    if client is None:
+        for old in _lean_clients.values():
+            old.close()
+        _lean_clients.clear()
+        sdk = _client()
+        # What the SDK sends (its version, the organization and project from the
+        # environment), with the API key only, as `create` sends it.
+        headers = {k: v for k, v in sdk.default_headers.items() if isinstance(v, str)}
+        headers["Authorization"] = f"Bearer {sdk.api_key}"
+        client = _lean_clients[key] = sse_client.Client(
+            base, headers, settings.OPENAI_TIMEOUT
+        )
+    return client
+
+
+async def _lean_stream(
+    lean: sse_client.Client,
+    body: dict[str, Any],
+    on_text: Callable[[str], None],
+    stop: threading.Event,
+    completion: Completion,
+    started: float,
+) -> None:
+    """The answer through the lean client: each SSE event is folded into the
+    completion as its bytes are read."""
+    calls: dict[int, ToolCall] = {}
+
+    def on_event(data: bytes) -> None:
+        if completion.first_token is None:
+            completion.first_token = time.monotonic() - started
+        if stop.is_set():
+            raise Stopped()
+        if data != b"[DONE]":
+            _event(None, data, completion, calls, on_text)
+
+    try:
+        await lean.post("/chat/completions", json.dumps(body).encode(), on_event)
+    except Stopped:
+        raise
+    except sse_client.StatusError as exc:
+        request = httpx2.Request("POST", settings.OPENAI_BASE_URL)
+        answer = httpx2.Response(exc.status, content=exc.body, request=request)
+        raise _client()._make_status_error_from_response(answer) from None
+    except Exception as exc:
+        if completion.finish_reason is None:
+            raise
+        logger.warning("model stream: ignored what followed the answer: %r", exc)
+    _settle(completion, calls)
+
+
+async def _read(
+    response: Any,
     on_text: Callable[[str], None],
     stop: threading.Event,
     completion: Completion,
     started: float,
 ) -> Completion:
+    """Fold the SSE stream's events into `completion`, straight from its bytes: an
+    event is its `data:` lines up to a blank line (one line, from every server we
+    know), a JSON chunk or `[DONE]`."""
     calls: dict[int, ToolCall] = {}
-    chunks = iter(stream)
-    while True:
-        try:
-            chunk = next(chunks, None)
-            if completion.first_token is None and chunk is not None:
-                completion.first_token = time.monotonic() - started
+    rest, data = b"", b""
+    try:
+        async for piece in response.aiter_bytes():
             if stop.is_set():
                 raise Stopped()
-            if chunk is None:
-                break
-            _read_chunk(chunk, completion, calls, on_text)
-        except Stopped:
+            lines = (rest + piece).split(b"\n") if rest else piece.split(b"\n")
+            rest = lines.pop()
+            for line in lines:
+                if line.startswith(b"data:"):
+                    line = line[5:].strip()
+                    data = data + b"\n" + line if data else line
+                elif data and not line.strip():
+                    if completion.first_token is None:
+                        completion.first_token = time.monotonic() - started
+                    if data != b"[DONE]":
+                        _event(response, data, completion, calls, on_text)
+                    data = b""
+        if rest.startswith(b"data:"):  # a last event that no blank line ended
+            data = data + b"\n" + rest[5:].strip() if data else rest[5:].strip()
+        if data and data != b"[DONE]":
+            _event(response, data, completion, calls, on_text)
+    except Stopped:
+        raise
+    except Exception as exc:
+        if completion.finish_reason is None:
             raise
-        except Exception as exc:
-            if completion.finish_reason is None:
-                raise
-            # The answer was whole before this (a trailing usage chunk we cannot
-            # read, a link dropped before [DONE]): keep it rather than retry it.
-            logger.warning("model stream: ignored what followed the answer: %r", exc)
-            break
+        # The answer was whole before this (a trailing usage chunk we cannot
+        # read, a link dropped before [DONE]): keep it rather than retry it.
+        logger.warning("model stream: ignored what followed the answer: %r", exc)
+    _settle(completion, calls)
+    return completion
+
+
+def _settle(completion: Completion, calls: dict[int, ToolCall]) -> None:
     completion.tool_calls = [calls[i] for i in sorted(calls)]
     if completion.finish_reason == "length":
         what = " a tool call" if completion.tool_calls else ""
         raise PermanentError(LENGTH_CUT.format(what=what and " writing" + what))
-    return completion
 
+
+def _event(
+    response: Any,
+    data: bytes,
+    completion: Completion,
+    calls: dict[int, ToolCall],
+    on_text: Callable[[str], None],
+) -> None:
+    # str first: `json.loads` on bytes detects their encoding for every chunk.
+    chunk = _decode(data.decode())
+    if isinstance(chunk, dict) and (error := chunk.get("error")):
+        # An error in the stream, as the SDK reports it.
+        message = error.get("message") if isinstance(error, dict) else None
+        raise openai.APIError(
+            message=message if isinstance(message, str) and message else "error",
+            request=response.request
+            if response is not None
+            else httpx2.Request("POST", settings.OPENAI_BASE_URL),
+            body=error,
+        )
+    _read_chunk(chunk, completion, calls, on_text)
+
+
+# (orjson would halve this, were it installed: a third of the per-chunk work left.)
+_decode = json.JSONDecoder().decode
 
 _KEY_SHAPED = re.compile(r"\bsk-[A-Za-z0-9_*\-]{6,}")
 
@@ -358,7 +508,9 @@ def _classify(exc: Exception) -> ServiceError:
         return PermanentError(
             f"The model service refused the request ({exc.status_code}): {message}"
         )
-    if isinstance(exc, openai.APIConnectionError | openai.APITimeoutError):
+    if isinstance(
+        exc, openai.APIConnectionError | openai.APITimeoutError | sse_client.Unreachable
+    ):
         return TransientError("The model service could not be reached or timed out.")
     if isinstance(exc, openai.APIError):
         # A stream that broke off midway (dropped connection, an error chunk).

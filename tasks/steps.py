@@ -6,9 +6,11 @@ duplicated task finds the work taken or done, and records what happened through 
 this module only talks to the model and the tools' services.
 """
 
+import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -23,12 +25,14 @@ from chat import metrics, services, tools
 from chat.models import Action, Request, Room
 from chat.redis_client import redis_client, redis_key
 
+from . import model_client
 from .context import build_context
 from .delta import DeltaRelay
+from .engine import Running, engine
 from .errors import PermanentError, TransientError
 from .executors import Executor, executor_for, turn_tools
 from .heartbeat import Lease, keeper
-from .model_client import Completion, Stopped, stream_chat
+from .model_client import Completion, Stopped
 
 logger = logging.getLogger(__name__)
 Status = Request.Status
@@ -38,17 +42,41 @@ Status = Request.Status
 
 
 def model_step(*, request_id: str, step: int) -> None:
-    """Make model call number `step` of a request and record what it answered."""
+    """Make model call number `step` of a request and record what it answered.
+
+    Waits for the answer; a transient failure raises (the lease given up for the
+    retry). The Celery task uses `model_step_begin` and does not wait.
+    """
+    running = model_step_begin(request_id=request_id, step=step)
+    if running is not None:
+        running.result()
+
+
+OnTransient = Callable[[TransientError], None]
+
+
+def model_step_begin(
+    *, request_id: str, step: int, on_transient: OnTransient | None = None
+) -> Running[None] | None:
+    """Claim model call `step` and hand its stream to the process's engine.
+
+    None when there is nothing to stream (not ours to take, or the request ended
+    here). Else a future that settles once the answer is recorded; a transient
+    failure, after the lease is given up, goes to `on_transient` (run off the
+    loop, in this call's context), or without one is the future's exception.
+    """
     request = services.step_claim(request_id=request_id, step=step)
     if request is None:
-        return
+        return None
     turn = {"request_id": str(request.pk), "room": request.room.slug}
     telemetry.tag(**turn)
     with logs.scope(**turn):
-        _model_step(request, turn)
+        return _model_step(request, turn, on_transient)
 
 
-def _model_step(request: Request, turn: dict[str, str]) -> None:
+def _model_step(
+    request: Request, turn: dict[str, str], on_transient: OnTransient | None
+) -> Running[None] | None:
     if request.step >= settings.AGENT_MAX_STEPS:
         services.step_end(
             request=request,
@@ -58,13 +86,7 @@ def _model_step(request: Request, turn: dict[str, str]) -> None:
                 "finishing (AGENT_MAX_STEPS). Ask again with a narrower request."
             ),
         )
-        return
-    relay = DeltaRelay(request)
-    lease = Lease(
-        renew=lambda until: services.step_renew(request=request, until=until),
-        cancel_key=redis_key("cancel", request.pk),
-        on_lost=relay.halt,
-    )
+        return None
     messages = build_context(request)
     offered, left_out = turn_tools(tools.Scope.of(request.room))
     for server, text in left_out.items():
@@ -72,28 +94,82 @@ def _model_step(request: Request, turn: dict[str, str]) -> None:
     # The stream takes seconds to minutes and needs no database: the connection goes
     # back to the pool meanwhile, so hundreds of streams share a few connections.
     connection.close()
+    call = _model_call(
+        request, messages, tools.openai_tools(offered), turn, on_transient
+    )
+    return engine().submit(call)
+
+
+async def _model_call(
+    request: Request,
+    messages: list[dict[str, Any]],
+    offered: list[dict[str, Any]],
+    turn: dict[str, str],
+    on_transient: OnTransient | None,
+) -> None:
+    """The stream, on the engine's loop; the database writes that end it, off it."""
+    runner = engine()
+    relay = DeltaRelay(request)
+    cut = _Cut(runner.loop)
+
+    def lost() -> None:
+        relay.halt()
+        cut.now()
+
+    lease = Lease(
+        renew=lambda until: services.step_renew(request=request, until=until),
+        cancel_key=redis_key("cancel", request.pk),
+        on_lost=lost,
+    )
     try:
-        with keeper().hold(lease):
+        with cut, keeper().hold(lease):
             if request.attempts > 1:
                 relay.reset()
-            completion = stream_chat(
+            completion = await model_client.chat(
                 messages,
-                tools.openai_tools(offered),
-                on_text=relay.add,
-                stop=relay.stop,
-                on_open=relay.set_closer,
+                offered,
+                relay.add,
+                relay.stop,
                 trace_attributes=telemetry.turn_attributes(**turn),
             )
             relay.flush()
     except Stopped:
         return
-    except TransientError:
-        services.step_release(request=request)
-        raise
-    except PermanentError as exc:
-        services.step_end(request=request, status=Status.FAILED, error=str(exc))
+    except TransientError as exc:
+        await runner.in_thread(services.step_release, request=request)
+        if on_transient is None:
+            raise
+        await runner.in_thread(on_transient, exc)
         return
-    _record(request, completion)
+    except PermanentError as exc:
+        await runner.in_thread(
+            services.step_end, request=request, status=Status.FAILED, error=str(exc)
+        )
+        return
+    await runner.in_thread(_record, request, completion)
+
+
+class _Cut:
+    """Cuts the stream of the block it guards short from another thread (the lease
+    keeper, on a cancel or a lost lease); once the block is left, a late cut does
+    nothing (the answer is being recorded: the lease's token guards that write)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._task: asyncio.Task[Any] | None = None
+
+    def __enter__(self) -> None:
+        self._task = asyncio.current_task()
+
+    def __exit__(self, *exc: object) -> None:
+        self._task = None
+
+    def now(self) -> None:
+        self._loop.call_soon_threadsafe(self._cancel)
+
+    def _cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
 
 
 def _notice_once(request: Request, server: str, text: str) -> None:

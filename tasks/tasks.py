@@ -8,25 +8,27 @@ import logging
 import random
 from typing import Any
 
-from celery import shared_task
+from celery import current_app, shared_task
 from celery.signals import (
     after_task_publish,
     beat_init,
     heartbeat_sent,
     worker_process_init,
     worker_ready,
+    worker_shutdown,
 )
 
 from agentsite import logs
 from chat import enqueue, probes, services
 
 from . import deliver as deliver_
-from . import mcp_client, model_client, steps
+from . import engine, mcp_client, model_client, steps
 from .errors import TransientError
 
 logger = logging.getLogger(__name__)
 
 MAX_RETRIES = 5
+SHUTDOWN_WAIT_SECONDS = 300
 
 
 @worker_process_init.connect  # each process of a prefork pool
@@ -37,6 +39,16 @@ def _warm(**kwargs: object) -> None:
     model_client.warm()
     # Each MCP server is connected and its tools listed now, not at the first turn.
     mcp_client.hub()
+
+
+@worker_shutdown.connect
+def _drain(**kwargs: object) -> None:
+    # A warm shutdown waits for the tasks it runs, which handed their streams to
+    # the engine and returned: the streams are waited for here, as the tasks were
+    # before (a stream still running when the process ends is taken over after its
+    # lease, as after a crash).
+    if not engine.drain(timeout=SHUTDOWN_WAIT_SECONDS):
+        logger.warning("shutting down with model streams still running")
 
 
 @heartbeat_sent.connect
@@ -84,17 +96,43 @@ def model_step(self, request_id: str, step: int) -> None:  # type: ignore[no-unt
 
 
 def _model_step(self, request_id: str, step: int) -> None:  # type: ignore[no-untyped-def]
-    try:
-        steps.model_step(request_id=request_id, step=step)
-    except TransientError as exc:
-        if self.request.retries >= self.max_retries:
-            services.step_gave_up(
-                request_id=request_id,
-                step=step,
-                error=f"{exc} (gave up after {self.max_retries} retries)",
-            )
+    retries = self.request.retries
+
+    def retry_later(exc: TransientError) -> None:
+        # The stream failed after this task returned (it ran on the engine's loop):
+        # the retry is sent as `self.retry` would send it, counted the same way.
+        if _gave_up(request_id, step, retries, exc):
             return
-        raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from None
+        countdown = _backoff(retries)
+        logger.info("model step retried in %.1f s: %s", countdown, exc)
+        current_app.send_task(
+            enqueue.MODEL_STEP,
+            args=(request_id, step),
+            countdown=countdown,
+            retries=retries + 1,
+        )
+
+    try:
+        # Returns once the stream is handed to the engine: this slot is free while
+        # the answer streams.
+        steps.model_step_begin(
+            request_id=request_id, step=step, on_transient=retry_later
+        )
+    except TransientError as exc:
+        if _gave_up(request_id, step, retries, exc):
+            return
+        raise self.retry(exc=exc, countdown=_backoff(retries)) from None
+
+
+def _gave_up(request_id: str, step: int, retries: int, exc: TransientError) -> bool:
+    if retries < MAX_RETRIES:
+        return False
+    services.step_gave_up(
+        request_id=request_id,
+        step=step,
+        error=f"{exc} (gave up after {MAX_RETRIES} retries)",
+    )
+    return True
 
 
 @shared_task(name=enqueue.TOOL_CALL, bind=True, acks_late=True, max_retries=MAX_RETRIES)
