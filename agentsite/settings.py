@@ -454,13 +454,8 @@ TRIGGER_VALUE_MAX_CHARS = env_int("TRIGGER_VALUE_MAX_CHARS", 2000)
 TRIGGER_DELIVERY_DAYS = env_int("TRIGGER_DELIVERY_DAYS", 30)
 TRIGGERS_PER_ROOM = env_int("TRIGGERS_PER_ROOM", 20)
 SCHEDULES_PER_ROOM = env_int("SCHEDULES_PER_ROOM", 20)
-# Seconds a passed slot may be late and still run once (after an outage).
-SCHEDULE_CATCH_UP = env_int("SCHEDULE_CATCH_UP", 300)
-
-# Schedules (contract: "Triggers and schedules"): at most this many per room; after an
-# outage only the latest passed slot runs, and only if it is less than
-# SCHEDULE_CATCH_UP seconds late. The sweep (AGENT_SWEEP_SECONDS) posts due slots.
-SCHEDULES_PER_ROOM = env_int("SCHEDULES_PER_ROOM", 20)
+# Seconds a passed slot may be late and still run once (after an outage only the
+# latest passed slot can); the sweep (AGENT_SWEEP_SECONDS) posts due slots.
 SCHEDULE_CATCH_UP = env_int("SCHEDULE_CATCH_UP", 300)
 
 # Reaching approvers (contract: "Reaching approvers outside the room")
