@@ -15,6 +15,7 @@ import json
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 TAG = re.compile(r"\bcx\d+-\d+e?\b")
@@ -30,7 +31,15 @@ INVARIANTS = (
     "watcher_saw_events_in_order",
     "message_equals_deltas",
     "delivery_sent_once_with_one_id",
+    "audit_matches_action",
+    "audit_seq_gap_free",
+    "trigger_delivery_posts_at_most_once",
+    "schedule_slot_posts_at_most_once",
+    "grant_matches_only_until_expiry",
 )
+GRANT_SLACK = 5.0
+# An action that was approved (and may have run since) under an `ask` rule.
+APPROVED = {"approved", "executing", "succeeded", "failed"}
 
 
 @dataclass
@@ -46,6 +55,15 @@ class Gathered:
     watchers: list[dict[str, Any]] = field(default_factory=list)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
     received: list[dict[str, Any]] = field(default_factory=list)
+    # The audit: room slug -> its records ({seq, kind, action, actor, decision}),
+    # and the room's audit counter.
+    audit: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    audit_seq: dict[str, int] = field(default_factory=dict)
+    # Grants' rules: {id, source_action, expires_at}.
+    grants: list[dict[str, Any]] = field(default_factory=list)
+    # What the run's sender got for each trigger delivery it sent: {trigger,
+    # delivery, status (int, or the error's name), body (the answer's JSON)}.
+    hooks: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, default=str)
@@ -75,6 +93,9 @@ def check(data: Gathered) -> Report:
     _events(data, report)
     _watchers(data, report)
     _deliveries(data, report)
+    _audit(data, report)
+    _triggered(data, report)
+    _grants(data, report)
     return report
 
 
@@ -247,4 +268,130 @@ def _deliveries(data: Gathered, report: Report) -> None:
             report.fail(
                 "delivery_sent_once_with_one_id",
                 f"delivery {did} arrived with another body or under another id",
+            )
+
+
+def _audit(data: Gathered, report: Report) -> None:
+    """Each room's audit seqs are 1..its counter, once each; every action's records
+    agree with its state: an expired one has one `expired` record, an approved (or
+    run) one under `ask` its `approved`, a denied one its `denied` (or `never`), an
+    auto one its `auto`; every stored vote has its `vote` record."""
+    for room, records in data.audit.items():
+        report.checked["audit_seq_gap_free"] += 1
+        seqs = sorted(r["seq"] for r in records)
+        expected = list(range(1, data.audit_seq.get(room, len(seqs)) + 1))
+        if seqs != expected:
+            missing = sorted(set(expected) - set(seqs))[:5]
+            extra = [s for s, n in Counter(seqs).items() if n > 1 or s not in expected]
+            report.fail(
+                "audit_seq_gap_free",
+                f"room {room}: {len(seqs)} audit records, audit_seq "
+                f"{data.audit_seq.get(room)}; missing {missing}, extra {extra[:5]}",
+            )
+    kinds: dict[str, Counter[str]] = defaultdict(Counter)
+    ballots: dict[str, Counter[tuple[str, str]]] = defaultdict(Counter)
+    for records in data.audit.values():
+        for r in records:
+            if r["action"] is None:
+                continue
+            kinds[r["action"]][r["kind"]] += 1
+            if r["kind"] == "vote":
+                ballots[r["action"]][(r["actor"], r["decision"])] += 1
+    votes: dict[str, Counter[tuple[str, str]]] = defaultdict(Counter)
+    for vote in data.votes:
+        votes[vote["action"]][(vote["user"], vote["decision"])] += 1
+    for action in data.actions:
+        report.checked["audit_matches_action"] += 1
+        got = kinds[action["id"]]
+        why = _audit_disagrees(action, got)
+        missing = votes[action["id"]] - ballots[action["id"]]
+        if not why and missing:
+            (user, decision), _ = missing.most_common(1)[0]
+            why = f"{user}'s {decision} vote has no vote record"
+        if why:
+            report.fail(
+                "audit_matches_action",
+                f"action {action['id']} ({action['tool']}, {action['status']}): "
+                f"{why}; records {dict(got)}",
+            )
+
+
+def _audit_disagrees(action: dict[str, Any], got: Counter[str]) -> str:
+    status = action["status"]
+    if status == "expired" and got["expired"] != 1:
+        return f"{got['expired']} expired record(s), 1 expected"
+    if status != "expired" and got["expired"]:
+        return "an expired record for an action that did not expire"
+    if status == "denied" and got["denied"] + got["never"] != 1:
+        return f"{got['denied'] + got['never']} denied/never record(s), 1 expected"
+    if status in APPROVED:
+        if action["requires_approval"] and not got["approved"]:
+            return "no approved record"
+        if not action["requires_approval"] and not (got["auto"] or got["approved"]):
+            return "no auto record"
+    return ""
+
+
+def _triggered(data: Gathered, report: Report) -> None:
+    """Each trigger delivery id posted at most one request, and a delivery answered
+    202 with a request posted exactly that one; each schedule slot posted at most
+    one request."""
+    posted: dict[tuple[str, str], list[str]] = defaultdict(list)
+    slots: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for request in data.requests:
+        trigger = request.get("trigger") or {}
+        if trigger.get("kind") == "webhook":
+            posted[(trigger["id"], trigger["delivery"])].append(request["id"])
+        elif trigger.get("kind") == "schedule":
+            slots[(trigger["id"], trigger["slot"])].append(request["id"])
+    for (trigger_id, delivery), ids in posted.items():
+        report.checked["trigger_delivery_posts_at_most_once"] += 1
+        if len(ids) > 1:
+            report.fail(
+                "trigger_delivery_posts_at_most_once",
+                f"trigger {trigger_id} delivery {delivery} posted {len(ids)} "
+                f"requests: {sorted(ids)}",
+            )
+    for hook in data.hooks:
+        body = hook.get("body") or {}
+        if hook["status"] not in (200, 202) or not body.get("request"):
+            continue
+        report.checked["trigger_delivery_posts_at_most_once"] += 1
+        ids = posted.get((hook["trigger"], hook["delivery"]), [])
+        if ids != [body["request"]]:
+            report.fail(
+                "trigger_delivery_posts_at_most_once",
+                f"trigger {hook['trigger']} delivery {hook['delivery']} was answered "
+                f"{hook['status']} with request {body['request']}, but posted "
+                f"{sorted(ids)}",
+            )
+    for (schedule_id, slot), ids in slots.items():
+        report.checked["schedule_slot_posts_at_most_once"] += 1
+        if len(ids) > 1:
+            report.fail(
+                "schedule_slot_posts_at_most_once",
+                f"schedule {schedule_id} slot {slot} posted {len(ids)} requests: "
+                f"{sorted(ids)}",
+            )
+
+
+def _grants(data: Gathered, report: Report) -> None:
+    """An action matched by a grant (its copied rule is the grant's) was proposed
+    before the grant expired: an expired grant lets nothing run. The rule is
+    resolved just before the action is stored: GRANT_SLACK seconds between."""
+    grants = {g["id"]: g for g in data.grants}
+    for action in data.actions:
+        grant = grants.get(action.get("rule_id") or "")
+        if grant is None:
+            continue
+        report.checked["grant_matches_only_until_expiry"] += 1
+        late = datetime.fromisoformat(action["created"]) - datetime.fromisoformat(
+            grant["expires_at"]
+        )
+        if late.total_seconds() > GRANT_SLACK:
+            report.fail(
+                "grant_matches_only_until_expiry",
+                f"action {action['id']} ({action['tool']}, {action['status']}) was "
+                f"created at {action['created']} under grant {grant['id']}, which "
+                f"expired at {grant['expires_at']}",
             )

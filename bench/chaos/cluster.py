@@ -63,9 +63,13 @@ class PrivatePostgres:
             raise StartError(f"{argv[0]} failed: {done.stdout}{done.stderr}"[-2000:])
 
     def start(self) -> None:
+        # fsync off: a crash here is the server's, never the machine's, so what
+        # reached the kernel survives it. synchronous_commit stays on: a commit
+        # answered to a client (a 202 to a trigger's sender) must survive the
+        # crash, as in production; off, the last ones vanish with the WAL buffers.
         options = (
             f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+            "-c fsync=off -c full_page_writes=off "
             "-c max_connections=300"
         )
         self._run(

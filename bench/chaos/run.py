@@ -11,6 +11,8 @@ from run to run: a seed replays the same schedule, not the same interleaving.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -41,6 +43,11 @@ from .gather import from_database
 USERS = ("alice", "bob", "carol", "dave", "erin")
 APPROVERS = ("alice", "bob", "carol")
 ROOMS = ("quorum", "foureyes", "plain")
+# The room whose schedule posts a request every minute, from the sweep.
+SCHEDULED = "plain"
+# The tools whose rule in a room lets an approval grant (one approval, no four eyes,
+# no delay, a target): add_comment in "plain".
+GRANTABLE = {("plain", "add_comment")}
 KILLABLE = ("web1", "web2", "worker1", "worker2", "beat", "openai")
 
 
@@ -111,6 +118,9 @@ class System:
             DELIVERY_MAX_ATTEMPTS="30",
             WORKER_CONCURRENCY="16",
             AGENT_MAX_ATTEMPTS="30",
+            # The run's sender stays under it: a 429 would hide nothing, but
+            # spend deliveries.
+            TRIGGER_MAX_PER_MINUTE="600",
         )
         self.procs: dict[str, Proc] = {}
         self.lock = threading.Lock()
@@ -173,8 +183,16 @@ class System:
         self.pg.stop()
 
 
-def setup(env: dict[str, str], receiver: str) -> dict[str, str]:
-    """Migrate; the people, rooms, rules and a webhook; every user's token."""
+@dataclass
+class Setup:
+    tokens: dict[str, str]
+    # Room slug -> (trigger id, its secret).
+    triggers: dict[str, tuple[str, str]]
+
+
+def setup(env: dict[str, str], receiver: str) -> Setup:
+    """Migrate; the people, rooms, rules, a webhook and a GitHub trigger per room,
+    a schedule (every minute) in one; every user's token."""
     for key in (
         "DATABASE_URL",
         "REDIS_URL",
@@ -197,7 +215,14 @@ def setup(env: dict[str, str], receiver: str) -> dict[str, str]:
     from django.core.management import call_command
 
     from chat.models import Membership
-    from chat.services import member_add, policy_create, room_create, token_issue
+    from chat.services import (
+        member_add,
+        policy_create,
+        room_create,
+        schedule_create,
+        token_issue,
+        trigger_create,
+    )
     from chat.services.webhooks import webhook_create
 
     call_command("migrate", interactive=False, verbosity=0)
@@ -208,6 +233,7 @@ def setup(env: dict[str, str], receiver: str) -> dict[str, str]:
         for name in (*USERS, "watcher")
     }
     tokens = {name: token_issue(user=user)[1] for name, user in users.items()}
+    triggers: dict[str, tuple[str, str]] = {}
     for slug in ROOMS:
         room = room_create(user=users["alice"], name=slug, slug=slug)
         for name in USERS[1:]:
@@ -226,7 +252,19 @@ def setup(env: dict[str, str], receiver: str) -> dict[str, str]:
         for rule in RULES[slug]:
             policy_create(room=room, actor=users["alice"], data=rule)
         webhook_create(room_slug=slug, user=users["alice"], url=receiver)
-    return tokens
+        secret = secrets.token_hex(32)
+        trigger = trigger_create(
+            room_slug=slug,
+            user=users["alice"],
+            data={"source": "github", "prompt": "{{ issue.title }}", "secret": secret},
+        )
+        triggers[slug] = (trigger.pk, secret)
+    schedule_create(
+        room_slug=SCHEDULED,
+        user=users["alice"],
+        data={"cron": "* * * * *", "prompt": "count to 3 ({{ $slot }})"},
+    )
+    return Setup(tokens, triggers)
 
 
 # A quorum of two on updates and a delay (retractable) on creates; four eyes and a
@@ -376,6 +414,9 @@ class Run:
         self.tag = 0
         self.tag_lock = threading.Lock()
         self.tokens: dict[str, str] = {}
+        self.triggers: dict[str, tuple[str, str]] = {}
+        self.hooks: list[dict[str, Any]] = []
+        self.hooks_lock = threading.Lock()
         self.schedule_log: list[str] = []
         self.revivals: queue.Queue[tuple[float, str]] = queue.Queue()
 
@@ -387,7 +428,8 @@ class Run:
         threading.Thread(target=receiver.serve_forever, daemon=True).start()
         try:
             self.system.start_standins()
-            self.tokens = setup(self.system.env, receiver.url)
+            made = setup(self.system.env, receiver.url)
+            self.tokens, self.triggers = made.tokens, made.triggers
             self.system.start_app()
             self.say(
                 f"chaos: system up in {self.dir}; seed {self.plan.seed}, "
@@ -568,8 +610,17 @@ class Run:
         user = USERS[index % len(USERS)]
         while not self.stopping.is_set():
             op = rng.choices(
-                ["stream", "tools", "vote", "retract", "cancel", "member"],
-                weights=[2, 4, 6, 1, 1, 0.3],
+                [
+                    "stream",
+                    "tools",
+                    "vote",
+                    "decide_all",
+                    "hook",
+                    "retract",
+                    "cancel",
+                    "member",
+                ],
+                weights=[2, 4, 6, 1.5, 1.5, 1, 1, 0.3],
             )[0]
             getattr(self, f"_op_{op}")(rng, user)
             time.sleep(rng.uniform(0.1, 0.8))
@@ -613,6 +664,9 @@ class Run:
         if status != 200 or not found:
             return
         action = rng.choice(found)
+        grantable = [a for a in found if (a["room"], a["tool"]) in GRANTABLE]
+        if grantable and rng.random() < 0.4:
+            action = rng.choice(grantable)  # grants are rare otherwise
         roll = rng.random()
         if roll < 0.12:
             self._call(
@@ -624,6 +678,25 @@ class Run:
             )
             return
         body: dict[str, Any] = {}
+        if (action["room"], action["tool"]) in GRANTABLE and roll > 0.6:
+            # A short grant: the same comment on the same issue runs at once for
+            # a few seconds, and asks again after.
+            seconds = rng.randint(8, 25)
+            body["grant"] = {"seconds": seconds}
+            status, _ = self._call(
+                user, "POST", f"/api/actions/{action['id']}/approve", body, "grant"
+            )
+            if status == 200:
+                # The same comment on the same issue: at once (the grant runs it)
+                # and after the grant's end (asked again).
+                issue = action["arguments"].get("id")
+                self._ask_comment(user, issue)
+                later = threading.Timer(
+                    seconds + rng.uniform(1, 4), self._ask_comment, args=(user, issue)
+                )
+                later.daemon = True
+                later.start()
+            return
         if roll < 0.22:
             edited = json.loads(
                 json.dumps(action["arguments"]).replace(
@@ -639,6 +712,100 @@ class Run:
             body,
             "edit" if body else "approve",
         )
+
+    def _ask_comment(self, user: str, issue: str) -> None:
+        text = f"comment on {issue}: {self._next_tag()}"
+        room = next(room for room, tool in GRANTABLE if tool == "add_comment")
+        self._call(
+            user, "POST", f"/api/rooms/{room}/requests", {"text": text}, "ask_granted"
+        )
+
+    def _op_decide_all(self, rng: random.Random, user: str) -> None:
+        """One decision on every pending action of a request (several, if any)."""
+        if user not in APPROVERS:
+            user = rng.choice(APPROVERS)
+        status, found = self._call(user, "GET", "/api/actions?awaiting=me")
+        if status != 200 or not found:
+            return
+        pending = Counter(a["request"] for a in found)
+        request = max(pending, key=lambda r: (pending[r], rng.random()))
+        deny = rng.random() < 0.15
+        self._call(
+            user,
+            "POST",
+            f"/api/requests/{request}/decide",
+            {"decision": "deny" if deny else "approve", "reason": "chaos, all"},
+            "decide_all_deny" if deny else "decide_all",
+        )
+
+    def _op_hook(self, rng: random.Random, user: str) -> None:
+        """A signed GitHub delivery to a room's trigger: its id sometimes sent
+        twice at once, sometimes again a few seconds later (a redelivery)."""
+        room = rng.choice(ROOMS)
+        trigger, secret = self.triggers[room]
+        title = (
+            self._command(rng)
+            if rng.random() < 0.5
+            else f"count to {rng.randint(5, 20)}"
+        )
+        body = json.dumps({"action": "opened", "issue": {"title": title}}).encode()
+        delivery = f"{self._next_tag()}-d"
+        roll = rng.random()
+        if roll < 0.3:
+            twin = threading.Thread(
+                target=self._hook_send, args=(trigger, secret, delivery, body)
+            )
+            twin.start()
+            self._hook_send(trigger, secret, delivery, body)
+            twin.join()
+            return
+        self._hook_send(trigger, secret, delivery, body)
+        if roll < 0.6:
+            later = threading.Timer(
+                rng.uniform(1, 6),
+                self._hook_send,
+                args=(trigger, secret, delivery, body),
+            )
+            later.daemon = True
+            later.start()
+
+    def _hook_send(self, trigger: str, secret: str, delivery: str, body: bytes) -> None:
+        signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        headers = {
+            "Content-Type": "application/json",
+            "X-GitHub-Event": "issues",
+            "X-GitHub-Delivery": delivery,
+            "X-Hub-Signature-256": f"sha256={signature}",
+        }
+        outcome: int | str = ""
+        answer: Any = None
+        for web in random.sample(self.system.webs, 2):
+            try:
+                got = requests.post(
+                    f"{web}/hooks/{trigger}", data=body, headers=headers, timeout=10
+                )
+            except requests.ConnectionError as exc:
+                outcome = "refused" if _refused(exc) else type(exc).__name__
+                if outcome == "refused":
+                    continue
+                break
+            except requests.RequestException as exc:
+                outcome = type(exc).__name__
+                break
+            outcome = got.status_code
+            with contextlib.suppress(ValueError):
+                answer = got.json()
+            break
+        self.tally.count("hook", outcome)
+        with self.hooks_lock:
+            self.hooks.append(
+                {
+                    "trigger": trigger,
+                    "delivery": delivery,
+                    "status": outcome,
+                    "body": answer,
+                }
+            )
 
     @staticmethod
     def _tag_in(action: dict[str, Any]) -> str:
@@ -738,6 +905,8 @@ class Run:
         close_old_connections()
         data = from_database()
         data.received = list(receiver.hits)
+        with self.hooks_lock:
+            data.hooks = list(self.hooks)
         env = self.system.env
         linear = env["LINEAR_API_URL"].removesuffix("/graphql")
         for e in requests.get(f"{linear}/_control/effects", timeout=10).json()[
@@ -801,7 +970,7 @@ def main(
     print(f"  calls that found no web process up: {tally.unreachable}")
     print(
         f"  refused or failed calls: {sum(tally.refused.values())} "
-        f"({dict(tally.refused.most_common(8))})"
+        f"({dict(tally.refused.most_common(12))})"
     )
     print(f"  kills: {sum(tally.kills.values())} ({dict(sorted(tally.kills.items()))})")
     print(
@@ -813,6 +982,17 @@ def main(
         f"effects {len(gathered.effects)}, watcher sessions "
         f"{len(gathered.watchers)} ({sum(w['stayed'] for w in gathered.watchers)} "
         f"stayed), deliveries {len(gathered.deliveries)}"
+    )
+    triggered = Counter(
+        (r.get("trigger") or {}).get("kind", "person") for r in gathered.requests
+    )
+    print(
+        f"  trigger deliveries sent {len(gathered.hooks)} "
+        f"({dict(Counter(str(h['status']) for h in gathered.hooks))}); requests "
+        f"posted by triggers {triggered['webhook']}, by the schedule "
+        f"{triggered['schedule']}; audit records "
+        f"{sum(len(r) for r in gathered.audit.values())}, grants "
+        f"{len(gathered.grants)}"
     )
     print(
         f"  invariants checked: {sum(report.checked.values())} "

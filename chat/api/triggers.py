@@ -125,6 +125,17 @@ class TriggerWithSecretSerializer(TriggerSerializer):
         read_only_fields = fields
 
 
+class TriggerPatchedSerializer(TriggerSerializer):
+    """The PATCH answer's schema: `secret` is there only when the call set one."""
+
+    secret = serializers.CharField(
+        required=False, help_text="Only when this call set the secret."
+    )
+
+    class Meta(TriggerSerializer.Meta):
+        fields = [*TriggerSerializer.Meta.fields, "secret"]
+
+
 def _object(data: object) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise Invalid("The body must be a JSON object.")
@@ -166,7 +177,7 @@ class TriggerView(APIView):
     @extend_schema(
         request=TRIGGER_PATCH,
         responses={
-            200: TriggerWithSecretSerializer,
+            200: TriggerPatchedSerializer,
             **_refusals(400, 403, 404, 415),
         },
         description="The answer has `secret` only when the call set it.",

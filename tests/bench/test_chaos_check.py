@@ -3,8 +3,9 @@
 Each test makes a real state in the database through the services, plants one bug
 the way a broken build would leave it (a tool run on one vote of a quorum of two, a
 decision committed without its request being advanced, an effect sent twice, a lost
-event), and checks that the checker names that invariant first; and that the same
-state without the bug passes.
+event, a delivery id that posted two requests, an expiry without its audit record, a
+grant that matched after it expired), and checks that the checker names that
+invariant first; and that the same state without the bug passes.
 """
 
 from __future__ import annotations
@@ -13,13 +14,24 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from bench.chaos.check import Gathered, check
 from bench.chaos.gather import from_database
 from chat import services
-from chat.models import Action, Membership, Request, Room, RoomEvent, User
-from tests.chat.test_policies import propose, rule
+from chat.models import (
+    Action,
+    AuditRecord,
+    Membership,
+    PolicyRule,
+    Request,
+    Room,
+    RoomEvent,
+    User,
+)
+from chat.services.audit import audit_write
+from tests.chat.test_policies import approve, propose, rule
 from tests.plugins.people import _user
 
 pytestmark = pytest.mark.django_db
@@ -118,9 +130,11 @@ def test_a_request_advanced_outside_its_decisions_transaction_is_caught(
     later (by a process that then dies). The checker flags the stranded request;
     the sweep (the fix on main) moves it on, and the checker then passes."""
     action = propose(room, bob)
-    Action.objects.filter(pk=action.pk).update(
-        status=Action.Status.DENIED, decided_by=alice, decided_via="api"
-    )
+    with transaction.atomic():
+        Action.objects.filter(pk=action.pk).update(
+            status=Action.Status.DENIED, decided_by=alice, decided_via="api"
+        )
+        audit_write(room=room, kind="denied", actor=alice, via="api", action=action)
     invariant, detail = _first(from_database()) or ("", "")
     assert invariant == "request_not_stranded"
     assert "awaiting_approval with 0 action(s) pending" in detail
@@ -194,3 +208,125 @@ def test_a_delivery_never_received_or_under_two_ids_is_caught() -> None:
     assert (_first(Gathered(deliveries=[sent], received=twice)) or ("",))[0] == (
         "delivery_sent_once_with_one_id"
     )
+
+
+def _ended(*requests: Request) -> None:
+    # As a worker would have left them (no worker here).
+    Request.objects.filter(pk__in=[r.pk for r in requests]).update(status="completed")
+
+
+def test_a_delivery_id_that_posted_two_requests_is_caught(room: Room) -> None:
+    """The planted bug: the delivery id is not claimed, so a duplicate sent at once
+    posts a second request."""
+    delivery = {"kind": "webhook", "id": "t1", "source": "github", "event": "issues"}
+    first = services.request_start_triggered(
+        room=room, text="count to 3", trigger={**delivery, "delivery": "d-1"}
+    )
+    other = services.request_start_triggered(
+        room=room, text="count to 3", trigger={**delivery, "delivery": "d-2"}
+    )
+    _ended(first, other)
+    answered = {
+        "trigger": "t1",
+        "delivery": "d-1",
+        "status": 202,
+        "body": {"request": str(first.pk)},
+    }
+    duplicate = {**answered, "status": 200, "body": {"duplicate": True, **answered}}
+    data = from_database()
+    data.hooks = [answered, duplicate]
+    assert _first(data) is None
+
+    again = services.request_start_triggered(
+        room=room, text="count to 3", trigger={**delivery, "delivery": "d-1"}
+    )
+    _ended(again)
+    data = from_database()
+    data.hooks = [answered]
+    invariant, detail = _first(data) or ("", "")
+    assert invariant == "trigger_delivery_posts_at_most_once"
+    assert "delivery d-1 posted 2 requests" in detail
+
+
+def test_a_delivery_answered_202_whose_request_is_missing_is_caught(
+    room: Room,
+) -> None:
+    hook = {"trigger": "t1", "delivery": "d-9", "status": 202, "body": {"request": "r"}}
+    invariant, detail = _first(Gathered(hooks=[hook])) or ("", "")
+    assert invariant == "trigger_delivery_posts_at_most_once"
+    assert "answered 202 with request r, but posted []" in detail
+
+
+def test_a_schedule_slot_posted_twice_is_caught(room: Room) -> None:
+    slot = {"kind": "schedule", "id": "s1", "slot": "2026-12-07T20:41:00Z"}
+    posted = [services.request_start_triggered(room=room, text="report", trigger=slot)]
+    _ended(*posted)
+    assert _first(from_database()) is None
+    # The planted bug: the slot's claim (next_run's conditional UPDATE) is lost.
+    posted.append(
+        services.request_start_triggered(room=room, text="report", trigger=slot)
+    )
+    _ended(*posted)
+    invariant, detail = _first(from_database()) or ("", "")
+    assert invariant == "schedule_slot_posts_at_most_once"
+    assert "slot 2026-12-07T20:41:00Z posted 2 requests" in detail
+
+
+def test_an_expiry_without_its_audit_record_is_caught(room: Room, bob: User) -> None:
+    expired = propose(room, bob)
+    Action.objects.filter(pk=expired.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert services.action_expire_overdue() == 1
+    _ended(Request.objects.get(pk=expired.request_id))
+    assert _first(from_database()) is None
+    # The planted bug: an expiry committed without its record.
+    other = propose(room, bob, id="ENG-4")
+    Action.objects.filter(pk=other.pk).update(status=Action.Status.EXPIRED)
+    _ended(Request.objects.get(pk=other.request_id))
+    invariant, detail = _first(from_database()) or ("", "")
+    assert invariant == "audit_matches_action"
+    assert str(other.pk) in detail and "0 expired record(s), 1 expected" in detail
+
+
+def test_a_vote_without_its_record_or_a_gap_in_the_audit_is_caught(
+    room: Room, alice: User, bob: User, carol: User
+) -> None:
+    action = _update(room, bob, "cx7-4")
+    services.action_decide(action_id=str(action.pk), user=alice, decision="approve")
+    assert _first(from_database()) is None
+    # The planted bugs: the vote's record lost (a gap in the room's audit)...
+    AuditRecord.objects.filter(action_ref=action.pk, kind="vote").delete()
+    report = check(from_database())
+    assert {name for name, _ in report.violations} == {
+        "audit_seq_gap_free",
+        "audit_matches_action",
+    }
+    assert (
+        "alice's approve vote has no vote record"
+        in dict((name, detail) for name, detail in report.violations)[
+            "audit_matches_action"
+        ]
+    )
+
+
+def test_a_grant_that_matched_after_it_expired_is_caught(
+    room: Room, alice: User, bob: User
+) -> None:
+    action = propose(room, bob)
+    assert approve(alice, action, grant={"seconds": 600}).status_code == 200
+    granted = propose(room, bob)
+    assert granted.status == Action.Status.EXECUTING
+    Action.objects.filter(request=granted.request_id).update(
+        status=Action.Status.SUCCEEDED
+    )
+    _ended(*Request.objects.all())
+    assert _first(from_database()) is None
+    assert check(from_database()).checked["grant_matches_only_until_expiry"] == 1
+    # The planted bug: the grant kept matching past its end.
+    PolicyRule.objects.filter(source_action=action).update(
+        expires_at=timezone.now() - timedelta(minutes=1)
+    )
+    invariant, detail = _first(from_database()) or ("", "")
+    assert invariant == "grant_matches_only_until_expiry"
+    assert str(granted.pk) in detail
