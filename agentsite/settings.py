@@ -351,6 +351,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ActionStatusEnum": "chat.models.Action.Status",
         "RequestStatusEnum": "chat.models.Request.Status",
+        "TriggerSourceEnum": "chat.models.Trigger.Source",
         "WebhookFormatEnum": "chat.models.Webhook.Format",
     },
 }

@@ -68,7 +68,7 @@ def _trigger_in(name: str, *, create: bool) -> Any:
     }
     if create:
         fields = {
-            "source": serializers.ChoiceField(Trigger.Source.values),
+            "source": serializers.ChoiceField(Trigger.Source.choices),
             **fields,
         }
     return inline_serializer(name, fields)
