@@ -2,7 +2,7 @@
 
 import uuid
 
-from chat.errors import NotFound
+from chat.errors import Forbidden, NotFound
 from chat.models import Membership, Room, User
 
 
@@ -60,3 +60,21 @@ def id_or_none(value: object) -> uuid.UUID | None:
         return uuid.UUID(str(value))
     except ValueError:
         return None
+
+
+def room_get_for_approver(*, slug: str, user: User, what: str) -> Room:
+    """The room, for what only its approvers and holders of `chat.decide_action`
+    may manage or read (`what`: "manage its triggers", ...): members 403; outsiders
+    and unknown rooms 404, which they cannot tell apart."""
+    room = Room.objects.filter(slug=slug).first() if user.is_authenticated else None
+    if room is None:
+        raise NotFound("No such room.")
+    if user.has_perm("chat.decide_action"):
+        return room
+    # can_see and can_decide in one read of the role.
+    role = room_role(room=room, user=user)
+    if role is None:
+        raise NotFound("No such room.")
+    if role != Membership.Role.APPROVER:
+        raise Forbidden(f"Only approvers of this room may {what}.")
+    return room

@@ -25,10 +25,10 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
-from chat.errors import Forbidden, Invalid, NotFound
-from chat.models import Action, AuditRecord, Membership, PolicyRule, Room, User
+from chat.errors import Invalid
+from chat.models import Action, AuditRecord, PolicyRule, Room, User
 
-from .access import room_role
+from .access import room_get_for_approver
 
 KINDS = (
     "vote",
@@ -223,17 +223,7 @@ def _next_seq(room_id: int, count: int = 1) -> int:
 def room_for_governance(*, slug: str, user: User) -> Room:
     """The room, for its audit and stats: approvers and holders of
     `chat.decide_action`; members 403, outsiders (and unknown rooms) 404."""
-    room = Room.objects.filter(slug=slug).first() if user.is_authenticated else None
-    if room is None:
-        raise NotFound("No such room.")
-    if user.has_perm("chat.decide_action"):
-        return room
-    role = room_role(room=room, user=user)
-    if role is None:
-        raise NotFound("No such room.")
-    if role != Membership.Role.APPROVER:
-        raise Forbidden("Only approvers of this room may read its audit and stats.")
-    return room
+    return room_get_for_approver(slug=slug, user=user, what="read its audit and stats")
 
 
 def audit_cursor(*, room: Room, after: str | None) -> int:

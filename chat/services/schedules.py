@@ -20,12 +20,12 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from chat.cron import cron_clean, slot_after, slot_due, timezone_clean
-from chat.errors import Conflict, Forbidden, Invalid, NotFound
+from chat.errors import Conflict, Invalid, NotFound
 from chat.models import Room, Schedule, User
 from chat.prompt_template import SCHEDULE_VARIABLES, template_parse
 from chat.text import single_line, storable
 
-from .access import can_decide, can_see
+from .access import room_get_for_approver
 from .bots import room_bot
 from .requests import request_start_triggered
 
@@ -33,15 +33,6 @@ logger = logging.getLogger(__name__)
 
 BATCH = 500
 FIELDS = ("cron", "timezone", "prompt", "name", "enabled")
-
-
-def _room_for_approver(slug: str, user: User) -> Room:
-    room = Room.objects.filter(slug=slug).first() if user.is_authenticated else None
-    if room is None or not can_see(room=room, user=user):
-        raise NotFound("No such room.")
-    if not can_decide(room=room, user=user):
-        raise Forbidden("Only approvers of this room may manage its schedules.")
-    return room
 
 
 def _id(schedule_id: object) -> str | None:
@@ -54,12 +45,12 @@ def _id(schedule_id: object) -> str | None:
 
 
 def schedule_list(*, room_slug: str, user: User) -> list[Schedule]:
-    room = _room_for_approver(room_slug, user)
+    room = room_get_for_approver(slug=room_slug, user=user, what="manage its schedules")
     return list(_with_people().filter(room=room))
 
 
 def schedule_get(*, room_slug: str, user: User, schedule_id: str) -> Schedule:
-    room = _room_for_approver(room_slug, user)
+    room = room_get_for_approver(slug=room_slug, user=user, what="manage its schedules")
     schedule = _with_people().filter(room=room, pk=_id(schedule_id)).first()
     if schedule is None:
         raise NotFound("No such schedule.")
@@ -76,7 +67,7 @@ def schedule_create(*, room_slug: str, user: User, data: Mapping[str, Any]) -> S
     The room's row is locked for the count, so two creations at once cannot both
     pass SCHEDULES_PER_ROOM.
     """
-    room = _room_for_approver(room_slug, user)
+    room = room_get_for_approver(slug=room_slug, user=user, what="manage its schedules")
     clean = _clean(data, partial=False)
     with transaction.atomic():
         Room.objects.select_for_update().filter(pk=room.pk).first()
@@ -97,7 +88,7 @@ def schedule_update(
     """Change a schedule; its next slot is computed again from now (null while it
     is disabled). Its row is locked, so a sweep firing the old slot at the same
     time either posts before this answer or finds its claim gone."""
-    room = _room_for_approver(room_slug, user)
+    room = room_get_for_approver(slug=room_slug, user=user, what="manage its schedules")
     clean = _clean(data, partial=True)
     with transaction.atomic():
         schedule = (
@@ -117,7 +108,7 @@ def schedule_update(
 def schedule_delete(*, room_slug: str, user: User, schedule_id: str) -> None:
     """Delete a schedule. A sweep posting one of its slots holds its row, which the
     DELETE waits for: that post commits before this answer, none after it."""
-    room = _room_for_approver(room_slug, user)
+    room = room_get_for_approver(slug=room_slug, user=user, what="manage its schedules")
     with transaction.atomic():
         deleted, _ = Schedule.objects.filter(room=room, pk=_id(schedule_id)).delete()
     if not deleted:

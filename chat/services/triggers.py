@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from chat.errors import Conflict, Forbidden, Invalid, NotFound
+from chat.errors import Conflict, Invalid, NotFound
 from chat.models import Room, Trigger, TriggerDelivery, User
 from chat.prompt_template import (
     TRIGGER_VARIABLES,
@@ -37,7 +37,7 @@ from chat.trigger_signatures import (
     verify,
 )
 
-from .access import can_decide, can_see
+from .access import room_get_for_approver
 from .bots import room_bot
 from .requests import request_start_triggered
 
@@ -58,22 +58,13 @@ def trigger_id_valid(trigger_id: object) -> bool:
     )
 
 
-def _room_for_approver(slug: str, user: User) -> Room:
-    room = Room.objects.filter(slug=slug).first()
-    if room is None or not can_see(room=room, user=user):
-        raise NotFound("No such room.")
-    if not can_decide(room=room, user=user):
-        raise Forbidden("Only approvers of this room may manage its triggers.")
-    return room
-
-
 def trigger_list(*, room_slug: str, user: User) -> list[Trigger]:
-    room = _room_for_approver(room_slug, user)
+    room = room_get_for_approver(slug=room_slug, user=user, what="manage its triggers")
     return list(Trigger.objects.filter(room=room).select_related("room", "created_by"))
 
 
 def trigger_get(*, room_slug: str, user: User, trigger_id: str) -> Trigger:
-    room = _room_for_approver(room_slug, user)
+    room = room_get_for_approver(slug=room_slug, user=user, what="manage its triggers")
     if not trigger_id_valid(trigger_id):
         raise NotFound("No such trigger.")
     trigger = (
@@ -89,7 +80,7 @@ def trigger_get(*, room_slug: str, user: User, trigger_id: str) -> Trigger:
 def trigger_create(*, room_slug: str, user: User, data: Mapping[str, Any]) -> Trigger:
     """Add a trigger; its secret is generated when none is given and shown in this
     answer only. The room's bot is made with its first trigger."""
-    room = _room_for_approver(room_slug, user)
+    room = room_get_for_approver(slug=room_slug, user=user, what="manage its triggers")
     source = data.get("source")
     if source not in Trigger.Source.values:
         raise Invalid(f"source must be one of {', '.join(Trigger.Source.values)}.")
