@@ -58,7 +58,9 @@ class BodySizeLimit:
 
     async def _refuse(self, scope: Scope, send: ASGISendCallable) -> None:
         detail = f"The request body is larger than {self.max_bytes} bytes."
-        if str(scope.get("path", "")).startswith("/api/"):
+        # The API's and the hooks' answers are all JSON (`{detail}`); a delivery
+        # past TRIGGER_MAX_BYTES usually meets this limit first (both 1 MiB).
+        if str(scope.get("path", "")).startswith(("/api/", "/hooks/")):
             body, kind = json.dumps({"detail": detail}).encode(), b"application/json"
         else:
             body, kind = detail.encode(), b"text/plain; charset=utf-8"
