@@ -329,15 +329,16 @@ def delivery_resend(*, delivery_ids: list[str]) -> int:
     return len(ids)
 
 
-def deliveries_lost(*, limit: int = 500) -> list[str]:
-    """Pending deliveries due for a while and held by nobody: their task was lost."""
+def deliveries_lost(*, limit: int = 500) -> list[tuple[str, int]]:
+    """Pending deliveries due for a while and held by nobody, with their attempts:
+    their task was lost (or waits in a long queue)."""
     now = timezone.now()
     settle = now - timedelta(seconds=settings.AGENT_SWEEP_GRACE_SECONDS)
     return [
-        str(pk)
-        for pk in Delivery.objects.filter(
+        (str(pk), attempts)
+        for pk, attempts in Delivery.objects.filter(
             lease_free(now),
             status=Delivery.Status.PENDING,
             next_attempt_at__lt=settle,
-        ).values_list("pk", flat=True)[:limit]
+        ).values_list("pk", "attempts")[:limit]
     ]

@@ -2,15 +2,17 @@
 and its advance, and approvals that ran out."""
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from django.conf import settings
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from chat import enqueue
 from chat.models import Action, Request
+from chat.redis_client import redis_client, redis_key
 
 from .actions import action_expire_overdue
 from .escalation import action_escalate_due
@@ -23,6 +25,9 @@ from .schedules import schedules_fire
 from .triggers import trigger_deliveries_forget
 
 BATCH = 500
+# A row's task is queued again once per claim, then once per this many leases.
+REQUEUE_LEASES = 3
+T = TypeVar("T")
 
 
 def sweep() -> dict[str, Any]:
@@ -36,20 +41,28 @@ def sweep() -> dict[str, Any]:
     now = timezone.now()
     settle = now - timedelta(seconds=settings.AGENT_SWEEP_GRACE_SECONDS)
     stale = lease_expired(now) | Q(lease_until__isnull=True, updated__lt=settle)
-    steps = list(
-        Request.objects.filter(
-            stale, status__in=[Request.Status.QUEUED, Request.Status.RUNNING]
-        )
-        .exclude(actions__status__in=Action.ACTIVE)
-        .values_list("id", "step", "trace_context")[:BATCH]
+    steps = _not_queued_since_claimed(
+        "step",
+        [
+            ((pk, step, attempts), (pk, step, trace))
+            for pk, step, attempts, trace in Request.objects.filter(
+                stale, status__in=[Request.Status.QUEUED, Request.Status.RUNNING]
+            )
+            .exclude(actions__status__in=Action.ACTIVE)
+            .values_list("id", "step", "attempts", "trace_context")[:BATCH]
+        ],
     )
     unsettled = Action.objects.filter(
         stale, status__in=[Action.Status.APPROVED, Action.Status.EXECUTING]
     ).exclude(runs_at__gt=now)
-    actions = list(
-        unsettled.exclude(request__status__in=Request.ENDED).values_list(
-            "id", "trace_context"
-        )[:BATCH]
+    actions = _not_queued_since_claimed(
+        "action",
+        [
+            ((pk, attempts), (pk, trace))
+            for pk, attempts, trace in unsettled.exclude(
+                request__status__in=Request.ENDED
+            ).values_list("id", "attempts", "trace_context")[:BATCH]
+        ],
     )
     abandoned = list(
         unsettled.filter(request__status__in=Request.ENDED).values_list(
@@ -69,7 +82,9 @@ def sweep() -> dict[str, Any]:
     escalated = action_escalate_due()
     rules_expired = policy_expire_due()
     # Outbox rows whose task was lost (a worker restart, a failed enqueue).
-    lost = deliveries_lost()
+    lost = _not_queued_since_claimed(
+        "delivery", [((pk, attempts), pk) for pk, attempts in deliveries_lost()]
+    )
     for delivery_id in lost:
         enqueue.deliver(delivery_id=delivery_id)
     scheduled = schedules_fire(now)
@@ -88,6 +103,33 @@ def sweep() -> dict[str, Any]:
         # Delivery ids past TRIGGER_DELIVERY_DAYS (an indexed range: cheap when none).
         "forgotten": trigger_deliveries_forget(now=now),
     }
+
+
+def _not_queued_since_claimed(
+    kind: str, rows: list[tuple[tuple[object, ...], T]]
+) -> list[T]:
+    """Of `rows` (a row's claim, what to queue), those no sweep queued since that
+    claim; each is marked as queued now.
+
+    A row whose task waits in a long queue looks the same as one whose task was
+    lost. Queued again on every sweep, a backlog grows faster than the workers
+    drain it (seen in the chaos run: 72,000 copies of a few hundred tasks). So a
+    sweep queues a row's task once per claim (the row's id and `attempts`, and a
+    request's step) and, should that copy be lost too, again after
+    `AGENT_LEASE_SECONDS` x 3. The marks live in Redis beside the queue: a Redis
+    restart that loses the queue loses them too.
+    """
+    if not rows:
+        return []
+    ttl = settings.AGENT_LEASE_SECONDS * REQUEUE_LEASES
+    try:
+        with redis_client().pipeline(transaction=False) as pipe:
+            for claim, _ in rows:
+                pipe.set(redis_key("requeued", kind, *claim), 1, nx=True, ex=ttl)
+            fresh = pipe.execute()
+    except RedisError:
+        fresh = [True] * len(rows)  # the enqueue says why it fails
+    return [item for (_, item), new in zip(rows, fresh, strict=True) if new]
 
 
 def _misfiled(settle: datetime) -> list[UUID]:

@@ -88,6 +88,31 @@ def test_sweep_requeues_a_new_request_whose_enqueue_was_lost(
     assert _queued(task_queue) == [(enqueue.MODEL_STEP, repr((str(turn.pk), 0)))]
 
 
+def test_sweep_queues_a_waiting_task_once_per_claim_not_on_every_sweep(
+    room: Room,
+    bob: User,
+    task_queue: Queue,
+    settings,
+) -> None:
+    """A step whose task waits behind a long queue looks lost to the sweep; queued
+    again on every sweep, copies piled up faster than workers drained them (the
+    chaos run saw 72,000). Once per claim: after the step is claimed and its lease
+    runs out, the sweep queues it once more."""
+    turn = services.request_start(room=room, user=bob, text="Summarise ENG-3.")
+    stale = _ago(settings.AGENT_SWEEP_GRACE_SECONDS + 1)
+    Request.objects.filter(pk=turn.pk).update(updated=stale)
+    for _ in range(3):
+        services.sweep()
+    step = (enqueue.MODEL_STEP, repr((str(turn.pk), 0)))
+    assert _queued(task_queue) == [step]
+
+    assert services.step_claim(request_id=turn.pk, step=0) is not None
+    Request.objects.filter(pk=turn.pk).update(lease_until=_ago(1))
+    for _ in range(3):
+        services.sweep()
+    assert _queued(task_queue) == [step, step]
+
+
 def test_sweep_requeues_an_approved_action_never_enqueued(
     alice: User,
     action: Action,
