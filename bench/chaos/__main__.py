@@ -15,7 +15,12 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--users", type=int, default=8, help="actors posting and voting"
     )
-    parser.add_argument("--kill-every", type=float, default=2.0, help="seconds, about")
+    parser.add_argument(
+        "--kill-every",
+        type=float,
+        default=1.8,
+        help="seconds between kills, about (1.8: some 330 in ten minutes)",
+    )
     parser.add_argument(
         "--restart-every",
         type=float,

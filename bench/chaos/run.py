@@ -410,6 +410,8 @@ class Run:
         self.tally = Tally()
         self.ending = threading.Event()
         self.stopping = threading.Event()
+        # Set when the run stops its system: threads that started processes last.
+        self.over = threading.Event()
         self.epoch = 0
         self.tag = 0
         self.tag_lock = threading.Lock()
@@ -455,55 +457,98 @@ class Run:
             gathered = self._gather(watchers, receiver)
         finally:
             self.ending.set()
+            self.over.set()
             receiver.shutdown()
             self.system.stop()
         (self.dir / "gathered.json").write_text(gathered.to_json())
         return check(gathered), gathered
 
     def _chaos(self) -> None:
+        """Follow the plan: kills from this thread, crashes of Redis and PostgreSQL
+        from their own, so a slow restart of either never holds the kills back."""
         threading.Thread(target=self._reviver, daemon=True).start()
         start = time.monotonic()
-        for at, what, target in self.plan.events:
-            if time.monotonic() - start > self.plan.seconds:
-                # Behind the schedule (restarts are slow on a loaded machine): the
-                # run lasts its minutes; the log shows what was done.
-                self.schedule_log.append(f"  (stopped behind schedule, at {at}s)")
+        events = self.plan.events
+        kills = [(at, target) for at, what, target in events if what == "kill"]
+        crashes = [(at, target) for at, what, target in events if what != "kill"]
+        crashed = threading.Event()
+        threading.Thread(
+            target=self._crashes, args=(start, crashes, crashed), daemon=True
+        ).start()
+        for at, target in kills:
+            if not self._wait_until(start, at):
                 break
-            delay = start + at - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            stamp = f"{time.monotonic() - start:7.2f}s {what} {target}"
-            self.schedule_log.append(stamp)
+            stamp = f"{time.monotonic() - start:7.2f}s kill"
             try:
-                if what == "kill":
-                    self._keep_one_web(target)
-                    if self.system.kill(target):
-                        self.tally.kills[target] += 1
-                    else:
-                        self.schedule_log[-1] += " (down already)"
-                    # Restarted in the background, so the schedule keeps its pace.
-                    pause = random.Random(f"{self.plan.seed}-{at}").uniform(0.2, 2)
-                    self.revivals.put((time.monotonic() + pause, target))
-                elif target == "redis":
-                    self.system.redis.crash()
-                    self.tally.crashes["redis"] += 1
-                    time.sleep(1)
-                    self.system.redis.start()
-                    self.epoch += 1
-                else:
-                    self.system.pg.crash()
-                    self.tally.crashes["postgres"] += 1
-                    time.sleep(1)
-                    self.system.pg.start()
-            except Exception as exc:  # a failed restart is tried again below
-                self.say(f"chaos: {stamp} went wrong: {exc}")
+                killed = self._kill_one(target, at)
+                self.schedule_log.append(f"{stamp} {killed or target + ' (none up)'}")
+            except Exception as exc:  # restarted by the reviver all the same
+                self.say(f"chaos: {stamp} {target} went wrong: {exc}")
             self._faults()
+        crashed.wait()
         rest = start + self.plan.seconds - time.monotonic()
         if rest > 0:
             time.sleep(rest)
         time.sleep(2.5)  # the last restarts' timers
         for name in self.system.procs:
             self.system.revive(name)
+
+    def _wait_until(self, start: float, at: float) -> bool:
+        """Sleep until `at` seconds into the chaos; False once the minutes are over
+        (behind the schedule on a loaded machine: the run lasts its minutes)."""
+        if time.monotonic() - start > self.plan.seconds:
+            self.schedule_log.append(f"  (stopped behind schedule, at {at}s)")
+            return False
+        time.sleep(max(0.0, start + at - time.monotonic()))
+        return True
+
+    def _kill_one(self, target: str, at: float) -> str | None:
+        """SIGKILL the planned process or, when it is down already (or it is a web
+        process whose twin is not serving), the next of the others in a seeded
+        order that is up: every planned kill kills something. The process comes
+        back in the background after a seeded pause, so the schedule keeps its
+        pace. Returns what was killed."""
+        rng = random.Random(f"{self.plan.seed}-{at}")
+        others = [name for name in KILLABLE if name != target]
+        rng.shuffle(others)
+        for name in (target, *others):
+            if name.startswith("web") and not self._twin_serves(name):
+                continue
+            if self.system.kill(name):
+                self.tally.kills[name] += 1
+                self.revivals.put((time.monotonic() + rng.uniform(0.2, 2), name))
+                return name
+        return None
+
+    def _twin_serves(self, web: str) -> bool:
+        """Whether the other web process serves: the run tests recovery, not an
+        outage of the whole site."""
+        twin = self.system.procs["web2" if web == "web1" else "web1"]
+        return twin.alive() and answers(f"{twin.url}/healthz")
+
+    def _crashes(
+        self, start: float, crashes: list[tuple[float, str]], done: threading.Event
+    ) -> None:
+        """Crash and restart Redis and PostgreSQL on the plan's schedule, then live
+        on until the run ends: the Redis this thread restarted dies with it (the
+        supervisor's children get SIGKILL when the thread that started them ends)."""
+        for at, target in crashes:
+            if not self._wait_until(start, at):
+                break
+            stamp = f"{time.monotonic() - start:7.2f}s crash {target}"
+            self.schedule_log.append(stamp)
+            try:
+                server = self.system.redis if target == "redis" else self.system.pg
+                server.crash()
+                self.tally.crashes[target] += 1
+                time.sleep(1)
+                server.start()
+                if target == "redis":
+                    self.epoch += 1
+            except Exception as exc:
+                self.say(f"chaos: {stamp} went wrong: {exc}")
+        done.set()
+        self.over.wait()
 
     def _reviver(self) -> None:
         """Restart killed processes when due, from this one long-lived thread: a
@@ -516,16 +561,6 @@ class Run:
                 self.system.revive(name)
             except Exception as exc:
                 self.say(f"chaos: could not restart {name}: {exc}")
-
-    def _keep_one_web(self, target: str) -> None:
-        """Before killing a web process, wait (up to 30 s) for the other one to
-        serve: the run tests recovery, not an outage of the whole site."""
-        if not target.startswith("web"):
-            return
-        other = self.system.procs["web2" if target == "web1" else "web1"]
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not answers(f"{other.url}/healthz"):
-            time.sleep(0.2)
 
     def _faults(self) -> None:
         """Now and then a stand-in that holds its answer or loses it after applying."""
