@@ -32,7 +32,7 @@ class Plan:
     noop_tasks: int
     ref_samples: int
     # Concurrent turns: K at once, each streaming `concurrent_text` at the delay.
-    concurrent_k: list[int] = field(default_factory=lambda: [50, 200, 500])
+    concurrent_k: list[int] = field(default_factory=lambda: [50, 200, 500, 1000])
     concurrent_text: str = "count to 100"
     concurrent_delay: float = 0.05
     # All K turns posted by one user (whose row lock, the per-user cap's, orders
@@ -119,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         rooms += [f"f-{n}" for n in range(1, args.plan.concurrent_burst + 1)]
     try:
         system.start([*rooms, "turns", "decisions", "throughput"])
+        if args.smoke:
+            # Recovery from the SIGKILL case within seconds, as the chaos run does:
+            # a lease as deployed (20 s) is most of a smoke run's time.
+            system.env.update(AGENT_LEASE_SECONDS="4", AGENT_SWEEP_SECONDS="1")
         # The Celery reference tasks are sent from this process.
         os.environ.update(system.env)
         profile = args.out.resolve() / "profiles" if args.profile else None
@@ -149,7 +153,7 @@ def options(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--concurrent-k",
-        help="concurrent turns K instead, e.g. 50,200 (default 50,200,500; smoke 5)",
+        help="concurrent turns K instead, e.g. 50,200 (default 50,200,500,1000; smoke 5)",
     )
     parser.add_argument(
         "--one-user",

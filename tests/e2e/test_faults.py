@@ -15,7 +15,7 @@ import redis
 from chat import enqueue, services
 from chat.errors import AppError
 from chat.models import Action, Message, Request
-from tests.plugins.stack import ROOT, effects, reached, wait_for
+from tests.plugins.stack import ROOT, die_in_child, effects, reached, wait_for
 
 pytestmark = pytest.mark.e2e
 S = Request.Status
@@ -158,15 +158,7 @@ def test_a_decision_whose_process_died_before_advancing_is_finished_by_the_sweep
     the beat's sweep takes it to its end (the model answers the denial)."""
     stack.worker()
     request, action = pending_delete(room, bob)
-    died = subprocess.run(
-        [sys.executable, "-c", DIE_AFTER_THE_DECISION_COMMITS, str(action.pk), "alice"],
-        cwd=ROOT,
-        env={**stack.env, "DJANGO_SETTINGS_MODULE": "agentsite.settings"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert died.returncode == -9, died.stdout + died.stderr
+    die_in_child(stack, DIE_AFTER_THE_DECISION_COMMITS, str(action.pk), "alice")
     # What the crash left: the denial committed, the turn not moved on.
     assert Action.objects.get(pk=action.pk).status == Action.Status.DENIED
     time.sleep(3)

@@ -5,8 +5,6 @@ real worker then finishes the batch. Audit records, room events, webhooks and th
 rows themselves must still agree, each change reported exactly once."""
 
 import json
-import subprocess
-import sys
 from datetime import timedelta
 
 import pytest
@@ -25,7 +23,7 @@ from chat.models import (
 )
 from tests.e2e.test_agent import pending
 from tests.plugins.people import _user
-from tests.plugins.stack import ROOT, effects, reached, wait_for
+from tests.plugins.stack import die_in_child, effects, reached, wait_for
 
 pytestmark = pytest.mark.e2e
 S = Request.Status
@@ -74,15 +72,7 @@ def private_ok(settings) -> None:
 
 
 def sweep_killed(stack, claim: str, when: str) -> None:
-    died = subprocess.run(
-        [sys.executable, "-c", DIE_IN_THE_SWEEP, claim, when],
-        cwd=ROOT,
-        env={**stack.env, "DJANGO_SETTINGS_MODULE": "agentsite.settings"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert died.returncode == -9, died.stdout + died.stderr
+    die_in_child(stack, DIE_IN_THE_SWEEP, claim, when)
 
 
 def records(kind: str, room) -> list[AuditRecord]:

@@ -55,3 +55,51 @@ def test_two_beats_post_each_slot_once(stack, room, alice):
 
 def _iso(at: datetime) -> str:
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def test_after_a_restart_a_slot_inside_the_catch_up_window_runs_once_outside_skips(
+    stack, room, alice
+):
+    """The system was down while two hourly slots passed (as a restart finds them):
+    the one 2 minutes ago, inside SCHEDULE_CATCH_UP (300 s), is posted once when beat
+    and a worker come back; the one 10 minutes ago is skipped and counted, and each
+    schedule moves on to its next hour."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    recent, old = now - timedelta(minutes=2), now - timedelta(minutes=10)
+
+    def hourly_due(slot: datetime, name: str) -> Schedule:
+        made = services.schedule_create(
+            room_slug=room.slug,
+            user=alice,
+            data={"cron": f"{slot.minute} * * * *", "prompt": "Hourly", "name": name},
+        )
+        # What the schedule held when the processes stopped: this slot next.
+        Schedule.objects.filter(pk=made.pk).update(next_run=slot)
+        return made
+
+    inside, outside = hourly_due(recent, "inside"), hourly_due(old, "outside")
+    stack.worker()
+    stack.beat()
+
+    wait_for(
+        lambda: Request.objects.filter(trigger__id=inside.pk).exists(),
+        timeout=60,
+        what="the slot inside the window to be posted",
+    )
+    [request] = Request.objects.filter(trigger__id=inside.pk)
+    assert request.trigger["slot"] == _iso(recent) and request.user == room.bot
+    reached(request, Request.Status.COMPLETED, timeout=60)
+    wait_for(
+        lambda: Schedule.objects.get(pk=outside.pk).skipped == 1,
+        timeout=30,
+        what="the slot outside the window to be skipped",
+    )
+    time.sleep(3)  # several more sweeps (AGENT_SWEEP_SECONDS=1 here)
+    assert Request.objects.filter(trigger__id=inside.pk).count() == 1
+    assert not Request.objects.filter(trigger__id=outside.pk).exists()
+    inside.refresh_from_db()
+    outside.refresh_from_db()
+    assert (inside.last_run, inside.skipped) == (recent, 0)
+    assert (outside.last_skipped, outside.last_run) == (old, None)
+    assert inside.next_run == recent + timedelta(hours=1)
+    assert outside.next_run == old + timedelta(hours=1)

@@ -7,6 +7,8 @@ import json
 import os
 import re
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -579,6 +581,21 @@ def _no_stray_connections(django_db_setup, django_db_blocker) -> Iterator[None]:
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                     "WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 )
+
+
+def die_in_child(stack: Stack, script: str, *args: str) -> None:
+    """Run `script` (Python) in a child process of the stack's settings and check
+    that it died by SIGKILL: the fault tests' crash at a chosen write, which the
+    script arranges through Django's public execute_wrapper."""
+    died = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=ROOT,
+        env={**stack.env, "DJANGO_SETTINGS_MODULE": "agentsite.settings"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert died.returncode == -9, died.stdout + died.stderr
 
 
 def effects(linear: Standin, op: str | None = None) -> list[dict]:

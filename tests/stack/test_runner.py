@@ -139,45 +139,36 @@ def runners() -> Iterator[list[RunnerProcess]]:
             runner.process.wait()
 
 
-def test_run_serves_then_stops_everything_on_ctrl_c(runner_env, runners):
-    runner = RunnerProcess(runner_env)
-    runners.append(runner)
-    runner.wait_healthy()
-    standins = {m[1]: m[2] for m in map(LISTENING.match, runner.lines) if m}
-    assert set(standins) == {"openai", "linear"}, runner.output
-    base = {name: re.sub(r"/(v1|graphql)$", "", url) for name, url in standins.items()}
-    assert requests.get(f"{base['openai']}/_control/requests", timeout=5).ok
-    assert requests.get(f"{base['linear']}/_control/health", timeout=5).ok
-    pids = runner.started()
-    assert {"redis", "openai", "linear", "web", "worker", "beat"} <= set(pids)
-
-    assert runner.interrupt() == 0, runner.output
-    assert survivors(pids, timeout=2) == {}
-    stopped = runner.stopped()
-    # Everything still running was stopped, and Redis only after all the rest.
-    assert set(stopped) == set(pids) - {"migrate", "setup", "collectstatic"}, (
-        runner.output
-    )
-    assert stopped[-1] == "redis", runner.output
-
-
-def test_sigkill_of_the_runner_leaves_no_process_behind(runner_env, runners):
-    runner = RunnerProcess(runner_env)
-    runners.append(runner)
-    runner.wait_healthy()
-    pids = runner.started()
-    assert {"redis", "web", "worker", "beat"} <= set(pids)
-
-    runner.process.kill()
-    runner.process.wait()
-    assert survivors(pids, timeout=15) == {}, runner.output
-
-
-def test_second_start_works_and_a_process_that_dies_stops_all(runner_env, runners):
+def test_first_run_serves_mails_and_stops_on_ctrl_c_then_a_second_run_reuses_it(
+    runner_env, runners
+):
+    """A newcomer's first two runs, each start of the whole system once (they are
+    the slow part): the first creates everything, serves, prints each approver's
+    mail with a link to its own port, and Ctrl-C stops every process, Redis last;
+    the second, on the same database and port, has nothing to create, and when one
+    of its processes dies the runner stops all the rest and exits 1."""
+    # No SITE_URL and no EMAIL_HOST: the console backend, links from PORT.
+    runner_env.update(SITE_URL="", EMAIL_HOST="")
     first = RunnerProcess(runner_env)
     runners.append(first)
     first.wait_healthy()
+    standins = {m[1]: m[2] for m in map(LISTENING.match, first.lines) if m}
+    assert set(standins) == {"openai", "linear"}, first.output
+    base = {name: re.sub(r"/(v1|graphql)$", "", url) for name, url in standins.items()}
+    assert requests.get(f"{base['openai']}/_control/requests", timeout=5).ok
+    assert requests.get(f"{base['linear']}/_control/health", timeout=5).ok
+    pids = first.started()
+    assert {"redis", "openai", "linear", "web", "worker", "beat"} <= set(pids)
+    _each_approver_is_mailed_a_link_to_this_port(first)
+
     assert first.interrupt() == 0, first.output
+    assert survivors(pids, timeout=2) == {}
+    stopped = first.stopped()
+    # Everything still running was stopped, and Redis only after all the rest.
+    assert set(stopped) == set(pids) - {"migrate", "setup", "collectstatic"}, (
+        first.output
+    )
+    assert stopped[-1] == "redis", first.output
 
     # Same database, same port, straight after: nothing to migrate or create.
     second = RunnerProcess(runner_env)
@@ -195,6 +186,47 @@ def test_second_start_works_and_a_process_that_dies_stops_all(runner_env, runner
     )
     assert survivors(pids, timeout=2) == {}
     assert second.stopped()[-1] == "redis"
+
+
+def _each_approver_is_mailed_a_link_to_this_port(runner: RunnerProcess) -> None:
+    base = f"http://127.0.0.1:{runner.port}"
+    login = {"username": "bob", "password": "demo"}
+    token = requests.post(f"{base}/api/auth/token", json=login, timeout=10)
+    asked = requests.post(
+        f"{base}/api/rooms/demo/requests",
+        json={"text": "delete ENG-11"},
+        headers={"Authorization": f"Token {token.json()['token']}"},
+        timeout=10,
+    )
+    assert asked.status_code == 202, asked.text
+
+    # Each eligible voter (not bob, who asked) gets one, printed by the worker.
+    link = re.compile(rf"^worker\s+\| Approve or deny: ({base}/decide/\S+/)$", re.M)
+    wanted = {f"worker   | To: {name}@example.com" for name in ("alice", "carol")}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        lines = set(runner.lines)
+        if wanted <= lines and len(link.findall(runner.output)) >= 3:
+            break
+        time.sleep(0.2)
+    assert wanted <= set(runner.lines), runner.output
+    assert "worker   | To: bob@example.com" not in runner.lines
+    [url] = set(link.findall(runner.output))
+    answer = requests.get(url, allow_redirects=False, timeout=10)
+    assert answer.status_code == 302, answer.text
+    assert answer.headers["Location"].startswith("/accounts/login/?next=/decide/")
+
+
+def test_sigkill_of_the_runner_leaves_no_process_behind(runner_env, runners):
+    runner = RunnerProcess(runner_env)
+    runners.append(runner)
+    runner.wait_healthy()
+    pids = runner.started()
+    assert {"redis", "web", "worker", "beat"} <= set(pids)
+
+    runner.process.kill()
+    runner.process.wait()
+    assert survivors(pids, timeout=15) == {}, runner.output
 
 
 def test_port_in_use_fails_fast_with_a_clear_message(runner_env, runners):
@@ -243,43 +275,6 @@ def test_a_bad_worker_count_fails_fast_with_a_clear_message(runner_env, runners)
     runner.reader.join(timeout=5)
     assert "WORKER_PROCESSES must be a number from 1 to 64, not 'two'" in runner.output
     assert runner.started() == {}
-
-
-def test_the_console_prints_each_approvers_mail_with_a_link_to_this_port(
-    runner_env, runners
-):
-    # No SITE_URL and no EMAIL_HOST: the console backend, links from PORT.
-    runner_env.update(SITE_URL="", EMAIL_HOST="")
-    runner = RunnerProcess(runner_env)
-    runners.append(runner)
-    runner.wait_healthy()
-    base = f"http://127.0.0.1:{runner.port}"
-    login = {"username": "bob", "password": "demo"}
-    token = requests.post(f"{base}/api/auth/token", json=login, timeout=10)
-    asked = requests.post(
-        f"{base}/api/rooms/demo/requests",
-        json={"text": "delete ENG-11"},
-        headers={"Authorization": f"Token {token.json()['token']}"},
-        timeout=10,
-    )
-    assert asked.status_code == 202, asked.text
-
-    # Each eligible voter (not bob, who asked) gets one, printed by the worker.
-    link = re.compile(rf"^worker\s+\| Approve or deny: ({base}/decide/\S+/)$", re.M)
-    wanted = {f"worker   | To: {name}@example.com" for name in ("alice", "carol")}
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        lines = set(runner.lines)
-        if wanted <= lines and len(link.findall(runner.output)) >= 3:
-            break
-        time.sleep(0.2)
-    assert wanted <= set(runner.lines), runner.output
-    assert "worker   | To: bob@example.com" not in runner.lines
-    [url] = set(link.findall(runner.output))
-    answer = requests.get(url, allow_redirects=False, timeout=10)
-    assert answer.status_code == 302, answer.text
-    assert answer.headers["Location"].startswith("/accounts/login/?next=/decide/")
-    assert runner.interrupt() == 0, runner.output
 
 
 def test_procfile_is_the_list_of_processes(tmp_path: Path):
