@@ -211,13 +211,14 @@ class GitHubClient:
         """The issue this token created for `action_id`, found by its marker.
 
         Read from the repository's issue list (newest first, by our own user),
-        not from search, whose index lags behind a create by seconds to minutes.
+        not from search, whose index lags behind a create by seconds to minutes;
+        every page: a retry that comes late (a backlog, a long outage) may find a
+        hundred newer issues above the one its first attempt made.
         """
         me = self._call("get_user", "GET", "/user")["login"]
         marker = MARKER.format(action_id)
-        issues = self._call(
+        pages = self._pages(
             "list_issues",
-            "GET",
             f"{self._repo_path}/issues",
             params={
                 "creator": me,
@@ -227,9 +228,10 @@ class GitHubClient:
                 "per_page": 100,
             },
         )
-        for issue in issues:
-            if marker in (issue.get("body") or ""):
-                return _detail(issue)
+        for page in pages:
+            for issue in page:
+                if marker in (issue.get("body") or ""):
+                    return _detail(issue)
         return None
 
     # Writing

@@ -204,6 +204,21 @@ def test_find_comment_reads_every_page_of_a_long_thread(client, server):
     assert client.find_comment(3, str(uuid.uuid4())) is None
 
 
+def test_find_created_reads_every_page_of_the_issue_list(client, server):
+    """A retry that comes late finds its first attempt's issue below a hundred
+    newer ones (the chaos run created GitHub issues twice when it looked at the
+    first page only)."""
+    action_id = str(uuid.uuid4())
+    made = client.create_issue(action_id=action_id, title="The first attempt")
+    for n in range(120):
+        client.create_issue(action_id=str(uuid.uuid4()), title=f"Later ({n})")
+    found = client.find_created(action_id)
+    assert found is not None and found["number"] == made["number"]
+    sent = control(server, "requests")["requests"]
+    assert len([r for r in sent if r["operation"] == "list_issues"]) == 2
+    assert client.find_created(str(uuid.uuid4())) is None
+
+
 def test_a_bad_token_is_permanent_and_never_in_the_message(server) -> None:
     control(server, "reset", {})
     wrong = GitHubClient(server.url, "ghp_wrong-token-value", "demo/agentsite")
