@@ -450,6 +450,7 @@ class Run:
             self.stopping.set()
             for actor in actors:
                 actor.join(30)
+            self._stop_the_schedule()
             self._settle()
             for watcher in watchers:
                 watcher.finish()
@@ -893,6 +894,21 @@ class Run:
         )
 
     # The end ------------------------------------------------------------------
+
+    def _stop_the_schedule(self) -> None:
+        """Disable the schedule with the rest of the workload, as the admin's action
+        does: a slot posted after the watchers left would be a turn nobody saw end."""
+        from django.db import close_old_connections
+
+        from chat.models import Schedule
+
+        for _ in range(30):
+            close_old_connections()
+            try:
+                Schedule.objects.update(enabled=False)
+                return
+            except Exception:  # PostgreSQL restarting: try again
+                time.sleep(1)
 
     def _settle(self, timeout: float = 600) -> None:
         """Wait until nothing runs: every request ended or waiting for people,
