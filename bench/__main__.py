@@ -153,7 +153,8 @@ def options(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--concurrent-k",
-        help="concurrent turns K instead, e.g. 50,200 (default 50,200,500,1000; smoke 5)",
+        help="concurrent turns K instead, e.g. 50,200 "
+        "(default 50,200,500,1000; smoke 5)",
     )
     parser.add_argument(
         "--one-user",
